@@ -1,0 +1,247 @@
+/*
+ * util.c: shared helpers (see util.h). Kept free of any knowledge of the
+ * protocol or the model so every program can link it.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "lejepa_version.h"
+
+void util_check_failed(const char *file, int line, const char *expr)
+{
+    fprintf(stderr, "lejepa: internal error at %s:%d: CHECK(%s) failed\n",
+            file, line, expr);
+    fflush(stderr);
+    abort();
+}
+
+int errf(char *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, ERR_LEN, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lejepa: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        die("out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p)
+        die("out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        die("out of memory reallocating %zu bytes", n);
+    return q;
+}
+
+char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = xmalloc(n);
+    memcpy(d, s, n);
+    return d;
+}
+
+void *xmalloc_aligned(size_t n)
+{
+    size_t rounded = (n + 63) / 64 * 64;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p)
+        die("out of memory allocating %zu aligned bytes", n);
+    memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+
+void util_free_aligned(void *p)
+{
+    free(p);
+}
+
+double util_time_unix(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double util_time_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int fsync_dir_of(const char *path, char *err)
+{
+    char *copy = xstrdup(path);
+    int rc = 0;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    if (fd < 0 || fsync(fd) != 0)
+        rc = errf(err, "%s: cannot sync its directory: %s", path,
+                  strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(copy);
+    return rc;
+}
+
+int util_write_file_atomic(const char *path, const void *data, size_t len,
+                           char *err)
+{
+    char tmp[4096];
+    int rc = -1;
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return errf(err, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return errf(err, "%s: cannot create: %s", tmp, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            errf(err, "%s: write failed: %s", tmp, strerror(errno));
+            goto cleanup;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        errf(err, "%s: fsync failed: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        errf(err, "%s: close failed: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        errf(err, "%s: rename from %s failed: %s", path, tmp, strerror(errno));
+        goto cleanup;
+    }
+    rc = fsync_dir_of(path, err);
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0)
+        unlink(tmp);
+    return rc;
+}
+
+char *util_read_file(const char *path, size_t *len, char *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        errf(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    if (ferror(f)) {
+        errf(err, "%s: read failed: %s", path, strerror(errno));
+        fclose(f);
+        free(buf);
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+int util_mkdir_p(const char *path, char *err)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return errf(err, "'%s': bad directory path", path);
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return errf(err, "%s: cannot create directory: %s", buf,
+                        strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return errf(err, "%s: cannot create directory: %s", buf,
+                    strerror(errno));
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+        return errf(err, "%s: exists and is not a directory", buf);
+    return 0;
+}
+
+void util_print_build_info(FILE *out, const char *program)
+{
+    fprintf(out, "%s %s\n", program, LEJEPA_VERSION);
+    fprintf(out, "blas: OpenBLAS %s (core %s, from %s)\n",
+            openblas_get_config(), openblas_get_corename(),
+            LEJEPA_OPENBLAS_DIR);
+    fprintf(out, "threads: openmp %d, openblas %d\n", omp_get_max_threads(),
+            openblas_get_num_threads());
+}
+
+int util_set_threads(int n)
+{
+    if (n > 0) {
+        omp_set_num_threads(n);
+        openblas_set_num_threads(n);
+    }
+    return omp_get_max_threads();
+}

@@ -1,0 +1,71 @@
+/*
+ * util.h: the small helpers every program shares: the always-on CHECK macro,
+ * the caller-owned error buffer convention, allocation that fails loudly,
+ * atomic file writes and the build/BLAS report behind every --version.
+ * Nothing here knows about messages, models or datasets.
+ */
+#ifndef LEJEPA_UTIL_H
+#define LEJEPA_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Recoverable errors return -1 and write a reason into a caller-owned buffer
+ * of this size; the function that detects the error writes it, callers pass
+ * the buffer on. */
+#define ERR_LEN 256
+
+/* Invariants: always on, unlike assert(). Prints file:line and aborts. */
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        if (!(cond))                                                         \
+            util_check_failed(__FILE__, __LINE__, #cond);                    \
+    } while (0)
+
+void util_check_failed(const char *file, int line, const char *expr)
+    __attribute__((noreturn));
+
+/* Writes a printf-style message into err (ERR_LEN bytes, may be NULL) and
+ * returns -1, so detectors can write `return errf(err, "...", ...);`. */
+int errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Start-up failures: print "lejepa: <message>" to stderr and exit(2). */
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Allocation that exits with a message on failure; the caller frees with
+ * free() (xmalloc, xcalloc, xstrdup) or util_free_aligned (xmalloc_aligned). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+/* 64-byte aligned, zeroed; free with util_free_aligned(). */
+void *xmalloc_aligned(size_t n);
+void util_free_aligned(void *p);
+
+/* Seconds since the Unix epoch / since an arbitrary monotonic origin. */
+double util_time_unix(void);
+double util_time_mono(void);
+
+/* Writes len bytes to path atomically: path.tmp.<pid>, fsync, rename, fsync
+ * of the directory. Returns 0, or -1 with the reason in err. */
+int util_write_file_atomic(const char *path, const void *data, size_t len,
+                           char *err);
+
+/* Reads a whole file into a malloc'd buffer (NUL-terminated, caller frees);
+ * returns NULL with the reason in err. */
+char *util_read_file(const char *path, size_t *len, char *err);
+
+/* Creates a directory and its parents (mode 0755); 0 or -1 with err. */
+int util_mkdir_p(const char *path, char *err);
+
+/* Prints the program's version, the BLAS library it runs (OpenBLAS config
+ * string and core), and the OpenMP / OpenBLAS thread counts. */
+void util_print_build_info(FILE *out, const char *program);
+
+/* Sets OpenMP and OpenBLAS thread counts together; n <= 0 keeps the default
+ * (all cores). Returns the count in force. */
+int util_set_threads(int n);
+
+#endif

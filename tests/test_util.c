@@ -1,0 +1,88 @@
+/*
+ * test_util.c: the shared helpers: atomic writes leave either the old or the
+ * new file, never a temp file; mkdir_p and read_file report the path at fault.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testing.h"
+#include "util.h"
+
+static void test_atomic_write_roundtrip(void)
+{
+    char *dir = testing_tmpdir();
+    char path[4096], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/a/b/file.bin", dir);
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s/a/b", dir);
+    CU_ASSERT_EQUAL(util_mkdir_p(parent, err), 0);
+    CU_ASSERT_EQUAL(util_write_file_atomic(path, "hello", 5, err), 0);
+    CU_ASSERT_EQUAL(util_write_file_atomic(path, "bye", 3, err), 0);
+    size_t n = 0;
+    char *got = util_read_file(path, &n, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+    CU_ASSERT_EQUAL(n, 3);
+    CU_ASSERT_STRING_EQUAL(got, "bye");
+    free(got);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    CU_ASSERT_NOT_EQUAL(access(tmp, F_OK), 0);
+    testing_rmtree(dir);
+    free(dir);
+}
+
+static void test_errors_name_the_path(void)
+{
+    char err[ERR_LEN] = "";
+    CU_ASSERT_PTR_NULL(util_read_file("/nonexistent/lejepa/x", NULL, err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent/lejepa/x"));
+    err[0] = '\0';
+    CU_ASSERT_EQUAL(util_write_file_atomic("/nonexistent/lejepa/y", "x", 1, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent/lejepa/y"));
+    char *dir = testing_tmpdir();
+    char file[4096];
+    snprintf(file, sizeof file, "%s/plain", dir);
+    CU_ASSERT_EQUAL(util_write_file_atomic(file, "x", 1, err), 0);
+    CU_ASSERT_EQUAL(util_mkdir_p(file, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a directory"));
+    testing_rmtree(dir);
+    free(dir);
+}
+
+static void test_aligned_alloc_is_aligned_and_zeroed(void)
+{
+    for (size_t n = 1; n < 300; n += 37) {
+        unsigned char *p = xmalloc_aligned(n);
+        CU_ASSERT_EQUAL((uintptr_t)p % 64, 0);
+        int zero = 1;
+        for (size_t i = 0; i < n; i++)
+            zero &= p[i] == 0;
+        CU_ASSERT(zero);
+        util_free_aligned(p);
+    }
+}
+
+static void test_errf_truncates_and_returns_minus_one(void)
+{
+    char err[ERR_LEN];
+    char long_name[1000];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    CU_ASSERT_EQUAL(errf(err, "bad %s", long_name), -1);
+    CU_ASSERT_EQUAL(strlen(err), ERR_LEN - 1);
+    CU_ASSERT_EQUAL(errf(NULL, "ignored"), -1);
+}
+
+int main(void)
+{
+    static const struct testing_case cases[] = {
+        {"atomic write round trip", test_atomic_write_roundtrip},
+        {"errors name the path", test_errors_name_the_path},
+        {"aligned alloc", test_aligned_alloc_is_aligned_and_zeroed},
+        {"errf", test_errf_truncates_and_returns_minus_one},
+        {NULL, NULL},
+    };
+    return testing_run("util", cases);
+}

@@ -1,0 +1,39 @@
+/*
+ * testing.h: the few helpers every CUnit suite shares: run one suite and turn
+ * its failures into the exit status, find committed fixtures (a missing one
+ * skips with 77 on a developer's machine and fails when CI=true), and a
+ * seeded generator for test inputs.
+ */
+#ifndef LEJEPA_TESTING_H
+#define LEJEPA_TESTING_H
+
+#include <stdint.h>
+
+#include <CUnit/CUnit.h>
+
+struct testing_case {
+    const char *name;
+    void (*fn)(void);
+};
+
+/* Runs the cases (terminated by {NULL, NULL}) as one suite; returns the
+ * process exit status: 0 when all pass, 1 on any failure. */
+int testing_run(const char *suite, const struct testing_case *cases);
+
+/* Path of a committed fixture under tests/fixtures/ (from the source tree,
+ * via the LEJEPA_SOURCE_ROOT environment set by meson). A missing fixture
+ * exits the process: 77 (skip) normally, 1 when CI=true. Returns a static
+ * buffer, valid until the next call. */
+const char *testing_fixture(const char *name);
+
+/* Fresh temporary directory under $TMPDIR (caller removes it with
+ * testing_rmtree). Returns a malloc'd path; the caller frees it. */
+char *testing_tmpdir(void);
+void testing_rmtree(const char *path);
+
+/* splitmix64-based generator for seeded test inputs. */
+uint64_t testing_rand_u64(uint64_t *state);
+double testing_rand_uniform(uint64_t *state);   /* [0, 1) */
+double testing_rand_normal(uint64_t *state);    /* N(0, 1) */
+
+#endif
