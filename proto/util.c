@@ -123,51 +123,80 @@ static int fsync_dir_of(const char *path, char *err)
     return rc;
 }
 
-int util_write_file_atomic(const char *path, const void *data, size_t len,
-                           char *err)
+int util_atomic_open(struct atomic_file *f, const char *path, char *err)
 {
-    char tmp[4096];
-    int rc = -1;
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof tmp)
+    f->fd = -1;
+    size_t n = strlen(path);
+    if (n >= sizeof f->path)
         return errf(err, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return errf(err, "%s: cannot create: %s", tmp, strerror(errno));
+    memcpy(f->path, path, n + 1);
+    snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%ld", path, (long)getpid());
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f->fd < 0)
+        return errf(err, "%s: cannot create: %s", f->tmp, strerror(errno));
+    return 0;
+}
+
+void util_atomic_abort(struct atomic_file *f)
+{
+    if (f->fd >= 0) {
+        close(f->fd);
+        unlink(f->tmp);
+    }
+    f->fd = -1;
+}
+
+int util_atomic_write(struct atomic_file *f, const void *data, size_t len,
+                      char *err)
+{
     const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
+    while (len > 0) {
+        ssize_t w = write(f->fd, p, len);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            errf(err, "%s: write failed: %s", tmp, strerror(errno));
-            goto cleanup;
+            errf(err, "%s: write failed: %s", f->tmp,
+                 w < 0 ? strerror(errno) : "no progress");
+            util_atomic_abort(f);
+            return -1;
         }
         p += w;
-        left -= (size_t)w;
+        len -= (size_t)w;
     }
-    if (fsync(fd) != 0) {
-        errf(err, "%s: fsync failed: %s", tmp, strerror(errno));
-        goto cleanup;
+    return 0;
+}
+
+int util_atomic_commit(struct atomic_file *f, char *err)
+{
+    if (fsync(f->fd) != 0) {
+        errf(err, "%s: fsync failed: %s", f->tmp, strerror(errno));
+        util_atomic_abort(f);
+        return -1;
     }
-    if (close(fd) != 0) {
-        fd = -1;
-        errf(err, "%s: close failed: %s", tmp, strerror(errno));
-        goto cleanup;
+    int rc = close(f->fd);
+    f->fd = -1;
+    if (rc != 0) {
+        errf(err, "%s: close failed: %s", f->tmp, strerror(errno));
+        unlink(f->tmp);
+        return -1;
     }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        errf(err, "%s: rename from %s failed: %s", path, tmp, strerror(errno));
-        goto cleanup;
+    if (rename(f->tmp, f->path) != 0) {
+        errf(err, "%s: rename from %s failed: %s", f->path, f->tmp,
+             strerror(errno));
+        unlink(f->tmp);
+        return -1;
     }
-    rc = fsync_dir_of(path, err);
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    if (rc != 0)
-        unlink(tmp);
-    return rc;
+    return fsync_dir_of(f->path, err);
+}
+
+int util_write_file_atomic(const char *path, const void *data, size_t len,
+                           char *err)
+{
+    struct atomic_file f;
+    if (util_atomic_open(&f, path, err) != 0 ||
+        util_atomic_write(&f, data, len, err) != 0)
+        return -1;
+    return util_atomic_commit(&f, err);
 }
 
 char *util_read_file(const char *path, size_t *len, char *err)

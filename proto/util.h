@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* Recoverable errors return -1 and write a reason into a caller-owned buffer
  * of this size; the function that detects the error writes it, callers pass
@@ -48,8 +49,23 @@ void util_free_aligned(void *p);
 double util_time_unix(void);
 double util_time_mono(void);
 
-/* Writes len bytes to path atomically: path.tmp.<pid>, fsync, rename, fsync
- * of the directory. Returns 0, or -1 with the reason in err. */
+/* A file written atomically: data goes to path.tmp.<pid>; commit fsyncs it,
+ * renames it over path and fsyncs the directory, so readers see the old file
+ * or the new one, never a part. Every call returns 0, or -1 with the reason
+ * in err, after which the temp file is already removed. */
+struct atomic_file {
+    int fd;
+    char path[4096];
+    char tmp[4160];
+};
+int util_atomic_open(struct atomic_file *f, const char *path, char *err);
+int util_atomic_write(struct atomic_file *f, const void *data, size_t len,
+                      char *err);
+int util_atomic_commit(struct atomic_file *f, char *err);
+/* Drops an open atomic file (the target is left untouched). */
+void util_atomic_abort(struct atomic_file *f);
+
+/* The whole of data as one atomic file. */
 int util_write_file_atomic(const char *path, const void *data, size_t len,
                            char *err);
 
