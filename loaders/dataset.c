@@ -1,0 +1,447 @@
+/*
+ * dataset.c: builds the ImageFolder index described in dataset.h: one readdir
+ * walk per split (d_type decides files from folders; stat only where the
+ * file system does not say, or for symlinks), then one qsort of the relative
+ * paths. It never opens an image: decoding belongs to the loader.
+ */
+#include "dataset.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define DATASET_PATH_MAX 4096
+#define DATASET_HINT "expected DIR/train/<class>/<image>; " \
+    "`lejepa-prep fashion-mnist --out DIR` makes the default dataset"
+
+/* Extensions of the formats Debian's libvips 8.14 loads (the ImageMagick
+ * loader adds bmp); deliberately modest: no pdf, csv, matrix or raw. */
+static const char *const image_exts[] = {
+    "png", "jpg", "jpeg", "jpe", "webp", "tif", "tiff", "gif", "bmp",
+    "pbm", "pgm", "ppm", "pnm", "pfm", "hdr", "exr", "heic", "heif", "avif",
+    "jp2", "j2k", "jxl", "fits", "fit", "svg",
+};
+
+static const char *const split_names[DATASET_N_SPLITS] = {"train", "val"};
+
+/* One split's walk: relative paths appended to a growing pool (as offsets,
+ * since the pool moves), with their labels. */
+struct walk_entry {
+    size_t off;
+    int32_t label;
+};
+
+struct walk {
+    int split;
+    char *pool;
+    size_t pool_len, pool_cap;
+    struct walk_entry *ents;
+    size_t n, cap;
+    size_t skipped;
+    char rel[DATASET_PATH_MAX];   /* path relative to root of the folder walked */
+    size_t rel_len;
+};
+
+uint64_t dataset_fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+const char *dataset_split_name(int split)
+{
+    return split >= 0 && split < DATASET_N_SPLITS ? split_names[split] : "?";
+}
+
+int dataset_split_parse(const char *name)
+{
+    for (int s = 0; s < DATASET_N_SPLITS; s++)
+        if (strcmp(name, split_names[s]) == 0)
+            return s;
+    return -1;
+}
+
+int dataset_is_image_name(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    if (!dot || dot == name)
+        return 0;
+    for (size_t i = 0; i < sizeof image_exts / sizeof image_exts[0]; i++)
+        if (strcasecmp(dot + 1, image_exts[i]) == 0)
+            return 1;
+    return 0;
+}
+
+void dataset_format_fingerprint(uint64_t fingerprint, char out[17])
+{
+    snprintf(out, 17, "%016llx", (unsigned long long)fingerprint);
+}
+
+/* Appends "/name" to w->rel; -1 with err if it would not fit. */
+static int rel_push(struct walk *w, const char *name, size_t *saved, char *err)
+{
+    size_t n = strlen(name);
+    *saved = w->rel_len;
+    if (w->rel_len + 1 + n + 1 > sizeof w->rel)
+        return errf(err, "%s/%s: path too long", w->rel, name);
+    w->rel[w->rel_len++] = '/';
+    memcpy(w->rel + w->rel_len, name, n + 1);
+    w->rel_len += n;
+    return 0;
+}
+
+static void rel_pop(struct walk *w, size_t saved)
+{
+    w->rel_len = saved;
+    w->rel[saved] = '\0';
+}
+
+static void walk_add(struct walk *w, int32_t label)
+{
+    size_t need = w->rel_len + 1;
+    if (w->pool_len + need > w->pool_cap) {
+        w->pool_cap = w->pool_cap ? w->pool_cap * 2 : 1 << 16;
+        while (w->pool_len + need > w->pool_cap)
+            w->pool_cap *= 2;
+        w->pool = xrealloc(w->pool, w->pool_cap);
+    }
+    if (w->n == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 1024;
+        w->ents = xrealloc(w->ents, w->cap * sizeof *w->ents);
+    }
+    memcpy(w->pool + w->pool_len, w->rel, need);
+    w->ents[w->n].off = w->pool_len;
+    w->ents[w->n].label = label;
+    w->n++;
+    w->pool_len += need;
+}
+
+/* Kind of a directory entry: 'd' folder, 'f' regular file, 'o' other or a
+ * dangling symlink. */
+static char entry_kind(int dir_fd, const struct dirent *e)
+{
+    if (e->d_type == DT_DIR)
+        return 'd';
+    if (e->d_type == DT_REG)
+        return 'f';
+    if (e->d_type != DT_UNKNOWN && e->d_type != DT_LNK)
+        return 'o';
+    struct stat st;
+    if (fstatat(dir_fd, e->d_name, &st, 0) != 0)
+        return 'o';
+    return S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' : 'o';
+}
+
+/* Adds every image below the folder w->rel (opened as fd, which this
+ * function closes) with the given label. depth 0 is the class folder. */
+static int walk_class_dir(struct walk *w, const char *root, int fd,
+                          int32_t label, int depth, char *err)
+{
+    DIR *dir = fdopendir(fd);
+    if (!dir) {
+        close(fd);
+        return errf(err, "%s/%s: cannot read: %s", root, w->rel,
+                    strerror(errno));
+    }
+    int rc = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(dir);
+        if (!e) {
+            if (errno != 0)
+                rc = errf(err, "%s/%s: cannot read: %s", root, w->rel,
+                          strerror(errno));
+            break;
+        }
+        if (e->d_name[0] == '.')
+            continue;
+        char kind = entry_kind(dirfd(dir), e);
+        if (kind == 'o' || (kind == 'f' && !dataset_is_image_name(e->d_name))) {
+            w->skipped++;
+            continue;
+        }
+        size_t saved;
+        if ((rc = rel_push(w, e->d_name, &saved, err)) != 0)
+            break;
+        if (kind == 'f') {
+            walk_add(w, label);
+        } else if (depth >= DATASET_MAX_DEPTH) {
+            rc = errf(err, "%s/%s: folders nested more than %d levels below "
+                      "the class folder (a symlink loop?)", root, w->rel,
+                      DATASET_MAX_DEPTH);
+        } else {
+            int sub = openat(dirfd(dir), e->d_name, O_RDONLY | O_DIRECTORY);
+            if (sub < 0)
+                rc = errf(err, "%s/%s: cannot open: %s", root, w->rel,
+                          strerror(errno));
+            else
+                rc = walk_class_dir(w, root, sub, label, depth + 1, err);
+        }
+        rel_pop(w, saved);
+        if (rc != 0)
+            break;
+    }
+    closedir(dir);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Lists the class folders of root/train into d->classes (sorted); files
+ * directly in train/ are counted as skipped. */
+static int list_classes(struct dataset *d, DIR *dir, struct walk *w, char *err)
+{
+    size_t cap = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(dir);
+        if (!e) {
+            if (errno != 0)
+                return errf(err, "%s/train: cannot read: %s", d->root,
+                            strerror(errno));
+            break;
+        }
+        if (e->d_name[0] == '.')
+            continue;
+        if (entry_kind(dirfd(dir), e) != 'd') {
+            w->skipped++;
+            continue;
+        }
+        if (d->n_classes == cap) {
+            cap = cap ? cap * 2 : 64;
+            d->classes = xrealloc(d->classes, cap * sizeof *d->classes);
+        }
+        d->classes[d->n_classes++] = xstrdup(e->d_name);
+    }
+    if (d->n_classes > (size_t)INT32_MAX)
+        return errf(err, "%s/train: too many classes", d->root);
+    qsort(d->classes, d->n_classes, sizeof *d->classes, cmp_str);
+    return 0;
+}
+
+/* Walks one split folder (already opened as dir). For train the classes
+ * are listed first; for val each folder must name a known class. */
+static int walk_split(struct dataset *d, struct walk *w, DIR *dir, char *err)
+{
+    if (w->split == DATASET_TRAIN) {
+        int rc = list_classes(d, dir, w, err);
+        if (rc != 0)
+            return rc;
+        rewinddir(dir);
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(dir);
+        if (!e) {
+            if (errno != 0)
+                return errf(err, "%s/%s: cannot read: %s", d->root, w->rel,
+                            strerror(errno));
+            return 0;
+        }
+        if (e->d_name[0] == '.' || entry_kind(dirfd(dir), e) != 'd') {
+            if (w->split == DATASET_VAL && e->d_name[0] != '.')
+                w->skipped++;   /* train counted these in list_classes */
+            continue;
+        }
+        const char *name = e->d_name;
+        char **hit = bsearch(&name, d->classes, d->n_classes,
+                             sizeof *d->classes, cmp_str);
+        if (!hit)
+            return errf(err, "%s/%s/%s: class '%s' is not among the %zu "
+                        "classes of %s/train", d->root, w->rel, name, name,
+                        d->n_classes, d->root);
+        size_t saved;
+        if (rel_push(w, name, &saved, err) != 0)
+            return -1;
+        int fd = openat(dirfd(dir), name, O_RDONLY | O_DIRECTORY);
+        if (fd < 0)
+            return errf(err, "%s/%s: cannot open class folder: %s", d->root,
+                        w->rel, strerror(errno));
+        int rc = walk_class_dir(w, d->root, fd, (int32_t)(hit - d->classes),
+                                0, err);
+        rel_pop(w, saved);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+struct sort_entry {
+    const char *path;
+    int32_t label;
+};
+
+static int cmp_sort_entry(const void *a, const void *b)
+{
+    return strcmp(((const struct sort_entry *)a)->path,
+                  ((const struct sort_entry *)b)->path);
+}
+
+/* Moves a finished walk into d->split[w->split], sorted by relative path. */
+static void split_take(struct dataset *d, struct walk *w)
+{
+    struct dataset_split *s = &d->split[w->split];
+    struct sort_entry *tmp = xmalloc((w->n ? w->n : 1) * sizeof *tmp);
+    for (size_t i = 0; i < w->n; i++) {
+        tmp[i].path = w->pool + w->ents[i].off;
+        tmp[i].label = w->ents[i].label;
+    }
+    qsort(tmp, w->n, sizeof *tmp, cmp_sort_entry);
+    s->n = w->n;
+    s->skipped = w->skipped;
+    s->pool_ = w->pool;
+    s->paths = xmalloc((w->n ? w->n : 1) * sizeof *s->paths);
+    s->labels = xmalloc((w->n ? w->n : 1) * sizeof *s->labels);
+    for (size_t i = 0; i < w->n; i++) {
+        s->paths[i] = (char *)tmp[i].path;
+        s->labels[i] = tmp[i].label;
+    }
+    free(tmp);
+    free(w->ents);
+    w->pool = NULL;
+    w->ents = NULL;
+}
+
+static uint64_t fingerprint_of(const struct dataset *d)
+{
+    static const char tag[] = "lejepa-dataset-v1";
+    uint64_t h = dataset_fnv1a(DATASET_FNV_OFFSET, tag, sizeof tag);
+    for (int s = 0; s < DATASET_N_SPLITS; s++) {
+        const struct dataset_split *sp = &d->split[s];
+        h = dataset_fnv1a(h, split_names[s], strlen(split_names[s]) + 1);
+        unsigned char count[8];
+        for (int b = 0; b < 8; b++)
+            count[b] = (unsigned char)((uint64_t)sp->n >> (8 * b));
+        h = dataset_fnv1a(h, count, sizeof count);
+        for (size_t i = 0; i < sp->n; i++)
+            h = dataset_fnv1a(h, sp->paths[i], strlen(sp->paths[i]) + 1);
+    }
+    return h;
+}
+
+/* Indexes one split; a missing val folder is not an error. */
+static int index_split(struct dataset *d, int split, char *err)
+{
+    char path[DATASET_PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", d->root, split_names[split]);
+    DIR *dir = opendir(path);
+    if (!dir) {
+        if (split == DATASET_VAL && errno == ENOENT)
+            return 0;
+        return errf(err, "%s: cannot open: %s; " DATASET_HINT, path,
+                    strerror(errno));
+    }
+    struct walk *w = xcalloc(1, sizeof *w);
+    w->split = split;
+    w->rel_len = strlen(split_names[split]);
+    memcpy(w->rel, split_names[split], w->rel_len + 1);
+    int rc = walk_split(d, w, dir, err);
+    closedir(dir);
+    if (rc == 0) {
+        split_take(d, w);
+        if (split == DATASET_VAL)
+            d->has_val = 1;
+    }
+    free(w->pool);
+    free(w->ents);
+    free(w);
+    return rc;
+}
+
+int dataset_open(struct dataset *d, const char *root, char *err)
+{
+    memset(d, 0, sizeof *d);
+    size_t len = strlen(root);
+    while (len > 1 && root[len - 1] == '/')
+        len--;
+    if (len == 0)
+        return errf(err, "empty dataset path; " DATASET_HINT);
+    if (len + 64 > DATASET_PATH_MAX)
+        return errf(err, "%.64s...: dataset path too long", root);
+    d->root = xmalloc(len + 1);
+    memcpy(d->root, root, len);
+    d->root[len] = '\0';
+
+    struct stat st;
+    if (stat(d->root, &st) != 0) {
+        errf(err, "%s: %s; " DATASET_HINT, d->root, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        errf(err, "%s: not a directory; " DATASET_HINT, d->root);
+        goto fail;
+    }
+    if (index_split(d, DATASET_TRAIN, err) != 0 ||
+        index_split(d, DATASET_VAL, err) != 0)
+        goto fail;
+    if (d->split[DATASET_TRAIN].n == 0) {
+        errf(err, "%s/train: no images (%zu class folders, %zu other files); "
+             DATASET_HINT, d->root, d->n_classes,
+             d->split[DATASET_TRAIN].skipped);
+        goto fail;
+    }
+    d->fingerprint = fingerprint_of(d);
+    return 0;
+fail:
+    dataset_free(d);
+    return -1;
+}
+
+void dataset_free(struct dataset *d)
+{
+    for (size_t c = 0; c < d->n_classes; c++)
+        free(d->classes[c]);
+    free(d->classes);
+    for (int s = 0; s < DATASET_N_SPLITS; s++) {
+        free(d->split[s].paths);
+        free(d->split[s].labels);
+        free(d->split[s].pool_);
+    }
+    free(d->root);
+    memset(d, 0, sizeof *d);
+}
+
+int dataset_sample_path(const struct dataset *d, int split, size_t index,
+                        char *buf, size_t len)
+{
+    if (split < 0 || split >= DATASET_N_SPLITS || index >= d->split[split].n)
+        return -1;
+    int n = snprintf(buf, len, "%s/%s", d->root, d->split[split].paths[index]);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+void dataset_print_summary(const struct dataset *d, FILE *out)
+{
+    enum { SHOWN = 10 };
+    char fp[17];
+    dataset_format_fingerprint(d->fingerprint, fp);
+    fprintf(out, "dataset %s: %zu classes (", d->root, d->n_classes);
+    for (size_t c = 0; c < d->n_classes && c < SHOWN; c++)
+        fprintf(out, "%s%s", c ? ", " : "", d->classes[c]);
+    fprintf(out, "%s)\n", d->n_classes > SHOWN ? ", ..." : "");
+    for (int s = 0; s < DATASET_N_SPLITS; s++) {
+        const struct dataset_split *sp = &d->split[s];
+        if (s == DATASET_VAL && !d->has_val) {
+            fprintf(out, "  val: none (no %s/val folder)\n", d->root);
+            continue;
+        }
+        fprintf(out, "  %s: %zu images", split_names[s], sp->n);
+        if (sp->skipped)
+            fprintf(out, ", %zu non-image files skipped", sp->skipped);
+        fputc('\n', out);
+    }
+    fprintf(out, "  fingerprint: %s\n", fp);
+}

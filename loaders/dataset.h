@@ -1,0 +1,80 @@
+/*
+ * dataset.h: the index of an ImageFolder tree, shared by every process that
+ * reads a dataset (loader, trainer with --data, embed). It lists files and
+ * names classes; it never opens or decodes an image.
+ *
+ *   DIR/train/<class>/<file...>    classes = subdirectories of train/, bytewise
+ *   DIR/val/<class>/<file...>      optional; every class must exist in train/
+ *
+ * Files may sit in nested folders below a class directory (at most
+ * DATASET_MAX_DEPTH levels). Dotfiles and dot-directories are ignored; files
+ * whose extension is not an image format libvips reads are skipped and
+ * counted. Within a split, samples are ordered bytewise by their path relative
+ * to DIR ("train/3-dress/01234.png"); a sample's index is its position in that
+ * order and its label the index of its class.
+ */
+#ifndef LEJEPA_DATASET_H
+#define LEJEPA_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Folder levels allowed below a class directory; deeper trees (or symlink
+ * loops) are an error. */
+#define DATASET_MAX_DEPTH 8
+
+enum dataset_split_id { DATASET_TRAIN = 0, DATASET_VAL = 1, DATASET_N_SPLITS = 2 };
+
+struct dataset_split {
+    size_t n;           /* number of samples */
+    char **paths;       /* (n) relative to root, e.g. "train/1-trouser/00007.png" */
+    int32_t *labels;    /* (n) class index of each sample */
+    size_t skipped;     /* files that are not images by extension */
+    char *pool_;        /* private: the bytes paths point into */
+};
+
+struct dataset {
+    char *root;         /* as given, without trailing slashes */
+    size_t n_classes;
+    char **classes;     /* (n_classes) sorted bytewise (strcmp) */
+    struct dataset_split split[DATASET_N_SPLITS];
+    int has_val;        /* 0 when DIR/val does not exist */
+    /* 64-bit FNV-1a over a version tag and, per split, its name, its count
+     * and its sorted relative paths, each NUL-terminated (so "ab"+"c" and
+     * "a"+"bc" differ). Class names enter through the paths. */
+    uint64_t fingerprint;
+};
+
+/* Indexes the tree at root. Returns 0, or -1 with the reason (naming the
+ * path, with a hint) in err (ERR_LEN bytes); on failure d is left empty and
+ * dataset_free(d) is still safe. Free with dataset_free. */
+int dataset_open(struct dataset *d, const char *root, char *err);
+void dataset_free(struct dataset *d);
+
+/* "train" / "val"; dataset_split_parse returns the id or -1. */
+const char *dataset_split_name(int split);
+int dataset_split_parse(const char *name);
+
+/* Writes root + "/" + the sample's relative path into buf (len bytes).
+ * Returns 0, or -1 if the index is out of range or buf too small. */
+int dataset_sample_path(const struct dataset *d, int split, size_t index,
+                        char *buf, size_t len);
+
+/* The fingerprint as 16 lowercase hex digits (out holds 17 bytes). */
+void dataset_format_fingerprint(uint64_t fingerprint, char out[17]);
+
+/* Lowest-level hash, exposed so the fingerprint is documented by code:
+ * continues a 64-bit FNV-1a hash h over len bytes. Start from
+ * DATASET_FNV_OFFSET. */
+#define DATASET_FNV_OFFSET 0xcbf29ce484222325ull
+uint64_t dataset_fnv1a(uint64_t h, const void *data, size_t len);
+
+/* Returns 1 if the file name's extension (case-insensitive) is an image
+ * format the index accepts, 0 otherwise. */
+int dataset_is_image_name(const char *name);
+
+/* A few lines: root, classes, per-split counts and skips, fingerprint. */
+void dataset_print_summary(const struct dataset *d, FILE *out);
+
+#endif

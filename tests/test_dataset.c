@@ -1,0 +1,330 @@
+/*
+ * test_dataset.c: the ImageFolder index: bytewise order of classes and files
+ * (nested files included), labels, a fingerprint that depends only on the
+ * set of relative paths, non-image files skipped and counted, and bad trees
+ * refused with a reason naming the path.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dataset.h"
+#include "testing.h"
+#include "util.h"
+
+/* Creates root/rel (and its parent folders) as an empty file. */
+static void touch(const char *root, const char *rel)
+{
+    char path[4096], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    CU_ASSERT_EQUAL_FATAL(util_mkdir_p(path, err), 0);
+    *slash = '/';
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fclose(f);
+}
+
+static void make_dir(const char *root, const char *rel)
+{
+    char path[4096], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    CU_ASSERT_EQUAL_FATAL(util_mkdir_p(path, err), 0);
+}
+
+static const char *const tree[] = {
+    "train/b/2.png", "train/a/sub/deep/x.jpg", "train/a-b/z.webp",
+    "train/B/k.PNG", "train/a/10.png", "train/a/9.png", "train/b/1.JPEG",
+    "val/a/v1.png", "val/b/v0.tif",
+};
+enum { TREE_N = sizeof tree / sizeof tree[0] };
+
+/* Writes the tree's files in the order given by perm (a permutation of
+ * 0..TREE_N-1) so the index can be checked against creation order. */
+static void make_tree(const char *root, const int *perm)
+{
+    for (int i = 0; i < TREE_N; i++)
+        touch(root, tree[perm ? perm[i] : i]);
+}
+
+static void test_order_and_labels(void)
+{
+    char *root = testing_tmpdir();
+    make_tree(root, NULL);
+    struct dataset d;
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL_FATAL(dataset_open(&d, root, err), 0);
+    static const char *const classes[] = {"B", "a", "a-b", "b"};
+    CU_ASSERT_EQUAL_FATAL(d.n_classes, 4);
+    for (int c = 0; c < 4; c++)
+        CU_ASSERT_STRING_EQUAL(d.classes[c], classes[c]);
+    /* bytewise: "a-b/" < "a/" since '-' < '/', and "10" < "9". */
+    static const char *const train[] = {
+        "train/B/k.PNG", "train/a-b/z.webp", "train/a/10.png", "train/a/9.png",
+        "train/a/sub/deep/x.jpg", "train/b/1.JPEG", "train/b/2.png",
+    };
+    static const int32_t train_labels[] = {0, 2, 1, 1, 1, 3, 3};
+    CU_ASSERT_EQUAL_FATAL(d.split[DATASET_TRAIN].n, 7);
+    for (int i = 0; i < 7; i++) {
+        CU_ASSERT_STRING_EQUAL(d.split[DATASET_TRAIN].paths[i], train[i]);
+        CU_ASSERT_EQUAL(d.split[DATASET_TRAIN].labels[i], train_labels[i]);
+    }
+    CU_ASSERT_EQUAL_FATAL(d.split[DATASET_VAL].n, 2);
+    CU_ASSERT_STRING_EQUAL(d.split[DATASET_VAL].paths[0], "val/a/v1.png");
+    CU_ASSERT_EQUAL(d.split[DATASET_VAL].labels[0], 1);
+    CU_ASSERT_STRING_EQUAL(d.split[DATASET_VAL].paths[1], "val/b/v0.tif");
+    CU_ASSERT_EQUAL(d.split[DATASET_VAL].labels[1], 3);
+    CU_ASSERT(d.has_val);
+
+    char path[4096];
+    CU_ASSERT_EQUAL(dataset_sample_path(&d, DATASET_VAL, 1, path, sizeof path), 0);
+    char want[4096];
+    snprintf(want, sizeof want, "%s/val/b/v0.tif", root);
+    CU_ASSERT_STRING_EQUAL(path, want);
+    CU_ASSERT_EQUAL(dataset_sample_path(&d, DATASET_VAL, 2, path, sizeof path), -1);
+    CU_ASSERT_EQUAL(dataset_sample_path(&d, DATASET_VAL, 0, path, 8), -1);
+    dataset_free(&d);
+
+    /* A trailing slash on the root changes nothing. */
+    char slashed[4096];
+    snprintf(slashed, sizeof slashed, "%s//", root);
+    CU_ASSERT_EQUAL_FATAL(dataset_open(&d, slashed, err), 0);
+    CU_ASSERT_STRING_EQUAL(d.root, root);
+    dataset_free(&d);
+    testing_rmtree(root);
+    free(root);
+}
+
+static uint64_t fingerprint_of(const char *root)
+{
+    struct dataset d;
+    char err[ERR_LEN] = "";
+    if (dataset_open(&d, root, err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        CU_FAIL("dataset_open failed");
+        return 0;
+    }
+    uint64_t fp = d.fingerprint;
+    dataset_free(&d);
+    return fp;
+}
+
+static void rename_rel(const char *root, const char *from, const char *to)
+{
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s/%s", root, from);
+    snprintf(b, sizeof b, "%s/%s", root, to);
+    CU_ASSERT_EQUAL_FATAL(rename(a, b), 0);
+}
+
+static void test_fingerprint(void)
+{
+    uint64_t seed = 11;
+    int perm[TREE_N];
+    for (int i = 0; i < TREE_N; i++)
+        perm[i] = i;
+    for (int i = TREE_N - 1; i > 0; i--) {
+        int j = (int)(testing_rand_u64(&seed) % (uint64_t)(i + 1));
+        int t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    char *r1 = testing_tmpdir(), *r2 = testing_tmpdir();
+    make_tree(r1, NULL);
+    make_tree(r2, perm);
+    uint64_t fp = fingerprint_of(r1);
+    CU_ASSERT_EQUAL(fingerprint_of(r1), fp);
+    CU_ASSERT_EQUAL(fingerprint_of(r2), fp);   /* other root, other order */
+
+    char hex[17];
+    dataset_format_fingerprint(0x0123456789abcdefull, hex);
+    CU_ASSERT_STRING_EQUAL(hex, "0123456789abcdef");
+
+    rename_rel(r2, "train/a/9.png", "train/a/8.png");
+    uint64_t renamed = fingerprint_of(r2);
+    CU_ASSERT_NOT_EQUAL(renamed, fp);
+    rename_rel(r2, "train/a/8.png", "train/a/9.png");
+    CU_ASSERT_EQUAL(fingerprint_of(r2), fp);
+
+    touch(r2, "train/b/3.png");
+    uint64_t added = fingerprint_of(r2);
+    CU_ASSERT_NOT_EQUAL(added, fp);
+    CU_ASSERT_NOT_EQUAL(added, renamed);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/train/b/3.png", r2);
+    CU_ASSERT_EQUAL(unlink(path), 0);
+    snprintf(path, sizeof path, "%s/train/b/2.png", r2);
+    CU_ASSERT_EQUAL(unlink(path), 0);
+    CU_ASSERT_NOT_EQUAL(fingerprint_of(r2), fp);
+
+    /* Same files, another split: the split boundary is part of the hash. */
+    touch(r2, "train/b/2.png");
+    CU_ASSERT_EQUAL(fingerprint_of(r2), fp);
+    rename_rel(r2, "val/a/v1.png", "train/a/v1.png");
+    CU_ASSERT_NOT_EQUAL(fingerprint_of(r2), fp);
+
+    /* Skipped files do not enter the fingerprint. */
+    touch(r1, "train/a/notes.txt");
+    touch(r1, "train/a/.DS_Store");
+    CU_ASSERT_EQUAL(fingerprint_of(r1), fp);
+    testing_rmtree(r1);
+    testing_rmtree(r2);
+    free(r1);
+    free(r2);
+}
+
+static void test_fnv_separates_paths(void)
+{
+    /* "ab"+"c" and "a"+"bc" hash differently once NUL-terminated. */
+    uint64_t h1 = dataset_fnv1a(DATASET_FNV_OFFSET, "ab", 3);
+    h1 = dataset_fnv1a(h1, "c", 2);
+    uint64_t h2 = dataset_fnv1a(DATASET_FNV_OFFSET, "a", 2);
+    h2 = dataset_fnv1a(h2, "bc", 3);
+    CU_ASSERT_NOT_EQUAL(h1, h2);
+    /* Published FNV-1a 64 test vector. */
+    CU_ASSERT_EQUAL(dataset_fnv1a(DATASET_FNV_OFFSET, "a", 1),
+                    0xaf63dc4c8601ec8cull);
+}
+
+static void test_non_images_skipped(void)
+{
+    char *root = testing_tmpdir();
+    make_tree(root, NULL);
+    touch(root, "train/a/readme.txt");
+    touch(root, "train/a/sub/noext");
+    touch(root, "train/a/.hidden.png");        /* dotfiles: ignored, not counted */
+    touch(root, "train/.cache/x.png");         /* dot-folder: not a class */
+    touch(root, "train/stray.png");            /* not in a class folder */
+    touch(root, "val/b/labels.csv");
+    touch(root, "val/b/png");                  /* no extension at all */
+    touch(root, "val/b/x.tar.gz");
+    struct dataset d;
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL_FATAL(dataset_open(&d, root, err), 0);
+    CU_ASSERT_EQUAL(d.n_classes, 4);
+    CU_ASSERT_EQUAL(d.split[DATASET_TRAIN].n, 7);
+    CU_ASSERT_EQUAL(d.split[DATASET_TRAIN].skipped, 3);
+    CU_ASSERT_EQUAL(d.split[DATASET_VAL].n, 2);
+    CU_ASSERT_EQUAL(d.split[DATASET_VAL].skipped, 3);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    dataset_print_summary(&d, mem);
+    fclose(mem);
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "train: 7 images, 3 non-image files skipped"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "fingerprint: "));
+    free(buf);
+    dataset_free(&d);
+
+    CU_ASSERT(dataset_is_image_name("a.JpG"));
+    CU_ASSERT(dataset_is_image_name("x.tiff"));
+    CU_ASSERT(!dataset_is_image_name(".png"));
+    CU_ASSERT(!dataset_is_image_name("a.png.txt"));
+    testing_rmtree(root);
+    free(root);
+}
+
+static void test_val_absent(void)
+{
+    char *root = testing_tmpdir();
+    touch(root, "train/c/1.png");
+    struct dataset d;
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL_FATAL(dataset_open(&d, root, err), 0);
+    CU_ASSERT_EQUAL(d.split[DATASET_VAL].n, 0);
+    CU_ASSERT_EQUAL(d.has_val, 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    dataset_print_summary(&d, mem);
+    fclose(mem);
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "val: none"));
+    free(buf);
+    dataset_free(&d);
+    testing_rmtree(root);
+    free(root);
+}
+
+/* dataset_open must fail, with err naming `needle`. */
+static void expect_error(const char *root, const char *needle)
+{
+    struct dataset d;
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL(dataset_open(&d, root, err), -1);
+    if (!strstr(err, needle)) {
+        fprintf(stderr, "error '%s' does not name '%s'\n", err, needle);
+        CU_FAIL("error does not name the path");
+    }
+    CU_ASSERT_PTR_NULL(d.root);
+    dataset_free(&d);
+}
+
+static void test_bad_trees(void)
+{
+    char *root = testing_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/missing", root);
+    expect_error(path, path);
+    expect_error(root, "/train");              /* no train folder */
+    touch(root, "plain");
+    snprintf(path, sizeof path, "%s/plain", root);
+    expect_error(path, "not a directory");
+    make_dir(root, "train/empty-class");
+    touch(root, "train/a/readme.txt");
+    expect_error(root, "no images");           /* only non-images */
+    touch(root, "train/a/1.png");
+    touch(root, "val/zebra/1.png");
+    snprintf(path, sizeof path, "%s/val/zebra", root);
+    expect_error(root, path);                  /* class unknown to train */
+    snprintf(path, sizeof path, "%s/val/zebra/1.png", root);
+    CU_ASSERT_EQUAL(unlink(path), 0);
+    snprintf(path, sizeof path, "%s/val/zebra", root);
+    CU_ASSERT_EQUAL(rmdir(path), 0);
+
+    struct dataset d;
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL_FATAL(dataset_open(&d, root, err), 0);
+    CU_ASSERT_EQUAL(d.n_classes, 2);           /* an empty class still counts */
+    dataset_free(&d);
+
+    /* A symlink loop below a class folder hits the depth bound. */
+    snprintf(path, sizeof path, "%s/train/a/loop", root);
+    CU_ASSERT_EQUAL(symlink("..", path), 0);
+    expect_error(root, "nested more than");
+    CU_ASSERT_EQUAL(unlink(path), 0);
+
+    if (geteuid() != 0) {   /* root reads through mode 000 */
+        snprintf(path, sizeof path, "%s/train/a", root);
+        CU_ASSERT_EQUAL(chmod(path, 0), 0);
+        expect_error(root, path);
+        CU_ASSERT_EQUAL(chmod(path, 0755), 0);
+    }
+    testing_rmtree(root);
+    free(root);
+}
+
+static void test_split_names(void)
+{
+    CU_ASSERT_STRING_EQUAL(dataset_split_name(DATASET_TRAIN), "train");
+    CU_ASSERT_STRING_EQUAL(dataset_split_name(DATASET_VAL), "val");
+    CU_ASSERT_EQUAL(dataset_split_parse("train"), DATASET_TRAIN);
+    CU_ASSERT_EQUAL(dataset_split_parse("val"), DATASET_VAL);
+    CU_ASSERT_EQUAL(dataset_split_parse("test"), -1);
+}
+
+int main(void)
+{
+    static const struct testing_case cases[] = {
+        {"order and labels", test_order_and_labels},
+        {"fingerprint", test_fingerprint},
+        {"fnv separates paths", test_fnv_separates_paths},
+        {"non-images skipped", test_non_images_skipped},
+        {"val absent", test_val_absent},
+        {"bad trees", test_bad_trees},
+        {"split names", test_split_names},
+        {NULL, NULL},
+    };
+    return testing_run("dataset", cases);
+}
