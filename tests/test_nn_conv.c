@@ -1,0 +1,233 @@
+/*
+ * test_nn_conv.c: 2-D convolution. Finite-difference gradients of input,
+ * weight and bias for both the optimised kernel and the _ref loops on odd,
+ * strided and padded shapes (1x1 stride-1 both direct on a large plane and
+ * chunked on small ones); optimised vs
+ * _ref on seeded inputs large enough to need several im2col chunks; and two
+ * cases computed by hand.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn.h"
+#include "test_nn_check.h"
+
+typedef void (*conv_fwd_fn)(float *, const float *, const float *,
+                            const float *, float *, int, int, int, int, int,
+                            int, int, int);
+typedef void (*conv_bwd_fn)(float *, float *, float *, const float *,
+                            const float *, const float *, float *, int, int,
+                            int, int, int, int, int, int);
+
+struct conv_ctx {
+    conv_fwd_fn fwd;
+    conv_bwd_fn bwd;
+    int B, C, H, W, OC, K, stride, pad;
+    float *x, *w, *bias, *out, *dout, *dx, *dw, *db, *scratch;
+};
+
+static void conv_ctx_forward(void *p)
+{
+    struct conv_ctx *c = p;
+    c->fwd(c->out, c->x, c->w, c->bias, c->scratch, c->B, c->C, c->H, c->W,
+           c->OC, c->K, c->stride, c->pad);
+}
+
+static void conv_ctx_backward(void *p)
+{
+    struct conv_ctx *c = p;
+    c->bwd(c->dx, c->dw, c->bias ? c->db : NULL, c->dout, c->x, c->w,
+           c->scratch, c->B, c->C, c->H, c->W, c->OC, c->K, c->stride,
+           c->pad);
+}
+
+/* Convolution is linear in each input, so central differences have no
+ * truncation error; what is left is float rounding of L (|L| ~ 10, error
+ * ~1e-6) divided by the 2e-2 step, about 5e-5. atol 1e-3 / rtol 1e-3 leaves
+ * room for that and still catches any wrong term (errors of order 0.1-1). */
+static int conv_gradcheck(int B, int C, int H, int W, int OC, int K,
+                          int stride, int pad, bool with_bias, bool ref,
+                          uint64_t seed)
+{
+    struct conv_ctx c = {
+        .fwd = ref ? nn_conv2d_forward_ref : nn_conv2d_forward,
+        .bwd = ref ? nn_conv2d_backward_ref : nn_conv2d_backward,
+        .B = B, .C = C, .H = H, .W = W, .OC = OC, .K = K, .stride = stride,
+        .pad = pad,
+    };
+    const int OH = nn_conv2d_out_dim(H, K, stride, pad);
+    const int OW = nn_conv2d_out_dim(W, K, stride, pad);
+    const size_t nx = (size_t)B * C * H * W, nw = (size_t)OC * C * K * K;
+    const size_t no = (size_t)B * OC * OH * OW;
+    c.x = malloc(sizeof(float) * nx);
+    c.dx = malloc(sizeof(float) * nx);
+    c.w = malloc(sizeof(float) * nw);
+    c.dw = malloc(sizeof(float) * nw);
+    c.bias = with_bias ? malloc(sizeof(float) * OC) : NULL;
+    c.db = malloc(sizeof(float) * OC);
+    c.out = malloc(sizeof(float) * no);
+    c.dout = malloc(sizeof(float) * no);
+    size_t ns = nn_conv2d_scratch_floats(B, C, H, W, OC, K, stride, pad);
+    c.scratch = malloc(sizeof(float) * (ns ? ns : 1));
+    nn_fill_normal(c.x, nx, &seed, 1.0f);
+    nn_fill_normal(c.w, nw, &seed, 0.5f);
+    if (c.bias)
+        nn_fill_normal(c.bias, OC, &seed, 0.5f);
+    struct nn_tensor t[] = {
+        {"x", c.x, c.dx, nx}, {"w", c.w, c.dw, nw}, {"b", c.bias, c.db, OC},
+    };
+    struct nn_case cs = {
+        .forward = conv_ctx_forward, .backward = conv_ctx_backward,
+        .ctx = &c, .out = c.out, .dout = c.dout, .n_out = no, .tensors = t,
+        .n_tensors = with_bias ? 3 : 2, .eps = 1e-2, .atol = 1e-3,
+        .rtol = 1e-3,
+    };
+    char label[128];
+    snprintf(label, sizeof label, "conv%s B%d C%d %dx%d OC%d K%d s%d p%d",
+             ref ? "_ref" : "", B, C, H, W, OC, K, stride, pad);
+    int fails = nn_case_check(&cs, seed, label);
+    free(c.x), free(c.dx), free(c.w), free(c.dw), free(c.bias), free(c.db);
+    free(c.out), free(c.dout), free(c.scratch);
+    return fails;
+}
+
+static const int conv_shapes[][8] = {
+    /* B, C, H, W, OC, K, stride, pad */
+    {2, 3, 5, 7, 4, 3, 1, 1},  {2, 3, 5, 7, 4, 3, 2, 1},
+    {2, 3, 5, 7, 4, 1, 2, 0},  {2, 2, 9, 11, 3, 7, 2, 3},
+    {2, 3, 5, 7, 4, 1, 1, 0},  {3, 2, 6, 6, 2, 2, 2, 0},
+    {1, 2, 4, 5, 3, 3, 3, 2},  {2, 2, 1, 2, 3, 3, 1, 1},
+    {2, 2, 6, 5, 3, 5, 1, 2},  {2, 3, 32, 33, 2, 1, 1, 0},
+};
+
+static void test_conv_gradcheck(void)
+{
+    const int n = sizeof conv_shapes / sizeof conv_shapes[0];
+    for (int ref = 0; ref < 2; ref++)
+        for (int i = 0; i < n; i++) {
+            const int *s = conv_shapes[i];
+            int fails = conv_gradcheck(s[0], s[1], s[2], s[3], s[4], s[5],
+                                       s[6], s[7], i % 2 == 0, ref, 100 + i);
+            CU_ASSERT_EQUAL(fails, 0);
+        }
+}
+
+/* Optimised vs _ref: outputs and accumulated gradients agree to ~1e-5
+ * relative (the two sum in different orders in float). */
+static void conv_compare(int B, int C, int H, int W, int OC, int K,
+                         int stride, int pad, uint64_t seed)
+{
+    const int OH = nn_conv2d_out_dim(H, K, stride, pad);
+    const int OW = nn_conv2d_out_dim(W, K, stride, pad);
+    const size_t nx = (size_t)B * C * H * W, nw = (size_t)OC * C * K * K;
+    const size_t no = (size_t)B * OC * OH * OW;
+    size_t ns = nn_conv2d_scratch_floats(B, C, H, W, OC, K, stride, pad);
+    float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw);
+    float *bias = malloc(sizeof(float) * OC), *dout = malloc(sizeof(float) * no);
+    float *o1 = malloc(sizeof(float) * no), *o2 = malloc(sizeof(float) * no);
+    float *dx1 = malloc(sizeof(float) * nx), *dx2 = malloc(sizeof(float) * nx);
+    float *dw1 = malloc(sizeof(float) * nw), *dw2 = malloc(sizeof(float) * nw);
+    float *dw3 = malloc(sizeof(float) * nw);
+    float *db1 = malloc(sizeof(float) * OC), *db2 = malloc(sizeof(float) * OC);
+    float *scratch = malloc(sizeof(float) * (ns ? ns : 1));
+    nn_fill_normal(x, nx, &seed, 1.0f);
+    nn_fill_normal(w, nw, &seed, 0.1f);
+    nn_fill_normal(bias, OC, &seed, 1.0f);
+    nn_fill_normal(dout, no, &seed, 1.0f);
+    /* Start the gradients from the same non-zero values: backward adds. */
+    nn_fill_normal(dx1, nx, &seed, 1.0f);
+    nn_fill_normal(dw1, nw, &seed, 1.0f);
+    nn_fill_normal(db1, OC, &seed, 1.0f);
+    memcpy(dx2, dx1, sizeof(float) * nx);
+    memcpy(dw2, dw1, sizeof(float) * nw);
+    memcpy(dw3, dw1, sizeof(float) * nw);
+    memcpy(db2, db1, sizeof(float) * OC);
+
+    nn_conv2d_forward(o1, x, w, bias, scratch, B, C, H, W, OC, K, stride, pad);
+    nn_conv2d_forward_ref(o2, x, w, bias, NULL, B, C, H, W, OC, K, stride, pad);
+    double e_out = nn_rel_err(o1, o2, no);
+    nn_conv2d_backward(dx1, dw1, db1, dout, x, w, scratch, B, C, H, W, OC, K,
+                       stride, pad);
+    nn_conv2d_backward_ref(dx2, dw2, db2, dout, x, w, NULL, B, C, H, W, OC, K,
+                           stride, pad);
+    /* Without dinp and dbias the weight gradient is unchanged. */
+    nn_conv2d_backward(NULL, dw3, NULL, dout, x, w, scratch, B, C, H, W, OC,
+                       K, stride, pad);
+    double e_dx = nn_rel_err(dx1, dx2, nx), e_dw = nn_rel_err(dw1, dw2, nw);
+    double e_db = nn_rel_err(db1, db2, OC), e_dw3 = nn_rel_err(dw3, dw1, nw);
+    if (!(e_out < 1e-5 && e_dx < 1e-5 && e_dw < 1e-5 && e_db < 1e-5 &&
+          e_dw3 < 1e-6))
+        printf("\nconv B%d C%d %dx%d OC%d K%d s%d p%d: rel err out %.3g dx "
+               "%.3g dw %.3g db %.3g dw(no dinp) %.3g", B, C, H, W, OC, K,
+               stride, pad, e_out, e_dx, e_dw, e_db, e_dw3);
+    CU_ASSERT(e_out < 1e-5);
+    CU_ASSERT(e_dx < 1e-5);
+    CU_ASSERT(e_dw < 1e-5);
+    CU_ASSERT(e_db < 1e-5);
+    CU_ASSERT(e_dw3 < 1e-6);
+    free(x), free(w), free(bias), free(dout), free(o1), free(o2);
+    free(dx1), free(dx2), free(dw1), free(dw2), free(dw3);
+    free(db1), free(db2), free(scratch);
+}
+
+static void test_conv_matches_ref(void)
+{
+    /* 18 images of 288+32 columns x 784 pixels: chunks of 16 and 2. */
+    conv_compare(18, 32, 28, 28, 32, 3, 1, 1, 1);
+    conv_compare(5, 16, 14, 14, 32, 3, 2, 1, 2);
+    conv_compare(5, 16, 14, 14, 32, 1, 2, 0, 3);
+    conv_compare(4, 16, 7, 7, 24, 1, 1, 0, 4);
+    conv_compare(3, 8, 32, 40, 12, 1, 1, 0, 6);
+    conv_compare(3, 4, 9, 9, 6, 5, 1, 2, 7);
+    conv_compare(3, 3, 33, 31, 16, 7, 2, 3, 5);
+}
+
+/* x = 1..9 in a 3x3 plane. */
+static void test_conv_by_hand(void)
+{
+    const float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    const float w2[4] = {1, 2, 3, 4}, bias = 0.5f;
+    const float ones9[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1}, ones4[4] = {1, 1, 1, 1};
+    float scratch[64];
+    for (int ref = 0; ref < 2; ref++) {
+        conv_fwd_fn fwd = ref ? nn_conv2d_forward_ref : nn_conv2d_forward;
+        conv_bwd_fn bwd = ref ? nn_conv2d_backward_ref : nn_conv2d_backward;
+        CU_ASSERT(nn_conv2d_scratch_floats(1, 1, 3, 3, 1, 2, 1, 0) <= 64);
+        /* 2x2 kernel, stride 1, no padding: out = 37 47 67 77 (+ bias). */
+        float out[4];
+        fwd(out, x, w2, &bias, scratch, 1, 1, 3, 3, 1, 2, 1, 0);
+        const float want[4] = {37.5f, 47.5f, 67.5f, 77.5f};
+        for (int i = 0; i < 4; i++)
+            CU_ASSERT_DOUBLE_EQUAL(out[i], want[i], 1e-5);
+        /* dout = 1: dW = window sums, dX = how often each pixel meets each
+         * weight, dbias = 4 outputs. */
+        float dx[9] = {0}, dw[4] = {0}, db = 0.0f;
+        bwd(dx, dw, &db, ones4, x, w2, scratch, 1, 1, 3, 3, 1, 2, 1, 0);
+        const float want_dw[4] = {12, 16, 24, 28};
+        const float want_dx[9] = {1, 3, 2, 4, 10, 6, 3, 7, 4};
+        for (int i = 0; i < 4; i++)
+            CU_ASSERT_DOUBLE_EQUAL(dw[i], want_dw[i], 1e-5);
+        for (int i = 0; i < 9; i++)
+            CU_ASSERT_DOUBLE_EQUAL(dx[i], want_dx[i], 1e-5);
+        CU_ASSERT_DOUBLE_EQUAL(db, 4.0, 1e-6);
+        /* 3x3 ones kernel, stride 2, pad 1: each output is the sum of the
+         * 2x2 block of x its clipped window covers. */
+        CU_ASSERT(nn_conv2d_out_dim(3, 3, 2, 1) == 2);
+        fwd(out, x, ones9, NULL, scratch, 1, 1, 3, 3, 1, 3, 2, 1);
+        const float want_s2[4] = {12, 16, 24, 28};
+        for (int i = 0; i < 4; i++)
+            CU_ASSERT_DOUBLE_EQUAL(out[i], want_s2[i], 1e-5);
+    }
+}
+
+int main(void)
+{
+    static const struct testing_case cases[] = {
+        {"finite differences, odd/strided/padded shapes", test_conv_gradcheck},
+        {"optimised matches _ref", test_conv_matches_ref},
+        {"hand-computed cases", test_conv_by_hand},
+        {NULL, NULL},
+    };
+    return testing_run("nn_conv", cases);
+}

@@ -1,0 +1,406 @@
+/*
+ * nn_conv.c: 2-D convolution forward/backward (see nn.h for the contract).
+ * The optimised path turns a chunk of images into one im2col matrix
+ * (C*K*K, n*OH*OW) so each chunk is a single large sgemm; 1x1 stride-1
+ * convolutions on large planes skip im2col and multiply the input planes
+ * directly; same-size stride-1 convolutions build col by flat shifted
+ * copies. OpenMP runs only the copies (im2col, col2im, layout changes);
+ * cblas is never called inside a parallel region. No allocation: scratch
+ * comes from the caller, sized by nn_conv2d_scratch_floats.
+ */
+#include "nn.h"
+
+#include <cblas.h>
+#include <string.h>
+
+#include "util.h"
+
+int nn_conv2d_out_dim(int in, int k, int stride, int pad)
+{
+    CHECK(stride > 0 && k > 0 && pad >= 0 && in + 2 * pad >= k);
+    return (in + 2 * pad - k) / stride + 1;
+}
+
+/* 1x1 stride-1 convolutions multiply each image's (C, H*W) plane directly,
+ * without im2col, when the plane is large enough for a GEMM of its own; on
+ * small planes (14x14 and below) one chunked GEMM over many images, after
+ * a cheap layout copy, beats B small ones. */
+#define CONV_POINTWISE_MIN_HW 1024
+
+static bool conv_is_pointwise(int K, int stride, int pad, size_t ohw)
+{
+    return K == 1 && stride == 1 && pad == 0 && ohw >= CONV_POINTWISE_MIN_HW;
+}
+
+/* Images per chunk: as many as keep col + the (OC, n*OH*OW) staging matrix
+ * under NN_CONV_CHUNK_FLOATS, at least one. */
+static int conv_chunk_images(int B, int CKK, int OC, size_t ohw)
+{
+    size_t per_image = (size_t)(CKK + OC) * ohw;
+    size_t n = NN_CONV_CHUNK_FLOATS / per_image;
+    if (n < 1)
+        n = 1;
+    if (n > (size_t)B)
+        n = (size_t)B;
+    return (int)n;
+}
+
+size_t nn_conv2d_scratch_floats(int B, int C, int H, int W, int OC, int K,
+                                int stride, int pad)
+{
+    size_t ohw = (size_t)nn_conv2d_out_dim(H, K, stride, pad) *
+                 nn_conv2d_out_dim(W, K, stride, pad);
+    if (conv_is_pointwise(K, stride, pad, ohw))
+        return 0;
+    int CKK = C * K * K;
+    int n = conv_chunk_images(B, CKK, OC, ohw);
+    return (size_t)(CKK + OC) * n * ohw;
+}
+
+/* Output columns ow in [*lo, *hi) read input column ow*stride - pad + kj
+ * inside [0, W); the others read padding. */
+static void conv_valid_cols(int *lo, int *hi, int W, int OW, int kj,
+                            int stride, int pad)
+{
+    int first = pad - kj > 0 ? (pad - kj + stride - 1) / stride : 0;
+    int last_in = W - 1 + pad - kj; /* ow*stride <= last_in */
+    int end = last_in < 0 ? 0 : last_in / stride + 1;
+    if (end > OW)
+        end = OW;
+    if (first > end)
+        first = end;
+    *lo = first;
+    *hi = end;
+}
+
+/* Stride 1 with output size = input size (3x3 pad 1 and the like): a row
+ * of col is the whole input plane shifted by (ki - pad) rows and (kj - pad)
+ * columns, so it is one flat copy; the columns that wrapped around a row
+ * edge are then cleared. This keeps the copies long on 7x7 and 4x4 planes. */
+static bool conv_is_same_size(int H, int W, int OH, int OW, int stride)
+{
+    return stride == 1 && OH == H && OW == W;
+}
+
+/* Flat range [*lo, *hi) of output positions j whose shifted source j + shift
+ * lies inside the plane of hw values. */
+static void conv_flat_range(long *lo, long *hi, long hw, long shift)
+{
+    long a = shift < 0 ? -shift : 0, b = shift > 0 ? hw - shift : hw;
+    if (a > hw)
+        a = hw;
+    if (b < a)
+        b = a;
+    *lo = a;
+    *hi = b;
+}
+
+static void conv_shift_copy(float *restrict dst,     // (H*W)
+                            const float *restrict x, // (H,W)
+                            int H, int W, int ki, int kj, int pad)
+{
+    const long hw = (long)H * W, shift = (long)(ki - pad) * W + (kj - pad);
+    long lo, hi;
+    conv_flat_range(&lo, &hi, hw, shift);
+    for (long j = 0; j < lo; j++)
+        dst[j] = 0.0f;
+    for (long j = lo; j < hi; j++)
+        dst[j] = x[j + shift];
+    for (long j = hi; j < hw; j++)
+        dst[j] = 0.0f;
+}
+
+/* Zeroes columns outside [lo, hi) of every row of a (OH,OW) plane. */
+static void conv_zero_wrapped_cols(float *restrict d, int OH, int OW, int lo,
+                                   int hi)
+{
+    if (lo == 0 && hi == OW)
+        return;
+    for (int oh = 0; oh < OH; oh++) {
+        for (int ow = 0; ow < lo; ow++)
+            d[(size_t)oh * OW + ow] = 0.0f;
+        for (int ow = hi; ow < OW; ow++)
+            d[(size_t)oh * OW + ow] = 0.0f;
+    }
+}
+
+/* col (C*K*K, n*OH*OW): row r = (c, ki, kj), column (i, oh, ow). */
+static void conv_im2col(float *restrict col,       // (C*K*K, n*OH*OW)
+                        const float *restrict inp, // (n,C,H,W)
+                        int n, int C, int H, int W, int K, int stride,
+                        int pad, int OH, int OW)
+{
+    const int KK = K * K;
+    const size_t ohw = (size_t)OH * OW, ncols = (size_t)n * ohw;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int r = 0; r < C * KK; r++) {
+        for (int i = 0; i < n; i++) {
+            const int c = r / KK, ki = (r / K) % K, kj = r % K;
+            const float *restrict x = inp + ((size_t)i * C + c) * H * W;
+            float *restrict dst = col + r * ncols + i * ohw;
+            int lo, hi;
+            conv_valid_cols(&lo, &hi, W, OW, kj, stride, pad);
+            if (conv_is_same_size(H, W, OH, OW, stride)) {
+                conv_shift_copy(dst, x, H, W, ki, kj, pad);
+                conv_zero_wrapped_cols(dst, OH, OW, lo, hi);
+                continue;
+            }
+            for (int oh = 0; oh < OH; oh++) {
+                const int ih = oh * stride - pad + ki;
+                float *restrict d = dst + (size_t)oh * OW;
+                if (ih < 0 || ih >= H) {
+                    memset(d, 0, sizeof(float) * OW);
+                    continue;
+                }
+                const float *restrict xr = x + (size_t)ih * W;
+                const int shift = kj - pad;
+                for (int ow = 0; ow < lo; ow++)
+                    d[ow] = 0.0f;
+                if (stride == 1)
+                    for (int ow = lo; ow < hi; ow++)
+                        d[ow] = xr[ow + shift];
+                else
+                    for (int ow = lo; ow < hi; ow++)
+                        d[ow] = xr[ow * stride + shift];
+                for (int ow = hi; ow < OW; ow++)
+                    d[ow] = 0.0f;
+            }
+        }
+    }
+}
+
+/* dinp += col2im(col): the adjoint of conv_im2col. One thread per (image,
+ * channel) plane, so the scattered adds never race. Clobbers col (the
+ * same-size path clears wrapped columns before one flat add). */
+static void conv_col2im(float *restrict dinp, // (n,C,H,W)
+                        float *restrict col,  // (C*K*K, n*OH*OW)
+                        int n, int C, int H, int W, int K, int stride,
+                        int pad, int OH, int OW)
+{
+    const int KK = K * K;
+    const size_t ohw = (size_t)OH * OW, ncols = (size_t)n * ohw;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int i = 0; i < n; i++) {
+        for (int c = 0; c < C; c++) {
+            float *restrict dx = dinp + ((size_t)i * C + c) * H * W;
+            for (int ki = 0; ki < K; ki++) {
+                for (int kj = 0; kj < K; kj++) {
+                    const size_t r = (size_t)c * KK + ki * K + kj;
+                    float *restrict src = col + r * ncols + i * ohw;
+                    int lo, hi;
+                    conv_valid_cols(&lo, &hi, W, OW, kj, stride, pad);
+                    if (conv_is_same_size(H, W, OH, OW, stride)) {
+                        conv_zero_wrapped_cols(src, OH, OW, lo, hi);
+                        const long hw = (long)H * W;
+                        const long fs = (long)(ki - pad) * W + (kj - pad);
+                        long flo, fhi;
+                        conv_flat_range(&flo, &fhi, hw, fs);
+                        for (long j = flo; j < fhi; j++)
+                            dx[j + fs] += src[j];
+                        continue;
+                    }
+                    const int shift = kj - pad;
+                    for (int oh = 0; oh < OH; oh++) {
+                        const int ih = oh * stride - pad + ki;
+                        if (ih < 0 || ih >= H)
+                            continue;
+                        float *restrict dr = dx + (size_t)ih * W;
+                        const float *restrict s = src + (size_t)oh * OW;
+                        if (stride == 1)
+                            for (int ow = lo; ow < hi; ow++)
+                                dr[ow + shift] += s[ow];
+                        else
+                            for (int ow = lo; ow < hi; ow++)
+                                dr[ow * stride + shift] += s[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void conv_add_bias(float *restrict out, // (B,OC,HW)
+                          const float *restrict bias, int B, int OC,
+                          size_t hw)
+{
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int oc = 0; oc < OC; oc++) {
+            float *restrict o = out + ((size_t)b * OC + oc) * hw;
+            const float v = bias[oc];
+            for (size_t j = 0; j < hw; j++)
+                o[j] += v;
+        }
+}
+
+static void conv_bias_backward(float *restrict dbias,      // (OC)
+                               const float *restrict dout, // (B,OC,HW)
+                               int B, int OC, size_t hw)
+{
+#pragma omp parallel for schedule(static)
+    for (int oc = 0; oc < OC; oc++) {
+        double acc = 0.0;
+        for (int b = 0; b < B; b++) {
+            const float *restrict g = dout + ((size_t)b * OC + oc) * hw;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (size_t j = 0; j < hw; j++)
+                s += g[j];
+            acc += s;
+        }
+        dbias[oc] += (float)acc;
+    }
+}
+
+void nn_conv2d_forward(float *out, const float *inp, const float *weight,
+                       const float *bias, float *scratch, int B, int C, int H,
+                       int W, int OC, int K, int stride, int pad)
+{
+    const int OH = nn_conv2d_out_dim(H, K, stride, pad);
+    const int OW = nn_conv2d_out_dim(W, K, stride, pad);
+    const size_t ohw = (size_t)OH * OW, chw = (size_t)C * H * W;
+    if (conv_is_pointwise(K, stride, pad, ohw)) {
+        for (int b = 0; b < B; b++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC,
+                        (int)ohw, C, 1.0f, weight, C, inp + b * chw,
+                        (int)ohw, 0.0f, out + (size_t)b * OC * ohw, (int)ohw);
+        if (bias)
+            conv_add_bias(out, bias, B, OC, ohw);
+        return;
+    }
+    CHECK(scratch != NULL);
+    const int CKK = C * K * K;
+    const int chunk = conv_chunk_images(B, CKK, OC, ohw);
+    float *col = scratch;                                 // (CKK, n*ohw)
+    float *stage = scratch + (size_t)CKK * chunk * ohw;   // (OC, n*ohw)
+    for (int b0 = 0; b0 < B; b0 += chunk) {
+        const int n = B - b0 < chunk ? B - b0 : chunk;
+        const size_t ncols = (size_t)n * ohw;
+        conv_im2col(col, inp + b0 * chw, n, C, H, W, K, stride, pad, OH, OW);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC,
+                    (int)ncols, CKK, 1.0f, weight, CKK, col, (int)ncols, 0.0f,
+                    stage, (int)ncols);
+        /* (OC, n, OH*OW) -> (n, OC, OH*OW), adding the bias on the way. */
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int i = 0; i < n; i++)
+            for (int oc = 0; oc < OC; oc++) {
+                float *restrict o = out + ((size_t)(b0 + i) * OC + oc) * ohw;
+                const float *restrict s = stage + oc * ncols + i * ohw;
+                const float v = bias ? bias[oc] : 0.0f;
+                for (size_t j = 0; j < ohw; j++)
+                    o[j] = s[j] + v;
+            }
+    }
+}
+
+void nn_conv2d_backward(float *dinp, float *dweight, float *dbias,
+                        const float *dout, const float *inp,
+                        const float *weight, float *scratch, int B, int C,
+                        int H, int W, int OC, int K, int stride, int pad)
+{
+    const int OH = nn_conv2d_out_dim(H, K, stride, pad);
+    const int OW = nn_conv2d_out_dim(W, K, stride, pad);
+    const size_t ohw = (size_t)OH * OW, chw = (size_t)C * H * W;
+    if (dbias)
+        conv_bias_backward(dbias, dout, B, OC, ohw);
+    if (conv_is_pointwise(K, stride, pad, ohw)) {
+        for (int b = 0; b < B; b++) {
+            const float *g = dout + (size_t)b * OC * ohw;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, C,
+                        (int)ohw, 1.0f, g, (int)ohw, inp + b * chw, (int)ohw,
+                        1.0f, dweight, C);
+            if (dinp)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C,
+                            (int)ohw, OC, 1.0f, weight, C, g, (int)ohw, 1.0f,
+                            dinp + b * chw, (int)ohw);
+        }
+        return;
+    }
+    CHECK(scratch != NULL);
+    const int CKK = C * K * K;
+    const int chunk = conv_chunk_images(B, CKK, OC, ohw);
+    float *col = scratch;                                 // (CKK, n*ohw)
+    float *stage = scratch + (size_t)CKK * chunk * ohw;   // (OC, n*ohw)
+    for (int b0 = 0; b0 < B; b0 += chunk) {
+        const int n = B - b0 < chunk ? B - b0 : chunk;
+        const size_t ncols = (size_t)n * ohw;
+        /* (n, OC, OH*OW) -> (OC, n*OH*OW) so dW is one GEMM over the chunk. */
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int i = 0; i < n; i++)
+            for (int oc = 0; oc < OC; oc++) {
+                const float *restrict g =
+                    dout + ((size_t)(b0 + i) * OC + oc) * ohw;
+                float *restrict s = stage + oc * ncols + i * ohw;
+                for (size_t j = 0; j < ohw; j++)
+                    s[j] = g[j];
+            }
+        conv_im2col(col, inp + b0 * chw, n, C, H, W, K, stride, pad, OH, OW);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK,
+                    (int)ncols, 1.0f, stage, (int)ncols, col, (int)ncols,
+                    1.0f, dweight, CKK);
+        if (!dinp)
+            continue;
+        /* dcol = W^T dout overwrites col, then scatters into dinp. */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)ncols,
+                    OC, 1.0f, weight, CKK, stage, (int)ncols, 0.0f, col,
+                    (int)ncols);
+        conv_col2im(dinp + b0 * chw, col, n, C, H, W, K, stride, pad, OH, OW);
+    }
+}
+
+void nn_conv2d_forward_ref(float *out, const float *inp, const float *weight,
+                           const float *bias, float *scratch, int B, int C,
+                           int H, int W, int OC, int K, int stride, int pad)
+{
+    (void)scratch;
+    const int OH = nn_conv2d_out_dim(H, K, stride, pad);
+    const int OW = nn_conv2d_out_dim(W, K, stride, pad);
+    for (int b = 0; b < B; b++)
+        for (int oc = 0; oc < OC; oc++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    float acc = bias ? bias[oc] : 0.0f;
+                    for (int c = 0; c < C; c++)
+                        for (int ki = 0; ki < K; ki++)
+                            for (int kj = 0; kj < K; kj++) {
+                                int ih = oh * stride - pad + ki;
+                                int iw = ow * stride - pad + kj;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                                    continue;
+                                acc += weight[((oc * C + c) * K + ki) * K + kj] *
+                                       inp[(((size_t)b * C + c) * H + ih) * W + iw];
+                            }
+                    out[(((size_t)b * OC + oc) * OH + oh) * OW + ow] = acc;
+                }
+}
+
+void nn_conv2d_backward_ref(float *dinp, float *dweight, float *dbias,
+                            const float *dout, const float *inp,
+                            const float *weight, float *scratch, int B, int C,
+                            int H, int W, int OC, int K, int stride, int pad)
+{
+    (void)scratch;
+    const int OH = nn_conv2d_out_dim(H, K, stride, pad);
+    const int OW = nn_conv2d_out_dim(W, K, stride, pad);
+    for (int b = 0; b < B; b++)
+        for (int oc = 0; oc < OC; oc++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    float g = dout[(((size_t)b * OC + oc) * OH + oh) * OW + ow];
+                    if (dbias)
+                        dbias[oc] += g;
+                    for (int c = 0; c < C; c++)
+                        for (int ki = 0; ki < K; ki++)
+                            for (int kj = 0; kj < K; kj++) {
+                                int ih = oh * stride - pad + ki;
+                                int iw = ow * stride - pad + kj;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+                                    continue;
+                                size_t xi = (((size_t)b * C + c) * H + ih) * W + iw;
+                                size_t wi = ((oc * C + c) * K + ki) * K + kj;
+                                dweight[wi] += g * inp[xi];
+                                if (dinp)
+                                    dinp[xi] += g * weight[wi];
+                            }
+                }
+}

@@ -1,0 +1,77 @@
+/*
+ * nn_linear.c: fully connected layer out = inp weight^T + bias with weight
+ * (OUT,IN) in PyTorch's layout, forward/backward (see nn.h). Every product
+ * is one cblas_sgemm; only the bias loops use OpenMP, outside BLAS calls.
+ */
+#include "nn.h"
+
+#include <cblas.h>
+
+void nn_linear_forward(float *out, const float *inp, const float *weight,
+                       const float *bias, int B, int IN, int OUT)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OUT, IN, 1.0f,
+                inp, IN, weight, IN, 0.0f, out, OUT);
+    if (!bias)
+        return;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *restrict o = out + (size_t)b * OUT;
+        for (int j = 0; j < OUT; j++)
+            o[j] += bias[j];
+    }
+}
+
+void nn_linear_backward(float *dinp, float *dweight, float *dbias,
+                        const float *dout, const float *inp,
+                        const float *weight, int B, int IN, int OUT)
+{
+    if (dinp) /* (B,OUT) x (OUT,IN) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, IN, OUT,
+                    1.0f, dout, OUT, weight, IN, 1.0f, dinp, IN);
+    /* (OUT,B) x (B,IN) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, B, 1.0f,
+                dout, OUT, inp, IN, 1.0f, dweight, IN);
+    if (!dbias)
+        return;
+    const int block = 64;
+#pragma omp parallel for schedule(static)
+    for (int j0 = 0; j0 < OUT; j0 += block) {
+        const int nj = OUT - j0 < block ? OUT - j0 : block;
+        for (int b = 0; b < B; b++) {
+            const float *restrict g = dout + (size_t)b * OUT + j0;
+            float *restrict db = dbias + j0;
+            for (int j = 0; j < nj; j++)
+                db[j] += g[j];
+        }
+    }
+}
+
+void nn_linear_forward_ref(float *out, const float *inp, const float *weight,
+                           const float *bias, int B, int IN, int OUT)
+{
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < OUT; o++) {
+            float acc = bias ? bias[o] : 0.0f;
+            for (int i = 0; i < IN; i++)
+                acc += inp[(size_t)b * IN + i] * weight[(size_t)o * IN + i];
+            out[(size_t)b * OUT + o] = acc;
+        }
+}
+
+void nn_linear_backward_ref(float *dinp, float *dweight, float *dbias,
+                            const float *dout, const float *inp,
+                            const float *weight, int B, int IN, int OUT)
+{
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < OUT; o++) {
+            float g = dout[(size_t)b * OUT + o];
+            if (dbias)
+                dbias[o] += g;
+            for (int i = 0; i < IN; i++) {
+                dweight[(size_t)o * IN + i] += g * inp[(size_t)b * IN + i];
+                if (dinp)
+                    dinp[(size_t)b * IN + i] += g * weight[(size_t)o * IN + i];
+            }
+        }
+}
