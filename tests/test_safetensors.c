@@ -1,0 +1,162 @@
+/*
+ * test_safetensors.c: files round-trip exactly; every truncation and every
+ * inconsistent header is refused with a reason, never half-loaded.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+#include "testing.h"
+#include "util.h"
+
+static char *write_sample(const char *dir, float *w, int64_t *steps)
+{
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/a.safetensors", dir);
+    for (int i = 0; i < 6; i++)
+        w[i] = 0.5f * (float)i - 1.0f;
+    steps[0] = 7;
+    steps[1] = -3;
+    struct st_tensor t[2] = {
+        {.name = "layer.weight", .dtype = ST_F32, .ndim = 2, .shape = {2, 3},
+         .data = w, .nbytes = 24},
+        {.name = "steps", .dtype = ST_I64, .ndim = 1, .shape = {2},
+         .data = steps, .nbytes = 16},
+    };
+    const char *keys[] = {"format", "config"};
+    const char *vals[] = {"lejepa-ckpt-1", "[run]\nseed = 3\n\"q\""};
+    char err[ERR_LEN];
+    CU_ASSERT_EQUAL(st_write(path, t, 2, keys, vals, 2, err), 0);
+    return path;
+}
+
+static void test_roundtrip(void)
+{
+    char *dir = testing_tmpdir();
+    float w[6];
+    int64_t steps[2];
+    const char *path = write_sample(dir, w, steps);
+    struct st_file f;
+    char err[ERR_LEN];
+    CU_ASSERT_EQUAL_FATAL(st_open(&f, path, err), 0);
+    CU_ASSERT_EQUAL(f.n, 2);
+    const struct st_tensor *t = st_find(&f, "layer.weight");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    CU_ASSERT_EQUAL(t->dtype, ST_F32);
+    CU_ASSERT_EQUAL(t->ndim, 2);
+    CU_ASSERT_EQUAL(t->shape[1], 3);
+    CU_ASSERT_EQUAL(memcmp(t->data, w, sizeof w), 0);
+    CU_ASSERT_EQUAL((uintptr_t)t->data % 8, 0);
+    t = st_find(&f, "steps");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    CU_ASSERT_EQUAL(memcmp(t->data, steps, sizeof steps), 0);
+    CU_ASSERT_STRING_EQUAL(st_meta(&f, "format"), "lejepa-ckpt-1");
+    CU_ASSERT_STRING_EQUAL(st_meta(&f, "config"), "[run]\nseed = 3\n\"q\"");
+    CU_ASSERT_PTR_NULL(st_meta(&f, "nope"));
+    st_close(&f);
+    testing_rmtree(dir);
+    free(dir);
+}
+
+static void test_every_truncation_refused(void)
+{
+    char *dir = testing_tmpdir();
+    float w[6];
+    int64_t steps[2];
+    const char *path = write_sample(dir, w, steps);
+    size_t len;
+    char err[ERR_LEN];
+    char *full = util_read_file(path, &len, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(full);
+    char cut[4096];
+    snprintf(cut, sizeof cut, "%s/cut.safetensors", dir);
+    for (size_t n = 0; n < len; n++) {
+        CU_ASSERT_EQUAL_FATAL(util_write_file_atomic(cut, full, n, err), 0);
+        struct st_file f;
+        err[0] = '\0';
+        CU_ASSERT_EQUAL(st_open(&f, cut, err), -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, cut));
+    }
+    free(full);
+    testing_rmtree(dir);
+    free(dir);
+}
+
+/* Writes a file with the given JSON header and data bytes. */
+static void write_raw(const char *path, const char *header, size_t data_len)
+{
+    size_t hl = strlen(header);
+    char *buf = xcalloc(8 + hl + data_len, 1);
+    for (int i = 0; i < 8; i++)
+        buf[i] = (char)((uint64_t)hl >> (8 * i));
+    memcpy(buf + 8, header, hl);
+    char err[ERR_LEN];
+    CU_ASSERT_EQUAL(util_write_file_atomic(path, buf, 8 + hl + data_len, err), 0);
+    free(buf);
+}
+
+static void test_inconsistent_headers_refused(void)
+{
+    static const struct {
+        const char *header;
+        size_t data;
+        const char *reason;
+    } bad[] = {
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
+         "shape needs"},
+        {"{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
+         "unsupported dtype"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8,
+         "overlaps"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
+         "holes"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 12,
+         "holes"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8,
+         "outside the file"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
+         "bad dimension"},
+        {"{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+         "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2,
+         "twice"},
+        {"{\"__metadata__\":{\"k\":1}}", 0, "not a string"},
+        {"[1,2]", 0, "not a JSON object"},
+        {"{\"a\":", 0, "bad header"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[9223372036854775807,4],"
+         "\"data_offsets\":[0,4]}}", 4, "bad dimension"},
+    };
+    char *dir = testing_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/bad.safetensors", dir);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_raw(path, bad[i].header, bad[i].data);
+        struct st_file f;
+        char err[ERR_LEN] = "";
+        CU_ASSERT_EQUAL(st_open(&f, path, err), -1);
+        if (!strstr(err, bad[i].reason))
+            fprintf(stderr, "\ncase %zu: got '%s', want '%s'\n", i, err,
+                    bad[i].reason);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].reason));
+    }
+    /* A header length beyond the file is refused before any parsing. */
+    char raw[16] = {(char)0xff, (char)0xff, 0, 0, 0, 0, 0, 0, '{', '}'};
+    char err[ERR_LEN];
+    CU_ASSERT_EQUAL(util_write_file_atomic(path, raw, 10, err), 0);
+    struct st_file f;
+    CU_ASSERT_EQUAL(st_open(&f, path, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "truncated"));
+    testing_rmtree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    static const struct testing_case cases[] = {
+        {"round trip", test_roundtrip},
+        {"every truncation refused", test_every_truncation_refused},
+        {"inconsistent headers refused", test_inconsistent_headers_refused},
+        {NULL, NULL},
+    };
+    return testing_run("safetensors", cases);
+}

@@ -1,0 +1,263 @@
+/*
+ * bench_train.c: times LeJEPA training steps (forward, backward, AdamW) of a
+ * config in the trainer's own format, against PyTorch on CPU with the same
+ * model, batch, views and threads (tools/bench_train.py, run in the same
+ * invocation), and against the machine's sgemm peak measured here too.
+ * A benchmark, not a test: run it by hand, quote its output.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <cblas.h>
+
+#include "adamw.h"
+#include "config.h"
+#include "json.h"
+#include "lejepa.h"
+#include "model_config.h"
+#include "rng.h"
+#include "util.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+"usage: bench-train [--config FILE] [--set section.key=value ...] [options]\n"
+"Times training steps of the config's model (random inputs) and the same\n"
+"model in PyTorch (CPU), and prints images/s, GFLOP/s, the fraction of the\n"
+"sgemm peak measured in the same run, and the ratio.\n"
+"  --steps N       timed steps (default 5)\n"
+"  --warmup N      untimed steps first (default 2)\n"
+"  --threads N     threads for both sides (default: run.threads, 0 = all)\n"
+"  --classes N     online probe classes (default 10)\n"
+"  --no-torch      skip the PyTorch side\n"
+"  --profile       print where the C step's time goes, per layer kind\n"
+"  --json          print one JSON object instead of text\n"
+"  --help-config   list every config key\n"
+"  --version       print version, BLAS and threads\n");
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Best of a few (n x n) sgemms, GFLOP/s. */
+static double sgemm_peak(void)
+{
+    const int n = 2048;
+    float *a = xmalloc_aligned((size_t)n * n * sizeof(float));
+    float *b = xmalloc_aligned((size_t)n * n * sizeof(float));
+    float *c = xmalloc_aligned((size_t)n * n * sizeof(float));
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = (float)(i % 7) * 0.1f;
+        b[i] = (float)(i % 5) * 0.1f;
+    }
+    double best = 0;
+    for (int r = 0; r < 4; r++) {
+        double t0 = util_time_mono();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f,
+                    a, n, b, n, 0.0f, c, n);
+        double g = 2.0 * n * n * (double)n / (util_time_mono() - t0) / 1e9;
+        if (g > best)
+            best = g;
+    }
+    util_free_aligned(a);
+    util_free_aligned(b);
+    util_free_aligned(c);
+    return best;
+}
+
+/* Runs the PyTorch companion; fills its median step time and peak RSS. */
+static int run_torch(const char *model_json, int steps, int warmup, int threads,
+                     double *step_s, double *rss_mb, char *version, size_t vlen)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 '%s' --model '%s' --steps %d --warmup %d "
+             "--threads %d", LEJEPA_BENCH_TRAIN_SCRIPT, model_json, steps,
+             warmup, threads);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    char line[4096] = "";
+    char *got = fgets(line, sizeof line, p);
+    int rc = pclose(p);
+    if (!got || rc != 0)
+        return -1;
+    char err[ERR_LEN];
+    struct json *j = json_parse(line, strlen(line), 4, err);
+    if (!j)
+        return -1;
+    const struct json *s = json_get(j, "step_s_median");
+    const struct json *m = json_get(j, "peak_rss_mb");
+    const struct json *v = json_get(j, "torch");
+    int ok = s && m && v && s->type == JSON_NUMBER && m->type == JSON_NUMBER &&
+             v->type == JSON_STRING;
+    if (ok) {
+        *step_s = s->number;
+        *rss_mb = m->number;
+        snprintf(version, vlen, "%s", v->string);
+    }
+    json_free(j);
+    return ok ? 0 : -1;
+}
+
+/* Seconds per step by layer kind (forward, backward) over every group, the
+ * rest of the loss step (SIGReg, invariance, probe) and the optimizer. */
+static void print_profile(const struct lejepa *m, double loss_s, double opt_s,
+                          int steps)
+{
+    double graph_total = 0;
+    fprintf(stderr, "profile (seconds per step):\n");
+    for (int k = 0; k < GRAPH_N_KINDS; k++) {
+        double f = 0, b = 0;
+        for (int g = 0; g < m->n_groups; g++) {
+            f += m->grp[g].g.seconds[0][k];
+            b += m->grp[g].g.seconds[1][k];
+        }
+        graph_total += f + b;
+        if (f + b > 0)
+            fprintf(stderr, "  %-8s forward %.3f  backward %.3f\n",
+                    graph_kind_name(k), f / steps, b / steps);
+    }
+    fprintf(stderr, "  loss, SIGReg, probe, zeroing %.3f\n",
+            (loss_s - graph_total) / steps);
+    fprintf(stderr, "  adamw    %.3f\n", opt_s / steps);
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    char err[ERR_LEN];
+    config_defaults(&cfg);
+    if (config_from_args(&cfg, &argc, argv, err) != 0)
+        die("%s", err);
+    int steps = 5, warmup = 2, threads = -1, classes = 10, torch = 1, as_json = 0;
+    int profile = 0;
+    static const struct option opts[] = {
+        {"steps", required_argument, NULL, 's'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"threads", required_argument, NULL, 't'},
+        {"classes", required_argument, NULL, 'c'},
+        {"no-torch", no_argument, NULL, 'n'},
+        {"profile", no_argument, NULL, 'p'},
+        {"json", no_argument, NULL, 'j'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 's': steps = atoi(optarg); break;
+        case 'w': warmup = atoi(optarg); break;
+        case 't': threads = atoi(optarg); break;
+        case 'c': classes = atoi(optarg); break;
+        case 'n': torch = 0; break;
+        case 'p': profile = 1; break;
+        case 'j': as_json = 1; break;
+        case 'V': util_print_build_info(stdout, "bench-train"); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (steps < 1 || warmup < 0 || classes < 2)
+        die("--steps must be >= 1, --warmup >= 0, --classes >= 2");
+    if (threads < 0)
+        threads = (int)cfg.run.threads;
+    threads = util_set_threads(threads);
+
+    struct lejepa_config lc;
+    if (model_config_resolve(&lc, &cfg, classes, err) != 0)
+        die("%s", err);
+    struct lejepa m;
+    if (lejepa_init(&m, &lc, err) != 0)
+        die("%s", err);
+    struct rng r;
+    rng_init(&r, 1, 2, 3, 4);
+    for (int g = 0; g < m.n_groups; g++) {
+        float *x = lejepa_input(&m, g);
+        size_t n = graph_numel(&m.grp[g].g, m.grp[g].in);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)rng_normal(&r);
+    }
+    int32_t *labels = xmalloc((size_t)lc.batch * sizeof *labels);
+    for (int i = 0; i < lc.batch; i++)
+        labels[i] = (int32_t)rng_below(&r, (uint64_t)classes);
+    struct adamw opt;
+    adamw_init(&opt, cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps);
+    opt.group[PARAMS_GROUP_ENCODER] = (struct adamw_group){cfg.optim.lr, cfg.optim.weight_decay};
+    opt.group[PARAMS_GROUP_PROBE] = (struct adamw_group){cfg.optim.probe_lr, cfg.optim.probe_weight_decay};
+
+    double *t = xmalloc((size_t)steps * sizeof *t);
+    double loss_s = 0, opt_s = 0;
+    for (int s = 0; s < warmup + steps; s++) {
+        for (int g = 0; g < m.n_groups; g++)
+            m.grp[g].g.profile = profile && s >= warmup;
+        double t0 = util_time_mono();
+        struct lejepa_losses L;
+        lejepa_forward_backward(&m, labels, (uint64_t)s, &L);
+        double t1 = util_time_mono();
+        adamw_step(&opt, &m.p, 1.0);
+        if (s >= warmup) {
+            loss_s += t1 - t0;
+            opt_s += util_time_mono() - t1;
+        }
+        if (s >= warmup)
+            t[s - warmup] = util_time_mono() - t0;
+        if (!as_json)
+            fprintf(stderr, "bench-train: step %d %.3f s loss %.4f\n", s,
+                    util_time_mono() - t0, L.loss);
+    }
+    if (profile)
+        print_profile(&m, loss_s, opt_s, steps);
+    qsort(t, (size_t)steps, sizeof *t, cmp_double);
+    double med = t[steps / 2];
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss_mb = ru.ru_maxrss / 1024.0;
+    /* Backward costs about twice the forward's multiply-adds. */
+    double gflops = 3.0 * lejepa_forward_flops(&m) / med / 1e9;
+    double peak = sgemm_peak();
+
+    double torch_s = 0, torch_rss = 0;
+    char torch_version[64] = "";
+    char model_json[2048];
+    lejepa_config_json(model_json, sizeof model_json, &lc, NULL);
+    int have_torch = torch && run_torch(model_json, steps, warmup, threads,
+                                        &torch_s, &torch_rss, torch_version,
+                                        sizeof torch_version) == 0;
+    if (torch && !have_torch)
+        fprintf(stderr, "bench-train: the PyTorch side failed (is python3-torch "
+                        "installed? apt-get install python3-torch)\n");
+    if (as_json) {
+        printf("{\"images_per_s\":%.3f,\"step_s_median\":%.5f,\"gflops\":%.2f,"
+               "\"sgemm_peak_gflops\":%.2f,\"peak_fraction\":%.4f,"
+               "\"peak_rss_mb\":%.1f,\"threads\":%d,\"batch\":%d,\"views\":%d",
+               lc.batch / med, med, gflops, peak, gflops / peak, rss_mb,
+               threads, lc.batch, m.views);
+        if (have_torch)
+            printf(",\"torch_step_s_median\":%.5f,\"torch_images_per_s\":%.3f,"
+                   "\"torch_peak_rss_mb\":%.1f,\"speedup\":%.3f,\"torch\":\"%s\"",
+                   torch_s, lc.batch / torch_s, torch_rss, torch_s / med,
+                   torch_version);
+        printf("}\n");
+    } else {
+        printf("model: %s\n", model_json);
+        printf("threads %d, batch %d, %d views\n", threads, lc.batch, m.views);
+        printf("C:       %.3f s/step  %.1f images/s  %.1f GFLOP/s  (%.0f%% of "
+               "sgemm peak %.1f GFLOP/s)  peak RSS %.0f MB\n", med,
+               lc.batch / med, gflops, 100 * gflops / peak, peak, rss_mb);
+        if (have_torch)
+            printf("PyTorch: %.3f s/step  %.1f images/s  peak RSS %.0f MB "
+                   "(torch %s)\nspeedup: %.2fx\n", torch_s, lc.batch / torch_s,
+                   torch_rss, torch_version, torch_s / med);
+    }
+    free(t);
+    free(labels);
+    lejepa_free(&m);
+    return 0;
+}

@@ -1,0 +1,342 @@
+/*
+ * graph.c: the op tape (see graph.h). This file only plans memory and
+ * dispatches to the kernels of nn.h; it holds no arithmetic of its own.
+ */
+#include "graph.h"
+
+#include <string.h>
+
+#include "nn.h"
+#include "util.h"
+
+const char *graph_kind_name(enum graph_op_kind k)
+{
+    static const char *const names[GRAPH_N_KINDS] = {
+        "conv", "bn", "relu", "add", "maxpool", "avgpool", "linear",
+    };
+    return k < GRAPH_N_KINDS ? names[k] : "?";
+}
+
+void graph_init(struct graph *g, struct params *p, int B)
+{
+    memset(g, 0, sizeof *g);
+    CHECK(B > 0);
+    g->B = B;
+    g->p = p;
+}
+
+void graph_free(struct graph *g)
+{
+    free(g->t);
+    free(g->ops);
+    util_free_aligned(g->act);
+    util_free_aligned(g->dact);
+    util_free_aligned(g->scratch);
+    memset(g, 0, sizeof *g);
+}
+
+/* Reserves n floats of the arena, 64-byte aligned. */
+static size_t reserve(struct graph *g, size_t n)
+{
+    size_t off = g->act_total;
+    g->act_total += (n + 15) / 16 * 16;
+    return off;
+}
+
+static int new_tensor(struct graph *g, int C, int H, int W)
+{
+    if (g->n_t == g->cap_t) {
+        g->cap_t = g->cap_t ? 2 * g->cap_t : 64;
+        g->t = xrealloc(g->t, (size_t)g->cap_t * sizeof *g->t);
+    }
+    struct graph_tensor *t = &g->t[g->n_t];
+    t->C = C;
+    t->H = H;
+    t->W = W;
+    t->offset = reserve(g, (size_t)g->B * C * H * W);
+    return g->n_t++;
+}
+
+static struct graph_op *new_op(struct graph *g, enum graph_op_kind kind,
+                               int in)
+{
+    if (g->n_ops == g->cap_ops) {
+        g->cap_ops = g->cap_ops ? 2 * g->cap_ops : 64;
+        g->ops = xrealloc(g->ops, (size_t)g->cap_ops * sizeof *g->ops);
+    }
+    struct graph_op *op = &g->ops[g->n_ops++];
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    op->in = in;
+    op->in2 = op->weight = op->bias = op->run_mean = op->run_var = -1;
+    return op;
+}
+
+static int param(struct params_table *t, const char *prefix, const char *suffix,
+                 int ndim, const int *shape, enum params_group group,
+                 enum params_init init, int fan_in)
+{
+    char name[PARAMS_NAME_LEN];
+    int n = snprintf(name, sizeof name, "%s.%s", prefix, suffix);
+    CHECK(n > 0 && (size_t)n < sizeof name);
+    int i = params_find(t, name);
+    if (i >= 0) {
+        CHECK(t->e[i].ndim == ndim && t->e[i].shape[0] == shape[0]);
+        return i;
+    }
+    /* A graph built after the arenas exist may only reuse parameters. */
+    CHECK(t->frozen == false);
+    return params_add(t, name, ndim, shape, group, init, fan_in);
+}
+
+int graph_input(struct graph *g, int C, int H, int W)
+{
+    return new_tensor(g, C, H, W);
+}
+
+int graph_conv(struct graph *g, int in, const char *name, int OC, int K,
+               int stride, int pad, enum params_group group)
+{
+    struct graph_tensor x = g->t[in];
+    int OH = nn_conv2d_out_dim(x.H, K, stride, pad);
+    int OW = nn_conv2d_out_dim(x.W, K, stride, pad);
+    CHECK(OH > 0 && OW > 0);
+    struct graph_op *op = new_op(g, GRAPH_CONV, in);
+    int shape[4] = {OC, x.C, K, K};
+    op->weight = param(&g->p->learn, name, "weight", 4, shape, group,
+                       PARAMS_INIT_KAIMING_FAN_OUT, 0);
+    op->K = K;
+    op->stride = stride;
+    op->pad = pad;
+    size_t s = nn_conv2d_scratch_floats(g->B, x.C, x.H, x.W, OC, K, stride, pad);
+    if (s > g->scratch_floats)
+        g->scratch_floats = s;
+    op->out = new_tensor(g, OC, OH, OW);
+    return op->out;
+}
+
+int graph_bn(struct graph *g, int in, const char *name, enum params_group group)
+{
+    int C = g->t[in].C;
+    struct graph_op *op = new_op(g, GRAPH_BN, in);
+    op->weight = param(&g->p->learn, name, "weight", 1, &C, group,
+                       PARAMS_INIT_ONES, 0);
+    op->bias = param(&g->p->learn, name, "bias", 1, &C, group,
+                     PARAMS_INIT_ZEROS, 0);
+    op->run_mean = param(&g->p->state, name, "running_mean", 1, &C, group,
+                         PARAMS_INIT_ZEROS, 0);
+    op->run_var = param(&g->p->state, name, "running_var", 1, &C, group,
+                        PARAMS_INIT_ONES, 0);
+    op->save = reserve(g, 2 * (size_t)C);
+    op->out = new_tensor(g, C, g->t[in].H, g->t[in].W);
+    return op->out;
+}
+
+int graph_relu(struct graph *g, int in)
+{
+    struct graph_op *op = new_op(g, GRAPH_RELU, in);
+    op->out = new_tensor(g, g->t[in].C, g->t[in].H, g->t[in].W);
+    return op->out;
+}
+
+int graph_add(struct graph *g, int a, int b)
+{
+    CHECK(g->t[a].C == g->t[b].C && g->t[a].H == g->t[b].H &&
+          g->t[a].W == g->t[b].W);
+    struct graph_op *op = new_op(g, GRAPH_ADD, a);
+    op->in2 = b;
+    op->out = new_tensor(g, g->t[a].C, g->t[a].H, g->t[a].W);
+    return op->out;
+}
+
+int graph_maxpool(struct graph *g, int in, int K, int stride, int pad)
+{
+    struct graph_tensor x = g->t[in];
+    struct graph_op *op = new_op(g, GRAPH_MAXPOOL, in);
+    op->K = K;
+    op->stride = stride;
+    op->pad = pad;
+    int OH = nn_conv2d_out_dim(x.H, K, stride, pad);
+    int OW = nn_conv2d_out_dim(x.W, K, stride, pad);
+    CHECK(OH > 0 && OW > 0);
+    op->save = reserve(g, (size_t)g->B * x.C * OH * OW); /* int32 argmax */
+    op->out = new_tensor(g, x.C, OH, OW);
+    return op->out;
+}
+
+int graph_avgpool(struct graph *g, int in)
+{
+    struct graph_op *op = new_op(g, GRAPH_AVGPOOL, in);
+    op->out = new_tensor(g, g->t[in].C, 1, 1);
+    return op->out;
+}
+
+int graph_linear(struct graph *g, int in, const char *name, int OUT,
+                 enum params_group group)
+{
+    struct graph_tensor x = g->t[in];
+    CHECK(x.H == 1 && x.W == 1);
+    struct graph_op *op = new_op(g, GRAPH_LINEAR, in);
+    int shape[2] = {OUT, x.C};
+    op->weight = param(&g->p->learn, name, "weight", 2, shape, group,
+                       PARAMS_INIT_UNIFORM_FAN_IN, x.C);
+    op->bias = param(&g->p->learn, name, "bias", 1, &OUT, group,
+                     PARAMS_INIT_UNIFORM_FAN_IN, x.C);
+    op->out = new_tensor(g, OUT, 1, 1);
+    return op->out;
+}
+
+void graph_alloc(struct graph *g, bool need_grad)
+{
+    CHECK(g->p->data != NULL);
+    g->act = xmalloc_aligned(g->act_total * sizeof(float));
+    if (need_grad)
+        g->dact = xmalloc_aligned(g->act_total * sizeof(float));
+    g->scratch = xmalloc_aligned((g->scratch_floats + 16) * sizeof(float));
+}
+
+void graph_forward(struct graph *g, bool training)
+{
+    struct params *p = g->p;
+    const int B = g->B;
+    for (int i = 0; i < g->n_ops; i++) {
+        const struct graph_op *op = &g->ops[i];
+        const struct graph_tensor x = g->t[op->in];
+        const struct graph_tensor y = g->t[op->out];
+        double t0 = g->profile ? util_time_mono() : 0;
+        const float *in = graph_act(g, op->in);
+        float *out = graph_act(g, op->out);
+        float *save = g->act + op->save;
+        size_t n = graph_numel(g, op->out);
+        switch (op->kind) {
+        case GRAPH_CONV:
+            nn_conv2d_forward(out, in, params_data(p, op->weight), NULL,
+                              g->scratch, B, x.C, x.H, x.W, y.C, op->K,
+                              op->stride, op->pad);
+            break;
+        case GRAPH_BN:
+            if (x.H * x.W == 1)
+                nn_batchnorm1d_forward(out, save, save + x.C,
+                                       params_state(p, op->run_mean),
+                                       params_state(p, op->run_var), in,
+                                       params_data(p, op->weight),
+                                       params_data(p, op->bias), B, x.C,
+                                       training);
+            else
+                nn_batchnorm2d_forward(out, save, save + x.C,
+                                       params_state(p, op->run_mean),
+                                       params_state(p, op->run_var), in,
+                                       params_data(p, op->weight),
+                                       params_data(p, op->bias), B, x.C,
+                                       x.H * x.W, training);
+            break;
+        case GRAPH_RELU:
+            nn_relu_forward(out, in, n);
+            break;
+        case GRAPH_ADD:
+            nn_add_forward(out, in, graph_act(g, op->in2), n);
+            break;
+        case GRAPH_MAXPOOL:
+            nn_maxpool2d_forward(out, (int32_t *)save, in, B, x.C, x.H, x.W,
+                                 op->K, op->stride, op->pad);
+            break;
+        case GRAPH_AVGPOOL:
+            nn_avgpool_global_forward(out, in, B, x.C, x.H * x.W);
+            break;
+        case GRAPH_LINEAR:
+            nn_linear_forward(out, in, params_data(p, op->weight),
+                              params_data(p, op->bias), B, x.C, y.C);
+            break;
+        case GRAPH_N_KINDS:
+            CHECK(0);
+        }
+        if (g->profile)
+            g->seconds[0][op->kind] += util_time_mono() - t0;
+    }
+}
+
+void graph_zero_dact(struct graph *g)
+{
+    CHECK(g->dact != NULL);
+    memset(g->dact, 0, g->act_total * sizeof(float));
+}
+
+void graph_backward(struct graph *g, bool training)
+{
+    CHECK(g->dact != NULL);
+    struct params *p = g->p;
+    const int B = g->B;
+    for (int i = g->n_ops - 1; i >= 0; i--) {
+        const struct graph_op *op = &g->ops[i];
+        const struct graph_tensor x = g->t[op->in];
+        const struct graph_tensor y = g->t[op->out];
+        double t0 = g->profile ? util_time_mono() : 0;
+        /* Tensor 0 is the graph's input: it needs no gradient. */
+        float *din = op->in == 0 ? NULL : graph_dact(g, op->in);
+        const float *dout = graph_dact(g, op->out);
+        const float *in = graph_act(g, op->in);
+        const float *save = g->act + op->save;
+        size_t n = graph_numel(g, op->out);
+        switch (op->kind) {
+        case GRAPH_CONV:
+            nn_conv2d_backward(din, params_grad(p, op->weight), NULL, dout, in,
+                               params_data(p, op->weight), g->scratch, B, x.C,
+                               x.H, x.W, y.C, op->K, op->stride, op->pad);
+            break;
+        case GRAPH_BN:
+            if (x.H * x.W == 1)
+                nn_batchnorm1d_backward(din, params_grad(p, op->weight),
+                                        params_grad(p, op->bias), dout, in,
+                                        save, save + x.C,
+                                        params_data(p, op->weight), B, x.C,
+                                        training);
+            else
+                nn_batchnorm2d_backward(din, params_grad(p, op->weight),
+                                        params_grad(p, op->bias), dout, in,
+                                        save, save + x.C,
+                                        params_data(p, op->weight), B, x.C,
+                                        x.H * x.W, training);
+            break;
+        case GRAPH_RELU:
+            if (din)
+                nn_relu_backward(din, dout, graph_act(g, op->out), n);
+            break;
+        case GRAPH_ADD:
+            nn_add_backward(din, op->in2 == 0 ? NULL : graph_dact(g, op->in2),
+                            dout, n);
+            break;
+        case GRAPH_MAXPOOL:
+            if (din)
+                nn_maxpool2d_backward(din, dout, (const int32_t *)save, B, x.C,
+                                      x.H, x.W, op->K, op->stride, op->pad);
+            break;
+        case GRAPH_AVGPOOL:
+            if (din)
+                nn_avgpool_global_backward(din, dout, B, x.C, x.H * x.W);
+            break;
+        case GRAPH_LINEAR:
+            nn_linear_backward(din, params_grad(p, op->weight),
+                               params_grad(p, op->bias), dout, in,
+                               params_data(p, op->weight), B, x.C, y.C);
+            break;
+        case GRAPH_N_KINDS:
+            CHECK(0);
+        }
+        if (g->profile)
+            g->seconds[1][op->kind] += util_time_mono() - t0;
+    }
+}
+
+double graph_forward_flops(const struct graph *g)
+{
+    double f = 0;
+    for (int i = 0; i < g->n_ops; i++) {
+        const struct graph_op *op = &g->ops[i];
+        const struct graph_tensor x = g->t[op->in], y = g->t[op->out];
+        if (op->kind == GRAPH_CONV)
+            f += 2.0 * g->B * y.C * y.H * y.W * x.C * op->K * op->K;
+        else if (op->kind == GRAPH_LINEAR)
+            f += 2.0 * g->B * y.C * x.C;
+    }
+    return f;
+}

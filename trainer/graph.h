@@ -1,0 +1,110 @@
+/*
+ * graph.h: a model as a tape of layer ops over named activation tensors, for
+ * one fixed batch size and input resolution. The ResNet and projector
+ * builders append ops; forward runs the tape, backward runs it in reverse
+ * calling each kernel's backward. Activations, their gradients and the conv
+ * scratch are three arenas allocated once (graph_alloc), so the step loop
+ * never allocates. Parameters live in the shared struct params: two graphs
+ * (global and local resolution) built with the same names share weights.
+ */
+#ifndef LEJEPA_GRAPH_H
+#define LEJEPA_GRAPH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "params.h"
+
+enum graph_op_kind {
+    GRAPH_CONV,
+    GRAPH_BN,       /* BatchNorm2d on (B,C,H,W), BatchNorm1d when H = W = 1 */
+    GRAPH_RELU,
+    GRAPH_ADD,
+    GRAPH_MAXPOOL,
+    GRAPH_AVGPOOL,  /* global average pooling to (B,C,1,1) */
+    GRAPH_LINEAR,   /* on (B,C,1,1) tensors */
+    GRAPH_N_KINDS,
+};
+
+/* "conv", "bn", ... for reports. */
+const char *graph_kind_name(enum graph_op_kind k);
+
+/* A tensor of the graph: B images of C x H x W floats. */
+struct graph_tensor {
+    int C, H, W;
+    size_t offset;  /* into the activation (and gradient) arena, in floats */
+};
+
+struct graph_op {
+    enum graph_op_kind kind;
+    int in, in2, out;       /* tensor ids (in2 only for ADD) */
+    int weight, bias;       /* learnable param indices, -1 if none */
+    int run_mean, run_var;  /* state indices for BN */
+    int K, stride, pad;
+    size_t save;            /* saved-for-backward block in the arena */
+};
+
+struct graph {
+    int B;
+    struct params *p;
+    struct graph_tensor *t;
+    int n_t, cap_t;
+    struct graph_op *ops;
+    int n_ops, cap_ops;
+    size_t act_total, scratch_floats;
+    float *act, *dact, *scratch;
+    /* When profile is set, seconds spent per op kind, forward and backward. */
+    bool profile;
+    double seconds[2][GRAPH_N_KINDS];
+};
+
+void graph_init(struct graph *g, struct params *p, int B);
+void graph_free(struct graph *g);
+
+/* Builders: each returns the id of its output tensor. Parameters are found
+ * by name in g->p, or added there when absent (so the first graph built
+ * creates them and later graphs share them). Names follow PyTorch's
+ * state_dict (prefix + ".weight", ".bias", ".running_mean", ...). */
+int graph_input(struct graph *g, int C, int H, int W);
+int graph_conv(struct graph *g, int in, const char *name, int OC, int K,
+               int stride, int pad, enum params_group group);
+int graph_bn(struct graph *g, int in, const char *name, enum params_group group);
+int graph_relu(struct graph *g, int in);
+int graph_add(struct graph *g, int a, int b);
+int graph_maxpool(struct graph *g, int in, int K, int stride, int pad);
+int graph_avgpool(struct graph *g, int in);
+int graph_linear(struct graph *g, int in, const char *name, int OUT,
+                 enum params_group group);
+
+/* Allocates the arenas; call once after building and after params_alloc.
+ * Without need_grad (eval-only graphs) no gradient arena is made. */
+void graph_alloc(struct graph *g, bool need_grad);
+
+static inline float *graph_act(const struct graph *g, int t)
+{
+    return g->act + g->t[t].offset;
+}
+static inline float *graph_dact(const struct graph *g, int t)
+{
+    return g->dact + g->t[t].offset;
+}
+static inline size_t graph_numel(const struct graph *g, int t)
+{
+    return (size_t)g->B * g->t[t].C * g->t[t].H * g->t[t].W;
+}
+
+/* Runs ops [0, n_ops). Training mode uses batch statistics and updates the
+ * BN running statistics; eval mode uses the running statistics. */
+void graph_forward(struct graph *g, bool training);
+
+/* Zeroes every activation gradient; call before writing the output's. */
+void graph_zero_dact(struct graph *g);
+
+/* Reverse pass: accumulates parameter gradients into g->p->grad. Needs the
+ * activations of the last graph_forward in the same mode. */
+void graph_backward(struct graph *g, bool training);
+
+/* Multiply-adds of one forward pass (for GFLOP/s reports). */
+double graph_forward_flops(const struct graph *g);
+
+#endif

@@ -1,0 +1,314 @@
+/*
+ * lejepa.c: model assembly and the loss of one step (see lejepa.h). The
+ * reductions of the step (the global-view mean, SIGReg's per-slice sums)
+ * stay in this file, so data-parallel training changes only here.
+ */
+#include "lejepa.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "nn.h"
+#include "util.h"
+
+static int check_config(const struct lejepa_config *c, char *err)
+{
+    if (c->batch < 2)
+        return errf(err, "batch must be at least 2 (BatchNorm needs it), got %d",
+                    c->batch);
+    if (c->global_views < 1)
+        return errf(err, "global_views must be at least 1");
+    if (c->local_views < 0)
+        return errf(err, "local_views must not be negative");
+    if (c->global_views + c->local_views > LEJEPA_MAX_VIEWS)
+        return errf(err, "at most %d views in all", LEJEPA_MAX_VIEWS);
+    if (c->n_proj < 1 || c->n_proj > LEJEPA_MAX_PROJ)
+        return errf(err, "projector needs 1..%d layers", LEJEPA_MAX_PROJ);
+    if (c->n_classes < 2)
+        return errf(err, "the probe needs at least 2 classes");
+    if (c->lambda < 0 || c->lambda > 1)
+        return errf(err, "lambda must be in [0, 1], got %g", c->lambda);
+    return 0;
+}
+
+static void build_group(struct lejepa *m, int gi, int views, int size)
+{
+    const struct lejepa_config *c = &m->c;
+    struct lejepa_group *gr = &m->grp[gi];
+    gr->views = views;
+    gr->size = size;
+    graph_init(&gr->g, &m->p, views * c->batch);
+    gr->in = graph_input(&gr->g, c->resnet.in_channels, size, size);
+    gr->emb = resnet_build(&gr->g, gr->in, &c->resnet, "backbone", &gr->feat);
+    int x = gr->emb;
+    char name[PARAMS_NAME_LEN];
+    for (int i = 0; i < c->n_proj; i++) {
+        /* projector.{0,3,6,...}: Linear, then BN1d and ReLU between layers */
+        snprintf(name, sizeof name, "projector.%d", 3 * i);
+        x = graph_linear(&gr->g, x, name, c->proj[i], PARAMS_GROUP_ENCODER);
+        if (i + 1 < c->n_proj) {
+            snprintf(name, sizeof name, "projector.%d", 3 * i + 1);
+            x = graph_relu(&gr->g, graph_bn(&gr->g, x, name,
+                                            PARAMS_GROUP_ENCODER));
+        }
+    }
+    gr->proj = x;
+}
+
+int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
+{
+    memset(m, 0, sizeof *m);
+    if (check_config(c, err) != 0)
+        return -1;
+    if (sigreg_grid_init(&m->grid, c->knots, c->t_max, err) != 0)
+        return -1;
+    m->c = *c;
+    m->n_groups = c->local_views > 0 ? 2 : 1;
+    m->views = c->global_views + c->local_views;
+    build_group(m, 0, c->global_views, c->global_size);
+    if (m->n_groups == 2)
+        build_group(m, 1, c->local_views, c->local_size);
+    m->emb_dim = m->grp[0].g.t[m->grp[0].emb].C;
+    m->proj_dim = c->proj[c->n_proj - 1];
+
+    int D = m->emb_dim, K = c->n_classes;
+    m->probe_ln_w = params_add(&m->p.learn, "probe.0.weight", 1, &D,
+                               PARAMS_GROUP_PROBE, PARAMS_INIT_ONES, 0);
+    m->probe_ln_b = params_add(&m->p.learn, "probe.0.bias", 1, &D,
+                               PARAMS_GROUP_PROBE, PARAMS_INIT_ZEROS, 0);
+    int wshape[2] = {K, D};
+    m->probe_w = params_add(&m->p.learn, "probe.1.weight", 2, wshape,
+                            PARAMS_GROUP_PROBE, PARAMS_INIT_UNIFORM_FAN_IN, D);
+    m->probe_b = params_add(&m->p.learn, "probe.1.bias", 1, &K,
+                            PARAMS_GROUP_PROBE, PARAMS_INIT_UNIFORM_FAN_IN, D);
+    params_alloc(&m->p);
+    params_init(&m->p, c->seed);
+    for (int g = 0; g < m->n_groups; g++)
+        graph_alloc(&m->grp[g].g, true);
+
+    size_t rows = (size_t)m->views * c->batch;
+    m->probe_in = xmalloc_aligned(rows * D * sizeof(float));
+    m->probe_ln = xmalloc_aligned(rows * D * sizeof(float));
+    m->probe_dln = xmalloc_aligned(rows * D * sizeof(float));
+    m->probe_mean = xmalloc_aligned(rows * sizeof(float));
+    m->probe_rstd = xmalloc_aligned(rows * sizeof(float));
+    m->probe_logits = xmalloc_aligned(rows * K * sizeof(float));
+    m->probe_dlogits = xmalloc_aligned(rows * K * sizeof(float));
+    m->probe_labels = xmalloc_aligned(rows * sizeof(int32_t));
+
+    m->dirs = xmalloc_aligned((size_t)m->proj_dim * c->slices * sizeof(float));
+    size_t ss_bytes = sigreg_scratch_size(c->batch, c->slices, c->knots);
+    m->ss_mem = xmalloc_aligned(ss_bytes * (size_t)m->views);
+    m->ss = xcalloc((size_t)m->views, sizeof *m->ss);
+    for (int v = 0; v < m->views; v++)
+        sigreg_scratch_init(&m->ss[v], (char *)m->ss_mem + v * ss_bytes,
+                            c->batch, c->slices, c->knots);
+    return 0;
+}
+
+void lejepa_free(struct lejepa *m)
+{
+    for (int g = 0; g < m->n_groups; g++)
+        graph_free(&m->grp[g].g);
+    params_free(&m->p);
+    float *bufs[] = {m->probe_in, m->probe_ln, m->probe_dln, m->probe_mean,
+                     m->probe_rstd, m->probe_logits, m->probe_dlogits,
+                     m->dirs};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        util_free_aligned(bufs[i]);
+    util_free_aligned(m->probe_labels);
+    util_free_aligned(m->ss_mem);
+    free(m->ss);
+    memset(m, 0, sizeof *m);
+}
+
+float *lejepa_input(struct lejepa *m, int group)
+{
+    CHECK(group >= 0 && group < m->n_groups);
+    return graph_act(&m->grp[group].g, m->grp[group].in);
+}
+
+/* Projections of view v (global views first): (N, K) rows in a group. */
+static float *view_rows(struct lejepa *m, int v, bool grad)
+{
+    int gi = v < m->c.global_views ? 0 : 1;
+    int local = gi == 0 ? v : v - m->c.global_views;
+    struct lejepa_group *gr = &m->grp[gi];
+    float *base = grad ? graph_dact(&gr->g, gr->proj)
+                       : graph_act(&gr->g, gr->proj);
+    return base + (size_t)local * m->c.batch * m->proj_dim;
+}
+
+/* invariance = mean over (v, n, k) of (mu - P_v)^2, mu = mean of the global
+ * views; adds its gradient times scale to the projections' gradients. */
+static double invariance(struct lejepa *m, float scale)
+{
+    const int K = m->proj_dim, Vg = m->c.global_views, V = m->views;
+    const size_t NK = (size_t)m->c.batch * K;
+    const float *P[LEJEPA_MAX_VIEWS];
+    float *dP[LEJEPA_MAX_VIEWS];
+    for (int v = 0; v < V; v++) {
+        P[v] = view_rows(m, v, false);
+        dP[v] = view_rows(m, v, true);
+    }
+    const float coef = scale * 2.0f / (float)((double)V * NK);
+    double total = 0;
+    /* dL/dP_w = coef * [(P_w - mu) + [w global] (1/Vg) sum_v (mu - P_v)] */
+    #pragma omp parallel for reduction(+ : total) schedule(static)
+    for (size_t i = 0; i < NK; i++) {
+        float mu = 0;
+        for (int v = 0; v < Vg; v++)
+            mu += P[v][i];
+        mu /= (float)Vg;
+        float dev_sum = 0;
+        for (int v = 0; v < V; v++) {
+            float d = mu - P[v][i];
+            total += (double)d * d;
+            dev_sum += d;
+        }
+        for (int v = 0; v < V; v++) {
+            float g = P[v][i] - mu;
+            if (v < Vg)
+                g += dev_sum / (float)Vg;
+            dP[v][i] += coef * g;
+        }
+    }
+    return total / ((double)V * NK);
+}
+
+static void probe_step(struct lejepa *m, const int32_t *labels,
+                       struct lejepa_losses *out)
+{
+    const int N = m->c.batch, D = m->emb_dim, K = m->c.n_classes;
+    const int rows = m->views * N;
+    for (int v = 0; v < m->views; v++) {
+        int gi = v < m->c.global_views ? 0 : 1;
+        int local = gi == 0 ? v : v - m->c.global_views;
+        const struct lejepa_group *gr = &m->grp[gi];
+        memcpy(m->probe_in + (size_t)v * N * D,
+               graph_act(&gr->g, gr->emb) + (size_t)local * N * D,
+               (size_t)N * D * sizeof(float));
+        for (int n = 0; n < N; n++)
+            m->probe_labels[v * N + n] = labels[n];
+    }
+    struct params *p = &m->p;
+    nn_layernorm_forward(m->probe_ln, m->probe_mean, m->probe_rstd,
+                         m->probe_in, params_data(p, m->probe_ln_w),
+                         params_data(p, m->probe_ln_b), rows, D);
+    nn_linear_forward(m->probe_logits, m->probe_ln, params_data(p, m->probe_w),
+                      params_data(p, m->probe_b), rows, D, K);
+    out->probe_loss = nn_crossentropy_forward(m->probe_dlogits,
+                                              &out->probe_correct,
+                                              m->probe_logits,
+                                              m->probe_labels, rows, K);
+    out->probe_total = rows;
+    memset(m->probe_dln, 0, (size_t)rows * D * sizeof(float));
+    nn_linear_backward(m->probe_dln, params_grad(p, m->probe_w),
+                       params_grad(p, m->probe_b), m->probe_dlogits,
+                       m->probe_ln, params_data(p, m->probe_w), rows, D, K);
+    /* The probe sees detached embeddings: no input gradient. */
+    nn_layernorm_backward(NULL, params_grad(p, m->probe_ln_w),
+                          params_grad(p, m->probe_ln_b), m->probe_dln,
+                          m->probe_in, m->probe_mean, m->probe_rstd,
+                          params_data(p, m->probe_ln_w), rows, D);
+}
+
+void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
+                             uint64_t step, struct lejepa_losses *out)
+{
+    const struct lejepa_config *c = &m->c;
+    const int N = c->batch, K = m->proj_dim, M = c->slices, V = m->views;
+    memset(m->p.grad, 0, m->p.learn.total * sizeof(float));
+    for (int g = 0; g < m->n_groups; g++) {
+        graph_forward(&m->grp[g].g, true);
+        graph_zero_dact(&m->grp[g].g);
+    }
+
+    const float lambda = (float)c->lambda;
+    out->inv = invariance(m, 1.0f - lambda);
+    sigreg_directions(m->dirs, c->seed, step, K, M);
+    double sig = 0;
+    for (int v = 0; v < V; v++)
+        sig += sigreg_forward(NULL, &m->ss[v], view_rows(m, v, false), m->dirs,
+                              &m->grid, N, K, M);
+    out->sigreg = sig / V;
+    out->loss = (1.0 - c->lambda) * out->inv + c->lambda * out->sigreg;
+    for (int v = 0; v < V; v++)
+        sigreg_backward(view_rows(m, v, true), &m->ss[v], lambda / (float)V,
+                        m->dirs, &m->grid, K, M);
+
+    for (int g = 0; g < m->n_groups; g++)
+        graph_backward(&m->grp[g].g, true);
+    probe_step(m, labels, out);
+}
+
+static int all_finite(const float *x, size_t n)
+{
+    int ok = 1;
+    #pragma omp parallel for reduction(& : ok) schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        ok &= isfinite(x[i]) ? 1 : 0;
+    return ok;
+}
+
+int lejepa_check_finite(const struct lejepa *m, const struct lejepa_losses *l,
+                        uint64_t step, char *err)
+{
+    const struct {
+        const char *name;
+        double v;
+    } terms[] = {{"invariance", l->inv}, {"sigreg", l->sigreg},
+                 {"loss", l->loss}, {"probe_loss", l->probe_loss}};
+    for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++)
+        if (!isfinite(terms[i].v))
+            return errf(err, "step %llu: %s is %g", (unsigned long long)step,
+                        terms[i].name, terms[i].v);
+    for (size_t i = 0; i < m->p.learn.n; i++) {
+        const struct params_entry *e = &m->p.learn.e[i];
+        if (!all_finite(m->p.grad + e->offset, e->numel))
+            return errf(err, "step %llu: the gradient of %s is not finite "
+                        "(loss %g)", (unsigned long long)step, e->name, l->loss);
+    }
+    return 0;
+}
+
+void lejepa_eval_init(struct lejepa_eval *e, struct lejepa *m, int batch)
+{
+    memset(e, 0, sizeof *e);
+    graph_init(&e->g, &m->p, batch);
+    e->in = graph_input(&e->g, m->c.resnet.in_channels, m->c.global_size,
+                        m->c.global_size);
+    e->emb = resnet_build(&e->g, e->in, &m->c.resnet, "backbone", &e->feat);
+    graph_alloc(&e->g, false);
+}
+
+void lejepa_eval_free(struct lejepa_eval *e)
+{
+    graph_free(&e->g);
+}
+
+float *lejepa_eval_input(struct lejepa_eval *e)
+{
+    return graph_act(&e->g, e->in);
+}
+
+const float *lejepa_eval_forward(struct lejepa_eval *e, const float **feat,
+                                 int feat_shape[3])
+{
+    graph_forward(&e->g, false);
+    if (feat) {
+        *feat = graph_act(&e->g, e->feat);
+        feat_shape[0] = e->g.t[e->feat].C;
+        feat_shape[1] = e->g.t[e->feat].H;
+        feat_shape[2] = e->g.t[e->feat].W;
+    }
+    return graph_act(&e->g, e->emb);
+}
+
+double lejepa_forward_flops(const struct lejepa *m)
+{
+    double f = 0;
+    for (int g = 0; g < m->n_groups; g++)
+        f += graph_forward_flops(&m->grp[g].g);
+    return f;
+}

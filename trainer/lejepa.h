@@ -1,0 +1,107 @@
+/*
+ * lejepa.h: the LeJEPA model and one training step's forward and backward
+ * (DESIGN.md §5): a ResNet backbone and projector per resolution group
+ * (global views, then local views; BatchNorm statistics per group), the
+ * invariance term towards the mean of the global views' projections, SIGReg
+ * on every view with directions shared by the step, and the online probe
+ * (LayerNorm + Linear on the detached embeddings of every view).
+ * The optimizer, schedule and checkpoints live elsewhere; everything here is
+ * allocated once by lejepa_init.
+ */
+#ifndef LEJEPA_LEJEPA_H
+#define LEJEPA_LEJEPA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "graph.h"
+#include "resnet.h"
+#include "sigreg.h"
+
+#define LEJEPA_MAX_PROJ 8
+#define LEJEPA_MAX_VIEWS 80
+
+struct lejepa_config {
+    struct resnet_config resnet;
+    int n_proj;                      /* projector layers, last one linear */
+    int proj[LEJEPA_MAX_PROJ];       /* widths, e.g. 2048, 2048, 128 */
+    int n_classes;                   /* online probe classes */
+    int batch;                       /* N samples per step */
+    int global_views, global_size;
+    int local_views, local_size;     /* local_views may be 0 */
+    double lambda;
+    int slices, knots;
+    double t_max;
+    uint64_t seed;
+};
+
+struct lejepa_group {
+    struct graph g;
+    int views, size;
+    int in, emb, feat, proj;         /* tensor ids in g */
+};
+
+struct lejepa_losses {
+    double loss, inv, sigreg;
+    double probe_loss;
+    int probe_correct, probe_total;
+};
+
+struct lejepa {
+    struct lejepa_config c;
+    struct params p;
+    struct lejepa_group grp[2];
+    int n_groups, views, emb_dim, proj_dim;
+    /* online probe: LayerNorm(emb_dim) then Linear(emb_dim, n_classes) */
+    int probe_ln_w, probe_ln_b, probe_w, probe_b;
+    float *probe_in, *probe_ln, *probe_mean, *probe_rstd, *probe_logits,
+          *probe_dlogits, *probe_dln;
+    int32_t *probe_labels;
+    /* SIGReg: directions of the current step and one scratch per view */
+    struct sigreg_grid grid;
+    float *dirs;                     /* (proj_dim, slices) */
+    struct sigreg_scratch *ss;
+    void *ss_mem;
+};
+
+/* Builds the model, allocates every arena and initialises the weights from
+ * c->seed. Returns 0, or -1 with the reason (an inconsistent config). */
+int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err);
+void lejepa_free(struct lejepa *m);
+
+/* Input buffer of a group: (views * N, C, size, size) floats, view-major
+ * (rows v*N .. v*N+N-1 are view v). Group 0 holds the global views. */
+float *lejepa_input(struct lejepa *m, int group);
+
+/* One training step's forward and backward: zeroes all gradients, then
+ * fills them for the encoder (loss) and the probe (its cross-entropy).
+ * labels (N). step seeds the SIGReg directions. */
+void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
+                             uint64_t step, struct lejepa_losses *out);
+
+/* 0 when the loss terms and every gradient of the last step are finite;
+ * otherwise -1 with the step and the term or the first parameter whose
+ * gradient is not finite in err. */
+int lejepa_check_finite(const struct lejepa *m, const struct lejepa_losses *l,
+                        uint64_t step, char *err);
+
+/* Eval-mode backbone for batches of `batch` images at the global view size,
+ * sharing the model's weights (BatchNorm uses the running statistics). */
+struct lejepa_eval {
+    struct graph g;
+    int in, emb, feat;
+};
+void lejepa_eval_init(struct lejepa_eval *e, struct lejepa *m, int batch);
+void lejepa_eval_free(struct lejepa_eval *e);
+/* Input (batch, C, size, size) to fill before lejepa_eval_forward. */
+float *lejepa_eval_input(struct lejepa_eval *e);
+/* Runs the backbone; returns the embeddings (batch, emb_dim) and, when feat
+ * is not NULL, points it at the last feature map (batch, C, h, w) with its
+ * shape in feat_shape[3]. Both stay valid until the next call. */
+const float *lejepa_eval_forward(struct lejepa_eval *e, const float **feat,
+                                 int feat_shape[3]);
+
+/* Multiply-adds of one forward pass of every group (for GFLOP/s). */
+double lejepa_forward_flops(const struct lejepa *m);
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * model_config.c: config -> lejepa_config (see model_config.h).
+ */
+#include "model_config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+struct preset {
+    int n;
+    int depths[RESNET_MAX_STAGES];
+    int widths[RESNET_MAX_STAGES];
+};
+
+static const struct preset resnet_default = {4, {2, 2, 2, 2}, {32, 64, 128, 256}};
+static const struct preset resnet18 = {4, {2, 2, 2, 2}, {64, 128, 256, 512}};
+static const struct preset resnet34 = {4, {3, 4, 6, 3}, {64, 128, 256, 512}};
+
+int model_config_resolve(struct lejepa_config *out, const struct config *c,
+                         int n_classes, char *err)
+{
+    memset(out, 0, sizeof *out);
+    const struct config_model *m = &c->model;
+    if (m->backbone != CONFIG_BACKBONE_RESNET)
+        return errf(err, "model.backbone = vit is not built yet; use resnet");
+    const struct preset *p = &resnet_default;
+    if (m->preset == CONFIG_PRESET_RESNET18)
+        p = &resnet18;
+    else if (m->preset == CONFIG_PRESET_RESNET34)
+        p = &resnet34;
+    int n = m->depths.n ? m->depths.n : m->widths.n ? m->widths.n : p->n;
+    if ((m->depths.n == 0 || m->widths.n == 0) && n != p->n)
+        return errf(err, "model.%s has %d stages but the %s has %d: give "
+                    "both depths and widths", m->depths.n ? "depths" : "widths",
+                    n, m->preset ? "preset" : "default", p->n);
+    if (n > RESNET_MAX_STAGES)
+        return errf(err, "at most %d ResNet stages", RESNET_MAX_STAGES);
+    struct resnet_config *r = &out->resnet;
+    r->in_channels = (int)c->views.channels;
+    r->n_stages = n;
+    for (int i = 0; i < n; i++) {
+        r->depths[i] = m->depths.n ? (int)m->depths.v[i] : p->depths[i];
+        r->widths[i] = m->widths.n ? (int)m->widths.v[i] : p->widths[i];
+    }
+    if (m->stem == CONFIG_STEM_AUTO)
+        r->stem = c->views.global_size <= 64 ? RESNET_STEM_SMALL
+                                             : RESNET_STEM_IMAGENET;
+    else
+        r->stem = m->stem == CONFIG_STEM_SMALL ? RESNET_STEM_SMALL
+                                               : RESNET_STEM_IMAGENET;
+    if (m->projector.n > LEJEPA_MAX_PROJ)
+        return errf(err, "model.projector: at most %d layers", LEJEPA_MAX_PROJ);
+    out->n_proj = m->projector.n;
+    for (int i = 0; i < m->projector.n; i++)
+        out->proj[i] = (int)m->projector.v[i];
+    out->n_classes = n_classes;
+    out->batch = (int)c->optim.batch;
+    out->global_views = (int)c->views.global_count;
+    out->global_size = (int)c->views.global_size;
+    out->local_views = (int)c->views.local_count;
+    out->local_size = (int)c->views.local_size;
+    out->lambda = c->loss.lambda;
+    out->slices = (int)c->loss.slices;
+    out->knots = (int)c->loss.knots;
+    out->t_max = c->loss.t_max;
+    out->seed = c->run.seed;
+    return 0;
+}
+
+/* Appends "a,b,c" of n ints to out. */
+static void append_ints(char *out, size_t cap, const int *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(out);
+        int w = snprintf(out + len, cap - len, "%s%d", i ? "," : "", v[i]);
+        CHECK(w > 0 && (size_t)w < cap - len);
+    }
+}
+
+void lejepa_config_json(char *out, size_t cap, const struct lejepa_config *c,
+                        const char *extra)
+{
+    char depths[128] = "", widths[128] = "", proj[128] = "";
+    append_ints(depths, sizeof depths, c->resnet.depths, c->resnet.n_stages);
+    append_ints(widths, sizeof widths, c->resnet.widths, c->resnet.n_stages);
+    append_ints(proj, sizeof proj, c->proj, c->n_proj);
+    int n = snprintf(out, cap,
+        "{\"in_channels\":%d,\"stem\":\"%s\",\"depths\":[%s],\"widths\":[%s],"
+        "\"proj\":[%s],\"n_classes\":%d,\"batch\":%d,\"global_views\":%d,"
+        "\"global_size\":%d,\"local_views\":%d,\"local_size\":%d,"
+        "\"lambda\":%.17g,\"slices\":%d,\"knots\":%d,\"t_max\":%.17g%s%s}",
+        c->resnet.in_channels,
+        c->resnet.stem == RESNET_STEM_SMALL ? "small" : "imagenet", depths,
+        widths, proj, c->n_classes, c->batch, c->global_views, c->global_size,
+        c->local_views, c->local_size, c->lambda, c->slices, c->knots,
+        c->t_max, extra ? "," : "", extra ? extra : "");
+    CHECK(n > 0 && (size_t)n < cap);
+}

@@ -1,0 +1,60 @@
+/*
+ * safetensors.h: reading and writing safetensors files (8-byte little-endian
+ * header length, JSON header, raw little-endian tensor bytes), the format of
+ * checkpoints and exported weights, so PyTorch users load them directly.
+ * This file knows nothing of models or optimizers: it moves named tensors
+ * and string metadata, and refuses any file that is not exactly consistent.
+ */
+#ifndef LEJEPA_SAFETENSORS_H
+#define LEJEPA_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "json.h"
+#include "util.h"
+
+#define ST_MAX_DIMS 8
+#define ST_MAX_HEADER (64u << 20)
+
+enum st_dtype { ST_F32, ST_F64, ST_I32, ST_I64, ST_U8 };
+
+struct st_tensor {
+    const char *name;
+    enum st_dtype dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    const void *data;          /* nbytes bytes, little-endian */
+    size_t nbytes;
+};
+
+/* Writes the tensors (in the given order) and the metadata (n_meta pairs of
+ * key, value strings) to path atomically. Names must be unique. */
+int st_write(const char *path, const struct st_tensor *tensors, size_t n,
+             const char *const *meta_keys, const char *const *meta_values,
+             size_t n_meta, char *err);
+
+/* A file read whole and validated: every tensor's dtype, shape and offsets
+ * are consistent, offsets tile the data area exactly, metadata values are
+ * strings. Tensor data points into buf. */
+struct st_file {
+    char *buf;
+    size_t len;
+    struct json *header;
+    struct st_tensor *tensors;
+    size_t n;
+    const struct json *meta;   /* __metadata__ object, or NULL */
+};
+
+/* Returns 0, or -1 with a reason naming the path (nothing is kept). */
+int st_open(struct st_file *f, const char *path, char *err);
+void st_close(struct st_file *f);
+
+const struct st_tensor *st_find(const struct st_file *f, const char *name);
+/* Metadata value for key, or NULL. */
+const char *st_meta(const struct st_file *f, const char *key);
+
+size_t st_dtype_size(enum st_dtype d);
+const char *st_dtype_name(enum st_dtype d);
+
+#endif
