@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# tools/test.sh: runs every unit test of ./build (built by tools/setup.sh),
+# then the message-decoder fuzzer for FUZZ_SECONDS (default 60) under
+# AddressSanitizer and UndefinedBehaviorSanitizer. Exits non-zero on any
+# failure and ends with one "N passed, N failed, N skipped" line.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+fuzz_seconds="${FUZZ_SECONDS:-60}"
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+meson test -C build --print-errorlogs --num-processes 2 2>&1 | tee "$log"
+unit_rc=${PIPESTATUS[0]}
+
+count() { awk -v k="$1" '$1 == k":" {print $2}' "$log" | tail -n 1; }
+passed=$(count Ok); failed=$(count Fail); skipped=$(count Skipped)
+timeouts=$(count Timeout); xpass=$(count "Unexpected Pass")
+passed=${passed:-0}; failed=$((${failed:-0} + ${timeouts:-0} + ${xpass:-0}))
+skipped=${skipped:-0}
+if [ "$unit_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  failed=1   # meson failed before running tests (build error)
+fi
+
+fuzz_rc=0
+if [ "$fuzz_seconds" -gt 0 ] && [ -x tools/fuzz.sh ]; then
+  echo "test: fuzzing the message decoder for ${fuzz_seconds}s"
+  if bash tools/fuzz.sh "$fuzz_seconds"; then
+    passed=$((passed + 1))
+  else
+    fuzz_rc=1
+    failed=$((failed + 1))
+  fi
+fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$unit_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ]
