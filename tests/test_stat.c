@@ -1,0 +1,354 @@
+/*
+ * test_stat.c: runs the built lejepa-stat ($LEJEPA_BUILD_ROOT/tools) on
+ * matrices written with npy_write: a standard-normal sample sits at the
+ * Gaussian floor, an all-zero one at 0.402048 * N, a scaled one far above;
+ * given directions reproduce sigreg_forward_ref; --json parses with json.h;
+ * bad inputs exit 2 naming the file.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "json.h"
+#include "npy.h"
+#include "sigreg.h"
+#include "testing.h"
+#include "util.h"
+
+#define N_ROWS 2000
+#define K_DIM 64
+#define COLLAPSE_PER_N 0.402048    /* DESIGN.md §5, default grid */
+#define GAUSS_FLOOR 1.05246
+
+static char *tmp_dir;
+static char program[4096];
+
+static const char *tmp_path(const char *name)
+{
+    static char path[4][4096];
+    static int slot;
+    slot = (slot + 1) % 4;
+    snprintf(path[slot], sizeof path[slot], "%s/%s", tmp_dir, name);
+    return path[slot];
+}
+
+/* Runs "lejepa-stat ARGS" with stderr merged into out; returns the exit
+ * status (-1 if it did not exit normally). */
+static int run_stat(const char *args, char *out, size_t cap)
+{
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "'%s' --threads 2 %s 2>&1", program, args);
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs with --json and parses the output; the caller frees the tree. */
+static struct json *run_json(const char *args)
+{
+    char out[8192], full[4096], err[ERR_LEN];
+    snprintf(full, sizeof full, "--json %s", args);
+    int rc = run_stat(full, out, sizeof out);
+    if (rc != 0)
+        fprintf(stderr, "lejepa-stat %s: exit %d: %s\n", full, rc, out);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    struct json *j = json_parse(out, strlen(out), 8, err);
+    if (!j)
+        fprintf(stderr, "bad JSON (%s): %s\n", err, out);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    return j;
+}
+
+static double num(const struct json *obj, const char *key)
+{
+    const struct json *v = json_get(obj, key);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+    CU_ASSERT_EQUAL_FATAL(v->type, JSON_NUMBER);
+    return v->number;
+}
+
+/* z (N, K) standard normal from seed, times scale; written as name. */
+static float *write_normal(const char *name, int n, int k_dim, double scale,
+                           uint64_t seed)
+{
+    char err[ERR_LEN];
+    float *z = xmalloc((size_t)n * k_dim * sizeof *z);
+    for (size_t i = 0; i < (size_t)n * k_dim; i++)
+        z[i] = (float)(scale * testing_rand_normal(&seed));
+    int64_t shape[2] = {n, k_dim};
+    CU_ASSERT_EQUAL_FATAL(npy_write(tmp_path(name), NPY_F32, 2, shape, z, err),
+                          0);
+    return z;
+}
+
+/* Over 40 data seeds (N = 2000, K = 64, M = 1024) SIGReg measured mean
+ * 1.055, sd 0.088, range 0.89..1.25; the window 0.70..1.40 is 4 sd wide on
+ * each side, while the failures it must catch (scale 3: ~1000, scale 0.1:
+ * ~770, a wrong grid or normalisation) are hundreds of sd away. */
+static void test_gaussian_sits_at_floor(void)
+{
+    free(write_normal("gauss.npy", N_ROWS, K_DIM, 1.0, 1));
+    char args[4200];
+    snprintf(args, sizeof args, "'%s'", tmp_path("gauss.npy"));
+    struct json *j = run_json(args);
+    double v = num(j, "sigreg");
+    CU_ASSERT(v > 0.70 && v < 1.40);
+    CU_ASSERT_EQUAL(num(j, "n"), N_ROWS);
+    CU_ASSERT_EQUAL(num(j, "k"), K_DIM);
+    CU_ASSERT_EQUAL(num(j, "slices"), SIGREG_DEFAULT_SLICES);
+    CU_ASSERT_EQUAL(num(j, "knots"), SIGREG_DEFAULT_KNOTS);
+    CU_ASSERT_EQUAL(num(j, "t_max"), SIGREG_DEFAULT_T_MAX);
+    const struct json *ps = json_get(j, "per_slice");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ps);
+    double q[5] = {num(ps, "min"), num(ps, "p10"), num(ps, "median"),
+                   num(ps, "p90"), num(ps, "max")};
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT(q[i] <= q[i + 1]);
+    CU_ASSERT(q[0] <= v && v <= q[4]);
+    const struct json *ref = json_get(j, "reference");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+    CU_ASSERT_DOUBLE_EQUAL(num(ref, "gaussian"), GAUSS_FLOOR, 1e-5);
+    json_free(j);
+
+    char out[8192];
+    CU_ASSERT_EQUAL(run_stat(args, out, sizeof out), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "N = 2000 rows, K = 64 columns"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "close to isotropic"));
+
+    /* Same seed and step: same directions, same value; another step: a
+     * different (still Gaussian-floor) value. */
+    snprintf(args, sizeof args, "--seed 7 --step 3 '%s'", tmp_path("gauss.npy"));
+    j = run_json(args);
+    double a = num(j, "sigreg");
+    json_free(j);
+    j = run_json(args);
+    CU_ASSERT_EQUAL(num(j, "sigreg"), a);
+    json_free(j);
+    CU_ASSERT(a != v);
+    CU_ASSERT(a > 0.70 && a < 1.40);
+}
+
+static void test_zero_matrix_is_collapse_value(void)
+{
+    char err[ERR_LEN];
+    float *z = xcalloc((size_t)N_ROWS * K_DIM, sizeof *z);
+    int64_t shape[2] = {N_ROWS, K_DIM};
+    CU_ASSERT_EQUAL_FATAL(npy_write(tmp_path("zero.npy"), NPY_F32, 2, shape, z,
+                                    err), 0);
+    free(z);
+    char args[4200];
+    snprintf(args, sizeof args, "'%s'", tmp_path("zero.npy"));
+    struct json *j = run_json(args);
+    double want = COLLAPSE_PER_N * N_ROWS;
+    CU_ASSERT(fabs(num(j, "sigreg") - want) <= 1e-5 * want);
+    CU_ASSERT(fabs(num(json_get(j, "reference"), "collapsed") - want) <=
+              1e-5 * want);
+    json_free(j);
+    char out[8192];
+    CU_ASSERT_EQUAL(run_stat(args, out, sizeof out), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "too narrow"));
+}
+
+/* x * 3: wrong scale, far above the floor (measured ~1000); --standardize
+ * removes the scale and brings it back near the floor. */
+static void test_scaled_matrix_and_standardize(void)
+{
+    free(write_normal("scaled.npy", N_ROWS, K_DIM, 3.0, 1));
+    char args[4200];
+    snprintf(args, sizeof args, "'%s'", tmp_path("scaled.npy"));
+    struct json *j = run_json(args);
+    CU_ASSERT(num(j, "sigreg") > 300 * GAUSS_FLOOR);
+    json_free(j);
+    char out[8192];
+    CU_ASSERT_EQUAL(run_stat(args, out, sizeof out), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "too wide"));
+
+    snprintf(args, sizeof args, "--standardize '%s'", tmp_path("scaled.npy"));
+    j = run_json(args);
+    CU_ASSERT(num(j, "sigreg") < 2 * GAUSS_FLOOR);
+    CU_ASSERT_EQUAL(json_get(j, "standardize")->type, JSON_TRUE);
+    json_free(j);
+}
+
+/* float64 input is converted: the same numbers give the same value. */
+static void test_f8_input_matches_f4(void)
+{
+    char err[ERR_LEN];
+    float *z = write_normal("small.npy", 300, 8, 1.0, 5);
+    double *d = xmalloc(300 * 8 * sizeof *d);
+    for (int i = 0; i < 300 * 8; i++)
+        d[i] = z[i];
+    int64_t shape[2] = {300, 8};
+    CU_ASSERT_EQUAL_FATAL(npy_write(tmp_path("small8.npy"), NPY_F64, 2, shape,
+                                    d, err), 0);
+    char args[4200];
+    snprintf(args, sizeof args, "--slices 64 '%s'", tmp_path("small.npy"));
+    struct json *j4 = run_json(args);
+    snprintf(args, sizeof args, "--slices 64 '%s'", tmp_path("small8.npy"));
+    struct json *j8 = run_json(args);
+    CU_ASSERT_EQUAL(num(j4, "sigreg"), num(j8, "sigreg"));
+    CU_ASSERT_EQUAL(num(j8, "slices"), 64);
+    json_free(j4);
+    json_free(j8);
+    free(d);
+    free(z);
+}
+
+/* --directions: the identity (slices = the coordinates) and arbitrary
+ * unnormalised directions, against the double reference on the normalised
+ * directions. Tolerance 1e-6 (N + |stat|), as in test_sigreg.c. */
+static void check_directions(const float *z, const float *a, int slices,
+                             const char *name)
+{
+    char err[ERR_LEN];
+    int64_t shape[2] = {K_DIM, slices};
+    CU_ASSERT_EQUAL_FATAL(npy_write(tmp_path(name), NPY_F32, 2, shape, a, err),
+                          0);
+    double *zd = xmalloc((size_t)N_ROWS * K_DIM * sizeof *zd);
+    double *ad = xmalloc((size_t)K_DIM * slices * sizeof *ad);
+    double *stat = xmalloc((size_t)slices * sizeof *stat);
+    for (size_t i = 0; i < (size_t)N_ROWS * K_DIM; i++)
+        zd[i] = z[i];
+    for (int m = 0; m < slices; m++) {
+        double ss = 0;
+        for (int k = 0; k < K_DIM; k++)
+            ss += (double)a[k * slices + m] * a[k * slices + m];
+        for (int k = 0; k < K_DIM; k++)
+            ad[k * slices + m] = a[k * slices + m] / sqrt(ss);
+    }
+    struct sigreg_grid g;
+    CU_ASSERT_EQUAL_FATAL(sigreg_grid_init(&g, SIGREG_DEFAULT_KNOTS,
+                                           SIGREG_DEFAULT_T_MAX, err), 0);
+    double ref = sigreg_forward_ref(stat, zd, ad, &g, N_ROWS, K_DIM, slices);
+    double lo = stat[0], hi = stat[0];
+    for (int m = 1; m < slices; m++) {
+        lo = fmin(lo, stat[m]);
+        hi = fmax(hi, stat[m]);
+    }
+    char args[8400];
+    snprintf(args, sizeof args, "--directions '%s' '%s'", tmp_path(name),
+             tmp_path("dirz.npy"));
+    struct json *j = run_json(args);
+    double tol = 1e-6 * (N_ROWS + fabs(ref));
+    double v = num(j, "sigreg");
+    if (fabs(v - ref) > tol)
+        fprintf(stderr, "%s: lejepa-stat %.9g, reference %.9g\n", name, v, ref);
+    CU_ASSERT(fabs(v - ref) <= tol);
+    CU_ASSERT_EQUAL(num(j, "slices"), slices);
+    const struct json *ps = json_get(j, "per_slice");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ps);
+    CU_ASSERT(fabs(num(ps, "min") - lo) <= tol);
+    CU_ASSERT(fabs(num(ps, "max") - hi) <= tol);
+    json_free(j);
+    free(zd);
+    free(ad);
+    free(stat);
+}
+
+static void test_given_directions_match_reference(void)
+{
+    /* Columns of different scales, so per-slice values differ widely. */
+    float *z = write_normal("dirz.npy", N_ROWS, K_DIM, 1.0, 9);
+    for (int i = 0; i < N_ROWS; i++)
+        for (int k = 0; k < K_DIM; k++)
+            z[i * K_DIM + k] *= (float)(0.5 + k / 32.0);
+    char err[ERR_LEN];
+    int64_t shape[2] = {N_ROWS, K_DIM};
+    CU_ASSERT_EQUAL_FATAL(npy_write(tmp_path("dirz.npy"), NPY_F32, 2, shape, z,
+                                    err), 0);
+    float *eye = xcalloc(K_DIM * K_DIM, sizeof *eye);
+    for (int k = 0; k < K_DIM; k++)
+        eye[k * K_DIM + k] = 1.0f;
+    check_directions(z, eye, K_DIM, "eye.npy");
+    enum { M = 40 };
+    float *a = xmalloc(K_DIM * M * sizeof *a);
+    uint64_t seed = 21;
+    for (int i = 0; i < K_DIM * M; i++)
+        a[i] = (float)(7.0 * testing_rand_normal(&seed));
+    check_directions(z, a, M, "dirs.npy");
+    free(a);
+    free(eye);
+    free(z);
+}
+
+/* Each bad input exits 2 with a message naming the file and the problem. */
+static void test_bad_inputs_exit_2(void)
+{
+    char err[ERR_LEN];
+    free(write_normal("one.npy", 1, 4, 1.0, 3));
+    free(write_normal("k4.npy", 10, 4, 1.0, 3));
+    free(write_normal("k5.npy", 5, 3, 1.0, 3));
+    float v[3] = {1, 2, 3};
+    int64_t flat[1] = {3};
+    CU_ASSERT_EQUAL(npy_write(tmp_path("flat.npy"), NPY_F32, 1, flat, v, err),
+                    0);
+    float nan2[4] = {0, 1, NAN, 2};
+    int64_t sq[2] = {2, 2};
+    CU_ASSERT_EQUAL(npy_write(tmp_path("nan.npy"), NPY_F32, 2, sq, nan2, err),
+                    0);
+    static const char junk[] = "PK\3\4 not a numpy file";
+    CU_ASSERT_EQUAL(util_write_file_atomic(tmp_path("junk.npy"), junk,
+                                           sizeof junk - 1, err), 0);
+    static const struct {
+        const char *args_fmt, *file, *want;
+    } cases[] = {
+        {"'%s'", "missing.npy", "cannot open"},
+        {"'%s'", "junk.npy", "bad magic"},
+        {"'%s'", "flat.npy", "expected a 2-D"},
+        {"'%s'", "one.npy", "at least 2"},
+        {"'%s'", "nan.npy", "row 1, column 0"},
+        {"--directions '%s' K4", "k5.npy", "directions have 5 rows"},
+        {"--slices 0 '%s'", "k4.npy", "--slices 0"},
+        {"--knots 1 '%s'", "k4.npy", "--knots 1"},
+        {"--t-max -1 '%s'", "k4.npy", "--t-max -1"},
+        {"--directions '%s' --seed 3 K4", "k5.npy", "drop --slices"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[8400], fmt[256], out[8192];
+        /* "K4" stands for the embeddings file of the directions cases */
+        snprintf(fmt, sizeof fmt, "%s", cases[i].args_fmt);
+        char *k4 = strstr(fmt, "K4");
+        if (k4)
+            snprintf(k4, sizeof fmt - (size_t)(k4 - fmt), "'%s'",
+                     tmp_path("k4.npy"));
+        snprintf(args, sizeof args, fmt, tmp_path(cases[i].file));
+        int rc = run_stat(args, out, sizeof out);
+        int named = strstr(out, cases[i].file) || cases[i].want[0] == '-';
+        if (rc != 2 || !strstr(out, cases[i].want) || !named)
+            fprintf(stderr, "case %zu: exit %d, want 2 and '%s': %s", i, rc,
+                    cases[i].want, out);
+        CU_ASSERT_EQUAL(rc, 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[i].want));
+        CU_ASSERT(named);
+    }
+    char out[8192];
+    CU_ASSERT_EQUAL(run_stat("--help", out, sizeof out), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage: lejepa-stat"));
+    CU_ASSERT_EQUAL(run_stat("", out, sizeof out), 2);
+}
+
+int main(void)
+{
+    const char *root = getenv("LEJEPA_BUILD_ROOT");
+    snprintf(program, sizeof program, "%s/tools/lejepa-stat",
+             root ? root : "build");
+    tmp_dir = testing_tmpdir();
+    static const struct testing_case cases[] = {
+        {"standard normal sits at the floor", test_gaussian_sits_at_floor},
+        {"all-zero matrix gives 0.402048 N", test_zero_matrix_is_collapse_value},
+        {"scaled matrix far above; --standardize", test_scaled_matrix_and_standardize},
+        {"float64 input equals float32", test_f8_input_matches_f4},
+        {"--directions matches sigreg_forward_ref", test_given_directions_match_reference},
+        {"bad inputs exit 2 naming the file", test_bad_inputs_exit_2},
+        {NULL, NULL},
+    };
+    int rc = testing_run("stat", cases);
+    testing_rmtree(tmp_dir);
+    free(tmp_dir);
+    return rc;
+}
