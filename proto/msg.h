@@ -245,6 +245,14 @@ struct msg_limit_params {
     double margin;                  /* >= 1, e.g. 1.25 */
 };
 
+struct config;
+/* The view numbers of a run's config ([run] ticket_size, [views] counts,
+ * sizes and channels) with margin 1.25; the model-dependent fields (emb_dim,
+ * embed_chunk, featmap_images, feat_dim, grid, heads) are zero for the
+ * trainer, which knows its model, to fill in. */
+void msg_limit_params_from_config(struct msg_limit_params *p,
+                                  const struct config *c);
+
 /* Handshake-safe defaults: enough for HELLO/WELCOME/HISTORY/METRIC and small
  * batches (1 MiB messages). */
 void msg_limits_default(struct msg_limits *l);

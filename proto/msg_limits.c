@@ -8,7 +8,9 @@
 #include "msg.h"
 
 #include <stdint.h>
+#include <string.h>
 
+#include "config.h"
 #include "util.h"
 
 /* Bytes of msgpack framing and small fields per message, and per sample of a
@@ -29,6 +31,19 @@ void msg_limits_default(struct msg_limits *l)
     l->max_array = 65536;
     l->max_values = 256;
     l->max_depth = 8;
+}
+
+void msg_limit_params_from_config(struct msg_limit_params *p,
+                                  const struct config *c)
+{
+    memset(p, 0, sizeof *p);
+    p->samples = (size_t)c->run.ticket_size;
+    p->global_views = (size_t)c->views.global_count;
+    p->global_size = (size_t)c->views.global_size;
+    p->local_views = (size_t)c->views.local_count;
+    p->local_size = (size_t)c->views.local_size;
+    p->channels = (size_t)c->views.channels;
+    p->margin = 1.25;
 }
 
 /* Saturating arithmetic: limits are upper bounds, so saturating is safe. */

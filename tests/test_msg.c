@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "msg.h"
 #include "test_msg_samples.h"
 #include "testing.h"
@@ -486,6 +487,31 @@ static void test_limits(void)
     CU_ASSERT_EQUAL(c.max_msg_bytes, SIZE_MAX);
 }
 
+/* Limits from a run's config admit the largest BATCH that config produces
+ * and refuse one with more views or bigger crops than it configures. */
+static void test_limits_from_config(void)
+{
+    struct config cfg;
+    char err[ERR_LEN];
+    config_defaults(&cfg);
+    CU_ASSERT_EQUAL_FATAL(config_set(&cfg, "views.global_size=384", err), 0);
+    CU_ASSERT_EQUAL_FATAL(config_set(&cfg, "views.local_size=96", err), 0);
+    CU_ASSERT_EQUAL_FATAL(config_set(&cfg, "views.channels=3", err), 0);
+    struct msg_limit_params p;
+    msg_limit_params_from_config(&p, &cfg);
+    CU_ASSERT_EQUAL(p.samples, (size_t)cfg.run.ticket_size);
+    CU_ASSERT_EQUAL(p.local_views, (size_t)cfg.views.local_count);
+    struct msg_limits lim;
+    msg_limits_compute(&lim, &p);
+    size_t batch = (size_t)cfg.run.ticket_size * 3 *
+                   (2 * 384 * 384 + 6 * 96 * 96);
+    CU_ASSERT(lim.max_msg_bytes >= batch && lim.max_msg_bytes < 2 * batch);
+    /* The margin admits 384 px crops, not 448 px ones. */
+    CU_ASSERT(lim.max_pixels >= 3 * 384 * 384 && lim.max_pixels < 3 * 448 * 448);
+    CU_ASSERT(lim.max_samples >= (size_t)cfg.run.ticket_size);
+    CU_ASSERT(lim.max_views >= 6);
+}
+
 /* ZMQ_MAXMSGSIZE on the receiver: a frame above it is dropped by the
  * transport (the connection is closed), a later small one arrives. inproc
  * does not enforce the option, so this runs over ipc. */
@@ -584,6 +610,7 @@ int main(void)
         {"encode_refuses_bad_structs", test_encode_refuses_bad_structs},
         {"batch_matches_ticket", test_batch_matches_ticket},
         {"limits", test_limits},
+        {"limits from a config", test_limits_from_config},
         {"socket_drops_oversized_frame", test_socket_drops_oversized_frame},
         {"publish_topics", test_publish_topics},
         {NULL, NULL},
