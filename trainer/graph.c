@@ -21,7 +21,7 @@ void graph_init(struct graph *g, struct params *p, int B)
 {
     memset(g, 0, sizeof *g);
     CHECK(B > 0);
-    g->B = B;
+    g->B = g->B_cap = B;
     g->p = p;
 }
 
@@ -33,6 +33,12 @@ void graph_free(struct graph *g)
     util_free_aligned(g->dact);
     util_free_aligned(g->scratch);
     memset(g, 0, sizeof *g);
+}
+
+void graph_set_batch(struct graph *g, int B)
+{
+    CHECK(B > 0 && B <= g->B_cap);
+    g->B = B;
 }
 
 /* Reserves n floats of the arena, 64-byte aligned. */
@@ -53,7 +59,7 @@ static int new_tensor(struct graph *g, int C, int H, int W)
     t->C = C;
     t->H = H;
     t->W = W;
-    t->offset = reserve(g, (size_t)g->B * C * H * W);
+    t->offset = reserve(g, (size_t)g->B_cap * C * H * W);
     return g->n_t++;
 }
 
@@ -108,7 +114,8 @@ int graph_conv(struct graph *g, int in, const char *name, int OC, int K,
     op->K = K;
     op->stride = stride;
     op->pad = pad;
-    size_t s = nn_conv2d_scratch_floats(g->B, x.C, x.H, x.W, OC, K, stride, pad);
+    size_t s = nn_conv2d_scratch_floats(g->B_cap, x.C, x.H, x.W, OC, K, stride,
+                                        pad);
     if (s > g->scratch_floats)
         g->scratch_floats = s;
     op->out = new_tensor(g, OC, OH, OW);
@@ -159,7 +166,7 @@ int graph_maxpool(struct graph *g, int in, int K, int stride, int pad)
     int OH = nn_conv2d_out_dim(x.H, K, stride, pad);
     int OW = nn_conv2d_out_dim(x.W, K, stride, pad);
     CHECK(OH > 0 && OW > 0);
-    op->save = reserve(g, (size_t)g->B * x.C * OH * OW); /* int32 argmax */
+    op->save = reserve(g, (size_t)g->B_cap * x.C * OH * OW); /* int32 argmax */
     op->out = new_tensor(g, x.C, OH, OW);
     return op->out;
 }

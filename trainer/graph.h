@@ -45,7 +45,8 @@ struct graph_op {
 };
 
 struct graph {
-    int B;
+    int B;          /* images of the current batch, at most B_cap */
+    int B_cap;      /* images the arenas were planned for */
     struct params *p;
     struct graph_tensor *t;
     int n_t, cap_t;
@@ -58,7 +59,12 @@ struct graph {
     double seconds[2][GRAPH_N_KINDS];
 };
 
+/* A graph for batches of up to B images. */
 void graph_init(struct graph *g, struct params *p, int B);
+
+/* Runs later passes on the first B images (B <= B_cap): tensors keep their
+ * offsets, so a smaller batch uses a prefix of each tensor. */
+void graph_set_batch(struct graph *g, int B);
 void graph_free(struct graph *g);
 
 /* Builders: each returns the id of its output tensor. Parameters are found

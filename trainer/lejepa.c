@@ -65,6 +65,7 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
     m->c = *c;
     m->n_groups = c->local_views > 0 ? 2 : 1;
     m->views = c->global_views + c->local_views;
+    m->n = c->batch;
     build_group(m, 0, c->global_views, c->global_size);
     if (m->n_groups == 2)
         build_group(m, 1, c->local_views, c->local_size);
@@ -122,6 +123,35 @@ void lejepa_free(struct lejepa *m)
     memset(m, 0, sizeof *m);
 }
 
+void lejepa_set_batch(struct lejepa *m, int n)
+{
+    CHECK(n >= 2 && n <= m->c.batch);
+    m->n = n;
+    for (int g = 0; g < m->n_groups; g++)
+        graph_set_batch(&m->grp[g].g, m->grp[g].views * n);
+}
+
+void lejepa_load_pixels(struct lejepa *m, int group, const uint8_t *pixels,
+                        const float *mean, const float *std)
+{
+    const struct lejepa_group *gr = &m->grp[group];
+    const int C = m->c.resnet.in_channels;
+    const size_t plane = (size_t)gr->size * gr->size;
+    const size_t images = (size_t)gr->views * m->n;
+    float *x = lejepa_input(m, group);
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < images; i++) {
+        for (int c = 0; c < C; c++) {
+            const float scale = 1.0f / (255.0f * std[c]);
+            const float shift = mean[c] / std[c];
+            const uint8_t *src = pixels + (i * C + c) * plane;
+            float *dst = x + (i * C + c) * plane;
+            for (size_t k = 0; k < plane; k++)
+                dst[k] = (float)src[k] * scale - shift;
+        }
+    }
+}
+
 float *lejepa_input(struct lejepa *m, int group)
 {
     CHECK(group >= 0 && group < m->n_groups);
@@ -136,7 +166,7 @@ static float *view_rows(struct lejepa *m, int v, bool grad)
     struct lejepa_group *gr = &m->grp[gi];
     float *base = grad ? graph_dact(&gr->g, gr->proj)
                        : graph_act(&gr->g, gr->proj);
-    return base + (size_t)local * m->c.batch * m->proj_dim;
+    return base + (size_t)local * m->n * m->proj_dim;
 }
 
 /* invariance = mean over (v, n, k) of (mu - P_v)^2, mu = mean of the global
@@ -144,7 +174,7 @@ static float *view_rows(struct lejepa *m, int v, bool grad)
 static double invariance(struct lejepa *m, float scale)
 {
     const int K = m->proj_dim, Vg = m->c.global_views, V = m->views;
-    const size_t NK = (size_t)m->c.batch * K;
+    const size_t NK = (size_t)m->n * K;
     const float *P[LEJEPA_MAX_VIEWS];
     float *dP[LEJEPA_MAX_VIEWS];
     for (int v = 0; v < V; v++) {
@@ -179,7 +209,7 @@ static double invariance(struct lejepa *m, float scale)
 static void probe_step(struct lejepa *m, const int32_t *labels,
                        struct lejepa_losses *out)
 {
-    const int N = m->c.batch, D = m->emb_dim, K = m->c.n_classes;
+    const int N = m->n, D = m->emb_dim, K = m->c.n_classes;
     const int rows = m->views * N;
     for (int v = 0; v < m->views; v++) {
         int gi = v < m->c.global_views ? 0 : 1;
@@ -217,7 +247,7 @@ void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
                              uint64_t step, struct lejepa_losses *out)
 {
     const struct lejepa_config *c = &m->c;
-    const int N = c->batch, K = m->proj_dim, M = c->slices, V = m->views;
+    const int N = m->n, K = m->proj_dim, M = c->slices, V = m->views;
     memset(m->p.grad, 0, m->p.learn.total * sizeof(float));
     for (int g = 0; g < m->n_groups; g++) {
         graph_forward(&m->grp[g].g, true);

@@ -52,6 +52,7 @@ struct lejepa {
     struct params p;
     struct lejepa_group grp[2];
     int n_groups, views, emb_dim, proj_dim;
+    int n;                           /* samples of the current step <= batch */
     /* online probe: LayerNorm(emb_dim) then Linear(emb_dim, n_classes) */
     int probe_ln_w, probe_ln_b, probe_w, probe_b;
     float *probe_in, *probe_ln, *probe_mean, *probe_rstd, *probe_logits,
@@ -69,13 +70,22 @@ struct lejepa {
 int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err);
 void lejepa_free(struct lejepa *m);
 
-/* Input buffer of a group: (views * N, C, size, size) floats, view-major
- * (rows v*N .. v*N+N-1 are view v). Group 0 holds the global views. */
+/* Sets the number of samples n (2 <= n <= c.batch) of the next steps; a
+ * step whose samples partly failed to load trains on the rest. */
+void lejepa_set_batch(struct lejepa *m, int n);
+
+/* Input buffer of a group: (views * n, C, size, size) floats, view-major
+ * (rows v*n .. v*n+n-1 are view v). Group 0 holds the global views. */
 float *lejepa_input(struct lejepa *m, int group);
 
-/* One training step's forward and backward: zeroes all gradients, then
- * fills them for the encoder (loss) and the probe (its cross-entropy).
- * labels (N). step seeds the SIGReg directions. */
+/* Fills a group's input from uint8 pixels laid out as a BATCH carries them,
+ * (views, n, C, size, size), as (x / 255 - mean[c]) / std[c]. */
+void lejepa_load_pixels(struct lejepa *m, int group, const uint8_t *pixels,
+                        const float *mean, const float *std);
+
+/* One training step's forward and backward on the current n samples:
+ * zeroes all gradients, then fills them for the encoder (loss) and the
+ * probe (its cross-entropy). labels (n). step seeds the SIGReg directions. */
 void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
                              uint64_t step, struct lejepa_losses *out);
 

@@ -1,0 +1,112 @@
+/*
+ * test_lejepa.c: engine behaviour beyond the PyTorch match: a step on fewer
+ * samples than the configured batch equals a step of a model built for that
+ * batch, and uint8 pixels are normalised per channel as configured.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "lejepa.h"
+#include "lejepa_cases.h"
+#include "rng.h"
+#include "testing.h"
+#include "util.h"
+
+/* Fills views (group layout (views, n, C, H, W)) for n samples taken from a
+ * per-(view, sample) stream, so the same sample gets the same pixels
+ * whatever n is. */
+static void fill_views(struct lejepa *m, int n)
+{
+    for (int g = 0; g < m->n_groups; g++) {
+        const struct lejepa_group *gr = &m->grp[g];
+        size_t img = (size_t)m->c.resnet.in_channels * gr->size * gr->size;
+        float *x = lejepa_input(m, g);
+        for (int v = 0; v < gr->views; v++)
+            for (int i = 0; i < n; i++) {
+                struct rng r;
+                rng_init(&r, 5, (uint64_t)g, (uint64_t)v, (uint64_t)i);
+                float *dst = x + ((size_t)v * n + i) * img;
+                for (size_t k = 0; k < img; k++)
+                    dst[k] = (float)rng_normal(&r);
+            }
+    }
+}
+
+static void test_smaller_step_equals_smaller_model(void)
+{
+    const struct lejepa_config big = lejepa_cases[0].c;
+    struct lejepa_config small = big;
+    small.batch = 4;
+    char err[ERR_LEN];
+    struct lejepa a, b;
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&a, &big, err), 0);
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&b, &small, err), 0);
+    lejepa_set_batch(&a, 4);
+    fill_views(&a, 4);
+    fill_views(&b, 4);
+    int32_t labels[4] = {1, 2, 3, 1};
+    struct lejepa_losses la, lb;
+    lejepa_forward_backward(&a, labels, 3, &la);
+    lejepa_forward_backward(&b, labels, 3, &lb);
+    CU_ASSERT_DOUBLE_EQUAL(la.loss, lb.loss, 1e-6 * fabs(lb.loss));
+    CU_ASSERT_DOUBLE_EQUAL(la.probe_loss, lb.probe_loss, 1e-6 * lb.probe_loss);
+    CU_ASSERT_EQUAL(la.probe_total, 4 * a.views);
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < a.p.learn.n; i++) {
+        const float *ga = params_grad(&a.p, (int)i), *gb = params_grad(&b.p, (int)i);
+        for (size_t k = 0; k < a.p.learn.e[i].numel; k++) {
+            diff = fmax(diff, fabs(ga[k] - gb[k]));
+            scale = fmax(scale, fabs(gb[k]));
+        }
+    }
+    CU_ASSERT(diff <= 1e-5 * scale);
+    /* And back to the full batch: a different loss. */
+    lejepa_set_batch(&a, big.batch);
+    fill_views(&a, big.batch);
+    int32_t labels6[6] = {1, 2, 3, 1, 0, 5};
+    lejepa_forward_backward(&a, labels6, 3, &la);
+    CU_ASSERT(fabs(la.loss - lb.loss) > 1e-6);
+    lejepa_free(&a);
+    lejepa_free(&b);
+}
+
+static void test_load_pixels_normalises(void)
+{
+    struct lejepa_config c = lejepa_cases[1].c;   /* 3 channels, Vl = 0 */
+    char err[ERR_LEN];
+    struct lejepa m;
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&m, &c, err), 0);
+    lejepa_set_batch(&m, 3);
+    const int S = c.global_size, C = 3, V = c.global_views;
+    size_t n = (size_t)V * 3 * C * S * S;
+    uint8_t *px = xmalloc(n);
+    for (size_t i = 0; i < n; i++)
+        px[i] = (uint8_t)(i * 7 % 256);
+    const float mean[3] = {0.5f, 0.25f, 0.0f}, std[3] = {0.5f, 0.25f, 1.0f};
+    lejepa_load_pixels(&m, 0, px, mean, std);
+    const float *x = lejepa_input(&m, 0);
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (int)(i / ((size_t)S * S) % C);
+        float want = (px[i] / 255.0f - mean[ch]) / std[ch];
+        ok &= fabsf(x[i] - want) <= 1e-6f * (1 + fabsf(want));
+    }
+    CU_ASSERT(ok);
+    /* Hand-checked corners: 255 in channel 1 -> (1 - 0.25) / 0.25 = 3. */
+    memset(px, 255, n);
+    lejepa_load_pixels(&m, 0, px, mean, std);
+    CU_ASSERT_DOUBLE_EQUAL(x[(size_t)S * S], 3.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(x[0], 1.0, 1e-6);
+    free(px);
+    lejepa_free(&m);
+}
+
+int main(void)
+{
+    static const struct testing_case cases[] = {
+        {"a smaller step equals a smaller model", test_smaller_step_equals_smaller_model},
+        {"pixels normalised per channel", test_load_pixels_normalises},
+        {NULL, NULL},
+    };
+    return testing_run("lejepa", cases);
+}
