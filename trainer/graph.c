@@ -49,17 +49,27 @@ static size_t reserve(struct graph *g, size_t n)
     return off;
 }
 
-static int new_tensor(struct graph *g, int C, int H, int W)
+/* A new tensor; alias >= 0 shares that tensor's activations (in place). */
+static int new_tensor(struct graph *g, int C, int H, int W, int alias)
 {
     if (g->n_t == g->cap_t) {
         g->cap_t = g->cap_t ? 2 * g->cap_t : 64;
         g->t = xrealloc(g->t, (size_t)g->cap_t * sizeof *g->t);
     }
     struct graph_tensor *t = &g->t[g->n_t];
+    memset(t, 0, sizeof *t);
     t->C = C;
     t->H = H;
     t->W = W;
-    t->offset = reserve(g, (size_t)g->B_cap * C * H * W);
+    t->producer = g->n_ops - 1;
+    t->last_use = -1;
+    if (alias >= 0) {
+        CHECK(!g->t[alias].overwritten);
+        g->t[alias].overwritten = true;
+        t->offset = g->t[alias].offset;
+    } else {
+        t->offset = reserve(g, (size_t)g->B_cap * C * H * W);
+    }
     return g->n_t++;
 }
 
@@ -72,6 +82,8 @@ static struct graph_op *new_op(struct graph *g, enum graph_op_kind kind,
     }
     struct graph_op *op = &g->ops[g->n_ops++];
     memset(op, 0, sizeof *op);
+    CHECK(in >= 0 && in < g->n_t && !g->t[in].overwritten);
+    g->t[in].last_use = g->n_ops - 1;
     op->kind = kind;
     op->in = in;
     op->in2 = op->weight = op->bias = op->run_mean = op->run_var = -1;
@@ -97,7 +109,8 @@ static int param(struct params_table *t, const char *prefix, const char *suffix,
 
 int graph_input(struct graph *g, int C, int H, int W)
 {
-    return new_tensor(g, C, H, W);
+    CHECK(g->n_t == 0);  /* tensor 0 is the input; it needs no gradient */
+    return new_tensor(g, C, H, W, -1);
 }
 
 int graph_conv(struct graph *g, int in, const char *name, int OC, int K,
@@ -118,7 +131,7 @@ int graph_conv(struct graph *g, int in, const char *name, int OC, int K,
                                         pad);
     if (s > g->scratch_floats)
         g->scratch_floats = s;
-    op->out = new_tensor(g, OC, OH, OW);
+    op->out = new_tensor(g, OC, OH, OW, -1);
     return op->out;
 }
 
@@ -135,24 +148,28 @@ int graph_bn(struct graph *g, int in, const char *name, enum params_group group)
     op->run_var = param(&g->p->state, name, "running_var", 1, &C, group,
                         PARAMS_INIT_ONES, 0);
     op->save = reserve(g, 2 * (size_t)C);
-    op->out = new_tensor(g, C, g->t[in].H, g->t[in].W);
+    op->out = new_tensor(g, C, g->t[in].H, g->t[in].W, -1);
     return op->out;
 }
 
-int graph_relu(struct graph *g, int in)
+int graph_relu(struct graph *g, int in, bool in_place)
 {
     struct graph_op *op = new_op(g, GRAPH_RELU, in);
-    op->out = new_tensor(g, g->t[in].C, g->t[in].H, g->t[in].W);
+    op->out = new_tensor(g, g->t[in].C, g->t[in].H, g->t[in].W,
+                         in_place ? in : -1);
     return op->out;
 }
 
-int graph_add(struct graph *g, int a, int b)
+int graph_add(struct graph *g, int a, int b, bool in_place)
 {
     CHECK(g->t[a].C == g->t[b].C && g->t[a].H == g->t[b].H &&
           g->t[a].W == g->t[b].W);
     struct graph_op *op = new_op(g, GRAPH_ADD, a);
+    CHECK(b >= 0 && b < g->n_t && !g->t[b].overwritten);
+    g->t[b].last_use = g->n_ops - 1;
     op->in2 = b;
-    op->out = new_tensor(g, g->t[a].C, g->t[a].H, g->t[a].W);
+    op->out = new_tensor(g, g->t[a].C, g->t[a].H, g->t[a].W,
+                         in_place ? a : -1);
     return op->out;
 }
 
@@ -167,14 +184,14 @@ int graph_maxpool(struct graph *g, int in, int K, int stride, int pad)
     int OW = nn_conv2d_out_dim(x.W, K, stride, pad);
     CHECK(OH > 0 && OW > 0);
     op->save = reserve(g, (size_t)g->B_cap * x.C * OH * OW); /* int32 argmax */
-    op->out = new_tensor(g, x.C, OH, OW);
+    op->out = new_tensor(g, x.C, OH, OW, -1);
     return op->out;
 }
 
 int graph_avgpool(struct graph *g, int in)
 {
     struct graph_op *op = new_op(g, GRAPH_AVGPOOL, in);
-    op->out = new_tensor(g, g->t[in].C, 1, 1);
+    op->out = new_tensor(g, g->t[in].C, 1, 1, -1);
     return op->out;
 }
 
@@ -189,16 +206,81 @@ int graph_linear(struct graph *g, int in, const char *name, int OUT,
                        PARAMS_INIT_UNIFORM_FAN_IN, x.C);
     op->bias = param(&g->p->learn, name, "bias", 1, &OUT, group,
                      PARAMS_INIT_UNIFORM_FAN_IN, x.C);
-    op->out = new_tensor(g, OUT, 1, 1);
+    op->out = new_tensor(g, OUT, 1, 1, -1);
     return op->out;
+}
+
+/* Backward runs ops n-1 .. 0. Tensor t's gradient is first written by its
+ * last reader (or before the pass, for outputs: n_ops) and last read by its
+ * producer: it is live over op indices [producer, first_write]. */
+static int grad_first_write(const struct graph *g, int t)
+{
+    return g->t[t].last_use >= 0 ? g->t[t].last_use : g->n_ops;
+}
+
+/* Places every gradient (but the input's) at the lowest offset that no
+ * tensor live at the same time occupies, largest tensors first. */
+static void plan_gradients(struct graph *g)
+{
+    int n = g->n_t;
+    int *order = xmalloc((size_t)n * sizeof *order);
+    bool *placed = xcalloc((size_t)n, sizeof *placed);
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    /* insertion sort by size, descending (a few hundred tensors) */
+    for (int i = 1; i < n; i++) {
+        int x = order[i], j = i - 1;
+        size_t sx = (size_t)g->t[x].C * g->t[x].H * g->t[x].W;
+        while (j >= 0 && (size_t)g->t[order[j]].C * g->t[order[j]].H *
+                                 g->t[order[j]].W < sx) {
+            order[j + 1] = order[j];
+            j--;
+        }
+        order[j + 1] = x;
+    }
+    g->dact_total = 0;
+    for (int k = 0; k < n; k++) {
+        int t = order[k];
+        if (t == 0)
+            continue;
+        size_t size = ((size_t)g->B_cap * g->t[t].C * g->t[t].H * g->t[t].W +
+                       15) / 16 * 16;
+        int lo = g->t[t].producer, hi = grad_first_write(g, t);
+        size_t off = 0;
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (int u = 0; u < n; u++) {
+                if (!placed[u])
+                    continue;
+                int ulo = g->t[u].producer, uhi = grad_first_write(g, u);
+                size_t usize = ((size_t)g->B_cap * g->t[u].C * g->t[u].H *
+                                g->t[u].W + 15) / 16 * 16;
+                bool time = !(hi < ulo || uhi < lo);
+                bool space = off < g->t[u].goffset + usize &&
+                             g->t[u].goffset < off + size;
+                if (time && space) {
+                    off = g->t[u].goffset + usize;
+                    moved = true;
+                }
+            }
+        }
+        g->t[t].goffset = off;
+        placed[t] = true;
+        if (off + size > g->dact_total)
+            g->dact_total = off + size;
+    }
+    free(order);
+    free(placed);
 }
 
 void graph_alloc(struct graph *g, bool need_grad)
 {
     CHECK(g->p->data != NULL);
     g->act = xmalloc_aligned(g->act_total * sizeof(float));
-    if (need_grad)
-        g->dact = xmalloc_aligned(g->act_total * sizeof(float));
+    if (need_grad) {
+        plan_gradients(g);
+        g->dact = xmalloc_aligned(g->dact_total * sizeof(float));
+    }
     g->scratch = xmalloc_aligned((g->scratch_floats + 16) * sizeof(float));
 }
 
@@ -262,10 +344,23 @@ void graph_forward(struct graph *g, bool training)
     }
 }
 
-void graph_zero_dact(struct graph *g)
+void graph_zero_out_grads(struct graph *g)
 {
     CHECK(g->dact != NULL);
-    memset(g->dact, 0, g->act_total * sizeof(float));
+    for (int t = 1; t < g->n_t; t++)
+        if (g->t[t].last_use < 0)
+            memset(graph_dact(g, t), 0, graph_numel(g, t) * sizeof(float));
+}
+
+/* Zeroes the gradients that op i writes first (see grad_first_write). */
+static void zero_first_writes(struct graph *g, int i)
+{
+    const struct graph_op *op = &g->ops[i];
+    int ins[2] = {op->in, op->in2};
+    for (int k = 0; k < 2; k++)
+        if (ins[k] > 0 && g->t[ins[k]].last_use == i)
+            memset(graph_dact(g, ins[k]), 0,
+                   graph_numel(g, ins[k]) * sizeof(float));
 }
 
 void graph_backward(struct graph *g, bool training)
@@ -278,6 +373,7 @@ void graph_backward(struct graph *g, bool training)
         const struct graph_tensor x = g->t[op->in];
         const struct graph_tensor y = g->t[op->out];
         double t0 = g->profile ? util_time_mono() : 0;
+        zero_first_writes(g, i);
         /* Tensor 0 is the graph's input: it needs no gradient. */
         float *din = op->in == 0 ? NULL : graph_dact(g, op->in);
         const float *dout = graph_dact(g, op->out);

@@ -29,10 +29,18 @@ enum graph_op_kind {
 /* "conv", "bn", ... for reports. */
 const char *graph_kind_name(enum graph_op_kind k);
 
-/* A tensor of the graph: B images of C x H x W floats. */
+/* A tensor of the graph: B images of C x H x W floats. An in-place op's
+ * output shares its input's activation offset (the input is then
+ * "overwritten" and may have no other consumer); gradients are never shared
+ * in place but planned by liveness: goffset places the gradient in the
+ * gradient arena, reused by tensors whose gradients are never live at once. */
 struct graph_tensor {
     int C, H, W;
-    size_t offset;  /* into the activation (and gradient) arena, in floats */
+    size_t offset;    /* activation arena, floats */
+    size_t goffset;   /* gradient arena, floats (graph_alloc plans it) */
+    bool overwritten; /* an in-place op consumed it */
+    int producer;     /* op that writes it, -1 for the input */
+    int last_use;     /* last op that reads it, -1 if none (an output) */
 };
 
 struct graph_op {
@@ -52,7 +60,7 @@ struct graph {
     int n_t, cap_t;
     struct graph_op *ops;
     int n_ops, cap_ops;
-    size_t act_total, scratch_floats;
+    size_t act_total, dact_total, scratch_floats;
     float *act, *dact, *scratch;
     /* When profile is set, seconds spent per op kind, forward and backward. */
     bool profile;
@@ -75,15 +83,17 @@ int graph_input(struct graph *g, int C, int H, int W);
 int graph_conv(struct graph *g, int in, const char *name, int OC, int K,
                int stride, int pad, enum params_group group);
 int graph_bn(struct graph *g, int in, const char *name, enum params_group group);
-int graph_relu(struct graph *g, int in);
-int graph_add(struct graph *g, int a, int b);
+/* in_place: the output overwrites the input's (a's) activations. */
+int graph_relu(struct graph *g, int in, bool in_place);
+int graph_add(struct graph *g, int a, int b, bool in_place);
 int graph_maxpool(struct graph *g, int in, int K, int stride, int pad);
 int graph_avgpool(struct graph *g, int in);
 int graph_linear(struct graph *g, int in, const char *name, int OUT,
                  enum params_group group);
 
 /* Allocates the arenas; call once after building and after params_alloc.
- * Without need_grad (eval-only graphs) no gradient arena is made. */
+ * Without need_grad (eval-only graphs) no gradient arena is made; with it,
+ * the gradients are placed by liveness (see struct graph_tensor). */
 void graph_alloc(struct graph *g, bool need_grad);
 
 static inline float *graph_act(const struct graph *g, int t)
@@ -92,7 +102,7 @@ static inline float *graph_act(const struct graph *g, int t)
 }
 static inline float *graph_dact(const struct graph *g, int t)
 {
-    return g->dact + g->t[t].offset;
+    return g->dact + g->t[t].goffset;
 }
 static inline size_t graph_numel(const struct graph *g, int t)
 {
@@ -103,11 +113,13 @@ static inline size_t graph_numel(const struct graph *g, int t)
  * BN running statistics; eval mode uses the running statistics. */
 void graph_forward(struct graph *g, bool training);
 
-/* Zeroes every activation gradient; call before writing the output's. */
-void graph_zero_dact(struct graph *g);
+/* Zeroes the gradients of the graph's outputs (tensors no op reads); call
+ * before adding the loss's gradient into them. */
+void graph_zero_out_grads(struct graph *g);
 
 /* Reverse pass: accumulates parameter gradients into g->p->grad. Needs the
- * activations of the last graph_forward in the same mode. */
+ * activations of the last graph_forward in the same mode. Every other
+ * activation gradient is zeroed just before its first writer. */
 void graph_backward(struct graph *g, bool training);
 
 /* Multiply-adds of one forward pass (for GFLOP/s reports). */

@@ -49,7 +49,7 @@ static void build_group(struct lejepa *m, int gi, int views, int size)
         if (i + 1 < c->n_proj) {
             snprintf(name, sizeof name, "projector.%d", 3 * i + 1);
             x = graph_relu(&gr->g, graph_bn(&gr->g, x, name,
-                                            PARAMS_GROUP_ENCODER));
+                                            PARAMS_GROUP_ENCODER), true);
         }
     }
     gr->proj = x;
@@ -251,7 +251,7 @@ void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
     memset(m->p.grad, 0, m->p.learn.total * sizeof(float));
     for (int g = 0; g < m->n_groups; g++) {
         graph_forward(&m->grp[g].g, true);
-        graph_zero_dact(&m->grp[g].g);
+        graph_zero_out_grads(&m->grp[g].g);
     }
 
     const float lambda = (float)c->lambda;

@@ -24,7 +24,7 @@ static int basic_block(struct graph *g, int in, const char *name, int width,
     join(n, name, "conv1");
     int y = graph_conv(g, in, n, width, 3, stride, 1, PARAMS_GROUP_ENCODER);
     join(n, name, "bn1");
-    y = graph_relu(g, graph_bn(g, y, n, PARAMS_GROUP_ENCODER));
+    y = graph_relu(g, graph_bn(g, y, n, PARAMS_GROUP_ENCODER), true);
     join(n, name, "conv2");
     y = graph_conv(g, y, n, width, 3, 1, 1, PARAMS_GROUP_ENCODER);
     join(n, name, "bn2");
@@ -37,7 +37,7 @@ static int basic_block(struct graph *g, int in, const char *name, int width,
         join(n, name, "downsample.1");
         shortcut = graph_bn(g, shortcut, n, PARAMS_GROUP_ENCODER);
     }
-    return graph_relu(g, graph_add(g, y, shortcut));
+    return graph_relu(g, graph_add(g, y, shortcut, true), true);
 }
 
 int resnet_build(struct graph *g, int in, const struct resnet_config *c,
@@ -53,7 +53,7 @@ int resnet_build(struct graph *g, int in, const struct resnet_config *c,
     else
         x = graph_conv(g, in, n, c->widths[0], 7, 2, 3, PARAMS_GROUP_ENCODER);
     join(n, prefix, "bn1");
-    x = graph_relu(g, graph_bn(g, x, n, PARAMS_GROUP_ENCODER));
+    x = graph_relu(g, graph_bn(g, x, n, PARAMS_GROUP_ENCODER), true);
     if (c->stem == RESNET_STEM_IMAGENET)
         x = graph_maxpool(g, x, 3, 2, 1);
     for (int s = 0; s < c->n_stages; s++) {
