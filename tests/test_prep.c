@@ -83,16 +83,7 @@ static void make_source(struct source *s, uint64_t seed)
  * its stdout+stderr in out. */
 static int run_prep(const char *args, char *out, size_t len)
 {
-    const char *build = getenv("LEJEPA_BUILD_ROOT");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(build);
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s/tools/lejepa-prep' %s 2>&1", build, args);
-    FILE *p = popen(cmd, "r");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    size_t n = fread(out, 1, len - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return testing_run_program("tools/lejepa-prep", args, out, len);
 }
 
 static int contains(const char *out, const char *needle)

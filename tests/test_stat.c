@@ -23,7 +23,6 @@
 #define GAUSS_FLOOR 1.05246
 
 static char *tmp_dir;
-static char program[4096];
 
 static const char *tmp_path(const char *name)
 {
@@ -38,14 +37,9 @@ static const char *tmp_path(const char *name)
  * status (-1 if it did not exit normally). */
 static int run_stat(const char *args, char *out, size_t cap)
 {
-    char cmd[16384];
-    snprintf(cmd, sizeof cmd, "'%s' --threads 2 %s 2>&1", program, args);
-    FILE *p = popen(cmd, "r");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    char full[16384];
+    snprintf(full, sizeof full, "--threads 2 %s", args);
+    return testing_run_program("tools/lejepa-stat", full, out, cap);
 }
 
 /* Runs with --json and parses the output; the caller frees the tree. */
@@ -334,9 +328,6 @@ static void test_bad_inputs_exit_2(void)
 
 int main(void)
 {
-    const char *root = getenv("LEJEPA_BUILD_ROOT");
-    snprintf(program, sizeof program, "%s/tools/lejepa-stat",
-             root ? root : "build");
     tmp_dir = testing_tmpdir();
     static const struct testing_case cases[] = {
         {"standard normal sits at the floor", test_gaussian_sits_at_floor},

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
@@ -56,6 +57,38 @@ const char *testing_fixture(const char *name)
     fprintf(stderr, "fixture %s is missing: skipping (regenerate it with the "
                     "script in tools/ that writes it)\n", path);
     exit(77);
+}
+
+const char *testing_program(const char *rel)
+{
+    static char path[4096];
+    const char *build = getenv("LEJEPA_BUILD_ROOT");
+    if (!build) {
+        fprintf(stderr, "LEJEPA_BUILD_ROOT is not set: run tests with meson test\n");
+        exit(1);
+    }
+    snprintf(path, sizeof path, "%s/%s", build, rel);
+    return path;
+}
+
+int testing_run_program(const char *rel, const char *args, char *out,
+                        size_t cap)
+{
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", testing_program(rel), args);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        perror("popen");
+        exit(1);
+    }
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    /* Drain the rest so the child never blocks on a full pipe. */
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0)
+        ;
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 char *testing_tmpdir(void)

@@ -7,6 +7,7 @@
 #ifndef LEJEPA_TESTING_H
 #define LEJEPA_TESTING_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <CUnit/CUnit.h>
@@ -30,6 +31,16 @@ const char *testing_fixture(const char *name);
  * testing_rmtree). Returns a malloc'd path; the caller frees it. */
 char *testing_tmpdir(void);
 void testing_rmtree(const char *path);
+
+/* Path of a program built by meson, from its path relative to the build
+ * root (e.g. "tools/lejepa-prep"), via LEJEPA_BUILD_ROOT. Static buffer. */
+const char *testing_program(const char *rel);
+
+/* Runs "PROGRAM ARGS" (PROGRAM relative to the build root; ARGS is shell
+ * text) with stderr merged into out (cap bytes, NUL-terminated); returns the
+ * exit status, or -1 when it did not exit normally. */
+int testing_run_program(const char *rel, const char *args, char *out,
+                        size_t cap);
 
 /* splitmix64-based generator for seeded test inputs. */
 uint64_t testing_rand_u64(uint64_t *state);
