@@ -1,0 +1,110 @@
+/*
+ * loader_worker.c: the child side of a decode worker (loader_work.h). A
+ * forked process that initialises libvips itself, then answers jobs read
+ * from its pipe, one at a time: decode the file (image_load), cut the views
+ * (augment_views / augment_eval_view) and write back a reply header plus
+ * the pixels or the reason. It holds no state between jobs and never talks
+ * to ZeroMQ. It exits when the parent closes the pipe.
+ *
+ * Test hook: LEJEPA_LOADER_FAULT="crash:SUBSTR" or "hang:SUBSTR" makes a job
+ * whose path contains SUBSTR raise SIGSEGV or sleep forever, so tests can
+ * check that crashes and hangs cost one sample, not the loader.
+ */
+#include "loader_work.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vips/vips.h>
+
+#include "augment.h"
+
+static void child_fault(const char *path)
+{
+    const char *spec = getenv("LEJEPA_LOADER_FAULT");
+    if (!spec)
+        return;
+    const char *sep = strchr(spec, ':');
+    if (!sep || !sep[1] || !strstr(path, sep + 1))
+        return;
+    if (strncmp(spec, "crash:", 6) == 0)
+        raise(SIGSEGV);
+    if (strncmp(spec, "hang:", 5) == 0)
+        for (;;)
+            pause();
+}
+
+/* Decodes and augments one job into out (work_sample_bytes bytes). */
+static int child_run_job(const struct work_job *j, uint8_t *out, char *err)
+{
+    const struct config_views *v = &j->views;
+    struct image im;
+    child_fault(j->path);
+    /* Crops depend on the decoded size, so the shrink-on-load target is a
+     * function of the config alone: the same in every loader of a run. The
+     * eval view needs only the global size; training crops need enough
+     * pixels that the smallest crop still has full resolution. */
+    int target = j->work == MSG_WORK_EVAL ? (int)v->global_size
+                                          : augment_load_target(v);
+    if (image_load(&im, j->path, (int)v->channels, v->max_pixels, target, err) < 0)
+        return -1;
+    if (j->work == MSG_WORK_EVAL) {
+        augment_eval_view(out, &im, v);
+    } else {
+        uint8_t *global[WORK_VIEWS_MAX], *local[WORK_VIEWS_MAX];
+        size_t gb = (size_t)(v->channels * v->global_size * v->global_size);
+        size_t lb = (size_t)(v->channels * v->local_size * v->local_size);
+        for (int64_t i = 0; i < v->global_count; i++)
+            global[i] = out + (size_t)i * gb;
+        for (int64_t i = 0; i < v->local_count; i++)
+            local[i] = out + (size_t)v->global_count * gb + (size_t)i * lb;
+        augment_views(global, local, &im, v, j->seed, j->epoch, j->index);
+    }
+    image_free(&im);
+    return 0;
+}
+
+void work_child_main(int fd)
+{
+    signal(SIGINT, SIG_IGN);    /* the parent decides when workers stop */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    if (VIPS_INIT("lejepa-loader-worker") != 0) {
+        fprintf(stderr, "lejepa-loader worker: VIPS_INIT failed: %s\n", vips_error_buffer());
+        _exit(3);
+    }
+    vips_cache_set_max(0);
+    vips_concurrency_set(1);    /* parallelism comes from the worker count */
+    uint8_t ready = 1;          /* tells the parent libvips is up */
+    if (work_write_full(fd, &ready, 1) < 0)
+        _exit(0);
+
+    static struct work_job job;
+    uint8_t *out = NULL;
+    size_t cap = 0;
+    while (work_read_full(fd, &job, sizeof job) == 0) {
+        job.path[WORK_PATH_MAX - 1] = '\0';
+        size_t need = work_sample_bytes(&job.views, job.work);
+        if (need > cap) {
+            free(out);
+            out = xmalloc(need);
+            cap = need;
+        }
+        char err[ERR_LEN] = "";
+        struct work_reply r = {0};
+        const void *body = out;
+        if (work_views_check(&job.views, err) < 0 || child_run_job(&job, out, err) < 0) {
+            r.ok = 0;
+            r.len = (uint32_t)strnlen(err, ERR_LEN - 1);
+            body = err;
+        } else {
+            r.ok = 1;
+            r.len = (uint32_t)need;
+        }
+        if (work_write_full(fd, &r, sizeof r) < 0 || work_write_full(fd, body, r.len) < 0)
+            break;
+    }
+    free(out);
+    _exit(0);
+}
