@@ -21,6 +21,7 @@ packages=(
   libcunit1-dev                                   # unit tests
   clang libclang-rt-14-dev                        # libFuzzer + sanitizers
   dataset-fashion-mnist                           # the bundled default dataset
+  chromium                                        # renders the dashboard in its test
 )
 
 missing=()
