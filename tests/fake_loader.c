@@ -1,0 +1,287 @@
+/*
+ * fake_loader.c: a stand-in for lejepa-loader in the trainer's tests. It
+ * speaks the loader side of proto/PROTOCOL.md (HELLO with a made-up dataset,
+ * TICKET -> one BATCH, HEARTBEAT, RETURN + BYE on SIGTERM, exit on the
+ * trainer's BYE) and makes pixels without images: byte k of view v of sample
+ * i is a pure function of (seed, epoch, i, v), so batches do not depend on
+ * which loader made them. Options make it fail some samples, work slowly,
+ * claim another dataset or send garbage. Not installed.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "msg.h"
+#include "rng.h"
+#include "util.h"
+
+#define FAKE_MAX_HELD 256
+#define FAKE_HELLO_TIMEOUT_S 20.0
+
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; }
+
+struct held {
+    uint64_t ticket, step, seed;
+    uint32_t epoch, n;
+    uint64_t indices[1024];
+};
+
+struct fake {
+    void *sock;
+    struct msg_limits lim;
+    struct msg_arena arena;
+    struct config cfg;
+    uint32_t heartbeat_ms, classes, credit;
+    uint64_t n_train, n_val, fingerprint, fail_mod;
+    int delay_ms;
+    struct held *held;
+    int n_held;
+    double last_heard, last_beat, next_ready;
+};
+
+static void send_or_die(struct fake *f, const struct msg *m)
+{
+    char err[ERR_LEN];
+    if (msg_send(f->sock, m, err) != 0)
+        die("fake_loader: send %s: %s", msg_kind_name(m->kind), err);
+}
+
+static void fill_view(uint8_t *dst, size_t n, uint64_t seed, uint32_t epoch,
+                      uint64_t index, uint64_t view)
+{
+    struct rng r;
+    rng_init(&r, seed, epoch, index, view);
+    for (size_t k = 0; k < n; k += 8) {
+        uint64_t x = rng_u64(&r);
+        for (size_t b = 0; b < 8 && k + b < n; b++)
+            dst[k + b] = (uint8_t)(x >> (8 * b));
+    }
+}
+
+static void answer(struct fake *f, const struct held *h)
+{
+    const struct config_views *v = &f->cfg.views;
+    uint64_t ok[1024];
+    int32_t labels[1024];
+    struct msg_failure fails[1024];
+    char paths[64][64];
+    uint32_t n = 0, nf = 0;
+    for (uint32_t i = 0; i < h->n; i++) {
+        uint64_t idx = h->indices[i];
+        if (f->fail_mod && idx % f->fail_mod == 0) {
+            snprintf(paths[nf % 64], sizeof paths[0], "train/c%" PRIu64 "/%06" PRIu64 ".png",
+                     idx % f->classes, idx);
+            fails[nf] = (struct msg_failure){idx, paths[nf % 64], "fake decode failure"};
+            nf++;
+        } else {
+            ok[n] = idx;
+            labels[n] = (int32_t)(idx % f->classes);
+            n++;
+        }
+    }
+    struct msg_group groups[2];
+    uint8_t *pix[2] = {NULL, NULL};
+    int ng = v->local_count > 0 ? 2 : 1;
+    for (int g = 0; g < ng; g++) {
+        uint32_t views = (uint32_t)(g == 0 ? v->global_count : v->local_count);
+        uint32_t size = (uint32_t)(g == 0 ? v->global_size : v->local_size);
+        size_t plane = (size_t)v->channels * size * size;
+        pix[g] = xmalloc(views * (size_t)n * plane + 1);
+        for (uint32_t w = 0; w < views; w++)
+            for (uint32_t i = 0; i < n; i++)
+                fill_view(pix[g] + ((size_t)w * n + i) * plane, plane, h->seed,
+                          h->epoch, ok[i], (g == 0 ? 0 : v->global_count) + w);
+        groups[g] = (struct msg_group){views, (uint32_t)v->channels, size, size, pix[g]};
+    }
+    struct msg m = {.kind = MSG_KIND_BATCH};
+    m.batch = (struct msg_batch){
+        .ticket = h->ticket, .step = h->step, .epoch = h->epoch,
+        .split = MSG_SPLIT_TRAIN, .work = MSG_WORK_TRAIN, .n = n, .indices = ok,
+        .labels = labels, .n_groups = (uint32_t)ng, .groups = groups,
+        .n_failures = nf, .failures = fails, .decode_ms = 1.0,
+    };
+    send_or_die(f, &m);
+    free(pix[0]);
+    free(pix[1]);
+}
+
+static void hello(struct fake *f, const char *name)
+{
+    char (*names)[16] = xcalloc(f->classes, sizeof *names);
+    const char **classes = xcalloc(f->classes, sizeof *classes);
+    for (uint32_t i = 0; i < f->classes; i++) {
+        snprintf(names[i], sizeof names[i], "c%" PRIu32, i);
+        classes[i] = names[i];
+    }
+    struct msg m = {.kind = MSG_KIND_HELLO};
+    m.hello = (struct msg_hello){
+        .role = MSG_ROLE_LOADER, .name = name, .software = "fake_loader",
+        .pid = (uint64_t)getpid(), .credit = f->credit, .has_dataset = true,
+        .dataset = {f->fingerprint, f->n_train, f->n_val, f->classes, classes},
+    };
+    send_or_die(f, &m);
+    free(names);
+    free(classes);
+}
+
+/* One message from the trainer; returns 1 when the loader should exit. */
+static int handle(struct fake *f, const struct msg *m, int *code)
+{
+    char err[ERR_LEN];
+    f->last_heard = util_time_mono();
+    switch (m->kind) {
+    case MSG_KIND_WELCOME:
+        config_defaults(&f->cfg);
+        if (config_load_string(&f->cfg, m->welcome.config, "WELCOME", err) != 0)
+            die("fake_loader: %s", err);
+        f->heartbeat_ms = m->welcome.heartbeat_ms;
+        struct msg_limit_params p;
+        msg_limit_params_from_config(&p, &f->cfg);
+        msg_limits_compute(&f->lim, &p);
+        return 0;
+    case MSG_KIND_REFUSE:
+        fprintf(stderr, "fake_loader: refused: %s\n", m->refuse.reason);
+        *code = 3;
+        return 1;
+    case MSG_KIND_BYE:
+        fprintf(stderr, "fake_loader: BYE: %s\n", m->bye.reason);
+        *code = 0;
+        return 1;
+    case MSG_KIND_TICKET:
+        if (f->n_held == FAKE_MAX_HELD || m->ticket.n > 1024)
+            die("fake_loader: too many tickets");
+        struct held *h = &f->held[f->n_held++];
+        h->ticket = m->ticket.ticket;
+        h->step = m->ticket.step;
+        h->seed = m->ticket.seed;
+        h->epoch = m->ticket.epoch;
+        h->n = m->ticket.n;
+        memcpy(h->indices, m->ticket.indices, m->ticket.n * sizeof *h->indices);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static void leave(struct fake *f)
+{
+    uint64_t ids[FAKE_MAX_HELD];
+    for (int i = 0; i < f->n_held; i++)
+        ids[i] = f->held[i].ticket;
+    struct msg m = {.kind = MSG_KIND_RETURN};
+    m.ret = (struct msg_return){(uint32_t)f->n_held, ids};
+    send_or_die(f, &m);
+    struct msg bye = {.kind = MSG_KIND_BYE};
+    bye.bye.reason = "fake loader stopping";
+    send_or_die(f, &bye);
+}
+
+int main(int argc, char **argv)
+{
+    struct fake f = {.credit = 4, .classes = 10, .n_train = 40, .n_val = 8,
+                     .fingerprint = 0x1234, .heartbeat_ms = 1000};
+    const char *connect = NULL, *name = "fake-loader";
+    int garbage = 0;
+    static const struct option opts[] = {
+        {"connect", required_argument, NULL, 'c'},
+        {"credit", required_argument, NULL, 'k'},
+        {"classes", required_argument, NULL, 'l'},
+        {"n-train", required_argument, NULL, 't'},
+        {"n-val", required_argument, NULL, 'v'},
+        {"fingerprint", required_argument, NULL, 'f'},
+        {"fail-mod", required_argument, NULL, 'm'},
+        {"delay-ms", required_argument, NULL, 'd'},
+        {"name", required_argument, NULL, 'n'},
+        {"garbage", no_argument, NULL, 'g'},
+        {NULL, 0, NULL, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': connect = optarg; break;
+        case 'k': f.credit = (uint32_t)atoi(optarg); break;
+        case 'l': f.classes = (uint32_t)atoi(optarg); break;
+        case 't': f.n_train = strtoull(optarg, NULL, 10); break;
+        case 'v': f.n_val = strtoull(optarg, NULL, 10); break;
+        case 'f': f.fingerprint = strtoull(optarg, NULL, 16); break;
+        case 'm': f.fail_mod = strtoull(optarg, NULL, 10); break;
+        case 'd': f.delay_ms = atoi(optarg); break;
+        case 'n': name = optarg; break;
+        case 'g': garbage = 1; break;
+        default: return 2;
+        }
+    }
+    if (!connect)
+        die("fake_loader: --connect ENDPOINT is required");
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
+    void *ctx = zmq_ctx_new();
+    f.sock = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 500;
+    CHECK(zmq_setsockopt(f.sock, ZMQ_LINGER, &linger, sizeof linger) == 0);
+    CHECK(zmq_connect(f.sock, connect) == 0);
+    msg_limits_default(&f.lim);
+    msg_arena_init(&f.arena);
+    f.held = xcalloc(FAKE_MAX_HELD, sizeof *f.held);
+    hello(&f, name);
+    if (garbage)
+        CHECK(zmq_send(f.sock, "\xc1garbage", 8, 0) == 8);
+    double start = util_time_mono();
+    f.last_heard = f.last_beat = start;
+    int code = 0, welcomed = 0;
+    for (;;) {
+        if (stop) {
+            leave(&f);
+            break;
+        }
+        zmq_pollitem_t it = {.socket = f.sock, .events = ZMQ_POLLIN};
+        zmq_poll(&it, 1, 5);
+        zmq_msg_t frame;
+        struct msg m;
+        char err[ERR_LEN];
+        int done = 0;
+        while (!done && msg_recv(f.sock, ZMQ_DONTWAIT, &frame, &m, &f.lim, &f.arena, err) == 0) {
+            welcomed |= m.kind == MSG_KIND_WELCOME;
+            done = handle(&f, &m, &code);
+            zmq_msg_close(&frame);
+        }
+        if (!done)
+            zmq_msg_close(&frame);
+        if (done)
+            break;
+        double now = util_time_mono();
+        /* work first: a loader woken from SIGSTOP answers what it holds
+         * before it notices the silence */
+        if (f.n_held > 0 && now >= f.next_ready) {
+            answer(&f, &f.held[0]);
+            memmove(f.held, f.held + 1, (size_t)(f.n_held - 1) * sizeof *f.held);
+            f.n_held--;
+            f.next_ready = now + f.delay_ms / 1000.0;
+        }
+        if (!welcomed && now - start > FAKE_HELLO_TIMEOUT_S)
+            die("fake_loader: no WELCOME");
+        if (welcomed && now - f.last_heard > 5.0 * f.heartbeat_ms / 1000.0) {
+            fprintf(stderr, "fake_loader: trainer silent, exiting\n");
+            code = 5;
+            break;
+        }
+        if (now - f.last_beat >= f.heartbeat_ms / 1000.0) {
+            struct msg hb = {.kind = MSG_KIND_HEARTBEAT};
+            hb.heartbeat = (struct msg_heartbeat){util_time_unix(), (uint32_t)f.n_held};
+            send_or_die(&f, &hb);
+            f.last_beat = now;
+        }
+    }
+    free(f.held);
+    msg_arena_free(&f.arena);
+    zmq_close(f.sock);
+    zmq_ctx_term(ctx);
+    return code;
+}

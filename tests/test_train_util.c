@@ -1,0 +1,250 @@
+/*
+ * test_train_util.c: process and metrics helpers of test_train.c (see
+ * test_train_util.h).
+ */
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "test_train_util.h"
+#include "testing.h"
+#include "util.h"
+
+static const char *const tiny[] = {
+    "model.depths=1,1", "model.widths=8,16", "model.projector=32,16",
+    "views.global_size=16", "views.local_size=8", "views.local_count=2",
+    "optim.batch=8", "run.ticket_size=4", "loss.slices=16", "run.log_every=1",
+    "run.threads=1", "run.seed=7", NULL,
+};
+
+void env_init(struct env *e)
+{
+    e->dir = testing_tmpdir();
+    snprintf(e->work, sizeof e->work, "ipc://%s/work", e->dir);
+    snprintf(e->bcast, sizeof e->bcast, "ipc://%s/bcast", e->dir);
+    const char *root = getenv("LEJEPA_BUILD_ROOT");
+    CU_ASSERT_FATAL(root != NULL);
+    snprintf(e->trainer, sizeof e->trainer, "%s/trainer/lejepa-train", root);
+    snprintf(e->loader, sizeof e->loader, "%s/tests/fake_loader", root);
+}
+
+void env_free(struct env *e)
+{
+    testing_rmtree(e->dir);
+    free(e->dir);
+}
+
+static pid_t spawn(const char *log, char **argv)
+{
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int wait_exit(pid_t pid, double timeout)
+{
+    double t0 = util_time_mono();
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (util_time_mono() - t0 > timeout) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        usleep(10000);
+    }
+}
+
+/* Starts the trainer: name, then extra arguments (NULL-terminated). */
+pid_t start_trainer(const struct env *e, const char *name, const char *const *extra)
+{
+    char *argv[128];
+    int n = 0;
+    static char sets[4][700];
+    int ns = 0;
+    argv[n++] = (char *)e->trainer;
+    argv[n++] = "--out";
+    argv[n++] = e->dir;
+    argv[n++] = "--name";
+    argv[n++] = (char *)name;
+    for (int i = 0; tiny[i]; i++) {
+        argv[n++] = "--set";
+        argv[n++] = (char *)tiny[i];
+    }
+    snprintf(sets[ns], sizeof sets[0], "run.endpoint=%s", e->work);
+    argv[n++] = "--set";
+    argv[n++] = sets[ns++];
+    snprintf(sets[ns], sizeof sets[0], "run.broadcast=%s", e->bcast);
+    argv[n++] = "--set";
+    argv[n++] = sets[ns++];
+    for (int i = 0; extra && extra[i]; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    char log[4200];
+    snprintf(log, sizeof log, "%s/%s.out", e->dir, name);
+    return spawn(log, argv);
+}
+
+pid_t start_loader(const struct env *e, const char *name, const char *const *extra)
+{
+    char *argv[32];
+    int n = 0;
+    argv[n++] = (char *)e->loader;
+    argv[n++] = "--connect";
+    argv[n++] = (char *)e->work;
+    argv[n++] = "--name";
+    argv[n++] = (char *)name;
+    for (int i = 0; extra && extra[i]; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    char log[4200];
+    snprintf(log, sizeof log, "%s/%s.out", e->dir, name);
+    return spawn(log, argv);
+}
+
+char *read_text(const struct env *e, const char *rel)
+{
+    char path[4200], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/%s", e->dir, rel);
+    char *s = util_read_file(path, NULL, err);
+    return s ? s : xstrdup("");
+}
+
+int file_exists(const struct env *e, const char *rel)
+{
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", e->dir, rel);
+    return stat(path, &st) == 0;
+}
+
+static double num(const struct json *o, const char *k)
+{
+    const struct json *v = json_get(o, k);
+    return v && v->type == JSON_NUMBER ? v->number : NAN;
+}
+
+/* The source=train lines of runs' metrics.jsonl. */
+int read_lines(const struct env *e, const char *name, struct line *out)
+{
+    char rel[300];
+    snprintf(rel, sizeof rel, "%s/metrics.jsonl", name);
+    char *text = read_text(e, rel);
+    int n = 0;
+    for (char *p = text, *nl; *p && n < MAX_LINES; p = nl + 1) {
+        nl = strchr(p, '\n');
+        if (!nl)
+            break;
+        char err[ERR_LEN];
+        struct json *j = json_parse(p, (size_t)(nl - p), 8, err);
+        CU_ASSERT_FATAL(j != NULL);
+        const struct json *src = json_get(j, "source");
+        if (src && src->type == JSON_STRING && strcmp(src->string, "train") == 0) {
+            struct line *l = &out[n++];
+            l->step = (uint64_t)num(j, "step");
+            l->epoch = (uint64_t)num(j, "epoch");
+            l->loss = num(j, "loss");
+            l->samples = num(j, "samples");
+            l->failures = num(j, "failures");
+            l->bad = num(j, "bad_messages");
+            const struct json *h = json_get(j, "batch_hash");
+            snprintf(l->hash, sizeof l->hash, "%s",
+                     h && h->type == JSON_STRING ? h->string : "");
+        }
+        json_free(j);
+    }
+    free(text);
+    return n;
+}
+
+int wait_text(const struct env *e, const char *rel, const char *needle,
+              double timeout)
+{
+    double t0 = util_time_mono();
+    for (;;) {
+        char *text = read_text(e, rel);
+        int found = strstr(text, needle) != NULL;
+        free(text);
+        if (found)
+            return 1;
+        if (util_time_mono() - t0 > timeout)
+            return 0;
+        usleep(5000);
+    }
+}
+
+/* Waits until the run has at least n train lines. */
+int wait_lines(const struct env *e, const char *name, int n, double timeout)
+{
+    struct line *l = xcalloc(MAX_LINES, sizeof *l);
+    double t0 = util_time_mono();
+    int got = 0;
+    while ((got = read_lines(e, name, l)) < n && util_time_mono() - t0 < timeout)
+        usleep(20000);
+    free(l);
+    return got >= n;
+}
+
+void check_same(const struct line *a, int na, const struct line *b, int nb,
+                       uint64_t from_step)
+{
+    int compared = 0;
+    for (int i = 0; i < na; i++) {
+        if (a[i].step < from_step)
+            continue;
+        for (int k = 0; k < nb; k++)
+            if (b[k].step == a[i].step) {
+                CU_ASSERT_STRING_EQUAL(a[i].hash, b[k].hash);
+                CU_ASSERT_EQUAL(a[i].loss, b[k].loss);
+                compared++;
+            }
+    }
+    CU_ASSERT(compared >= 3);
+}
+
+/* A full run: trainer and `loaders` fake loaders; returns the train lines. */
+int plain_run(const struct env *e, const char *name, int loaders,
+                     const char *steps, const char *const *loader_args,
+                     const char *const *extra, struct line *out)
+{
+    const char *args[32] = {"--steps", steps};
+    int n = 2;
+    for (int i = 0; extra && extra[i]; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    /* loaders once the sockets are bound, so they all join within a few
+     * milliseconds of each other */
+    pid_t tr = start_trainer(e, name, args);
+    char rel[300];
+    snprintf(rel, sizeof rel, "%s/log", name);
+    wait_text(e, rel, "work endpoint", 20);
+    pid_t ld[4];
+    for (int i = 0; i < loaders; i++) {
+        char lname[64];
+        snprintf(lname, sizeof lname, "%s-loader%d", name, i);
+        ld[i] = start_loader(e, lname, loader_args);
+    }
+    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
+    for (int i = 0; i < loaders; i++)
+        CU_ASSERT_EQUAL(wait_exit(ld[i], 10), 0);
+    return read_lines(e, name, out);
+}

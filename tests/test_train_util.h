@@ -1,0 +1,55 @@
+/*
+ * test_train_util.h: helpers of the lejepa-train end-to-end tests: a
+ * temporary run environment with ipc:// endpoints, starting the trainer (tiny
+ * model) and fake loaders as processes, waiting for them, and reading the
+ * train lines of a run's metrics.jsonl.
+ */
+#ifndef LEJEPA_TEST_TRAIN_UTIL_H
+#define LEJEPA_TEST_TRAIN_UTIL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MAX_LINES 2048
+#define RUN_TIMEOUT_S 50.0
+
+struct env {
+    char *dir;
+    char work[600], bcast[600];
+    char trainer[4096], loader[4096];
+};
+
+/* One source=train line of metrics.jsonl. */
+struct line {
+    uint64_t step, epoch;
+    double loss, samples, failures, bad;
+    char hash[20];
+};
+
+void env_init(struct env *e);
+void env_free(struct env *e);
+/* Exit status (128 + signal when killed); -1 after killing it on timeout. */
+int wait_exit(pid_t pid, double timeout);
+/* The trainer with the tiny model: name, then extra arguments (NULL-ended). */
+pid_t start_trainer(const struct env *e, const char *name, const char *const *extra);
+pid_t start_loader(const struct env *e, const char *name, const char *const *extra);
+/* A file under the environment's directory (malloc'd; "" when missing). */
+char *read_text(const struct env *e, const char *rel);
+int file_exists(const struct env *e, const char *rel);
+/* The train lines of run `name` into out (MAX_LINES); returns the count. */
+int read_lines(const struct env *e, const char *name, struct line *out);
+/* Waits until the file contains needle; 1 if it did. */
+int wait_text(const struct env *e, const char *rel, const char *needle,
+              double timeout);
+/* Waits until the run has at least n train lines; 1 if it got them. */
+int wait_lines(const struct env *e, const char *name, int n, double timeout);
+/* Same batch hash and loss at every step both runs logged (>= 3 steps). */
+void check_same(const struct line *a, int na, const struct line *b, int nb,
+                uint64_t from_step);
+/* A whole run: loaders, then the trainer for `steps`; asserts exit 0 of all;
+ * returns the train lines. */
+int plain_run(const struct env *e, const char *name, int loaders,
+              const char *steps, const char *const *loader_args,
+              const char *const *extra, struct line *out);
+
+#endif

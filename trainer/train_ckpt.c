@@ -1,0 +1,205 @@
+/*
+ * train_ckpt.c: checkpoints of a run and resuming from them (DESIGN.md §8).
+ * runs/<name>/ckpt-<step>.safetensors holds the model, the AdamW state and,
+ * as metadata, the run's config, the step, the total step count, the dataset
+ * identity and the sampler state (epoch, its first step, seed, excluded
+ * samples with the epoch they failed in); `latest` names the newest file.
+ * Both are written atomically. Tickets in flight are not saved: a resumed
+ * run issues them again, so it trains the same next batch.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ckpt.h"
+#include "train_state.h"
+#include "util.h"
+
+int train_ckpt_write(struct train *t, char *err)
+{
+    /* the sampler state of the next step to train */
+    const struct train_slot *s = train_slot_find(t, t->step);
+    uint32_t epoch = s ? s->epoch : t->sampler.epoch;
+    uint64_t epoch_start = s ? s->epoch_start : t->sampler.epoch_start;
+    char step[32], total[32], ep[32], ep_start[32], seed[32], fp[32], ntr[32],
+         nval[32], ncls[32];
+    snprintf(step, sizeof step, "%" PRIu64, t->step);
+    snprintf(total, sizeof total, "%" PRIu64, t->total);
+    snprintf(ep, sizeof ep, "%" PRIu32, epoch);
+    snprintf(ep_start, sizeof ep_start, "%" PRIu64, epoch_start);
+    snprintf(seed, sizeof seed, "%" PRIu64, t->sampler.seed);
+    snprintf(fp, sizeof fp, "%016" PRIx64, t->data.fingerprint);
+    snprintf(ntr, sizeof ntr, "%" PRIu64, t->data.n_train);
+    snprintf(nval, sizeof nval, "%" PRIu64, t->data.n_val);
+    snprintf(ncls, sizeof ncls, "%" PRIu32, t->data.n_classes);
+    char *excluded = train_sampler_format_excluded(&t->sampler);
+    const char *keys[] = {
+        "config", "run", "step", "total_steps", "sampler.epoch",
+        "sampler.epoch_start", "sampler.seed", "sampler.excluded",
+        "dataset.fingerprint", "dataset.n_train", "dataset.n_val",
+        "dataset.n_classes",
+    };
+    const char *values[] = {
+        t->config_text, t->cfg.run.name, step, total, ep, ep_start, seed,
+        excluded, fp, ntr, nval, ncls,
+    };
+    char name[64], path[4200], latest[4200];
+    snprintf(name, sizeof name, "ckpt-%" PRIu64 ".safetensors", t->step);
+    snprintf(path, sizeof path, "%s/%s", t->run_dir, name);
+    snprintf(latest, sizeof latest, "%s/latest", t->run_dir);
+    int rc = ckpt_save(path, &t->model.p, &t->opt, keys, values,
+                       sizeof keys / sizeof keys[0], err);
+    free(excluded);
+    if (rc != 0)
+        return -1;
+    char text[80];
+    int n = snprintf(text, sizeof text, "%s\n", name);
+    if (util_write_file_atomic(latest, text, (size_t)n, err) != 0)
+        return -1;
+    t->last_ckpt_step = t->step;
+    t->have_ckpt = true;
+    train_log(t, "checkpoint %s (step %" PRIu64 ")", path, t->step);
+    return 0;
+}
+
+/* A --resume argument: a checkpoint file, or a run directory whose `latest`
+ * names one. */
+static int resolve(const char *arg, char *path, size_t path_len, char *err)
+{
+    struct stat st;
+    if (stat(arg, &st) != 0)
+        return errf(err, "--resume %s: %s", arg, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(path, path_len, "%s", arg);
+        return 0;
+    }
+    char latest[4200];
+    snprintf(latest, sizeof latest, "%s/latest", arg);
+    char *text = util_read_file(latest, NULL, err);
+    if (!text)
+        return -1;
+    text[strcspn(text, "\r\n")] = '\0';
+    if (!text[0] || strchr(text, '/')) {
+        free(text);
+        return errf(err, "%s: expected a checkpoint file name", latest);
+    }
+    snprintf(path, path_len, "%s/%s", arg, text);
+    free(text);
+    return 0;
+}
+
+char *train_ckpt_read_config(const char *arg, char *path, size_t path_len,
+                             char *err)
+{
+    if (resolve(arg, path, path_len, err) != 0)
+        return NULL;
+    struct st_file f;
+    if (st_open(&f, path, err) != 0)
+        return NULL;
+    const char *fmt = st_meta(&f, "format"), *cfg = st_meta(&f, "config");
+    char *out = NULL;
+    if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0 || !cfg || !st_meta(&f, "step"))
+        errf(err, "%s: not a lejepa-train checkpoint (no config or step in its "
+             "metadata)", path);
+    else
+        out = xstrdup(cfg);
+    st_close(&f);
+    return out;
+}
+
+static int meta_u64(const struct st_file *f, const char *key, int base,
+                    uint64_t *out, const char *path, char *err)
+{
+    const char *v = st_meta(f, key);
+    char *end;
+    errno = 0;
+    if (!v || !*v || (*out = strtoull(v, &end, base), errno != 0) || *end)
+        return errf(err, "%s: metadata '%s' is missing or not a number", path, key);
+    return 0;
+}
+
+int train_ckpt_read_dataset(const char *path, struct train_dataset *d, char *err)
+{
+    struct st_file f;
+    if (st_open(&f, path, err) != 0)
+        return -1;
+    uint64_t ncls = 0;
+    int rc = meta_u64(&f, "dataset.fingerprint", 16, &d->fingerprint, path, err);
+    if (rc == 0)
+        rc = meta_u64(&f, "dataset.n_train", 10, &d->n_train, path, err);
+    if (rc == 0)
+        rc = meta_u64(&f, "dataset.n_val", 10, &d->n_val, path, err);
+    if (rc == 0)
+        rc = meta_u64(&f, "dataset.n_classes", 10, &ncls, path, err);
+    st_close(&f);
+    if (rc != 0)
+        return -1;
+    d->n_classes = (uint32_t)ncls;
+    d->classes = NULL;
+    d->known = true;
+    snprintf(d->source, sizeof d->source, "checkpoint");
+    return 0;
+}
+
+int train_ckpt_restore(struct train *t, char *err)
+{
+    struct st_file f;
+    if (ckpt_load(t->resume, &t->model.p, &t->opt, &f, err) != 0)
+        return -1;
+    uint64_t step = 0, total = 0, epoch = 0, start = 0, seed = 0;
+    int rc = -1;
+    if (meta_u64(&f, "step", 10, &step, t->resume, err) ||
+        meta_u64(&f, "total_steps", 10, &total, t->resume, err) ||
+        meta_u64(&f, "sampler.epoch", 10, &epoch, t->resume, err) ||
+        meta_u64(&f, "sampler.epoch_start", 10, &start, t->resume, err) ||
+        meta_u64(&f, "sampler.seed", 10, &seed, t->resume, err))
+        goto cleanup;
+    const char *excluded = st_meta(&f, "sampler.excluded");
+    if (!excluded) {
+        errf(err, "%s: metadata 'sampler.excluded' is missing", t->resume);
+        goto cleanup;
+    }
+    if (seed != t->sampler.seed || step > total || start > step ||
+        epoch >= TRAIN_NOT_EXCLUDED) {
+        errf(err, "%s: inconsistent sampler state (seed %" PRIu64 " vs the "
+             "config's %" PRIu64 ", step %" PRIu64 ", total %" PRIu64 ")",
+             t->resume, seed, t->sampler.seed, step, total);
+        goto cleanup;
+    }
+    if (train_sampler_parse_excluded(&t->sampler, excluded, err) != 0)
+        goto cleanup;
+    if (train_sampler_start_epoch(&t->sampler, (uint32_t)epoch, start, err) != 0)
+        goto cleanup;
+    /* the checkpoint may sit on an epoch boundary: nothing is in flight, so
+     * the next epoch can be cut at once */
+    while (step >= t->sampler.epoch_start + t->sampler.steps_in_epoch)
+        if (train_sampler_start_epoch(&t->sampler, t->sampler.epoch + 1,
+                                      t->sampler.epoch_start +
+                                      t->sampler.steps_in_epoch, err) != 0)
+            goto cleanup;
+    /* an explicit optim.steps on the command line may lengthen the run */
+    if ((uint64_t)t->cfg.optim.steps != total) {
+        if ((uint64_t)t->cfg.optim.steps < step) {
+            errf(err, "optim.steps = %" PRId64 " but %s is at step %" PRIu64,
+                 t->cfg.optim.steps, t->resume, step);
+            goto cleanup;
+        }
+        train_log(t, "optim.steps = %" PRId64 " instead of the checkpoint's %"
+                  PRIu64 ": the schedule changes from here on",
+                  t->cfg.optim.steps, total);
+        total = (uint64_t)t->cfg.optim.steps;
+    }
+    if (t->cfg.optim.minutes > 0)
+        train_log(t, "optim.minutes ignored: a resumed run keeps its step count");
+    t->step = t->next_open = step;
+    t->total = total;
+    t->total_fixed = true;
+    t->last_ckpt_step = step;
+    t->have_ckpt = true;
+    rc = 0;
+cleanup:
+    st_close(&f);
+    return rc;
+}

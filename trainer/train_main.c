@@ -1,0 +1,344 @@
+/*
+ * train_main.c: lejepa-train, the hub of a run (DESIGN.md §3). Command line
+ * and config (file, --set, flags; a resumed run starts from its checkpoint's
+ * config), the run directory (config.ini, log, metrics.jsonl, checkpoints),
+ * the work (ROUTER) and broadcast (PUB) sockets, signals, the dataset
+ * identity from --data, and the orderly end: final checkpoint, BYE to every
+ * client. The step loop itself is train_loop.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dataset.h"
+#include "train_state.h"
+#include "util.h"
+
+static volatile sig_atomic_t stop_signals;
+static int signal_fd = -1;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    stop_signals++;
+    char byte = 1;
+    if (write(signal_fd, &byte, 1) < 0) {
+        /* the pipe is full: the flag alone is enough */
+    }
+    errno = saved;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+"usage: lejepa-train [--config FILE] [--set section.key=value ...] [--data DIR]\n"
+"                    [--resume CKPT] [--minutes M] [--steps N] [--name NAME]\n"
+"                    [--bind ADDR] [--out DIR]\n"
+"Trains a LeJEPA encoder on the batches lejepa-loader processes send. Binds the\n"
+"work endpoint (run.endpoint) and the broadcast endpoint (run.broadcast);\n"
+"loaders, evaluators and monitors connect to the work endpoint.\n"
+"  --config FILE   INI config (may repeat; later files override)\n"
+"  --set S.K=V     override one config key (may repeat; wins over files)\n"
+"  --data DIR      the dataset index to check loaders against (run.data);\n"
+"                  without it the first loader's dataset is the run's\n"
+"  --resume CKPT   continue from a checkpoint file or a run directory (its\n"
+"                  `latest`); the checkpoint's config applies, then flags\n"
+"  --minutes M     time budget (optim.minutes): the step count is fixed after\n"
+"                  optim.timing_steps steps, capped by optim.steps\n"
+"  --steps N       total steps (optim.steps)\n"
+"  --name NAME     run name (run.name); default run-YYYYmmdd-HHMMSS\n"
+"  --bind ADDR     bind both endpoints on ADDR instead of loopback (warns: the\n"
+"                  traffic is not authenticated)\n"
+"  --out DIR       parent of the run directories (run.dir, default runs)\n"
+"  --help-config   every config key with its bounds, default and help\n"
+"  --version       version, BLAS and threads\n"
+"Run directory DIR/NAME: config.ini, log, metrics.jsonl, ckpt-<step>.safetensors,\n"
+"latest. SIGINT/SIGTERM: finish the step, checkpoint, exit 0.\n");
+}
+
+/* --resume's value, looked up before the config is parsed. */
+static const char *find_resume(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return NULL;
+        if (strcmp(argv[i], "--resume") == 0 && i + 1 < argc)
+            return argv[i + 1];
+        if (strncmp(argv[i], "--resume=", 9) == 0)
+            return argv[i] + 9;
+    }
+    return NULL;
+}
+
+static void set_key(struct config *c, const char *key, const char *value)
+{
+    char a[512], err[ERR_LEN];
+    snprintf(a, sizeof a, "%s=%s", key, value);
+    if (config_set(c, a, err) != 0)
+        die("%s", err);
+}
+
+/* tcp://ADDR:PORT keeping the endpoint's port. */
+static void rebind(struct config *c, char *endpoint, const char *addr,
+                   const char *key)
+{
+    const char *colon = strrchr(endpoint, ':');
+    if (strncmp(endpoint, "tcp://", 6) != 0 || !colon)
+        die("--bind needs tcp endpoints; %s is %s", key, endpoint);
+    char value[CONFIG_STR_LEN + 64];
+    snprintf(value, sizeof value, "tcp://%s%s", addr, colon);
+    set_key(c, key, value);
+}
+
+static bool is_loopback(const char *endpoint)
+{
+    return strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0 ||
+           strncmp(endpoint, "tcp://127.", 10) == 0 ||
+           strncmp(endpoint, "tcp://localhost:", 16) == 0 ||
+           strncmp(endpoint, "tcp://[::1]:", 12) == 0;
+}
+
+static void parse_args(struct train *t, int argc, char **argv)
+{
+    char err[ERR_LEN];
+    config_defaults(&t->cfg);
+    const char *resume = find_resume(argc, argv);
+    if (resume) {
+        char *text = train_ckpt_read_config(resume, t->resume, sizeof t->resume, err);
+        if (!text || config_load_string(&t->cfg, text, t->resume, err) != 0)
+            die("%s", err);
+        free(text);
+    }
+    if (config_from_args(&t->cfg, &argc, argv, err) != 0)
+        die("%s", err);
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"resume", required_argument, NULL, 'r'},
+        {"minutes", required_argument, NULL, 'm'},
+        {"steps", required_argument, NULL, 's'},
+        {"name", required_argument, NULL, 'n'},
+        {"bind", required_argument, NULL, 'b'},
+        {"out", required_argument, NULL, 'o'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *bind = NULL;
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'd': set_key(&t->cfg, "run.data", optarg); break;
+        case 'r': break;
+        case 'm': set_key(&t->cfg, "optim.minutes", optarg); break;
+        case 's': set_key(&t->cfg, "optim.steps", optarg); break;
+        case 'n': set_key(&t->cfg, "run.name", optarg); break;
+        case 'b': bind = optarg; break;
+        case 'o': set_key(&t->cfg, "run.dir", optarg); break;
+        case 'V': util_print_build_info(stdout, "lejepa-train"); exit(0);
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind < argc)
+        die("unexpected argument '%s' (see --help)", argv[optind]);
+    if (bind) {
+        rebind(&t->cfg, t->cfg.run.endpoint, bind, "run.endpoint");
+        rebind(&t->cfg, t->cfg.run.broadcast, bind, "run.broadcast");
+    }
+    if (config_validate(&t->cfg, err) != 0)
+        die("%s", err);
+    if (!t->cfg.run.name[0]) {
+        char name[64];
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(name, sizeof name, "run-%Y%m%d-%H%M%S", &tm);
+        set_key(&t->cfg, "run.name", name);
+    }
+}
+
+void train_save_config(struct train *t)
+{
+    char path[4200], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/config.ini", t->run_dir);
+    if (util_write_file_atomic(path, t->config_text, strlen(t->config_text), err) != 0)
+        die("%s", err);
+}
+
+static void open_run_dir(struct train *t)
+{
+    char err[ERR_LEN], path[4200];
+    snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", t->cfg.run.dir, t->cfg.run.name);
+    if (util_mkdir_p(t->run_dir, err) != 0)
+        die("%s", err);
+    snprintf(path, sizeof path, "%s/log", t->run_dir);
+    t->log = fopen(path, "a");
+    if (!t->log)
+        die("%s: %s", path, strerror(errno));
+    if (train_metrics_open(t, err) != 0)
+        die("%s", err);
+    t->config_text = config_to_string(&t->cfg);
+    train_log(t, "run %s in %s%s%s", t->cfg.run.name, t->run_dir,
+              t->resume[0] ? ", resuming " : "", t->resume);
+    fprintf(stderr, "effective config:\n%s", t->config_text);
+    fprintf(t->log, "effective config:\n%s", t->config_text);
+    train_save_config(t);
+}
+
+static void *open_socket(struct train *t, int type, const char *endpoint)
+{
+    char err[ERR_LEN];
+    void *s = zmq_socket(t->zctx, type);
+    if (!s)
+        die("zmq_socket: %s", zmq_strerror(zmq_errno()));
+    int linger = 1000;
+    if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0)
+        die("zmq_setsockopt(ZMQ_LINGER): %s", zmq_strerror(zmq_errno()));
+    if (msg_limits_apply(s, &t->limits, err) != 0)
+        die("%s", err);
+    if (zmq_bind(s, endpoint) != 0)
+        die("cannot bind %s: %s (another trainer running? change run.endpoint / "
+            "run.broadcast)", endpoint, zmq_strerror(zmq_errno()));
+    return s;
+}
+
+static void open_sockets(struct train *t)
+{
+    struct msg_limit_params lp;
+    msg_limit_params_from_config(&lp, &t->cfg);
+    msg_limits_compute(&t->limits, &lp);
+    msg_arena_init(&t->arena);
+    t->zctx = zmq_ctx_new();
+    if (!t->zctx)
+        die("zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+    t->router = open_socket(t, ZMQ_ROUTER, t->cfg.run.endpoint);
+    t->pub = open_socket(t, ZMQ_PUB, t->cfg.run.broadcast);
+    train_log(t, "work endpoint %s, broadcast %s", t->cfg.run.endpoint,
+              t->cfg.run.broadcast);
+    if (!is_loopback(t->cfg.run.endpoint) || !is_loopback(t->cfg.run.broadcast))
+        train_log(t, "WARNING: bound beyond loopback; the traffic is not "
+                  "authenticated (CurveZMQ comes later): anyone who reaches "
+                  "these ports can join the run or read its metrics");
+}
+
+static void setup_signals(struct train *t)
+{
+    if (pipe2(t->sig_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+        die("pipe: %s", strerror(errno));
+    signal_fd = t->sig_pipe[1];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
+        die("sigaction: %s", strerror(errno));
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* The run's dataset from --data (or the checkpoint); otherwise the first
+ * loader's, taken when it says HELLO. */
+static void load_dataset(struct train *t)
+{
+    char err[ERR_LEN];
+    struct train_dataset from_ckpt = {0};
+    if (t->resume[0] && train_ckpt_read_dataset(t->resume, &from_ckpt, err) != 0)
+        die("%s", err);
+    if (t->cfg.run.data[0]) {
+        struct dataset d;
+        if (dataset_open(&d, t->cfg.run.data, err) != 0)
+            die("%s", err);
+        struct train_dataset *td = &t->data;
+        td->known = true;
+        td->fingerprint = d.fingerprint;
+        td->n_train = d.split[DATASET_TRAIN].n;
+        td->n_val = d.split[DATASET_VAL].n;
+        td->n_classes = (uint32_t)d.n_classes;
+        td->classes = xcalloc(d.n_classes ? d.n_classes : 1, sizeof *td->classes);
+        for (size_t i = 0; i < d.n_classes; i++)
+            td->classes[i] = xstrdup(d.classes[i]);
+        snprintf(td->source, sizeof td->source, "--data %.200s", t->cfg.run.data);
+        dataset_free(&d);
+        if (from_ckpt.known && from_ckpt.fingerprint != td->fingerprint)
+            die("--data %s has fingerprint %016" PRIx64 ", the checkpoint %s was "
+                "trained on %016" PRIx64, t->cfg.run.data, td->fingerprint,
+                t->resume, from_ckpt.fingerprint);
+        train_log(t, "dataset from %s: fingerprint %016" PRIx64 " (%" PRIu64
+                  " train, %" PRIu64 " val, %" PRIu32 " classes)", td->source,
+                  td->fingerprint, td->n_train, td->n_val, td->n_classes);
+    } else if (from_ckpt.known) {
+        t->data = from_ckpt;
+    } else {
+        train_log(t, "waiting for the first loader's dataset");
+    }
+}
+
+static int finish(struct train *t, int code)
+{
+    char err[ERR_LEN];
+    if (t->engine_ready && code == 0) {
+        if (!t->total_fixed)
+            train_log(t, "no final checkpoint: the time budget's step count is "
+                      "not fixed yet");
+        else if ((!t->have_ckpt || t->last_ckpt_step != t->step) &&
+                 train_ckpt_write(t, err) != 0) {
+            train_log(t, "final checkpoint failed: %s", err);
+            code = 1;
+        }
+    } else if (!t->engine_ready) {
+        train_log(t, "no checkpoint: the model was never built");
+    }
+    if (t->fatal[0])
+        train_log(t, "error: %s", t->fatal);
+    train_clients_bye_all(t, code == 0 ? "run finished" : "trainer stopped");
+    if (t->engine_ready) {
+        train_compute_stop(t);
+        train_log(t, "%s at step %" PRIu64 " of %" PRIu64 " (%" PRIu64 " bad "
+                  "messages, %" PRIu64 " duplicate batches, %" PRIu64 " skipped "
+                  "steps, %" PRIu64 " samples excluded)", code == 0 && t->step == t->total ? "done" :
+                  "stopped", t->step, t->total, t->bad_messages, t->duplicates,
+                  t->skipped_steps, t->sampler.n_failed);
+        train_slots_free(t);
+        train_sampler_free(&t->sampler);
+        lejepa_free(&t->model);
+    }
+    zmq_close(t->router);
+    zmq_close(t->pub);
+    zmq_ctx_term(t->zctx);
+    msg_arena_free(&t->arena);
+    train_dataset_free(&t->data);
+    free(t->config_text);
+    free(t->line_off);
+    if (t->metrics)
+        fclose(t->metrics);
+    if (t->log)
+        fclose(t->log);
+    close(t->sig_pipe[0]);
+    close(t->sig_pipe[1]);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    struct train *t = xcalloc(1, sizeof *t);
+    parse_args(t, argc, argv);
+    util_set_threads((int)t->cfg.run.threads);
+    for (int c = 0; c < t->cfg.views.mean.n; c++) {
+        t->mean[c] = (float)t->cfg.views.mean.v[c];
+        t->std[c] = (float)t->cfg.views.std.v[c];
+    }
+    setup_signals(t);
+    open_run_dir(t);
+    open_sockets(t);
+    load_dataset(t);
+    t->last_beat = util_time_mono();
+    int code = train_loop_run(t, &stop_signals);
+    code = finish(t, code);
+    free(t);
+    return code;
+}
