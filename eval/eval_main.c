@@ -1,0 +1,201 @@
+/*
+ * eval_main.c: lejepa-eval's command line, log and signals.
+ *
+ *   lejepa-eval --connect tcp://HOST:5555 [--tasks knn,linear,segmap] [--out DIR]
+ *   lejepa-eval --train PREFIX --val PREFIX [--tasks knn,linear] [--json]
+ *
+ * The first follows a trainer's eval snapshots (eval_conn.c), the second
+ * scores exported embeddings once (eval_offline.c). Signal handlers only
+ * write a byte to a self-pipe the online loop polls. Exit status: 0 done,
+ * 1 refused by the trainer, 2 bad arguments or files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vips/vips.h>
+
+#include "eval.h"
+#include "util.h"
+
+static char log_name[256] = "eval";
+static int stop_pipe[2] = {-1, -1};
+
+void eval_log_set_name(const char *name)
+{
+    snprintf(log_name, sizeof log_name, "%s", name);
+}
+
+void eval_log(const char *fmt, ...)
+{
+    char stamp[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%H:%M:%S", localtime_r(&t, &tm));
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s [%s] %s\n", stamp, log_name, line);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    char b = 1;
+    ssize_t r = write(stop_pipe[1], &b, 1);
+    (void)r;
+    errno = saved;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: lejepa-eval --connect tcp://HOST:5555 [--tasks LIST] [--out DIR]\n"
+        "       lejepa-eval --train PREFIX --val PREFIX [--tasks knn,linear] [--json]\n"
+        "\n"
+        "Online: follows a trainer's eval snapshots (EMBED chunks, FEATMAP) from\n"
+        "the broadcast endpoint its WELCOME names, scores every complete snapshot\n"
+        "and sends the numbers back as RESULTs (knn_top1, linear_top1 and\n"
+        "linear_lambda, segmap_iou). A snapshot with missing chunks is reported\n"
+        "as incomplete (source system, eval_incomplete = 1), never scored.\n"
+        "Segmentation maps go to DIR/segmaps/step-<step>.png and latest.png.\n"
+        "Any number of evaluators may come and go; runs until SIGINT/SIGTERM.\n"
+        "\n"
+        "Offline: kNN and the linear probe on the files `lejepa embed` writes,\n"
+        "PREFIX.emb.npy (float32 (N, D)) and PREFIX.labels.npy (int32/int64 (N)).\n"
+        "\n"
+        "  --connect ENDPOINT   trainer's work socket (tcp://HOST:5555)\n"
+        "  --tasks LIST         knn,linear,segmap (default all online,\n"
+        "                       knn,linear offline)\n"
+        "  --out DIR            output directory (default runs/<run name>)\n"
+        "  --train PREFIX       offline train split\n"
+        "  --val PREFIX         offline val split\n"
+        "  --json               offline: print one JSON object instead of lines\n"
+        "  --threads N          OpenMP/OpenBLAS threads (default all cores)\n"
+        "  --name NAME          name in logs and HELLO (default eval@HOST)\n"
+        "  --max-mb MB          memory bound of one snapshot (default %d)\n"
+        "  --help, --version\n"
+        "\n"
+        "Exit status: 0 done, 1 refused by the trainer, 2 bad arguments or files.\n",
+        EVAL_DEFAULT_MAX_MB);
+}
+
+static long parse_long(const char *opt, const char *s, long lo, long hi)
+{
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        die("%s %s: expected an integer in %ld..%ld", opt, s, lo, hi);
+    return v;
+}
+
+static void parse_args(int argc, char **argv, struct eval_opts *o)
+{
+    static const struct option longs[] = {
+        {"connect", required_argument, NULL, 'c'},
+        {"tasks", required_argument, NULL, 't'},
+        {"out", required_argument, NULL, 'o'},
+        {"train", required_argument, NULL, 'T'},
+        {"val", required_argument, NULL, 'v'},
+        {"json", no_argument, NULL, 'j'},
+        {"threads", required_argument, NULL, 'p'},
+        {"name", required_argument, NULL, 'n'},
+        {"max-mb", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->max_bytes = (size_t)EVAL_DEFAULT_MAX_MB << 20;
+    char err[ERR_LEN];
+    int c;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->endpoint = optarg; break;
+        case 't':
+            if (eval_parse_tasks(optarg, &o->tasks, err) < 0)
+                die("%s", err);
+            o->tasks_given = true;
+            break;
+        case 'o': o->out = optarg; break;
+        case 'T': o->train = optarg; break;
+        case 'v': o->val = optarg; break;
+        case 'j': o->json = true; break;
+        case 'p': o->threads = (int)parse_long("--threads", optarg, 1, 4096); break;
+        case 'm': o->max_bytes = (size_t)parse_long("--max-mb", optarg, 1, 1 << 20) << 20; break;
+        case 'n':
+            if (!optarg[0] || strlen(optarg) >= sizeof o->name)
+                die("--name: expected 1..%zu characters", sizeof o->name - 1);
+            snprintf(o->name, sizeof o->name, "%s", optarg);
+            break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': util_print_build_info(stdout, "lejepa-eval"); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind < argc)
+        die("unexpected argument '%s' (see --help)", argv[optind]);
+    bool offline = o->train || o->val;
+    if (offline && o->endpoint)
+        die("--connect and --train/--val exclude each other (see --help)");
+    if (offline && (!o->train || !o->val))
+        die("offline mode needs both --train PREFIX and --val PREFIX");
+    if (!offline && !o->endpoint)
+        die("--connect tcp://HOST:5555 or --train PREFIX --val PREFIX is required");
+    if (offline && (o->tasks & EVAL_TASK_SEGMAP))
+        die("--tasks segmap needs a trainer's FEATMAP (--connect); offline: knn,linear");
+    if (!offline && o->json)
+        die("--json is for offline mode (--train/--val)");
+    if (!o->tasks_given)
+        o->tasks = offline ? EVAL_TASK_KNN | EVAL_TASK_LINEAR
+                           : EVAL_TASK_KNN | EVAL_TASK_LINEAR | EVAL_TASK_SEGMAP;
+    if (!o->name[0]) {
+        char host[128] = "localhost";
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "localhost");
+        host[sizeof host - 1] = '\0';
+        snprintf(o->name, sizeof o->name, "eval@%s", host);
+    }
+}
+
+static void install_signals(void)
+{
+    if (pipe2(stop_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+        die("pipe: %s", strerror(errno));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
+        die("sigaction: %s", strerror(errno));
+}
+
+int main(int argc, char **argv)
+{
+    struct eval_opts o;
+    parse_args(argc, argv, &o);
+    util_set_threads(o.threads);
+    if (o.train) {
+        eval_log_set_name("eval");
+        return eval_run_offline(&o);
+    }
+    eval_log_set_name(o.name);
+    if (VIPS_INIT(argv[0]) != 0)
+        die("VIPS_INIT failed: %s", vips_error_buffer());
+    install_signals();
+    int status = eval_run_online(&o, stop_pipe[0]);
+    close(stop_pipe[0]);
+    close(stop_pipe[1]);
+    vips_shutdown();
+    return status;
+}
