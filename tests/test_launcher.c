@@ -1,0 +1,292 @@
+/*
+ * test_launcher.c: `lejepa run` end to end on a generated image folder with
+ * a tiny model: the trainer, two real loaders, the monitor and (when built)
+ * the evaluator as processes. One meson test per case:
+ *   run     a few steps: exit 0, finite losses in metrics.jsonl, one log
+ *           per process and prefixed lines on the terminal
+ *   sigint  SIGINT midway: exit 0 and a final checkpoint named by `latest`
+ * Both check that no process of the run is left: the pids the launcher
+ * printed are gone and no process has this test's directory on its
+ * command line (loader workers included).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <vips/vips.h>
+
+#include "json.h"
+#include "test_imgdir.h"
+#include "testing.h"
+#include "util.h"
+
+#define RUN_WAIT_S 50.0         /* a whole run, or a stop after SIGINT */
+#define LINES_WAIT_S 40.0       /* the first train lines of the sigint case */
+
+static const char *const tiny[] = {
+    "model.depths=1,1", "model.widths=8,16", "model.projector=32,16",
+    "views.global_size=16", "views.local_size=8", "views.local_count=2",
+    "optim.batch=8", "run.ticket_size=4", "loss.slices=16", "run.log_every=1",
+    "run.threads=1", "run.seed=7", NULL,
+};
+
+static char *tmp;
+static char data_dir[4200];
+
+static char *path_in(const char *fmt, const char *a, const char *b)
+{
+    char *p = xmalloc(8192);
+    snprintf(p, 8192, fmt, a, b);
+    return p;
+}
+
+/* Starts `lejepa run` with its terminal output in tmp/<name>.out. */
+static pid_t start_launcher(const char *name, const char *steps)
+{
+    static char sets[6][4300];
+    char *argv[96];
+    int n = 0;
+    argv[n++] = xstrdup(testing_program("tools/lejepa"));
+    argv[n++] = "run";
+    argv[n++] = "--config";
+    argv[n++] = path_in("%s/configs/fashion-mnist.ini%s", getenv("LEJEPA_SOURCE_ROOT"), "");
+    argv[n++] = "--data";
+    argv[n++] = data_dir;
+    argv[n++] = "--name";
+    argv[n++] = (char *)name;
+    argv[n++] = "--loaders";
+    argv[n++] = "2";
+    argv[n++] = "--workers";
+    argv[n++] = "1";
+    for (int i = 0; tiny[i]; i++) {
+        argv[n++] = "--set";
+        argv[n++] = (char *)tiny[i];
+    }
+    snprintf(sets[0], sizeof sets[0], "run.dir=%s/runs", tmp);
+    snprintf(sets[1], sizeof sets[1], "run.endpoint=ipc://%s/w-%s", tmp, name);
+    snprintf(sets[2], sizeof sets[2], "run.broadcast=ipc://%s/b-%s", tmp, name);
+    snprintf(sets[3], sizeof sets[3], "optim.steps=%s", steps);
+    for (int i = 0; i < 4; i++) {
+        argv[n++] = "--set";
+        argv[n++] = sets[i];
+    }
+    argv[n] = NULL;
+    char out[4400];
+    snprintf(out, sizeof out, "%s/%s.out", tmp, name);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Exit status, 128 + signal when killed; -1 after SIGKILL on timeout. */
+static int wait_exit(pid_t pid, double timeout)
+{
+    double t0 = util_time_mono();
+    for (;;) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (util_time_mono() - t0 > timeout) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        usleep(20000);
+    }
+}
+
+static char *read_rel(const char *rel)
+{
+    char path[4400], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/%s", tmp, rel);
+    char *s = util_read_file(path, NULL, err);
+    return s ? s : xstrdup("");
+}
+
+/* Train lines of a run's metrics.jsonl; all their losses finite in *finite. */
+static int train_lines(const char *name, int *finite)
+{
+    char rel[512], err[ERR_LEN];
+    snprintf(rel, sizeof rel, "runs/%s/metrics.jsonl", name);
+    char *text = read_rel(rel);
+    int n = 0;
+    *finite = 1;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        struct json *j = json_parse(line, strlen(line), 8, err);
+        if (!j)
+            continue;
+        const struct json *src = json_get(j, "source"), *loss = json_get(j, "loss");
+        if (src && src->type == JSON_STRING && strcmp(src->string, "train") == 0) {
+            n++;
+            if (!loss || loss->type != JSON_NUMBER || !isfinite(loss->number))
+                *finite = 0;
+        }
+        json_free(j);
+    }
+    free(text);
+    return n;
+}
+
+/* Nothing the launcher started is alive: the pids it printed
+ * ("[lejepa] NAME: pid N, ...") and any process naming tmp. */
+static void check_nothing_left(const char *out)
+{
+    int pids = 0;
+    for (const char *s = strstr(out, ": pid "); s; s = strstr(s + 1, ": pid ")) {
+        pid_t pid = (pid_t)atoi(s + 6);
+        CU_ASSERT(pid > 0);
+        CU_ASSERT(kill(pid, 0) != 0 && errno == ESRCH);
+        pids++;
+    }
+    CU_ASSERT(pids >= 4);    /* trainer, 2 loaders, monitor */
+    DIR *d = opendir("/proc");
+    CU_ASSERT_FATAL(d != NULL);
+    struct dirent *e;
+    int left = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9' || atoi(e->d_name) == getpid())
+            continue;
+        char path[300], cmd[8192];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < n; i++)
+            if (!cmd[i])
+                cmd[i] = ' ';
+        cmd[n] = '\0';
+        if (strstr(cmd, tmp)) {
+            fprintf(stderr, "left running: pid %s: %s\n", e->d_name, cmd);
+            left++;
+        }
+    }
+    closedir(d);
+    CU_ASSERT_EQUAL(left, 0);
+}
+
+static void check_logs(const char *name, const char *out)
+{
+    static const char *const procs[] = {"train", "loader-1", "loader-2", "monitor"};
+    for (size_t i = 0; i < sizeof procs / sizeof procs[0]; i++) {
+        char rel[512], prefix[64];
+        snprintf(rel, sizeof rel, "runs/%s/logs/%s.log", name, procs[i]);
+        char *log = read_rel(rel);
+        CU_ASSERT(strlen(log) > 0);
+        if (!log[0])
+            fprintf(stderr, "empty or missing: %s\n", rel);
+        /* the log's first line, prefixed, is in the terminal output */
+        snprintf(prefix, sizeof prefix, "[%s] ", procs[i]);
+        char *first = xstrdup(log);
+        first[strcspn(first, "\n")] = '\0';
+        char *want = path_in("%s%s", prefix, first);
+        CU_ASSERT(strstr(out, want) != NULL);
+        free(want);
+        free(first);
+        free(log);
+    }
+    if (access(testing_program("eval/lejepa-eval"), X_OK) == 0) {
+        char rel[512];
+        snprintf(rel, sizeof rel, "runs/%s/logs/eval.log", name);
+        char *log = read_rel(rel);
+        CU_ASSERT(strlen(log) > 0);
+        free(log);
+    } else {
+        CU_ASSERT(strstr(out, "running without evaluators") != NULL);
+    }
+}
+
+static void test_run(void)
+{
+    pid_t pid = start_launcher("r", "4");
+    int status = wait_exit(pid, RUN_WAIT_S);
+    char *out = read_rel("r.out");
+    if (status != 0)
+        fprintf(stderr, "launcher output:\n%s\n", out);
+    CU_ASSERT_EQUAL(status, 0);
+    int finite;
+    int n = train_lines("r", &finite);
+    CU_ASSERT(n >= 1);
+    CU_ASSERT(finite);
+    check_logs("r", out);
+    CU_ASSERT(strstr(out, "[lejepa] summary") != NULL);
+    CU_ASSERT(strstr(out, "dashboard.html") != NULL);
+    check_nothing_left(out);
+    free(out);
+}
+
+static void test_sigint(void)
+{
+    pid_t pid = start_launcher("s", "100000");
+    double t0 = util_time_mono();
+    int finite = 1;
+    while (train_lines("s", &finite) < 2 && util_time_mono() - t0 < LINES_WAIT_S)
+        usleep(100000);
+    CU_ASSERT(train_lines("s", &finite) >= 2);
+    CU_ASSERT_EQUAL(kill(pid, SIGINT), 0);
+    int status = wait_exit(pid, RUN_WAIT_S);
+    char *out = read_rel("s.out");
+    if (status != 0)
+        fprintf(stderr, "launcher output:\n%s\n", out);
+    CU_ASSERT_EQUAL(status, 0);
+    char *latest = read_rel("runs/s/latest");
+    latest[strcspn(latest, "\n")] = '\0';
+    CU_ASSERT(strncmp(latest, "ckpt-", 5) == 0);
+    char rel[600];
+    snprintf(rel, sizeof rel, "runs/s/%s", latest);
+    char path[5000];
+    snprintf(path, sizeof path, "%s/%s", tmp, rel);
+    CU_ASSERT(latest[0] && access(path, R_OK) == 0);
+    CU_ASSERT(strstr(out, "[lejepa] checkpoint: ") != NULL);
+    check_nothing_left(out);
+    free(latest);
+    free(out);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct testing_case all[] = {
+        {"run", test_run},
+        {"sigint", test_sigint},
+        {NULL, NULL},
+    };
+    signal(SIGPIPE, SIG_IGN);
+    if (VIPS_INIT("test_launcher") != 0)
+        return 1;
+    tmp = testing_tmpdir();
+    snprintf(data_dir, sizeof data_dir, "%s/data", tmp);
+    imgdir_make(data_dir, 2, 16, 4, 20, 20, 42);
+    struct testing_case one[2] = {{NULL, NULL}, {NULL, NULL}};
+    for (int i = 0; argc > 1 && all[i].name; i++)
+        if (strcmp(all[i].name, argv[1]) == 0)
+            one[0] = all[i];
+    if (argc > 1 && !one[0].name) {
+        fprintf(stderr, "test_launcher: no case '%s'\n", argv[1]);
+        return 2;
+    }
+    int rc = testing_run("launcher", argc > 1 ? one : all);
+    if (!getenv("LEJEPA_KEEP_TMP"))
+        testing_rmtree(tmp);
+    else
+        fprintf(stderr, "kept %s\n", tmp);
+    free(tmp);
+    return rc;
+}

@@ -1,0 +1,44 @@
+/*
+ * lejepa_main.c: the `lejepa` program: dispatches to its subcommands
+ * (lejepa_cli.h). Nothing else lives here.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "lejepa_cli.h"
+#include "util.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: lejepa run [options]     train: trainer, loaders, evaluators and a\n"
+        "                                monitor as processes on this machine\n"
+        "       lejepa embed [options]   a checkpoint's embeddings of a dataset split\n"
+        "                                as .npy files\n"
+        "       lejepa COMMAND --help    the options of a command\n"
+        "       lejepa --version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0)
+        return lejepa_run_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "embed") == 0)
+        return lejepa_embed_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        util_print_build_info(stdout, "lejepa");
+        return 0;
+    }
+    fprintf(stderr, "lejepa: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,548 @@
+/*
+ * lejepa_run.c: `lejepa run`: one training run on this machine as separate
+ * processes (DESIGN.md §3): lejepa-train, N lejepa-loader, one lejepa-eval
+ * with every task asked for, and lejepa-monitor, each in its own process
+ * group (lejepa_proc.c) with its lines prefixed on the terminal and kept in
+ * runs/<name>/logs/<proc>.log. The launcher reads the run's config itself
+ * only for the run name, directory and work endpoint; everything else is
+ * the trainer's business (the clients learn the config from WELCOME).
+ * Each loader gets half the cores shared among the loaders (at least one
+ * worker); the trainer keeps run.threads.
+ * The end: a first Ctrl-C (SIGINT/SIGTERM) goes to the trainer, which
+ * finishes its step and writes a checkpoint. Once the trainer has exited
+ * (finished or stopped), loaders get SIGTERM, the monitor leaves on the
+ * trainer's BYE, and evaluators may finish a snapshot in progress until
+ * they use no CPU (timeouts below). A second Ctrl-C stops everything at
+ * once, a third kills the process groups. The exit status is the
+ * trainer's; a summary of metrics.jsonl follows.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "json.h"
+#include "lejepa_cli.h"
+#include "lejepa_proc.h"
+#include "util.h"
+
+#define RUN_DEFAULT_CONFIG "configs/fashion-mnist.ini"
+#define RUN_DEFAULT_DATA "data/fashion-mnist"
+#define RUN_DEFAULT_EVALS "knn,linear,segmap"
+#define RUN_DEFAULT_LOADERS 2
+#define RUN_MAX_LOADERS 16
+#define RUN_MAX_ARGS 256
+#define RUN_POLL_MS 100
+/* After the trainer exits: an evaluator may finish a snapshot in progress
+ * (segmentation maps are written locally) until it has used less than
+ * RUN_EVAL_IDLE_CPU_S of CPU over RUN_EVAL_IDLE_S, at most RUN_EVAL_GRACE_S. */
+#define RUN_EVAL_GRACE_S 60.0
+#define RUN_EVAL_IDLE_S 2.0
+#define RUN_EVAL_IDLE_CPU_S 0.1
+/* The monitor leaves by itself when the trainer says BYE (after writing the
+ * last dashboard); a SIGTERM only after this long. */
+#define RUN_MONITOR_GRACE_S 10.0
+/* SIGTERM (or SIGINT) to SIGKILL of the process group, for every child but
+ * a trainer writing its checkpoint after the first Ctrl-C: that one is
+ * only stopped harder by a second Ctrl-C. */
+#define RUN_STOP_TIMEOUT_S 15.0
+
+enum { ROLE_TRAIN, ROLE_LOADER, ROLE_EVAL, ROLE_MONITOR };
+
+struct run_opts {
+    const char *configs[RUN_MAX_ARGS];
+    int n_configs;
+    const char *sets[RUN_MAX_ARGS];
+    int n_sets;
+    int loaders, workers;
+    const char *evals;          /* "" or "none": no evaluator */
+    const char *minutes, *steps, *name, *data;
+    bool monitor;
+};
+
+struct launcher {
+    struct run_opts o;
+    struct config cfg;
+    char name[CONFIG_STR_LEN], run_dir[4096], endpoint[CONFIG_STR_LEN];
+    struct proc procs[RUN_MAX_LOADERS + 3];
+    int role[RUN_MAX_LOADERS + 3];
+    int n;
+    double down_since;          /* monotonic time the trainer exited; 0 = running */
+    double eval_cpu[RUN_MAX_LOADERS + 3], eval_cpu_at[RUN_MAX_LOADERS + 3];
+    int signals;                /* Ctrl-Cs so far */
+};
+
+static int wake_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    char b = (char)sig;
+    ssize_t r = write(wake_pipe[1], &b, 1);
+    (void)r;
+    errno = saved;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: lejepa run [--config FILE] [--set section.key=value ...] [--data DIR]\n"
+        "                  [--loaders N] [--workers W] [--evals TASKS] [--minutes M]\n"
+        "                  [--steps N] [--name NAME] [--no-monitor]\n"
+        "\n"
+        "Trains on this machine: starts lejepa-train, N lejepa-loader, one\n"
+        "lejepa-eval with TASKS and lejepa-monitor as separate processes, prefixes\n"
+        "their lines ([train], [loader-1], ...) and keeps each log in\n"
+        "RUN/logs/<proc>.log, RUN = run.dir/NAME (default runs/NAME).\n"
+        "Ctrl-C: the trainer finishes its step and writes a checkpoint, then the\n"
+        "others stop; a second Ctrl-C stops everything at once.\n"
+        "\n"
+        "  --config FILE   INI config (may repeat; default %s if it exists)\n"
+        "  --set S.K=V     override one config key (may repeat)\n"
+        "  --data DIR      dataset (ImageFolder tree; default run.data, else\n"
+        "                  %s, which tools/run.sh prepares)\n"
+        "  --loaders N     loader processes (default %d)\n"
+        "  --workers W     decode workers per loader (default: half the cores\n"
+        "                  shared among the loaders, at least 1)\n"
+        "  --evals TASKS   evaluator tasks, knn,linear,segmap (default), or none;\n"
+        "                  skipped with a warning when lejepa-eval is not built\n"
+        "  --minutes M     time budget (lejepa-train --minutes)\n"
+        "  --steps N       total steps (lejepa-train --steps)\n"
+        "  --name NAME     run name (default run.name, else run-YYYYmmdd-HHMMSS)\n"
+        "  --no-monitor    no lejepa-monitor (no live dashboard.html)\n"
+        "\n"
+        "Exit status: the trainer's (0 finished or stopped with a checkpoint);\n"
+        "2 on bad arguments.\n",
+        RUN_DEFAULT_CONFIG, RUN_DEFAULT_DATA, RUN_DEFAULT_LOADERS);
+}
+
+static long parse_long(const char *opt, const char *s, long lo, long hi)
+{
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        die("run %s %s: expected an integer in %ld..%ld", opt, s, lo, hi);
+    return v;
+}
+
+/* lejepa-eval would refuse a bad list only once running: check it first. */
+static void check_tasks(const char *list)
+{
+    static const char *const known[] = {"knn", "linear", "segmap"};
+    for (const char *s = list; *s;) {
+        size_t n = strcspn(s, ",");
+        bool ok = false;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+            ok |= n == strlen(known[k]) && strncmp(s, known[k], n) == 0;
+        if (!ok)
+            die("run: --evals %s: unknown task '%.*s' (knn, linear, segmap or none)",
+                list, (int)n, s);
+        s += n + (s[n] == ',');
+    }
+}
+
+static void parse_args(int argc, char **argv, struct run_opts *o)
+{
+    static const struct option longs[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, 's'},
+        {"data", required_argument, NULL, 'd'},
+        {"loaders", required_argument, NULL, 'l'},
+        {"workers", required_argument, NULL, 'w'},
+        {"evals", required_argument, NULL, 'e'},
+        {"minutes", required_argument, NULL, 'm'},
+        {"steps", required_argument, NULL, 'S'},
+        {"name", required_argument, NULL, 'n'},
+        {"no-monitor", no_argument, NULL, 'M'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->loaders = RUN_DEFAULT_LOADERS;
+    o->evals = RUN_DEFAULT_EVALS;
+    o->monitor = true;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            if (o->n_configs == RUN_MAX_ARGS)
+                die("run: too many --config flags");
+            o->configs[o->n_configs++] = optarg;
+            break;
+        case 's':
+            if (o->n_sets == RUN_MAX_ARGS)
+                die("run: too many --set flags");
+            o->sets[o->n_sets++] = optarg;
+            break;
+        case 'd': o->data = optarg; break;
+        case 'l': o->loaders = (int)parse_long("--loaders", optarg, 1, RUN_MAX_LOADERS); break;
+        case 'w': o->workers = (int)parse_long("--workers", optarg, 1, 1024); break;
+        case 'e': o->evals = optarg; break;
+        case 'm': o->minutes = optarg; break;
+        case 'S': o->steps = optarg; break;
+        case 'n': o->name = optarg; break;
+        case 'M': o->monitor = false; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind < argc)
+        die("run: unexpected argument '%s' (see lejepa run --help)", argv[optind]);
+    if (strcmp(o->evals, "none") == 0)
+        o->evals = "";
+    check_tasks(o->evals);
+    if (o->n_configs == 0 && access(RUN_DEFAULT_CONFIG, R_OK) == 0)
+        o->configs[o->n_configs++] = RUN_DEFAULT_CONFIG;
+}
+
+/* The run's config as the trainer will read it: files, then --set. */
+static void load_config(struct launcher *l)
+{
+    char err[ERR_LEN];
+    config_defaults(&l->cfg);
+    for (int i = 0; i < l->o.n_configs; i++)
+        if (config_load_file(&l->cfg, l->o.configs[i], err) != 0)
+            die("%s", err);
+    for (int i = 0; i < l->o.n_sets; i++)
+        if (config_set(&l->cfg, l->o.sets[i], err) != 0)
+            die("%s", err);
+    if (config_validate(&l->cfg, err) != 0)
+        die("%s", err);
+    if (l->o.name)
+        snprintf(l->name, sizeof l->name, "%s", l->o.name);
+    else if (l->cfg.run.name[0])
+        snprintf(l->name, sizeof l->name, "%s", l->cfg.run.name);
+    else {
+        time_t t = time(NULL);
+        struct tm tm;
+        strftime(l->name, sizeof l->name, "run-%Y%m%d-%H%M%S", localtime_r(&t, &tm));
+    }
+    if (!l->name[0] || strchr(l->name, '/') || strcmp(l->name, ".") == 0 ||
+        strcmp(l->name, "..") == 0)
+        die("run: bad run name '%s' (a directory name, no '/')", l->name);
+    snprintf(l->run_dir, sizeof l->run_dir, "%s/%s", l->cfg.run.dir, l->name);
+    if (!l->o.data)
+        l->o.data = l->cfg.run.data[0] ? l->cfg.run.data : RUN_DEFAULT_DATA;
+    /* clients connect to a wildcard bind through loopback */
+    const char *ep = l->cfg.run.endpoint;
+    const char *host = strstr(ep, "://");
+    if (host && (strncmp(host + 3, "*:", 2) == 0 || strncmp(host + 3, "0.0.0.0:", 8) == 0))
+        snprintf(l->endpoint, sizeof l->endpoint, "%.*s127.0.0.1%s",
+                 (int)(host + 3 - ep), ep, strchr(host + 3, ':'));
+    else
+        snprintf(l->endpoint, sizeof l->endpoint, "%s", ep);
+}
+
+/* The path of a sibling program: next to this executable (installed), or
+ * in the build tree's folder `sub`. Returns false when neither exists. */
+static bool find_program(const char *prog, const char *sub, char *out, size_t len)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return false;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return false;
+    *slash = '\0';
+    int n1 = snprintf(out, len, "%s/%s", self, prog);
+    if (n1 > 0 && (size_t)n1 < len && access(out, X_OK) == 0)
+        return true;
+    int n2 = snprintf(out, len, "%s/../%s/%s", self, sub, prog);
+    return n2 > 0 && (size_t)n2 < len && access(out, X_OK) == 0;
+}
+
+static void start(struct launcher *l, int role, const char *name, char **argv)
+{
+    char log[4200], err[ERR_LEN];
+    snprintf(log, sizeof log, "%s/logs/%s.log", l->run_dir, name);
+    struct proc *p = &l->procs[l->n];
+    if (proc_start(p, name, argv, log, err) != 0)
+        die("run: cannot start %s: %s", name, err);
+    l->role[l->n++] = role;
+    proc_say("%s: pid %d, log %s", name, (int)p->pid, log);
+}
+
+static void start_all(struct launcher *l)
+{
+    const struct run_opts *o = &l->o;
+    char path[PATH_MAX], workers[16], nm[PROC_NAME_LEN];
+    char *argv[2 * RUN_MAX_ARGS + 32];
+    int k = 0;
+
+    if (!find_program("lejepa-train", "trainer", path, sizeof path))
+        die("run: lejepa-train not found next to this program or in ../trainer "
+            "(build it: ninja -C build)");
+    argv[k++] = path;
+    for (int i = 0; i < o->n_configs; i++) {
+        argv[k++] = "--config";
+        argv[k++] = (char *)o->configs[i];
+    }
+    for (int i = 0; i < o->n_sets; i++) {
+        argv[k++] = "--set";
+        argv[k++] = (char *)o->sets[i];
+    }
+    const char *pairs[][2] = {{"--name", l->name}, {"--data", o->data},
+                              {"--minutes", o->minutes}, {"--steps", o->steps}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        if (!pairs[i][1])
+            continue;
+        argv[k++] = (char *)pairs[i][0];
+        argv[k++] = (char *)pairs[i][1];
+    }
+    argv[k] = NULL;
+    start(l, ROLE_TRAIN, "train", argv);
+
+    if (!find_program("lejepa-loader", "loaders", path, sizeof path))
+        die("run: lejepa-loader not found next to this program or in ../loaders");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int w = o->workers ? o->workers : (int)(cores / 2 / o->loaders);
+    snprintf(workers, sizeof workers, "%d", w < 1 ? 1 : w);
+    for (int i = 0; i < o->loaders; i++) {
+        snprintf(nm, sizeof nm, "loader-%d", i + 1);
+        char *a[] = {path, "--connect", l->endpoint, "--data", (char *)o->data,
+                     "--workers", workers, "--name", nm, NULL};
+        start(l, ROLE_LOADER, nm, a);
+    }
+
+    if (o->evals[0] && !find_program("lejepa-eval", "eval", path, sizeof path))
+        proc_say("warning: lejepa-eval is not built (not next to this program nor "
+                 "in ../eval): running without evaluators");
+    else if (o->evals[0]) {
+        char *a[] = {path, "--connect", l->endpoint, "--tasks", (char *)o->evals,
+                     "--out", l->run_dir, "--name", "eval", NULL};
+        start(l, ROLE_EVAL, "eval", a);
+    }
+
+    if (o->monitor && !find_program("lejepa-monitor", "tools", path, sizeof path))
+        proc_say("warning: lejepa-monitor is not built: running without a dashboard");
+    else if (o->monitor) {
+        char *a[] = {path, "--connect", l->endpoint, "--out", l->run_dir,
+                     "--no-table", NULL};
+        start(l, ROLE_MONITOR, "monitor", a);
+    }
+}
+
+static void install_signals(void)
+{
+    if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+        die("pipe: %s", strerror(errno));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
+        die("sigaction: %s", strerror(errno));
+    sa.sa_handler = SIG_IGN;
+    if (sigaction(SIGPIPE, &sa, NULL) != 0)
+        die("sigaction: %s", strerror(errno));
+}
+
+/* The trainer has exited: loaders stop now, evaluators and the monitor
+ * after their grace periods (check_grace) when it finished well. */
+static void wind_down(struct launcher *l)
+{
+    l->down_since = util_time_mono();
+    /* a failed trainer sent no BYE and no last snapshot: nothing to wait for */
+    bool failed = l->procs[0].status != 0;
+    for (int i = 0; i < l->n; i++) {
+        if (failed) {
+            proc_stop(&l->procs[i], SIGTERM);
+        } else if (l->role[i] == ROLE_EVAL) {
+            l->eval_cpu[i] = proc_cpu_seconds(&l->procs[i]);
+            l->eval_cpu_at[i] = l->down_since;
+        } else if (l->role[i] == ROLE_LOADER) {
+            proc_stop(&l->procs[i], SIGTERM);
+        }
+    }
+}
+
+static void check_grace(struct launcher *l, double now)
+{
+    for (int i = 0; i < l->n; i++) {
+        struct proc *p = &l->procs[i];
+        if (!p->running || p->stop_sent > 0)
+            continue;
+        if (l->role[i] == ROLE_MONITOR && now - l->down_since >= RUN_MONITOR_GRACE_S)
+            proc_stop(p, SIGTERM);
+        if (l->role[i] != ROLE_EVAL)
+            continue;
+        if (now - l->down_since >= RUN_EVAL_GRACE_S) {
+            proc_say("%s: grace period of %.0f s over: stopping it", p->name,
+                     RUN_EVAL_GRACE_S);
+            proc_stop(p, SIGTERM);
+        } else if (now - l->eval_cpu_at[i] >= RUN_EVAL_IDLE_S) {
+            double cpu = proc_cpu_seconds(p);
+            if (cpu < 0 || cpu - l->eval_cpu[i] < RUN_EVAL_IDLE_CPU_S)
+                proc_stop(p, SIGTERM);
+            l->eval_cpu[i] = cpu;
+            l->eval_cpu_at[i] = now;
+        }
+    }
+}
+
+static void on_ctrl_c(struct launcher *l)
+{
+    l->signals++;
+    struct proc *train = &l->procs[0];
+    if (l->signals == 1 && train->running) {
+        proc_say("stopping: the trainer finishes its step and writes a checkpoint "
+                 "(Ctrl-C again to stop everything now)");
+        proc_stop(train, SIGINT);
+    } else if (l->signals <= 2) {
+        proc_say("stopping every process now (Ctrl-C again to kill them)");
+        for (int i = 0; i < l->n; i++)
+            proc_stop(&l->procs[i], SIGTERM);
+        if (!l->down_since)
+            l->down_since = util_time_mono();
+    } else {
+        for (int i = 0; i < l->n; i++)
+            proc_kill_group(&l->procs[i]);
+    }
+}
+
+static bool any_running(const struct launcher *l)
+{
+    for (int i = 0; i < l->n; i++)
+        if (l->procs[i].running)
+            return true;
+    return false;
+}
+
+static void supervise(struct launcher *l)
+{
+    while (any_running(l)) {
+        if (proc_pump(l->procs, l->n, wake_pipe[0], RUN_POLL_MS)) {
+            char b[16];
+            ssize_t r = read(wake_pipe[0], b, sizeof b);
+            for (ssize_t i = 0; i < r; i++)
+                on_ctrl_c(l);
+        }
+        double now = util_time_mono();
+        for (int i = 0; i < l->n; i++) {
+            struct proc *p = &l->procs[i];
+            if (proc_reap(p)) {
+                proc_say("%s exited with status %d", p->name, p->status);
+                if (i == 0 && !l->down_since)
+                    wind_down(l);
+                else if (!l->down_since && l->role[i] == ROLE_LOADER)
+                    proc_say("warning: %s is gone; the trainer goes on with the "
+                             "other loaders", p->name);
+            }
+            /* the trainer after the first Ctrl-C is writing its checkpoint */
+            bool patient = i == 0 && l->signals < 2;
+            if (p->running && p->stop_sent > 0 && !patient &&
+                now - p->stop_sent > RUN_STOP_TIMEOUT_S)
+                proc_kill_group(p);
+        }
+        if (l->down_since)
+            check_grace(l, now);
+    }
+    /* nothing of ours may outlive the run: workers a child left behind */
+    for (int i = 0; i < l->n; i++) {
+        kill(-l->procs[i].pid, SIGKILL);
+        proc_close(&l->procs[i]);
+    }
+}
+
+static void print_value(char *out, size_t len, const char *key, double v, uint64_t step)
+{
+    size_t n = strlen(out);
+    if (isnan(v))
+        snprintf(out + n, len - n, "  %s -", key);
+    else
+        snprintf(out + n, len - n, "  %s %.4g (step %llu)", key, v,
+                 (unsigned long long)step);
+}
+
+/* The last value of each metric of interest in metrics.jsonl. */
+static void print_summary(const struct launcher *l)
+{
+    static const char *const keys[] = {"loss", "probe_acc_val", "knn_top1", "linear_top1"};
+    enum { NK = sizeof keys / sizeof keys[0] };
+    double val[NK];
+    uint64_t step[NK] = {0};
+    for (int k = 0; k < NK; k++)
+        val[k] = NAN;
+    char path[4200], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", l->run_dir);
+    size_t len;
+    char *text = util_read_file(path, &len, err);
+    if (!text) {
+        proc_say("no metrics: %s", err);
+        return;
+    }
+    for (char *line = text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        struct json *j = n ? json_parse(line, n, 8, err) : NULL;
+        if (j) {
+            const struct json *s = json_get(j, "step");
+            for (int k = 0; k < NK; k++) {
+                const struct json *v = json_get(j, keys[k]);
+                if (v && v->type == JSON_NUMBER) {
+                    val[k] = v->number;
+                    step[k] = s && s->type == JSON_NUMBER ? (uint64_t)s->number : 0;
+                }
+            }
+            json_free(j);
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(text);
+    char out[1024] = "";
+    for (int k = 0; k < NK; k++)
+        print_value(out, sizeof out, keys[k], val[k], step[k]);
+    proc_say("summary (%s):%s", path, out);
+}
+
+static void print_where(const struct launcher *l)
+{
+    char path[4200], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/latest", l->run_dir);
+    char *latest = util_read_file(path, NULL, err);
+    if (latest) {
+        latest[strcspn(latest, "\r\n")] = '\0';
+        proc_say("checkpoint: %s/%s", l->run_dir, latest);
+        free(latest);
+    }
+    proc_say("run directory: %s/  logs: %s/logs/  dashboard: %s/dashboard.html",
+             l->run_dir, l->run_dir, l->run_dir);
+}
+
+int lejepa_run_main(int argc, char **argv)
+{
+    struct launcher *l = xcalloc(1, sizeof *l);
+    parse_args(argc, argv, &l->o);
+    load_config(l);
+    struct stat st;
+    bool is_dir = stat(l->o.data, &st) == 0 && S_ISDIR(st.st_mode);
+    if (!is_dir)
+        die("run: dataset %s: not a directory (prepare the default one with "
+            "tools/run.sh, or pass --data DIR)", l->o.data);
+    char logs[4200], err[ERR_LEN];
+    snprintf(logs, sizeof logs, "%s/logs", l->run_dir);
+    if (util_mkdir_p(logs, err) != 0)
+        die("run: %s", err);
+    install_signals();
+    proc_say("run %s: directory %s/, dashboard %s/dashboard.html", l->name,
+             l->run_dir, l->run_dir);
+    start_all(l);
+    supervise(l);
+    int status = l->procs[0].status;
+    proc_say("trainer exit status %d", status);
+    print_summary(l);
+    print_where(l);
+    free(l);
+    return status;
+}
