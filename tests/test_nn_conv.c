@@ -2,9 +2,12 @@
  * test_nn_conv.c: 2-D convolution. Finite-difference gradients of input,
  * weight and bias for both the optimised kernel and the _ref loops on odd,
  * strided and padded shapes (1x1 stride-1 both direct on a large plane and
- * chunked on small ones); optimised vs
- * _ref on seeded inputs large enough to need several im2col chunks; and two
- * cases computed by hand.
+ * chunked on small ones, 3x3 pad-1 on 2x2 and 4x5 planes); optimised vs
+ * _ref on seeded inputs large enough to need several im2col chunks and on
+ * the shapes nn_conv2d_* send to Winograd (nn_winograd.c, tested in depth
+ * by test_nn_winograd.c), to the dense path for planes of at most 2x2, and
+ * to im2col; two cases computed by hand; and exact zero weight gradients
+ * for kernel taps that meet no non-zero pixel on a 2x2 plane.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -43,9 +46,12 @@ static void conv_ctx_backward(void *p)
 }
 
 /* Convolution is linear in each input, so central differences have no
- * truncation error; what is left is float rounding of L (|L| ~ 10, error
- * ~1e-6) divided by the 2e-2 step, about 5e-5. atol 1e-3 / rtol 1e-3 leaves
- * room for that and still catches any wrong term (errors of order 0.1-1). */
+ * truncation error at any step; what is left is float rounding of L
+ * divided by the step. The step is 0.1 (0.2 wide): direct sums round L to
+ * ~1e-6, but Winograd F(4x4) (4x5 plane below) rounds each output ~10x
+ * more, which over a 2e-2 step put differences 1.5e-3 off. atol 1e-3 /
+ * rtol 1e-3 leaves room for that and still catches any wrong term (errors
+ * of order 0.1-1). */
 static int conv_gradcheck(int B, int C, int H, int W, int OC, int K,
                           int stride, int pad, bool with_bias, bool ref,
                           uint64_t seed)
@@ -80,7 +86,7 @@ static int conv_gradcheck(int B, int C, int H, int W, int OC, int K,
     struct nn_case cs = {
         .forward = conv_ctx_forward, .backward = conv_ctx_backward,
         .ctx = &c, .out = c.out, .dout = c.dout, .n_out = no, .tensors = t,
-        .n_tensors = with_bias ? 3 : 2, .eps = 1e-2, .atol = 1e-3,
+        .n_tensors = with_bias ? 3 : 2, .eps = 0.1, .atol = 1e-3,
         .rtol = 1e-3,
     };
     char label[128];
@@ -99,6 +105,7 @@ static const int conv_shapes[][8] = {
     {2, 3, 5, 7, 4, 1, 1, 0},  {3, 2, 6, 6, 2, 2, 2, 0},
     {1, 2, 4, 5, 3, 3, 3, 2},  {2, 2, 1, 2, 3, 3, 1, 1},
     {2, 2, 6, 5, 3, 5, 1, 2},  {2, 3, 32, 33, 2, 1, 1, 0},
+    {3, 4, 2, 2, 5, 3, 1, 1},  {2, 8, 4, 5, 3, 3, 1, 1},
 };
 
 static void test_conv_gradcheck(void)
@@ -181,6 +188,16 @@ static void test_conv_matches_ref(void)
     conv_compare(3, 8, 32, 40, 12, 1, 1, 0, 6);
     conv_compare(3, 4, 9, 9, 6, 5, 1, 2, 7);
     conv_compare(3, 3, 33, 31, 16, 7, 2, 3, 5);
+    /* Dispatched to Winograd F(4x4) and F(2x2)... */
+    conv_compare(5, 16, 7, 7, 24, 3, 1, 1, 8);
+    conv_compare(4, 8, 6, 5, 8, 3, 1, 1, 9);
+    /* ...to the dense path on planes of at most 2x2... */
+    conv_compare(6, 16, 2, 2, 24, 3, 1, 1, 10);
+    conv_compare(5, 8, 1, 1, 4, 3, 1, 1, 11);
+    conv_compare(4, 8, 2, 1, 6, 3, 1, 1, 12);
+    /* ...and to im2col on 3x3 planes and for under 8 input channels. */
+    conv_compare(4, 8, 3, 3, 6, 3, 1, 1, 13);
+    conv_compare(4, 4, 14, 14, 8, 3, 1, 1, 14);
 }
 
 /* x = 1..9 in a 3x3 plane. */
@@ -221,12 +238,38 @@ static void test_conv_by_hand(void)
     }
 }
 
+/* On a 2x2 plane whose only non-zero pixel is (0,0), the taps in the last
+ * kernel row or column never meet a non-zero input, so their gradient is
+ * exactly 0, as in PyTorch; the dense path must keep it 0 (Winograd leaves
+ * ~1e-7 there, which AdamW would turn into full steps: see nn_conv.c). */
+static void test_conv_exact_zero_taps(void)
+{
+    enum { B = 3, C = 4, OC = 3 };
+    float x[B * C * 4] = {0}, w[OC * C * 9], dout[B * OC * 4];
+    float dw[OC * C * 9] = {0}, scratch[OC * C * 16];
+    uint64_t seed = 41;
+    for (int i = 0; i < B * C; i++)
+        x[i * 4] = 1.0f + (float)i;
+    nn_fill_normal(w, OC * C * 9, &seed, 1.0f);
+    nn_fill_normal(dout, B * OC * 4, &seed, 1.0f);
+    CU_ASSERT(nn_conv2d_scratch_floats(B, C, 2, 2, OC, 3, 1, 1) <=
+              OC * C * 16);
+    nn_conv2d_backward(NULL, dw, NULL, dout, x, w, scratch, B, C, 2, 2, OC,
+                       3, 1, 1);
+    for (int j = 0; j < OC * C; j++)
+        for (int t = 0; t < 9; t++) {
+            const bool unreached = t / 3 == 2 || t % 3 == 2;
+            CU_ASSERT((dw[j * 9 + t] == 0.0f) == unreached);
+        }
+}
+
 int main(void)
 {
     static const struct testing_case cases[] = {
         {"finite differences, odd/strided/padded shapes", test_conv_gradcheck},
         {"optimised matches _ref", test_conv_matches_ref},
         {"hand-computed cases", test_conv_by_hand},
+        {"exact zero gradients on 2x2 planes", test_conv_exact_zero_taps},
         {NULL, NULL},
     };
     return testing_run("nn_conv", cases);
