@@ -116,12 +116,24 @@ struct config_optim {
     double final_lr_ratio;              /* cosine ends at lr * this */
 };
 
+/* [eval]: the trainer's evaluation snapshots (DESIGN.md §3, §6). */
+struct config_eval {
+    int64_t every;                      /* steps between snapshots; 0: only
+                                         * at the end; -1: never */
+    int64_t train_subset;               /* labelled train samples embedded */
+    int64_t val_limit;                  /* val samples; 0: the whole split */
+    int64_t chunk;                      /* samples per EMBED chunk */
+    int64_t featmap_images;             /* images in FEATMAP; 0: none */
+    char tasks[CONFIG_STR_LEN];         /* the launcher's evaluator tasks */
+};
+
 struct config {
     struct config_run run;
     struct config_views views;
     struct config_model model;
     struct config_loss loss;
     struct config_optim optim;
+    struct config_eval eval;
 };
 
 enum config_type {

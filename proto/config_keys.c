@@ -194,6 +194,27 @@ static const struct config_key key_table[] = {
               "linear warm-up length as a fraction of the run (cap)"),
     KEY_FLOAT(optim, final_lr_ratio, 0.0, 1.0, "1e-3",
               "the cosine schedule ends at lr * final_lr_ratio"),
+
+    /* [eval] */
+    KEY_INT(eval, every, -1, STEPS_MAX, "500",
+            "steps between eval snapshots (EMBED, FEATMAP, probe_acc_val); "
+            "0: only at the end of the run; -1: never"),
+    KEY_INT(eval, train_subset, 0, 10000000, "10000",
+            "labelled train samples embedded per snapshot: evenly spaced "
+            "indices i * n_train / train_subset, the same every snapshot "
+            "(all when larger than the split; 0: none)"),
+    KEY_INT(eval, val_limit, 0, 10000000, "0",
+            "val samples embedded per snapshot (evenly spaced like "
+            "train_subset); 0: the whole val split"),
+    KEY_INT(eval, chunk, 1, 4096, "512",
+            "samples per EMBED message (lejepa-eval accepts up to 4096)"),
+    KEY_INT(eval, featmap_images, 0, 64, "16",
+            "images whose last feature map goes out in FEATMAP (lejepa-eval "
+            "accepts up to 64): the first val samples of the snapshot (train "
+            "ones without a val split)"),
+    KEY_STRING(eval, tasks, 0, 64, "A-Za-z0-9,._-", "knn,linear,segmap",
+               "evaluator tasks the launcher starts (knn, linear, segmap); "
+               "the trainer ignores it"),
 };
 
 const struct config_key *config_keys(size_t *count)

@@ -4,7 +4,8 @@
  * TICKET -> one BATCH, HEARTBEAT, RETURN + BYE on SIGTERM, exit on the
  * trainer's BYE) and makes pixels without images: byte k of view v of sample
  * i is a pure function of (seed, epoch, i, v), so batches do not depend on
- * which loader made them. Options make it fail some samples, work slowly,
+ * which loader made them; an eval ticket gets one view at the global size,
+ * a function of (seed, split, i) alone. Options make it fail some samples, work slowly,
  * claim another dataset or send garbage. Not installed.
  */
 #include <errno.h>
@@ -23,6 +24,8 @@
 
 #define FAKE_MAX_HELD 256
 #define FAKE_HELLO_TIMEOUT_S 20.0
+/* View number of an eval ticket's pixels (plus the split): no train view's. */
+#define FAKE_EVAL_VIEW 1000
 
 static volatile sig_atomic_t stop;
 static void on_term(int sig) { (void)sig; stop = 1; }
@@ -30,6 +33,8 @@ static void on_term(int sig) { (void)sig; stop = 1; }
 struct held {
     uint64_t ticket, step, seed;
     uint32_t epoch, n;
+    enum msg_split split;
+    enum msg_work work;
     uint64_t indices[1024];
 };
 
@@ -88,22 +93,25 @@ static void answer(struct fake *f, const struct held *h)
     }
     struct msg_group groups[2];
     uint8_t *pix[2] = {NULL, NULL};
-    int ng = v->local_count > 0 ? 2 : 1;
+    bool eval = h->work == MSG_WORK_EVAL;
+    int ng = !eval && v->local_count > 0 ? 2 : 1;
     for (int g = 0; g < ng; g++) {
-        uint32_t views = (uint32_t)(g == 0 ? v->global_count : v->local_count);
+        uint32_t views = eval ? 1 : (uint32_t)(g == 0 ? v->global_count : v->local_count);
         uint32_t size = (uint32_t)(g == 0 ? v->global_size : v->local_size);
         size_t plane = (size_t)v->channels * size * size;
         pix[g] = xmalloc(views * (size_t)n * plane + 1);
         for (uint32_t w = 0; w < views; w++)
             for (uint32_t i = 0; i < n; i++)
                 fill_view(pix[g] + ((size_t)w * n + i) * plane, plane, h->seed,
-                          h->epoch, ok[i], (g == 0 ? 0 : v->global_count) + w);
+                          eval ? 0 : h->epoch, ok[i],
+                          eval ? FAKE_EVAL_VIEW + h->split
+                               : (uint64_t)(g == 0 ? 0 : v->global_count) + w);
         groups[g] = (struct msg_group){views, (uint32_t)v->channels, size, size, pix[g]};
     }
     struct msg m = {.kind = MSG_KIND_BATCH};
     m.batch = (struct msg_batch){
         .ticket = h->ticket, .step = h->step, .epoch = h->epoch,
-        .split = MSG_SPLIT_TRAIN, .work = MSG_WORK_TRAIN, .n = n, .indices = ok,
+        .split = h->split, .work = h->work, .n = n, .indices = ok,
         .labels = labels, .n_groups = (uint32_t)ng, .groups = groups,
         .n_failures = nf, .failures = fails, .decode_ms = 1.0,
     };
@@ -162,6 +170,8 @@ static int handle(struct fake *f, const struct msg *m, int *code)
         h->step = m->ticket.step;
         h->seed = m->ticket.seed;
         h->epoch = m->ticket.epoch;
+        h->split = m->ticket.split;
+        h->work = m->ticket.work;
         h->n = m->ticket.n;
         memcpy(h->indices, m->ticket.indices, m->ticket.n * sizeof *h->indices);
         return 0;

@@ -133,7 +133,7 @@ static void ticket_of(const struct train *t, const struct train_slot *s, int k,
     };
 }
 
-static struct train_client *loader_with_credit(struct train *t)
+struct train_client *train_loader_with_credit(struct train *t)
 {
     for (int i = 0; i < t->n_clients; i++) {
         struct train_client *c = t->clients[(t->rr + i) % t->n_clients];
@@ -149,6 +149,8 @@ void train_tickets_issue(struct train *t)
 {
     if (!t->engine_ready || t->n_clients == 0)
         return;
+    /* a snapshot pauses training: its tickets go first */
+    train_eval_issue(t);
     /* slots in step order, so re-issued tickets of earlier steps go first */
     struct train_slot *order[TRAIN_WINDOW];
     int n = 0;
@@ -166,7 +168,7 @@ void train_tickets_issue(struct train *t)
         for (int k = 0; k < t->sampler.tickets_per_step; k++) {
             if (s->tstate[k] != TICKET_UNISSUED)
                 continue;
-            struct train_client *c = loader_with_credit(t);
+            struct train_client *c = train_loader_with_credit(t);
             if (!c)
                 return;
             struct msg m = {.kind = MSG_KIND_TICKET};
@@ -188,7 +190,7 @@ static struct train_slot *slot_of_ticket(struct train *t, uint64_t ticket, int *
     return train_slot_find(t, (ticket - 1) / tps);
 }
 
-static bool held_by_anyone(const struct train *t, uint64_t ticket)
+bool train_ticket_held(const struct train *t, uint64_t ticket)
 {
     for (int i = 0; i < t->n_clients; i++)
         for (uint32_t j = 0; j < t->clients[i]->n_held; j++)
@@ -199,9 +201,13 @@ static bool held_by_anyone(const struct train *t, uint64_t ticket)
 
 void train_ticket_reissue(struct train *t, uint64_t ticket)
 {
+    if (train_eval_ticket(ticket)) {
+        train_eval_reissue(t, ticket);
+        return;
+    }
     int k;
     struct train_slot *s = slot_of_ticket(t, ticket, &k);
-    if (s && s->tstate[k] == TICKET_OUT && !held_by_anyone(t, ticket))
+    if (s && s->tstate[k] == TICKET_OUT && !train_ticket_held(t, ticket))
         s->tstate[k] = TICKET_UNISSUED;
 }
 
@@ -216,10 +222,13 @@ static bool drop_held(struct train_client *c, uint64_t ticket)
 }
 
 /* Shapes the run's config fixes: group 0 the global views, group 1 the
- * local views when there are any. */
-static int check_groups(const struct train *t, const struct msg_batch *b, char *err)
+ * local views when there are any; an eval batch: one view at the global
+ * size. */
+int train_batch_check_groups(const struct train *t, const struct msg_batch *b,
+                             char *err)
 {
-    int want = t->cfg.views.local_count > 0 ? 2 : 1;
+    bool eval = b->work == MSG_WORK_EVAL;
+    int want = !eval && t->cfg.views.local_count > 0 ? 2 : 1;
     if ((int)b->n_groups != want)
         return errf(err, "BATCH has %" PRIu32 " groups, the run's views need %d",
                     b->n_groups, want);
@@ -227,12 +236,13 @@ static int check_groups(const struct train *t, const struct msg_batch *b, char *
         const struct msg_group *gr = &b->groups[g];
         uint32_t size = (uint32_t)(g == 0 ? t->cfg.views.global_size
                                           : t->cfg.views.local_size);
-        if (gr->views != (uint32_t)group_views(t, g) ||
+        int views = eval ? 1 : group_views(t, g);
+        if (gr->views != (uint32_t)views ||
             gr->c != (uint32_t)t->cfg.views.channels || gr->h != size || gr->w != size)
             return errf(err, "BATCH group %d is %" PRIu32 " views of %" PRIu32 "x%"
                         PRIu32 "x%" PRIu32 ", the run's config wants %d of %dx%"
                         PRIu32 "x%" PRIu32, g, gr->views, gr->c, gr->h, gr->w,
-                        group_views(t, g), (int)t->cfg.views.channels, size, size);
+                        views, (int)t->cfg.views.channels, size, size);
     }
     for (uint32_t i = 0; i < b->n; i++)
         if (b->labels[i] < 0 || (uint32_t)b->labels[i] >= t->data.n_classes)
@@ -270,6 +280,10 @@ void train_batch_accept(struct train *t, struct train_client *c,
 {
     char err[ERR_LEN];
     bool was_held = drop_held(c, b->ticket);
+    if (train_eval_ticket(b->ticket)) {
+        train_eval_accept(t, c, b, was_held);
+        return;
+    }
     int k = 0;
     struct train_slot *s = slot_of_ticket(t, b->ticket, &k);
     if (!s || s->tstate[k] == TICKET_DONE || s->computing) {
@@ -282,7 +296,8 @@ void train_batch_accept(struct train *t, struct train_client *c,
     ticket_of(t, s, k, &tk);
     if (b->work != MSG_WORK_TRAIN) {
         errf(err, "BATCH work '%s' for a train ticket", msg_work_name(b->work));
-    } else if (msg_batch_check_ticket(b, &tk, err) == 0 && check_groups(t, b, err) == 0) {
+    } else if (msg_batch_check_ticket(b, &tk, err) == 0 &&
+               train_batch_check_groups(t, b, err) == 0) {
         copy_samples(t, s, &tk, b);
         for (uint32_t i = 0; i < b->n_failures; i++) {
             const struct msg_failure *f = &b->failures[i];

@@ -3,9 +3,10 @@
  * assembles the step (drops failed samples, keeping ticket order), hashes the
  * assembled bytes, normalises them into the engine's input, runs the LeJEPA
  * step and the online probe, checks that everything is finite and applies
- * AdamW. Meanwhile the main thread serves the sockets and fills the other
- * slots (double buffering). The thread never touches a socket; it wakes the
- * main loop through a pipe.
+ * AdamW; or, during a snapshot, one eval forward (train_eval.c), which reads
+ * the weights and so runs here between steps. Meanwhile the main thread
+ * serves the sockets and fills the other slots (double buffering). The
+ * thread never touches a socket; it wakes the main loop through a pipe.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -103,12 +104,17 @@ static void *compute_main(void *arg)
             break;
         struct train_slot *s = c->slot;
         double lr_factor = c->lr_factor;
+        bool eval = c->eval_job;
         c->has_job = false;
         CHECK(pthread_mutex_unlock(&c->mu) == 0);
         struct train_step_result r;
-        run_step(t, s, lr_factor, keep, &r);
+        if (eval)
+            train_eval_forward(t);
+        else
+            run_step(t, s, lr_factor, keep, &r);
         CHECK(pthread_mutex_lock(&c->mu) == 0);
-        c->result = r;
+        if (!eval)
+            c->result = r;
         c->busy = false;
         char byte = 1;
         ssize_t w;
@@ -158,7 +164,21 @@ void train_compute_submit(struct train *t, struct train_slot *s, double lr_facto
     CHECK(!c->busy);
     s->computing = true;
     c->slot = s;
+    c->eval_job = false;
     c->lr_factor = lr_factor;
+    c->has_job = true;
+    c->busy = true;
+    CHECK(pthread_cond_signal(&c->cv) == 0);
+    CHECK(pthread_mutex_unlock(&c->mu) == 0);
+}
+
+void train_compute_submit_eval(struct train *t)
+{
+    struct train_compute *c = &t->compute;
+    CHECK(pthread_mutex_lock(&c->mu) == 0);
+    CHECK(!c->busy);
+    c->slot = NULL;
+    c->eval_job = true;
     c->has_job = true;
     c->busy = true;
     CHECK(pthread_cond_signal(&c->cv) == 0);

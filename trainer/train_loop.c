@@ -4,8 +4,9 @@
  * clients, keeps the window of steps filled with tickets and hands a step to
  * the compute thread as soon as all its tickets are back, so receiving the
  * next batches overlaps the current step. After each step: metrics, the time
- * budget (DESIGN.md §5) and checkpoints. Sockets and the run directory are
- * set up by train_main.c.
+ * budget (DESIGN.md §5), checkpoints and, when due, an eval snapshot
+ * (train_eval.c), during which no step starts. Sockets and the run directory
+ * are set up by train_main.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -69,6 +70,7 @@ static void engine_init(struct train *t)
               t->total_fixed ? "total" : "provisional total while timing",
               t->total);
     train_slots_init(t);
+    train_eval_init(t);
     train_compute_start(t);
     t->engine_ready = true;
     t->interval_t0 = util_time_mono();
@@ -149,6 +151,7 @@ static void step_finish(struct train *t)
 {
     struct train_slot *s = train_slot_find(t, t->step);
     CHECK(s && s->computing);
+    uint32_t epoch = s->epoch;
     const struct train_step_result *r = &t->compute.result;
     if (!r->finite) {
         snprintf(t->fatal, sizeof t->fatal, "%s; stopping, the last good "
@@ -182,6 +185,8 @@ static void step_finish(struct train *t)
         t->step % (uint64_t)t->cfg.run.ckpt_every == 0 &&
         train_ckpt_write(t, err) != 0)
         train_log(t, "checkpoint failed: %s", err);
+    if (train_eval_due(t))
+        train_eval_begin(t, epoch);
 }
 
 static void drain_fd(int fd)
@@ -232,6 +237,13 @@ int train_loop_run(struct train *t, volatile sig_atomic_t *signals)
             return t->fatal_code;
         if (computing)
             goto issue;
+        /* a snapshot pauses training until it is published */
+        if (train_eval_active(t) && stopping)
+            train_eval_abandon(t, "the run is stopping");
+        if (train_eval_active(t)) {
+            train_eval_poll(t);
+            goto issue;
+        }
         if (t->step >= t->total || stopping)
             return 0;
         if (t->sampler_err[0] && t->step == t->next_open) {

@@ -202,6 +202,10 @@ static void *open_socket(struct train *t, int type, const char *endpoint)
         die("zmq_setsockopt(ZMQ_LINGER): %s", zmq_strerror(zmq_errno()));
     if (msg_limits_apply(s, &t->limits, err) != 0)
         die("%s", err);
+    /* before bind: a listener copies the options its connections get */
+    int hwm = train_eval_pub_hwm(&t->cfg);
+    if (type == ZMQ_PUB && zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0)
+        die("zmq_setsockopt(ZMQ_SNDHWM): %s", zmq_strerror(zmq_errno()));
     if (zmq_bind(s, endpoint) != 0)
         die("cannot bind %s: %s (another trainer running? change run.endpoint / "
             "run.broadcast)", endpoint, zmq_strerror(zmq_errno()));
@@ -304,6 +308,7 @@ static int finish(struct train *t, int code)
                   "stopped", t->step, t->total, t->bad_messages, t->duplicates,
                   t->skipped_steps, t->sampler.n_failed);
         train_slots_free(t);
+        train_eval_free(t);
         train_sampler_free(&t->sampler);
         lejepa_free(&t->model);
     }

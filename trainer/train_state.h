@@ -19,6 +19,7 @@
 #include "config.h"
 #include "lejepa.h"
 #include "msg.h"
+#include "train_eval.h"
 
 /* Steps whose tickets may be out at once, the computing one included: the
  * bound on the trainer's batch memory whatever the loaders' credit. */
@@ -128,6 +129,7 @@ struct train_compute {
     int wake[2];                    /* the thread writes a byte when done */
     int threads;
     struct train_slot *slot;        /* job: the slot to train on */
+    bool eval_job;                  /* job: an eval forward (train_eval.c) */
     double lr_factor;
     struct train_step_result result;
 };
@@ -170,6 +172,7 @@ struct train {
     struct train_sampler sampler;
     struct train_slot slots[TRAIN_WINDOW];
     struct train_compute compute;
+    struct train_eval *eval;        /* snapshots (train_eval.c) */
 
     uint64_t step;                  /* optimizer steps done */
     uint64_t total;                 /* steps of the run */
@@ -242,6 +245,15 @@ void train_slot_release(struct train *t, struct train_slot *s);
 void train_tickets_issue(struct train *t);
 /* Marks an out ticket unissued again (its loader is gone or returned it). */
 void train_ticket_reissue(struct train *t, uint64_t ticket);
+/* True when some client holds the ticket. */
+bool train_ticket_held(const struct train *t, uint64_t ticket);
+/* The next loader (round-robin) with free credit, or NULL. */
+struct train_client *train_loader_with_credit(struct train *t);
+/* A BATCH's groups against the run's views: for work = train the global
+ * group then the local one, for work = eval one view at the global size;
+ * labels below the class count. 0 or -1 with err. */
+int train_batch_check_groups(const struct train *t, const struct msg_batch *b,
+                             char *err);
 /* A decoded BATCH from loader c: checked against its ticket and the run's
  * views, copied into its step's slot, failures logged and excluded; a bad
  * one is counted and its ticket issued again; a late one dropped. */
@@ -252,6 +264,8 @@ void train_batch_accept(struct train *t, struct train_client *c,
 void train_compute_start(struct train *t);
 void train_compute_stop(struct train *t);
 void train_compute_submit(struct train *t, struct train_slot *s, double lr_factor);
+/* Runs train_eval_forward on the compute thread. */
+void train_compute_submit_eval(struct train *t);
 /* True once the job finished (result filled, busy cleared). */
 bool train_compute_poll_done(struct train *t);
 /* FNV-1a 64 over n bytes, continuing h. */

@@ -1,0 +1,634 @@
+/*
+ * train_eval.c: evaluation snapshots (see train_eval.h). Design: training
+ * pauses for the snapshot, so every row is embedded with the weights of the
+ * same step and the eval forward (which reads the weights) runs in the
+ * compute thread while no step does. Rows are fixed for the run: the train
+ * subset (evenly spaced indices i * n_train / train_subset, which on a
+ * class-sorted index is a stratified sample), then the val rows (the whole
+ * split or val_limit evenly spaced ones). Each eval ticket covers rows of one
+ * split; at most n_bufs tickets are out at once (their pixels wait in a
+ * fixed pool), so memory is bounded whatever the loaders' credit. The
+ * publishing side sets ZMQ_XPUB_NODROP only while it sends with
+ * ZMQ_DONTWAIT: a subscriber whose queue is full makes zmq_send fail with
+ * EAGAIN, counted as a drop, instead of blocking or dropping silently.
+ */
+#include "train_eval.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nn.h"
+#include "train_state.h"
+#include "util.h"
+
+/* Pixel memory of the eval tickets in flight, and their number's bounds. */
+#define EVAL_BUF_BYTES (64u << 20)
+#define EVAL_MIN_BUFS 2
+#define EVAL_MAX_BUFS 256
+/* Val rows the PUB high-water mark allows for when the whole (unknown at
+ * bind time) val split is embedded: ImageNet's. */
+#define EVAL_HWM_VAL_ROWS 50000
+#define EVAL_HWM_BASE 1000
+/* Failed eval samples logged one by one per snapshot. */
+#define EVAL_FAIL_LOG 5
+
+enum { EVAL_UNISSUED, EVAL_OUT, EVAL_ARRIVED, EVAL_FORWARDED };
+
+struct eval_buf {
+    bool used;
+    uint32_t ticket;
+    uint32_t n;                     /* samples that arrived */
+    uint8_t *pixels;                /* (n, C, size, size) */
+    uint64_t *rows;                 /* (ticket_size) row of each sample */
+    int32_t *labels;                /* (ticket_size) */
+};
+
+struct train_eval {
+    bool active, job_out;
+    uint64_t step;                  /* snapshot id = its step */
+    uint32_t epoch;
+    /* rows: [0, n_tr) train subset, then [n_tr, rows) val */
+    uint64_t n_tr, n_va, rows;
+    uint64_t *index;                /* (rows) sample index in its split */
+    int32_t *labels;                /* (rows) */
+    uint8_t *ok;                    /* (rows) 1: embedded */
+    float *emb;                     /* (rows, dim) */
+    int dim, classes;
+    /* tickets */
+    int ts;                         /* samples per ticket */
+    uint32_t n_tk_tr, n_tickets;
+    uint8_t *state;                 /* (n_tickets) */
+    int *buf_of;                    /* (n_tickets) buffer index or -1 */
+    uint32_t issue_from;            /* no unissued ticket below it */
+    uint32_t forwarded;
+    struct eval_buf *bufs;
+    int n_bufs, job_buf;
+    size_t plane;                   /* C * size * size */
+    /* eval graph and the probe on its embeddings */
+    struct lejepa_eval ev;
+    float *ln, *ln_mean, *ln_rstd, *logits;   /* (ts, dim) (ts) (ts) (ts, K) */
+    long val_correct, val_total;
+    /* FEATMAP rows [fm_row, fm_row + fm_n) */
+    uint64_t fm_row;
+    int fm_n, fdim, gh, gw;
+    uint8_t *fm_pixels;             /* (fm_n, C, size, size) */
+    float *fm_feats;                /* (fm_n, fdim, gh, gw) */
+    /* publishing scratch: one EMBED chunk or the FEATMAP's blobs */
+    uint8_t *blob_a, *blob_b;
+    double t0, forward_s;
+    uint64_t failed;
+    int pub_hwm;
+};
+
+bool train_eval_ticket(uint64_t ticket)
+{
+    return (ticket & TRAIN_EVAL_TICKET_BIT) != 0;
+}
+
+static uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+int train_eval_pub_hwm(const struct config *c)
+{
+    uint64_t val = c->eval.val_limit ? (uint64_t)c->eval.val_limit : EVAL_HWM_VAL_ROWS;
+    uint64_t chunks = ceil_div((uint64_t)c->eval.train_subset + val,
+                               (uint64_t)c->eval.chunk);
+    return EVAL_HWM_BASE + (int)chunks + 2;
+}
+
+/* n of total samples, evenly spaced: i * total / n (all when n >= total). */
+static uint64_t pick_rows(uint64_t *out, uint64_t total, uint64_t n)
+{
+    if (n == 0 || n >= total)
+        n = total;
+    for (uint64_t i = 0; i < n; i++)
+        out[i] = (uint64_t)((unsigned __int128)i * total / n);
+    return n;
+}
+
+static uint64_t ticket_id(const struct train_eval *e, uint32_t k)
+{
+    return TRAIN_EVAL_TICKET_BIT | (e->step << TRAIN_EVAL_STEP_SHIFT) | k;
+}
+
+/* First row and sample count of ticket k; its split. */
+static uint64_t ticket_rows(const struct train_eval *e, uint32_t k, uint32_t *n,
+                            enum msg_split *split)
+{
+    uint64_t first, end;
+    if (k < e->n_tk_tr) {
+        first = (uint64_t)k * (uint64_t)e->ts;
+        end = e->n_tr;
+        *split = MSG_SPLIT_TRAIN;
+    } else {
+        first = e->n_tr + (uint64_t)(k - e->n_tk_tr) * (uint64_t)e->ts;
+        end = e->rows;
+        *split = MSG_SPLIT_VAL;
+    }
+    *n = (uint32_t)(end - first < (uint64_t)e->ts ? end - first : (uint64_t)e->ts);
+    return first;
+}
+
+static void ticket_msg(const struct train *t, uint32_t k, struct msg_ticket *out)
+{
+    const struct train_eval *e = t->eval;
+    uint32_t n;
+    enum msg_split split;
+    uint64_t first = ticket_rows(e, k, &n, &split);
+    *out = (struct msg_ticket){
+        .ticket = ticket_id(e, k), .step = e->step, .epoch = e->epoch,
+        .split = split, .work = MSG_WORK_EVAL, .seed = t->cfg.run.seed, .n = n,
+        .indices = e->index + first,
+    };
+}
+
+void train_eval_init(struct train *t)
+{
+    const struct config *c = &t->cfg;
+    struct train_eval *e = xcalloc(1, sizeof *e);
+    t->eval = e;
+    e->pub_hwm = train_eval_pub_hwm(c);
+    if (c->eval.every < 0)
+        return;
+    e->index = xmalloc((t->data.n_train + t->data.n_val + 1) * sizeof *e->index);
+    e->n_tr = pick_rows(e->index, t->data.n_train, (uint64_t)c->eval.train_subset);
+    if (c->eval.train_subset == 0)
+        e->n_tr = 0;
+    e->n_va = pick_rows(e->index + e->n_tr, t->data.n_val, (uint64_t)c->eval.val_limit);
+    e->rows = e->n_tr + e->n_va;
+    e->ts = (int)c->run.ticket_size;
+    e->n_tk_tr = (uint32_t)ceil_div(e->n_tr, (uint64_t)e->ts);
+    uint64_t n_tickets = e->n_tk_tr + ceil_div(e->n_va, (uint64_t)e->ts);
+    CHECK(n_tickets < (UINT64_C(1) << TRAIN_EVAL_STEP_SHIFT));
+    e->n_tickets = (uint32_t)n_tickets;
+    e->dim = t->model.emb_dim;
+    e->classes = (int)t->data.n_classes;
+    e->labels = xcalloc(e->rows + 1, sizeof *e->labels);
+    e->ok = xcalloc(e->rows + 1, 1);
+    e->emb = xmalloc_aligned((e->rows + 1) * (size_t)e->dim * sizeof(float));
+    e->state = xcalloc(e->n_tickets + 1, 1);
+    e->buf_of = xmalloc((e->n_tickets + 1) * sizeof *e->buf_of);
+
+    size_t size = (size_t)c->views.global_size;
+    e->plane = (size_t)c->views.channels * size * size;
+    size_t per = (size_t)e->ts * e->plane;
+    size_t nb = EVAL_BUF_BYTES / per;
+    nb = nb < EVAL_MIN_BUFS ? EVAL_MIN_BUFS : nb > EVAL_MAX_BUFS ? EVAL_MAX_BUFS : nb;
+    if (nb > e->n_tickets)
+        nb = e->n_tickets ? e->n_tickets : 1;
+    e->n_bufs = (int)nb;
+    e->bufs = xcalloc(nb, sizeof *e->bufs);
+    for (size_t i = 0; i < nb; i++) {
+        e->bufs[i].pixels = xmalloc(per);
+        e->bufs[i].rows = xmalloc((size_t)e->ts * sizeof *e->bufs[i].rows);
+        e->bufs[i].labels = xmalloc((size_t)e->ts * sizeof *e->bufs[i].labels);
+    }
+
+    lejepa_eval_init(&e->ev, &t->model, e->ts);
+    const struct graph_tensor *ft = &e->ev.g.t[e->ev.feat];
+    e->fdim = ft->C;
+    e->gh = ft->H;
+    e->gw = ft->W;
+    size_t D = (size_t)e->dim, K = (size_t)e->classes, ts = (size_t)e->ts;
+    e->ln = xmalloc_aligned(ts * D * sizeof(float));
+    e->ln_mean = xmalloc_aligned(ts * sizeof(float));
+    e->ln_rstd = xmalloc_aligned(ts * sizeof(float));
+    e->logits = xmalloc_aligned(ts * K * sizeof(float));
+
+    uint64_t fm = (uint64_t)c->eval.featmap_images;
+    uint64_t from_n = e->n_va ? e->n_va : e->n_tr;
+    e->fm_row = e->n_va ? e->n_tr : 0;
+    e->fm_n = (int)(fm < from_n ? fm : from_n);
+    size_t fm_feat = (size_t)e->fdim * (size_t)e->gh * (size_t)e->gw;
+    e->fm_pixels = xmalloc((size_t)e->fm_n * e->plane + 1);
+    e->fm_feats = xmalloc_aligned(((size_t)e->fm_n * fm_feat + 1) * sizeof(float));
+
+    /* blob_a: int32 labels, blob_b: float32 rows of an EMBED or a FEATMAP */
+    size_t chunk = (size_t)c->eval.chunk, fm_n = (size_t)e->fm_n;
+    size_t a_items = chunk > fm_n ? chunk : fm_n;
+    size_t b_items = chunk * D > fm_n * fm_feat ? chunk * D : fm_n * fm_feat;
+    e->blob_a = xmalloc(a_items * 4 + 4);
+    e->blob_b = xmalloc(b_items * 4 + 4);
+
+    struct msg_limit_params lp;
+    msg_limit_params_from_config(&lp, c);
+    lp.emb_dim = D;
+    lp.embed_chunk = chunk;
+    lp.featmap_images = (size_t)e->fm_n;
+    lp.feat_dim = (size_t)e->fdim;
+    lp.grid_h = (size_t)e->gh;
+    lp.grid_w = (size_t)e->gw;
+    struct msg_limits lim;
+    msg_limits_compute(&lim, &lp);
+    uint64_t chunks = ceil_div(e->n_tr, chunk) + ceil_div(e->n_va, chunk);
+    char when[64] = "at the end";
+    if (c->eval.every > 0)
+        snprintf(when, sizeof when, "every %" PRId64 " steps and at the end",
+                 c->eval.every);
+    train_log(t, "eval snapshots %s: %" PRIu64
+              " train + %" PRIu64 " val rows, %" PRIu64 " EMBED chunks of <= %zu "
+              "x %zu, FEATMAP %d images of %dx%dx%d features; messages up to %zu "
+              "bytes; PUB high-water mark %d messages%s",
+              when, e->n_tr, e->n_va, chunks, chunk, D, e->fm_n, e->fdim, e->gh, e->gw,
+              lim.max_msg_bytes, e->pub_hwm,
+              chunks + 2 + EVAL_HWM_BASE > (uint64_t)e->pub_hwm ?
+              " (below one snapshot: a slow subscriber loses more)" : "");
+}
+
+void train_eval_free(struct train *t)
+{
+    struct train_eval *e = t->eval;
+    if (!e)
+        return;
+    if (e->index) {
+        lejepa_eval_free(&e->ev);
+        for (int i = 0; i < e->n_bufs; i++) {
+            free(e->bufs[i].pixels);
+            free(e->bufs[i].rows);
+            free(e->bufs[i].labels);
+        }
+        free(e->bufs);
+        float *fl[] = {e->emb, e->ln, e->ln_mean, e->ln_rstd, e->logits, e->fm_feats};
+        for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++)
+            util_free_aligned(fl[i]);
+        free(e->index);
+        free(e->labels);
+        free(e->ok);
+        free(e->state);
+        free(e->buf_of);
+        free(e->fm_pixels);
+        free(e->blob_a);
+        free(e->blob_b);
+    }
+    free(e);
+    t->eval = NULL;
+}
+
+bool train_eval_due(const struct train *t)
+{
+    const struct train_eval *e = t->eval;
+    if (!e || !e->index || e->rows == 0)
+        return false;
+    int64_t every = t->cfg.eval.every;
+    bool end = t->total_fixed && t->step == t->total;
+    return end || (every > 0 && t->step % (uint64_t)every == 0);
+}
+
+bool train_eval_active(const struct train *t)
+{
+    return t->eval && t->eval->active;
+}
+
+void train_eval_begin(struct train *t, uint32_t epoch)
+{
+    struct train_eval *e = t->eval;
+    e->active = true;
+    e->job_out = false;
+    e->step = t->step;
+    e->epoch = epoch;
+    memset(e->ok, 0, e->rows);
+    memset(e->state, EVAL_UNISSUED, e->n_tickets);
+    for (uint32_t k = 0; k < e->n_tickets; k++)
+        e->buf_of[k] = -1;
+    for (int i = 0; i < e->n_bufs; i++)
+        e->bufs[i].used = false;
+    e->issue_from = e->forwarded = 0;
+    e->val_correct = e->val_total = 0;
+    e->failed = 0;
+    e->forward_s = 0;
+    e->t0 = util_time_mono();
+    train_log(t, "snapshot %" PRIu64 " begins: %" PRIu32 " eval tickets; training "
+              "pauses", e->step, e->n_tickets);
+}
+
+static int free_buf(const struct train_eval *e)
+{
+    for (int i = 0; i < e->n_bufs; i++)
+        if (!e->bufs[i].used)
+            return i;
+    return -1;
+}
+
+void train_eval_issue(struct train *t)
+{
+    struct train_eval *e = t->eval;
+    if (!e || !e->active)
+        return;
+    for (uint32_t k = e->issue_from; k < e->n_tickets; k++) {
+        if (e->state[k] != EVAL_UNISSUED) {
+            if (k == e->issue_from)
+                e->issue_from++;
+            continue;
+        }
+        int b = e->buf_of[k] >= 0 ? e->buf_of[k] : free_buf(e);
+        if (b < 0)
+            return;
+        struct train_client *c = train_loader_with_credit(t);
+        if (!c)
+            return;
+        e->bufs[b].used = true;
+        e->bufs[b].ticket = k;
+        e->buf_of[k] = b;
+        struct msg m = {.kind = MSG_KIND_TICKET};
+        ticket_msg(t, k, &m.ticket);
+        train_send(t, c->id, c->id_len, &m);
+        c->held[c->n_held++] = m.ticket.ticket;
+        e->state[k] = EVAL_OUT;
+    }
+}
+
+/* The ticket number of a current snapshot's id, or -1. */
+static int64_t current_ticket(const struct train_eval *e, uint64_t ticket)
+{
+    uint64_t step = (ticket & ~TRAIN_EVAL_TICKET_BIT) >> TRAIN_EVAL_STEP_SHIFT;
+    uint64_t k = ticket & ((UINT64_C(1) << TRAIN_EVAL_STEP_SHIFT) - 1);
+    if (!e || !e->active || step != e->step || k >= e->n_tickets)
+        return -1;
+    return (int64_t)k;
+}
+
+void train_eval_reissue(struct train *t, uint64_t ticket)
+{
+    int64_t k = current_ticket(t->eval, ticket);
+    if (k < 0 || t->eval->state[k] != EVAL_OUT || train_ticket_held(t, ticket))
+        return;
+    t->eval->state[k] = EVAL_UNISSUED;
+    if ((uint32_t)k < t->eval->issue_from)
+        t->eval->issue_from = (uint32_t)k;
+}
+
+void train_eval_accept(struct train *t, struct train_client *c,
+                       const struct msg_batch *b, bool was_held)
+{
+    struct train_eval *e = t->eval;
+    char err[ERR_LEN];
+    int64_t k = current_ticket(e, b->ticket);
+    if (k < 0 || e->state[k] != EVAL_OUT) {
+        t->duplicates++;
+        train_log(t, "dropped a late or duplicate eval BATCH for ticket %016" PRIx64
+                  " from %s", b->ticket, c->name);
+        return;
+    }
+    struct msg_ticket tk;
+    ticket_msg(t, (uint32_t)k, &tk);
+    if (b->work != MSG_WORK_EVAL) {
+        errf(err, "BATCH work '%s' for an eval ticket", msg_work_name(b->work));
+    } else if (msg_batch_check_ticket(b, &tk, err) == 0 &&
+               train_batch_check_groups(t, b, err) == 0) {
+        struct eval_buf *eb = &e->bufs[e->buf_of[k]];
+        uint64_t first = (uint64_t)(tk.indices - e->index);
+        uint32_t j = 0;
+        for (uint32_t i = 0; i < tk.n && j < b->n; i++)
+            if (tk.indices[i] == b->indices[j]) {
+                eb->rows[j] = first + i;
+                eb->labels[j] = b->labels[j];
+                e->labels[first + i] = b->labels[j];
+                j++;
+            }
+        eb->n = b->n;
+        if (b->n)
+            memcpy(eb->pixels, b->groups[0].pixels, (size_t)b->n * e->plane);
+        for (uint32_t i = 0; i < b->n_failures; i++)
+            if (++e->failed <= EVAL_FAIL_LOG)
+                train_log(t, "snapshot %" PRIu64 ": %s sample %" PRIu64 " (%s) "
+                          "failed: %s; left out", e->step, msg_split_name(tk.split),
+                          b->failures[i].index, b->failures[i].path,
+                          b->failures[i].reason);
+        e->state[k] = EVAL_ARRIVED;
+        c->batches++;
+        return;
+    }
+    train_bad_message(t, c->name, err);
+    if (was_held)
+        train_eval_reissue(t, b->ticket);
+}
+
+/* Compute thread: embeds buffer job_buf's samples with the current weights,
+ * keeps the FEATMAP rows' pixels and features, and scores the probe on val
+ * rows. Reads the model, writes only this snapshot's rows. */
+void train_eval_forward(struct train *t)
+{
+    struct train_eval *e = t->eval;
+    double t0 = util_time_mono();
+    struct eval_buf *eb = &e->bufs[e->job_buf];
+    int n = (int)eb->n;
+    if (n == 0)
+        return;
+    const int C = (int)t->cfg.views.channels;
+    const size_t hw = e->plane / (size_t)C;
+    float *x = lejepa_eval_input(&e->ev);
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < C; ch++) {
+            const float scale = 1.0f / (255.0f * t->std[ch]);
+            const float shift = t->mean[ch] / t->std[ch];
+            const uint8_t *src = eb->pixels + ((size_t)i * C + ch) * hw;
+            float *dst = x + ((size_t)i * C + ch) * hw;
+            for (size_t k = 0; k < hw; k++)
+                dst[k] = (float)src[k] * scale - shift;
+        }
+    graph_set_batch(&e->ev.g, n);
+    const float *feat;
+    int fs[3];
+    const float *emb = lejepa_eval_forward(&e->ev, &feat, fs);
+    size_t D = (size_t)e->dim, fsz = (size_t)fs[0] * fs[1] * fs[2];
+    for (int i = 0; i < n; i++) {
+        uint64_t row = eb->rows[i];
+        memcpy(e->emb + row * D, emb + (size_t)i * D, D * sizeof(float));
+        e->ok[row] = 1;
+        if (row >= e->fm_row && row < e->fm_row + (uint64_t)e->fm_n) {
+            size_t f = (size_t)(row - e->fm_row);
+            memcpy(e->fm_pixels + f * e->plane, eb->pixels + (size_t)i * e->plane,
+                   e->plane);
+            memcpy(e->fm_feats + f * fsz, feat + (size_t)i * fsz, fsz * sizeof(float));
+        }
+    }
+    if (eb->rows[0] >= e->n_tr) {
+        const struct lejepa *m = &t->model;
+        const struct params *p = &m->p;
+        nn_layernorm_forward(e->ln, e->ln_mean, e->ln_rstd, emb,
+                             params_data(p, m->probe_ln_w),
+                             params_data(p, m->probe_ln_b), n, (int)D);
+        nn_linear_forward(e->logits, e->ln, params_data(p, m->probe_w),
+                          params_data(p, m->probe_b), n, (int)D, e->classes);
+        int correct = 0;
+        nn_crossentropy_forward(NULL, &correct, e->logits, eb->labels, n, e->classes);
+        e->val_correct += correct;
+        e->val_total += n;
+    }
+    e->forward_s += util_time_mono() - t0;
+}
+
+/* Publishes without blocking: with ZMQ_XPUB_NODROP set, a subscriber's full
+ * queue makes the send fail with EAGAIN; the message is then counted as
+ * dropped (for every subscriber of its kind). */
+static void publish(struct train *t, const struct msg *m, uint64_t *dropped)
+{
+    char err[ERR_LEN];
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    if (msg_encode(m, &sb, err) != 0) {
+        train_log(t, "cannot encode %s: %s", msg_kind_name(m->kind), err);
+        msgpack_sbuffer_destroy(&sb);
+        (*dropped)++;
+        return;
+    }
+    const char *topic = msg_kind_name(m->kind);
+    if (zmq_send(t->pub, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        if (zmq_errno() != EAGAIN)
+            train_log(t, "publish %s: %s", topic, zmq_strerror(zmq_errno()));
+        (*dropped)++;
+    } else if (zmq_send(t->pub, sb.data, sb.size, ZMQ_DONTWAIT) < 0) {
+        /* the topic went out: finish the message lossy, which never blocks */
+        int lossy = 0;
+        if (zmq_setsockopt(t->pub, ZMQ_XPUB_NODROP, &lossy, sizeof lossy) != 0 ||
+            zmq_send(t->pub, sb.data, sb.size, 0) < 0)
+            train_log(t, "publish %s: %s", topic, zmq_strerror(zmq_errno()));
+        int nodrop = 1;
+        if (zmq_setsockopt(t->pub, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop) != 0)
+            train_log(t, "ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
+        (*dropped)++;
+    }
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* EMBED chunks of the embedded rows of [from, to) of one split. */
+static uint32_t publish_split(struct train *t, uint64_t from, uint64_t to,
+                              enum msg_split split, uint32_t seq, uint64_t *dropped)
+{
+    struct train_eval *e = t->eval;
+    size_t chunk = (size_t)t->cfg.eval.chunk, D = (size_t)e->dim;
+    uint64_t r = from;
+    for (;;) {
+        uint32_t n = 0;
+        for (; r < to && n < chunk; r++)
+            if (e->ok[r]) {
+                msg_blob_write_i32(e->blob_a + (size_t)n * 4, &e->labels[r], 1);
+                msg_blob_write_f32(e->blob_b + (size_t)n * D * 4, e->emb + r * D, D);
+                n++;
+            }
+        if (n == 0)
+            return seq;
+        struct msg m = {.kind = MSG_KIND_EMBED};
+        m.embed = (struct msg_embed){
+            .snapshot = e->step, .step = e->step, .seq = seq++, .split = split,
+            .n = n, .dim = (uint32_t)D, .labels = e->blob_a, .emb = e->blob_b,
+        };
+        publish(t, &m, dropped);
+    }
+}
+
+static void publish_featmap(struct train *t, uint64_t *dropped)
+{
+    struct train_eval *e = t->eval;
+    size_t fsz = (size_t)e->fdim * e->gh * e->gw;
+    uint32_t n = 0;
+    /* compact the rows that arrived, in place (destination never after source) */
+    for (int f = 0; f < e->fm_n; f++) {
+        uint64_t row = e->fm_row + (uint64_t)f;
+        if (!e->ok[row])
+            continue;
+        memmove(e->fm_pixels + n * e->plane, e->fm_pixels + (size_t)f * e->plane,
+                e->plane);
+        msg_blob_write_i32(e->blob_a + (size_t)n * 4, &e->labels[row], 1);
+        msg_blob_write_f32(e->blob_b + n * fsz * 4, e->fm_feats + (size_t)f * fsz, fsz);
+        n++;
+    }
+    if (n == 0)
+        return;
+    size_t size = (size_t)t->cfg.views.global_size;
+    struct msg m = {.kind = MSG_KIND_FEATMAP};
+    m.featmap = (struct msg_featmap){
+        .snapshot = e->step, .step = e->step, .n = n,
+        .c = (uint32_t)t->cfg.views.channels, .h = (uint32_t)size, .w = (uint32_t)size,
+        .pixels = e->fm_pixels, .labels = e->blob_a, .fdim = (uint32_t)e->fdim,
+        .gh = (uint32_t)e->gh, .gw = (uint32_t)e->gw, .feats = e->blob_b,
+        .heads = 0, .attn = NULL,
+    };
+    publish(t, &m, dropped);
+}
+
+static void finish(struct train *t)
+{
+    struct train_eval *e = t->eval;
+    double t_pub = util_time_mono();
+    uint64_t dropped = 0;
+    int on = 1, off = 0;
+    if (zmq_setsockopt(t->pub, ZMQ_XPUB_NODROP, &on, sizeof on) != 0)
+        train_log(t, "ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
+    uint32_t chunks = publish_split(t, 0, e->n_tr, MSG_SPLIT_TRAIN, 0, &dropped);
+    chunks = publish_split(t, e->n_tr, e->rows, MSG_SPLIT_VAL, chunks, &dropped);
+    struct msg end = {.kind = MSG_KIND_EMBED};
+    end.embed = (struct msg_embed){
+        .snapshot = e->step, .step = e->step, .seq = chunks,
+        .split = e->n_va ? MSG_SPLIT_VAL : MSG_SPLIT_TRAIN, .end = true,
+        .chunks = chunks, .n = 0, .dim = (uint32_t)e->dim, .labels = e->blob_a,
+        .emb = e->blob_b,
+    };
+    publish(t, &end, &dropped);
+    publish_featmap(t, &dropped);
+    if (zmq_setsockopt(t->pub, ZMQ_XPUB_NODROP, &off, sizeof off) != 0)
+        train_log(t, "ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
+    double now = util_time_mono();
+    double seconds = now - e->t0;
+    uint64_t rows = 0;
+    for (uint64_t r = 0; r < e->rows; r++)
+        rows += e->ok[r];
+    double acc = e->val_total ? (double)e->val_correct / (double)e->val_total : NAN;
+    if (dropped)
+        train_log(t, "snapshot %" PRIu64 ": %" PRIu64 " messages dropped (slow "
+                  "subscriber)", e->step, dropped);
+    train_log(t, "snapshot %" PRIu64 ": %" PRIu64 " rows (%" PRIu64 " failed), %"
+              PRIu32 " EMBED chunks + FEATMAP, %.2f s (forward %.2f s, publish "
+              "%.2f s), probe_acc_val %.4f", e->step, rows, e->failed, chunks,
+              seconds, e->forward_s, now - t_pub, acc);
+    struct msg_value v[] = {
+        {"probe_acc_val", acc},
+        {"eval_rows", (double)rows},
+        {"eval_seconds", seconds},
+        {"eval_dropped", (double)dropped},
+    };
+    train_metrics_write(t, MSG_SOURCE_EVAL, e->step, e->epoch, v,
+                        (int)(sizeof v / sizeof v[0]), NULL);
+    /* the pause is not training time: images_per_s leaves it out */
+    t->interval_t0 += seconds;
+    e->active = false;
+}
+
+void train_eval_poll(struct train *t)
+{
+    struct train_eval *e = t->eval;
+    if (e->job_out) {
+        if (!train_compute_poll_done(t))
+            return;
+        e->job_out = false;
+        struct eval_buf *eb = &e->bufs[e->job_buf];
+        e->state[eb->ticket] = EVAL_FORWARDED;
+        e->buf_of[eb->ticket] = -1;
+        eb->used = false;
+        e->forwarded++;
+    }
+    if (e->forwarded == e->n_tickets) {
+        finish(t);
+        return;
+    }
+    for (int i = 0; i < e->n_bufs; i++)
+        if (e->bufs[i].used && e->state[e->bufs[i].ticket] == EVAL_ARRIVED) {
+            e->job_buf = i;
+            e->job_out = true;
+            train_compute_submit_eval(t);
+            return;
+        }
+}
+
+void train_eval_abandon(struct train *t, const char *why)
+{
+    struct train_eval *e = t->eval;
+    while (e->job_out && !train_compute_poll_done(t))
+        usleep(1000);
+    e->job_out = false;
+    e->active = false;
+    train_log(t, "snapshot %" PRIu64 " abandoned (%" PRIu32 " of %" PRIu32
+              " tickets done): %s", e->step, e->forwarded, e->n_tickets, why);
+}
