@@ -182,6 +182,7 @@ static void install_signals(void)
 
 int main(int argc, char **argv)
 {
+    util_omp_passive_reexec(argv);
     struct eval_opts o;
     parse_args(argc, argv, &o);
     util_set_threads(o.threads);

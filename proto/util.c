@@ -266,6 +266,16 @@ void util_print_build_info(FILE *out, const char *program)
             openblas_get_num_threads());
 }
 
+void util_omp_passive_reexec(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY"))
+        return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    /* exec failed: run on with libgomp's default policy. */
+}
+
 int util_set_threads(int n)
 {
     if (n > 0) {

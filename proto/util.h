@@ -80,6 +80,15 @@ int util_mkdir_p(const char *path, char *err);
  * string and core), and the OpenMP / OpenBLAS thread counts. */
 void util_print_build_info(FILE *out, const char *program);
 
+/* libgomp's threads spin while they wait for each other. When another
+ * process holds one of the cores (a loader, an evaluator on the same
+ * machine), a spinning thread waits for a descheduled peer and a training
+ * step measured 30x slower. libgomp reads OMP_WAIT_POLICY only at start-up,
+ * so this re-executes the program with OMP_WAIT_POLICY=passive unless the
+ * user set a policy; call it first in main. Returns only when no re-exec
+ * happened (policy already set, or exec failed). */
+void util_omp_passive_reexec(char **argv);
+
 /* Sets OpenMP and OpenBLAS thread counts together; n <= 0 keeps the default
  * (all cores). Returns the count in force. */
 int util_set_threads(int n);

@@ -120,8 +120,9 @@ static char *read_rel(const char *rel)
     return s ? s : xstrdup("");
 }
 
-/* Train lines of a run's metrics.jsonl; all their losses finite in *finite. */
-static int train_lines(const char *name, int *finite)
+/* Lines of a run's metrics.jsonl from source; for "train" lines, whether
+ * all their losses are finite in *finite. */
+static int source_lines(const char *name, const char *source, int *finite)
 {
     char rel[512], err[ERR_LEN];
     snprintf(rel, sizeof rel, "runs/%s/metrics.jsonl", name);
@@ -133,15 +134,21 @@ static int train_lines(const char *name, int *finite)
         if (!j)
             continue;
         const struct json *src = json_get(j, "source"), *loss = json_get(j, "loss");
-        if (src && src->type == JSON_STRING && strcmp(src->string, "train") == 0) {
+        if (src && src->type == JSON_STRING && strcmp(src->string, source) == 0) {
             n++;
-            if (!loss || loss->type != JSON_NUMBER || !isfinite(loss->number))
+            if (strcmp(source, "train") == 0 &&
+                (!loss || loss->type != JSON_NUMBER || !isfinite(loss->number)))
                 *finite = 0;
         }
         json_free(j);
     }
     free(text);
     return n;
+}
+
+static int train_lines(const char *name, int *finite)
+{
+    return source_lines(name, "train", finite);
 }
 
 /* Nothing the launcher started is alive: the pids it printed
@@ -227,6 +234,12 @@ static void test_run(void)
     CU_ASSERT(n >= 1);
     CU_ASSERT(finite);
     check_logs("r", out);
+    /* The trainer waits for the evaluator's results of the final snapshot
+     * before it says BYE, so they reach metrics.jsonl. */
+    if (access(testing_program("eval/lejepa-eval"), X_OK) == 0) {
+        CU_ASSERT(source_lines("r", "knn", &finite) >= 1);
+        CU_ASSERT(source_lines("r", "linear", &finite) >= 1);
+    }
     CU_ASSERT(strstr(out, "[lejepa] summary") != NULL);
     CU_ASSERT(strstr(out, "dashboard.html") != NULL);
     check_nothing_left(out);

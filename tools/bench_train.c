@@ -223,6 +223,8 @@ int main(int argc, char **argv)
     double gflops = 3.0 * lejepa_forward_flops(&m) / med / 1e9;
     double peak = sgemm_peak();
 
+    const char *policy = getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY")
+                                                   : "default (active spin)";
     double torch_s = 0, torch_rss = 0;
     char torch_version[64] = "";
     char model_json[2048];
@@ -236,9 +238,10 @@ int main(int argc, char **argv)
     if (as_json) {
         printf("{\"images_per_s\":%.3f,\"step_s_median\":%.5f,\"gflops\":%.2f,"
                "\"sgemm_peak_gflops\":%.2f,\"peak_fraction\":%.4f,"
-               "\"peak_rss_mb\":%.1f,\"threads\":%d,\"batch\":%d,\"views\":%d",
+               "\"peak_rss_mb\":%.1f,\"threads\":%d,\"batch\":%d,\"views\":%d,"
+               "\"omp_wait_policy\":\"%s\"",
                lc.batch / med, med, gflops, peak, gflops / peak, rss_mb,
-               threads, lc.batch, m.views);
+               threads, lc.batch, m.views, policy);
         if (have_torch)
             printf(",\"torch_step_s_median\":%.5f,\"torch_images_per_s\":%.3f,"
                    "\"torch_peak_rss_mb\":%.1f,\"speedup\":%.3f,\"torch\":\"%s\"",
@@ -247,10 +250,12 @@ int main(int argc, char **argv)
         printf("}\n");
     } else {
         printf("model: %s\n", model_json);
-        printf("threads %d, batch %d, %d views\n", threads, lc.batch, m.views);
-        printf("C:       %.3f s/step  %.1f images/s  %.1f GFLOP/s  (%.0f%% of "
-               "sgemm peak %.1f GFLOP/s)  peak RSS %.0f MB\n", med,
-               lc.batch / med, gflops, 100 * gflops / peak, peak, rss_mb);
+        printf("threads %d, batch %d, %d views, OMP_WAIT_POLICY %s\n", threads,
+               lc.batch, m.views, policy);
+        printf("C:       %.3f s/step  %.1f images/s  %.1f effective GFLOP/s "
+               "(%.0f%% of the sgemm peak %.1f GFLOP/s; direct-convolution "
+               "count, Winograd does fewer multiplies)  peak RSS %.0f MB\n",
+               med, lc.batch / med, gflops, 100 * gflops / peak, peak, rss_mb);
         if (have_torch)
             printf("PyTorch: %.3f s/step  %.1f images/s  peak RSS %.0f MB "
                    "(torch %s)\nspeedup: %.2fx\n", torch_s, lc.batch / torch_s,

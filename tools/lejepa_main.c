@@ -26,6 +26,8 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "embed") == 0)
+        util_omp_passive_reexec(argv);
     if (strcmp(cmd, "run") == 0)
         return lejepa_run_main(argc - 1, argv + 1);
     if (strcmp(cmd, "embed") == 0)

@@ -233,6 +233,9 @@ static void handle(struct train *t, const uint8_t *id, size_t id_len,
         train_client_remove(t, c, "said BYE");
         return;
     case MSG_KIND_RESULT:
+        c->has_result = true;
+        c->result_step = m->result.step;
+        t->last_result_at = util_time_mono();
         train_metrics_result(t, &m->result);
         return;
     case MSG_KIND_HISTORY:
@@ -304,4 +307,23 @@ void train_clients_bye_all(struct train *t, const char *reason)
         c->n_held = 0;
         train_client_remove(t, c, "was sent BYE");
     }
+}
+
+int train_clients_evaluators(const struct train *t)
+{
+    int n = 0;
+    for (int i = 0; i < t->n_clients; i++)
+        n += t->clients[i]->role == MSG_ROLE_EVALUATOR;
+    return n;
+}
+
+bool train_clients_evaluators_done(const struct train *t, uint64_t step)
+{
+    for (int i = 0; i < t->n_clients; i++) {
+        const struct train_client *c = t->clients[i];
+        if (c->role == MSG_ROLE_EVALUATOR &&
+            !(c->has_result && c->result_step == step))
+            return false;
+    }
+    return true;
 }

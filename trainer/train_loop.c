@@ -32,7 +32,7 @@ static double lr_factor(const struct train *t, uint64_t step)
 }
 
 /* Builds the model once the dataset (hence the class count) is known. */
-static void engine_init(struct train *t)
+void train_engine_init(struct train *t)
 {
     char err[ERR_LEN];
     const struct config *c = &t->cfg;
@@ -196,6 +196,28 @@ static void drain_fd(int fd)
         ;
 }
 
+/* At the end of a run, evaluators are still scoring the final snapshot:
+ * wait until each has sent a RESULT for the last step and none came for
+ * TRAIN_RESULT_QUIET_S (one RESULT per task), at most TRAIN_RESULT_WAIT_S. */
+static bool final_results_pending(struct train *t)
+{
+    if (t->cfg.eval.every < 0 || train_clients_evaluators(t) == 0)
+        return false;
+    double now = util_time_mono();
+    if (t->final_wait_from == 0) {
+        t->final_wait_from = now;
+        train_log(t, "waiting up to %d s for the evaluators' results of step %"
+                  PRIu64, TRAIN_RESULT_WAIT_S, t->step);
+    }
+    if (now - t->final_wait_from > TRAIN_RESULT_WAIT_S) {
+        train_log(t, "evaluators' results of step %" PRIu64 " did not all "
+                  "arrive within %d s", t->step, TRAIN_RESULT_WAIT_S);
+        return false;
+    }
+    return !(train_clients_evaluators_done(t, t->step) &&
+             now - t->last_result_at > TRAIN_RESULT_QUIET_S);
+}
+
 int train_loop_run(struct train *t, volatile sig_atomic_t *signals)
 {
     bool stopping = false;
@@ -224,7 +246,7 @@ int train_loop_run(struct train *t, volatile sig_atomic_t *signals)
             if (stopping)
                 return 0;
             if (t->data.known)
-                engine_init(t);
+                train_engine_init(t);
             continue;
         }
         struct train_slot *cur = train_slot_find(t, t->step);
@@ -244,8 +266,13 @@ int train_loop_run(struct train *t, volatile sig_atomic_t *signals)
             train_eval_poll(t);
             goto issue;
         }
-        if (t->step >= t->total || stopping)
+        if (stopping)
             return 0;
+        if (t->step >= t->total) {
+            if (final_results_pending(t))
+                goto issue;
+            return 0;
+        }
         if (t->sampler_err[0] && t->step == t->next_open) {
             snprintf(t->fatal, sizeof t->fatal, "%s", t->sampler_err);
             return t->fatal_code = 1;

@@ -330,6 +330,7 @@ static int finish(struct train *t, int code)
 
 int main(int argc, char **argv)
 {
+    util_omp_passive_reexec(argv);
     struct train *t = xcalloc(1, sizeof *t);
     parse_args(t, argc, argv);
     util_set_threads((int)t->cfg.run.threads);
@@ -339,8 +340,12 @@ int main(int argc, char **argv)
     }
     setup_signals(t);
     open_run_dir(t);
-    open_sockets(t);
     load_dataset(t);
+    /* With the dataset known, the model is built before the sockets open, so
+     * no client waits for its WELCOME while the arenas are allocated. */
+    if (t->data.known)
+        train_engine_init(t);
+    open_sockets(t);
     t->last_beat = util_time_mono();
     int code = train_loop_run(t, &stop_signals);
     code = finish(t, code);

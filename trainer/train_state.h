@@ -30,6 +30,10 @@
 #define TRAIN_SILENCE_BEATS 5
 /* Longest wait of the main loop's poll. */
 #define TRAIN_POLL_MS 50
+/* End of a run: wait for the evaluators' results of the final snapshot at
+ * most this long, and until none came for the quiet time. */
+#define TRAIN_RESULT_WAIT_S 300
+#define TRAIN_RESULT_QUIET_S 3
 /* Bad messages logged one by one before the log thins out to 1 in 1000. */
 #define TRAIN_BAD_LOG_FIRST 20
 /* Bytes of metrics lines per HISTORY reply (well under the message limit). */
@@ -89,6 +93,8 @@ struct train_client {
     uint32_t n_held;
     double last_seen;               /* monotonic seconds */
     uint64_t batches;
+    bool has_result;                /* an evaluator sent a RESULT ... */
+    uint64_t result_step;           /* ... for this step, last */
 };
 
 /* ---- step slots (train_batch.c) --------------------------------------- */
@@ -161,6 +167,8 @@ struct train {
     struct train_dataset data;
     struct train_client *clients[TRAIN_MAX_CLIENTS];
     int n_clients;
+    double last_result_at;          /* monotonic time of the last RESULT */
+    double final_wait_from;         /* when the end-of-run wait began */
     uint64_t next_client_id;
     int rr;                         /* round-robin start for ticket issue */
     double last_beat;
@@ -221,6 +229,10 @@ void train_metrics_history(struct train *t, const uint8_t *id, size_t id_len,
 /* Counts and logs a malformed, oversized or unexpected message. */
 void train_bad_message(struct train *t, const char *who, const char *reason);
 
+/* train_loop.c: builds the model once the dataset is known (main calls it
+ * before binding when --data or a checkpoint names the dataset). */
+void train_engine_init(struct train *t);
+
 /* train_clients.c */
 struct train_client *train_client_find(struct train *t, const uint8_t *id,
                                        size_t id_len);
@@ -229,6 +241,9 @@ void train_client_remove(struct train *t, struct train_client *c,
 void train_clients_serve(struct train *t);
 void train_clients_heartbeat(struct train *t);
 void train_clients_bye_all(struct train *t, const char *reason);
+/* Whether every connected evaluator has sent a RESULT for step. */
+bool train_clients_evaluators_done(const struct train *t, uint64_t step);
+int train_clients_evaluators(const struct train *t);
 int train_clients_loaders(const struct train *t);
 void train_send(struct train *t, const uint8_t *id, size_t id_len,
                 const struct msg *m);
