@@ -24,7 +24,6 @@
 #include "util.h"
 
 static char log_name[256] = "eval";
-static int stop_pipe[2] = {-1, -1};
 
 void eval_log_set_name(const char *name)
 {
@@ -43,16 +42,6 @@ void eval_log(const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s [%s] %s\n", stamp, log_name, line);
-}
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    char b = 1;
-    ssize_t r = write(stop_pipe[1], &b, 1);
-    (void)r;
-    errno = saved;
 }
 
 static void usage(FILE *out)
@@ -167,19 +156,6 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
     }
 }
 
-static void install_signals(void)
-{
-    if (pipe2(stop_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
-        die("pipe: %s", strerror(errno));
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
-        die("sigaction: %s", strerror(errno));
-}
-
 int main(int argc, char **argv)
 {
     util_omp_passive_reexec(argv);
@@ -193,10 +169,7 @@ int main(int argc, char **argv)
     eval_log_set_name(o.name);
     if (VIPS_INIT(argv[0]) != 0)
         die("VIPS_INIT failed: %s", vips_error_buffer());
-    install_signals();
-    int status = eval_run_online(&o, stop_pipe[0]);
-    close(stop_pipe[0]);
-    close(stop_pipe[1]);
+    int status = eval_run_online(&o, util_stop_signals_init());
     vips_shutdown();
     return status;
 }

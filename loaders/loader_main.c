@@ -29,7 +29,6 @@
 #define LOADER_CREDIT_MAX 65536
 
 static char log_name[LOADER_NAME_MAX] = "loader";
-static int stop_pipe[2] = {-1, -1};
 
 void loader_log_set_name(const char *name)
 {
@@ -48,16 +47,6 @@ void loader_log(const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s [%s] %s\n", stamp, log_name, line);
-}
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    char b = 1;
-    ssize_t r = write(stop_pipe[1], &b, 1);
-    (void)r;
-    errno = saved;
 }
 
 static void usage(FILE *out)
@@ -159,19 +148,6 @@ static void parse_args(int argc, char **argv, struct loader_opts *o)
     }
 }
 
-static void install_signals(void)
-{
-    if (pipe2(stop_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
-        die("pipe: %s", strerror(errno));
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
-        die("sigaction: %s", strerror(errno));
-}
-
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--worker") == 0)
@@ -189,10 +165,8 @@ int main(int argc, char **argv)
     loader_log("dataset %s: %zu classes, %zu train, %zu val, fingerprint %s", d.root,
                d.n_classes, d.split[DATASET_TRAIN].n, d.split[DATASET_VAL].n, fp);
 
-    install_signals();
-    int status = loader_run(&o, &d, stop_pipe[0]);
+    int stop_fd = util_stop_signals_init();
+    int status = loader_run(&o, &d, stop_fd);
     dataset_free(&d);
-    close(stop_pipe[0]);
-    close(stop_pipe[1]);
     return status;
 }

@@ -266,6 +266,55 @@ void util_print_build_info(FILE *out, const char *program)
             openblas_get_num_threads());
 }
 
+static volatile sig_atomic_t stop_count;
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    stop_count++;
+    char b = 1;
+    if (write(stop_pipe[1], &b, 1) < 0) {
+        /* the pipe is full: a wake-up is already pending */
+    }
+    errno = saved;
+}
+
+int util_stop_signals_init(void)
+{
+    CHECK(stop_pipe[0] < 0);
+    if (pipe2(stop_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
+        die("pipe: %s", strerror(errno));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
+        die("sigaction: %s", strerror(errno));
+    sa.sa_handler = SIG_IGN;
+    sa.sa_flags = 0;
+    if (sigaction(SIGPIPE, &sa, NULL) != 0)
+        die("sigaction: %s", strerror(errno));
+    return stop_pipe[0];
+}
+
+volatile sig_atomic_t *util_stop_signals(void)
+{
+    return &stop_count;
+}
+
+int util_stop_drain(void)
+{
+    int n = 0;
+    char buf[64];
+    ssize_t r;
+    while ((r = read(stop_pipe[0], buf, sizeof buf)) > 0)
+        n += (int)r;
+    return n;
+}
+
 void util_omp_passive_reexec(char **argv)
 {
     if (getenv("OMP_WAIT_POLICY"))

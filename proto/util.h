@@ -7,6 +7,7 @@
 #ifndef LEJEPA_UTIL_H
 #define LEJEPA_UTIL_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,6 +80,16 @@ int util_mkdir_p(const char *path, char *err);
 /* Prints the program's version, the BLAS library it runs (OpenBLAS config
  * string and core), and the OpenMP / OpenBLAS thread counts. */
 void util_print_build_info(FILE *out, const char *program);
+
+/* Stop signals of a long-running program: SIGINT and SIGTERM handlers that
+ * only count the signal and write one byte to a non-blocking, close-on-exec
+ * self-pipe (the main loop polls its read end, so no work happens in the
+ * handler); SIGPIPE is ignored. Call once; returns the read end. */
+int util_stop_signals_init(void);
+/* The count of stop signals so far (the handler's only state). */
+volatile sig_atomic_t *util_stop_signals(void);
+/* Reads the self-pipe empty; returns how many bytes (signals) it held. */
+int util_stop_drain(void);
 
 /* libgomp's threads spin while they wait for each other. When another
  * process holds one of the cores (a loader, an evaluator on the same

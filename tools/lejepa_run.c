@@ -79,16 +79,7 @@ struct launcher {
     int signals;                /* Ctrl-Cs so far */
 };
 
-static int wake_pipe[2] = {-1, -1};
-
-static void on_signal(int sig)
-{
-    int saved = errno;
-    char b = (char)sig;
-    ssize_t r = write(wake_pipe[1], &b, 1);
-    (void)r;
-    errno = saved;
-}
+static int wake_fd = -1;   /* stop-signal self-pipe */
 
 static void usage(FILE *out)
 {
@@ -332,21 +323,6 @@ static void start_all(struct launcher *l)
     }
 }
 
-static void install_signals(void)
-{
-    if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
-        die("pipe: %s", strerror(errno));
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
-        die("sigaction: %s", strerror(errno));
-    sa.sa_handler = SIG_IGN;
-    if (sigaction(SIGPIPE, &sa, NULL) != 0)
-        die("sigaction: %s", strerror(errno));
-}
 
 /* The trainer has exited: loaders stop now, evaluators and the monitor
  * after their grace periods (check_grace) when it finished well. */
@@ -422,10 +398,8 @@ static bool any_running(const struct launcher *l)
 static void supervise(struct launcher *l)
 {
     while (any_running(l)) {
-        if (proc_pump(l->procs, l->n, wake_pipe[0], RUN_POLL_MS)) {
-            char b[16];
-            ssize_t r = read(wake_pipe[0], b, sizeof b);
-            for (ssize_t i = 0; i < r; i++)
+        if (proc_pump(l->procs, l->n, wake_fd, RUN_POLL_MS)) {
+            for (int i = util_stop_drain(); i > 0; i--)
                 on_ctrl_c(l);
         }
         double now = util_time_mono();
@@ -534,7 +508,7 @@ int lejepa_run_main(int argc, char **argv)
     snprintf(logs, sizeof logs, "%s/logs", l->run_dir);
     if (util_mkdir_p(logs, err) != 0)
         die("run: %s", err);
-    install_signals();
+    wake_fd = util_stop_signals_init();
     proc_say("run %s: directory %s/, dashboard %s/dashboard.html", l->name,
              l->run_dir, l->run_dir);
     start_all(l);

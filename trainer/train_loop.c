@@ -189,13 +189,6 @@ static void step_finish(struct train *t)
         train_eval_begin(t, epoch);
 }
 
-static void drain_fd(int fd)
-{
-    char buf[64];
-    while (read(fd, buf, sizeof buf) > 0)
-        ;
-}
-
 /* At the end of a run, evaluators are still scoring the final snapshot:
  * wait until each has sent a RESULT for the last step and none came for
  * TRAIN_RESULT_QUIET_S (one RESULT per task), at most TRAIN_RESULT_WAIT_S. */
@@ -233,13 +226,13 @@ int train_loop_run(struct train *t, volatile sig_atomic_t *signals)
         }
         zmq_pollitem_t items[3] = {
             {.socket = t->router, .events = ZMQ_POLLIN},
-            {.fd = t->sig_pipe[0], .events = ZMQ_POLLIN},
-            {.fd = t->compute.started ? t->compute.wake[0] : t->sig_pipe[0],
+            {.fd = t->sig_fd, .events = ZMQ_POLLIN},
+            {.fd = t->compute.started ? t->compute.wake[0] : t->sig_fd,
              .events = ZMQ_POLLIN},
         };
         if (zmq_poll(items, 3, TRAIN_POLL_MS) < 0 && zmq_errno() != EINTR)
             die("zmq_poll: %s", zmq_strerror(zmq_errno()));
-        drain_fd(t->sig_pipe[0]);
+        util_stop_drain();
         train_clients_serve(t);
         train_clients_heartbeat(t);
         if (!t->engine_ready) {

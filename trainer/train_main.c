@@ -19,21 +19,6 @@
 #include "train_state.h"
 #include "util.h"
 
-static volatile sig_atomic_t stop_signals;
-static int signal_fd = -1;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    stop_signals++;
-    char byte = 1;
-    if (write(signal_fd, &byte, 1) < 0) {
-        /* the pipe is full: the flag alone is enough */
-    }
-    errno = saved;
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -231,20 +216,6 @@ static void open_sockets(struct train *t)
                   "these ports can join the run or read its metrics");
 }
 
-static void setup_signals(struct train *t)
-{
-    if (pipe2(t->sig_pipe, O_NONBLOCK | O_CLOEXEC) != 0)
-        die("pipe: %s", strerror(errno));
-    signal_fd = t->sig_pipe[1];
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
-        die("sigaction: %s", strerror(errno));
-    signal(SIGPIPE, SIG_IGN);
-}
-
 /* The run's dataset from --data (or the checkpoint); otherwise the first
  * loader's, taken when it says HELLO. */
 static void load_dataset(struct train *t)
@@ -323,8 +294,6 @@ static int finish(struct train *t, int code)
         fclose(t->metrics);
     if (t->log)
         fclose(t->log);
-    close(t->sig_pipe[0]);
-    close(t->sig_pipe[1]);
     return code;
 }
 
@@ -338,7 +307,7 @@ int main(int argc, char **argv)
         t->mean[c] = (float)t->cfg.views.mean.v[c];
         t->std[c] = (float)t->cfg.views.std.v[c];
     }
-    setup_signals(t);
+    t->sig_fd = util_stop_signals_init();
     open_run_dir(t);
     load_dataset(t);
     /* With the dataset known, the model is built before the sockets open, so
@@ -347,7 +316,7 @@ int main(int argc, char **argv)
         train_engine_init(t);
     open_sockets(t);
     t->last_beat = util_time_mono();
-    int code = train_loop_run(t, &stop_signals);
+    int code = train_loop_run(t, util_stop_signals());
     code = finish(t, code);
     free(t);
     return code;

@@ -162,7 +162,7 @@ struct train {
     void *zctx, *router, *pub;
     struct msg_limits limits;
     struct msg_arena arena;
-    int sig_pipe[2];
+    int sig_fd;                     /* stop-signal self-pipe (util_stop_signals_init) */
 
     struct train_dataset data;
     struct train_client *clients[TRAIN_MAX_CLIENTS];
