@@ -151,6 +151,44 @@ static int train_lines(const char *name, int *finite)
     return source_lines(name, "train", finite);
 }
 
+/* The last value of key in the lines of source, or NAN if none. */
+static double last_value(const char *name, const char *source, const char *key)
+{
+    char rel[512], err[ERR_LEN];
+    snprintf(rel, sizeof rel, "runs/%s/metrics.jsonl", name);
+    char *text = read_rel(rel);
+    double v = NAN;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        struct json *j = json_parse(line, strlen(line), 8, err);
+        if (!j)
+            continue;
+        const struct json *src = json_get(j, "source"), *x = json_get(j, key);
+        if (src && src->type == JSON_STRING && strcmp(src->string, source) == 0 &&
+            x && x->type == JSON_NUMBER)
+            v = x->number;
+        json_free(j);
+    }
+    free(text);
+    return v;
+}
+
+/* A PNG under the run directory that loads and is not one flat colour. */
+static int png_not_blank(const char *name, const char *file)
+{
+    char rel[512];
+    snprintf(rel, sizeof rel, "%s/runs/%s/%s", tmp, name, file);
+    VipsImage *im = vips_image_new_from_file(rel, NULL);
+    if (!im) {
+        fprintf(stderr, "cannot load %s: %s\n", rel, vips_error_buffer());
+        vips_error_clear();
+        return 0;
+    }
+    double dev = 0;
+    int ok = vips_deviate(im, &dev, NULL) == 0 && dev > 1.0;
+    g_object_unref(im);
+    return ok;
+}
+
 /* Nothing the launcher started is alive: the pids it printed
  * ("[lejepa] NAME: pid N, ...") and any process naming tmp. */
 static void check_nothing_left(const char *out)
@@ -239,6 +277,17 @@ static void test_run(void)
     if (access(testing_program("eval/lejepa-eval"), X_OK) == 0) {
         CU_ASSERT(source_lines("r", "knn", &finite) >= 1);
         CU_ASSERT(source_lines("r", "linear", &finite) >= 1);
+        /* Two classes whose objects differ in brightness: far above the
+         * 0.5 of chance even for an encoder trained 4 steps. */
+        double knn = last_value("r", "knn", "knn_top1");
+        double lin = last_value("r", "linear", "linear_top1");
+        double probe = last_value("r", "eval", "probe_acc_val");
+        fprintf(stderr, "  knn_top1 %.3f linear_top1 %.3f probe_acc_val %.3f\n",
+                knn, lin, probe);
+        CU_ASSERT(knn >= 0.75 && knn <= 1.0);
+        CU_ASSERT(lin >= 0.0 && lin <= 1.0);
+        CU_ASSERT(probe >= 0.0 && probe <= 1.0);
+        CU_ASSERT(png_not_blank("r", "segmaps/latest.png"));
     }
     CU_ASSERT(strstr(out, "[lejepa] summary") != NULL);
     CU_ASSERT(strstr(out, "dashboard.html") != NULL);
