@@ -1,7 +1,8 @@
 /*
  * test_nn_act.c: ReLU and the residual add. Finite-difference gradients for
  * the optimised and _ref kernels, in-place ReLU with backward from the
- * output, optional NULL gradients of the add, and optimised vs _ref.
+ * output, optional NULL gradients of the add, and optimised vs _ref; the
+ * fused add + ReLU the same way and against the unfused kernels.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -45,6 +46,20 @@ static void add_ctx_backward(void *p)
 /* Inputs at least 0.05 away from ReLU's kink and a 1e-2 step, so the finite
  * difference never crosses it; both layers are piecewise linear, so only
  * float rounding (~1e-5 after dividing by the step) separates the two. */
+static void add_relu_ctx_forward(void *p)
+{
+    struct act_ctx *c = p;
+    (c->ref ? nn_add_relu_forward_ref : nn_add_relu_forward)(c->out, c->a,
+                                                             c->b, c->n);
+}
+
+static void add_relu_ctx_backward(void *p)
+{
+    struct act_ctx *c = p;
+    (c->ref ? nn_add_relu_backward_ref : nn_add_relu_backward)(
+        c->da, c->db, c->dout, c->out, c->n, true, true);
+}
+
 static void fill_away_from_zero(float *x, size_t n, uint64_t *seed)
 {
     nn_fill_uniform(x, n, seed, 0.05f, 2.0f);
@@ -77,6 +92,15 @@ static void test_act_gradcheck(void)
         add.forward = add_ctx_forward, add.backward = add_ctx_backward;
         add.tensors = tb, add.n_tensors = 2;
         CU_ASSERT_EQUAL(nn_case_check(&add, seed, ref ? "add_ref" : "add"), 0);
+        /* keep a + b away from the kink too */
+        for (size_t i = 0; i < n; i++)
+            if (c.a[i] + c.b[i] > -0.05f && c.a[i] + c.b[i] < 0.05f)
+                c.b[i] += 0.1f;
+        struct nn_case add_relu = add;
+        add_relu.forward = add_relu_ctx_forward;
+        add_relu.backward = add_relu_ctx_backward;
+        CU_ASSERT_EQUAL(nn_case_check(&add_relu, seed,
+                                      ref ? "add_relu_ref" : "add_relu"), 0);
         free(c.a), free(c.b), free(c.out), free(c.dout), free(c.da), free(c.db);
     }
 }
@@ -132,6 +156,51 @@ static void test_act_matches_ref(void)
     free(e1), free(e2);
 }
 
+/* The fused add + ReLU equals add then ReLU bit for bit (in place too);
+ * backward equals ReLU backward into a zeroed buffer then the add backward,
+ * with each side overwritten or accumulated as asked, and NULL skipped. */
+static void test_add_relu_matches_unfused(void)
+{
+    const size_t n = 100003;
+    uint64_t seed = 41;
+    float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+    float *y = malloc(sizeof(float) * n), *y2 = malloc(sizeof(float) * n);
+    float *g = malloc(sizeof(float) * n), *gm = calloc(n, sizeof(float));
+    float *d1 = malloc(sizeof(float) * n), *d2 = malloc(sizeof(float) * n);
+    float *e1 = malloc(sizeof(float) * n), *e2 = malloc(sizeof(float) * n);
+    nn_fill_normal(a, n, &seed, 1.0f);
+    nn_fill_normal(b, n, &seed, 1.0f);
+    nn_fill_normal(g, n, &seed, 1.0f);
+    nn_add_forward(y, a, b, n);
+    nn_relu_forward(y, y, n);
+    memcpy(y2, a, sizeof(float) * n);
+    nn_add_relu_forward(y2, y2, b, n); /* out aliases a */
+    CU_ASSERT(memcmp(y, y2, sizeof(float) * n) == 0);
+    nn_add_relu_forward_ref(y2, a, b, n);
+    CU_ASSERT(memcmp(y, y2, sizeof(float) * n) == 0);
+    nn_relu_backward(gm, g, y, n);
+    for (int mode = 0; mode < 4; mode++) {
+        const bool acc_a = mode & 1, acc_b = mode & 2;
+        nn_fill_normal(d1, n, &seed, 1.0f);
+        nn_fill_normal(e1, n, &seed, 1.0f);
+        memcpy(d2, d1, sizeof(float) * n);
+        memcpy(e2, e1, sizeof(float) * n);
+        if (!acc_a)
+            memset(d2, 0, sizeof(float) * n);
+        if (!acc_b)
+            memset(e2, 0, sizeof(float) * n);
+        nn_add_backward(d2, e2, gm, n);
+        nn_add_relu_backward(d1, e1, g, y, n, acc_a, acc_b);
+        CU_ASSERT(memcmp(d1, d2, sizeof(float) * n) == 0);
+        CU_ASSERT(memcmp(e1, e2, sizeof(float) * n) == 0);
+        nn_add_relu_backward_ref(NULL, e1, g, y, n, acc_a, true);
+        nn_add_backward(NULL, e2, gm, n);
+        CU_ASSERT(memcmp(e1, e2, sizeof(float) * n) == 0);
+    }
+    free(a), free(b), free(y), free(y2), free(g), free(gm);
+    free(d1), free(d2), free(e1), free(e2);
+}
+
 static void test_act_by_hand(void)
 {
     const float x[4] = {-1.0f, 0.0f, 2.0f, -0.5f}, g[4] = {1, 2, 3, 4};
@@ -150,6 +219,8 @@ int main(void)
     static const struct testing_case cases[] = {
         {"finite differences", test_act_gradcheck},
         {"optimised matches _ref, in place", test_act_matches_ref},
+        {"fused add + ReLU matches the unfused kernels",
+         test_add_relu_matches_unfused},
         {"relu by hand", test_act_by_hand},
         {NULL, NULL},
     };

@@ -3,6 +3,8 @@
  * LayerNorm. Finite-difference gradients of input, weight and bias for the
  * optimised and _ref kernels; the running-statistics update and eval-mode
  * output on a case computed by hand; optimised vs _ref on seeded inputs.
+ * The fused BatchNorm2d + ReLU the same way, plus its overwrite mode
+ * (accumulate false) against the unfused kernels.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -11,7 +13,7 @@
 #include "nn.h"
 #include "test_nn_check.h"
 
-enum norm_kind { NORM_BN2D, NORM_BN1D, NORM_LN };
+enum norm_kind { NORM_BN2D, NORM_BN1D, NORM_LN, NORM_BN2D_RELU };
 
 /* One context for the three layers; HW is 1 for BatchNorm1d and unused for
  * LayerNorm, whose rows are B and features C. */
@@ -45,6 +47,12 @@ static void norm_ctx_forward(void *p)
         (c->ref ? nn_layernorm_forward_ref : nn_layernorm_forward)(
             c->out, c->mean, c->rstd, c->x, c->w, c->bias, c->B, c->C);
         break;
+    case NORM_BN2D_RELU:
+        (c->ref ? nn_batchnorm2d_relu_forward_ref
+                : nn_batchnorm2d_relu_forward)(
+            c->out, c->mean, c->rstd, rm, rv, c->x, c->w, c->bias, c->B, c->C,
+            c->HW, c->training);
+        break;
     }
 }
 
@@ -66,6 +74,12 @@ static void norm_ctx_backward(void *p)
         (c->ref ? nn_layernorm_backward_ref : nn_layernorm_backward)(
             c->dx, c->dw, c->db, c->dout, c->x, c->mean, c->rstd, c->w, c->B,
             c->C);
+        break;
+    case NORM_BN2D_RELU:
+        (c->ref ? nn_batchnorm2d_relu_backward_ref
+                : nn_batchnorm2d_relu_backward)(
+            c->dx, c->dw, c->db, c->dout, c->out, c->x, c->mean, c->rstd, c->w,
+            c->B, c->C, c->HW, c->training, true);
         break;
     }
 }
@@ -103,6 +117,33 @@ static void norm_ctx_free(struct norm_ctx *c)
     free(c->rmean), free(c->rvar);
 }
 
+/* Moves inputs of BN + ReLU until no pre-activation lies within 0.08 of
+ * ReLU's kink, so that no finite-difference step (1e-2 on x, w or b moves
+ * one by at most ~0.05) crosses it. Shifting x changes the batch
+ * statistics a little, hence the loop. */
+static void bn_relu_away_from_kink(struct norm_ctx *c)
+{
+    const size_t n = (size_t)c->B * c->C * c->HW;
+    for (int iter = 0; iter < 20; iter++) {
+        int moved = 0;
+        nn_batchnorm2d_forward_ref(c->out, c->mean, c->rstd,
+                                   c->training ? NULL : c->rmean,
+                                   c->training ? NULL : c->rvar, c->x, c->w,
+                                   c->bias, c->B, c->C, c->HW, c->training);
+        for (size_t i = 0; i < n; i++) {
+            const int ch = (int)(i / c->HW % c->C);
+            if (c->out[i] > -0.08f && c->out[i] < 0.08f) {
+                c->x[i] += (c->out[i] >= 0.0f ? 0.25f : -0.25f) /
+                           (c->rstd[ch] * c->w[ch]);
+                moved++;
+            }
+        }
+        if (!moved)
+            return;
+    }
+    CU_FAIL("inputs stay near the ReLU kink");
+}
+
 /* The normalisations are smooth but not linear: central differences with
  * step 1e-2 on O(1) inputs carry a truncation error ~1e-4 relative, plus
  * float rounding of L (~1e-6 / 2e-2 = 5e-5). atol 2e-3 / rtol 1e-2 covers
@@ -113,6 +154,8 @@ static int norm_gradcheck(enum norm_kind kind, bool ref, bool training,
     struct norm_ctx c = {.kind = kind, .ref = ref, .training = training,
                          .B = B, .C = C, .HW = HW};
     norm_ctx_alloc(&c, &seed);
+    if (kind == NORM_BN2D_RELU)
+        bn_relu_away_from_kink(&c);
     size_t n = (size_t)B * C * HW;
     struct nn_tensor t[] = {
         {"x", c.x, c.dx, n}, {"w", c.w, c.dw, C}, {"b", c.bias, c.db, C},
@@ -122,7 +165,7 @@ static int norm_gradcheck(enum norm_kind kind, bool ref, bool training,
         .ctx = &c, .out = c.out, .dout = c.dout, .n_out = n, .tensors = t,
         .n_tensors = 3, .eps = 1e-2, .atol = 2e-3, .rtol = 1e-2,
     };
-    static const char *names[] = {"bn2d", "bn1d", "layernorm"};
+    static const char *names[] = {"bn2d", "bn1d", "layernorm", "bn2d_relu"};
     char label[96];
     snprintf(label, sizeof label, "%s%s %s B%d C%d HW%d", names[kind],
              ref ? "_ref" : "", training ? "train" : "eval", B, C, HW);
@@ -139,6 +182,9 @@ static void test_norm_gradcheck(void)
             CU_ASSERT_EQUAL(norm_gradcheck(NORM_BN2D, ref, tr, 2, 3, 1, 11), 0);
             CU_ASSERT_EQUAL(norm_gradcheck(NORM_BN1D, ref, tr, 6, 70, 1, 12), 0);
         }
+        for (int tr = 0; tr < 2; tr++)
+            CU_ASSERT_EQUAL(
+                norm_gradcheck(NORM_BN2D_RELU, ref, tr, 3, 4, 35, 15), 0);
         CU_ASSERT_EQUAL(norm_gradcheck(NORM_LN, ref, false, 5, 70, 1, 13), 0);
         CU_ASSERT_EQUAL(norm_gradcheck(NORM_LN, ref, false, 3, 3, 1, 14), 0);
     }
@@ -215,7 +261,14 @@ static void norm_compare(enum norm_kind kind, bool training, int B, int C,
     norm_ctx_forward(&a);
     norm_ctx_forward(&r);
     if (kind != NORM_LN && training) { /* the running update, separately */
-        if (kind == NORM_BN2D) {
+        if (kind == NORM_BN2D_RELU) {
+            nn_batchnorm2d_relu_forward(a.out, a.mean, a.rstd, a.rmean,
+                                        a.rvar, a.x, a.w, a.bias, B, C, HW,
+                                        true);
+            nn_batchnorm2d_relu_forward_ref(r.out, r.mean, r.rstd, r.rmean,
+                                            r.rvar, r.x, r.w, r.bias, B, C,
+                                            HW, true);
+        } else if (kind == NORM_BN2D) {
             nn_batchnorm2d_forward(a.out, a.mean, a.rstd, a.rmean, a.rvar,
                                    a.x, a.w, a.bias, B, C, HW, true);
             nn_batchnorm2d_forward_ref(r.out, r.mean, r.rstd, r.rmean, r.rvar,
@@ -246,9 +299,52 @@ static void norm_compare(enum norm_kind kind, bool training, int B, int C,
     norm_ctx_free(&r);
 }
 
+/* The fused BN + ReLU equals nn_batchnorm2d_forward then nn_relu_forward
+ * bit for bit, and its backward equals nn_relu_backward into a zeroed
+ * buffer then nn_batchnorm2d_backward; with accumulate false it overwrites
+ * whatever dinp held. */
+static void test_bn_relu_matches_unfused(void)
+{
+    const int B = 6, C = 5, HW = 49;
+    const size_t n = (size_t)B * C * HW;
+    for (int tr = 0; tr < 2; tr++) {
+        uint64_t seed = 24 + tr;
+        struct norm_ctx c = {.kind = NORM_BN2D, .training = tr, .B = B,
+                             .C = C, .HW = HW};
+        norm_ctx_alloc(&c, &seed);
+        float *y = malloc(sizeof(float) * n), *gm = calloc(n, sizeof(float));
+        float *dx = malloc(sizeof(float) * n);
+        float dw[5] = {0}, db[5] = {0}, mean[5], rstd[5];
+        float *rm = tr ? NULL : c.rmean, *rv = tr ? NULL : c.rvar;
+        nn_fill_normal(c.dout, n, &seed, 1.0f);
+        nn_batchnorm2d_forward(c.out, c.mean, c.rstd, rm, rv, c.x, c.w,
+                               c.bias, B, C, HW, tr);
+        nn_relu_forward(c.out, c.out, n);
+        nn_batchnorm2d_relu_forward(y, mean, rstd, rm, rv, c.x, c.w, c.bias,
+                                    B, C, HW, tr);
+        CU_ASSERT(memcmp(y, c.out, sizeof(float) * n) == 0);
+        CU_ASSERT(memcmp(mean, c.mean, sizeof mean) == 0);
+        CU_ASSERT(memcmp(rstd, c.rstd, sizeof rstd) == 0);
+        nn_relu_backward(gm, c.dout, c.out, n);
+        memset(c.dx, 0, sizeof(float) * n);
+        memset(c.dw, 0, sizeof(float) * C), memset(c.db, 0, sizeof(float) * C);
+        nn_batchnorm2d_backward(c.dx, c.dw, c.db, gm, c.x, c.mean, c.rstd,
+                                c.w, B, C, HW, tr);
+        nn_fill_normal(dx, n, &seed, 1.0f); /* garbage to overwrite */
+        nn_batchnorm2d_relu_backward(dx, dw, db, c.dout, y, c.x, mean, rstd,
+                                     c.w, B, C, HW, tr, false);
+        CU_ASSERT(memcmp(dx, c.dx, sizeof(float) * n) == 0);
+        CU_ASSERT(memcmp(dw, c.dw, sizeof dw) == 0);
+        CU_ASSERT(memcmp(db, c.db, sizeof db) == 0);
+        free(y), free(gm), free(dx);
+        norm_ctx_free(&c);
+    }
+}
+
 static void test_norm_matches_ref(void)
 {
     for (int tr = 0; tr < 2; tr++) {
+        norm_compare(NORM_BN2D_RELU, tr, 8, 16, 49, 26);
         norm_compare(NORM_BN2D, tr, 8, 16, 49, 20);
         norm_compare(NORM_BN2D, tr, 5, 3, 784, 21);
         norm_compare(NORM_BN1D, tr, 64, 200, 1, 22);
@@ -262,6 +358,8 @@ int main(void)
         {"finite differences, train and eval", test_norm_gradcheck},
         {"running statistics by hand", test_bn_running_stats_by_hand},
         {"optimised matches _ref", test_norm_matches_ref},
+        {"fused BN + ReLU matches the unfused kernels",
+         test_bn_relu_matches_unfused},
         {NULL, NULL},
     };
     return testing_run("nn_norm", cases);

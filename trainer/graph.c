@@ -157,6 +157,13 @@ int graph_relu(struct graph *g, int in, bool in_place)
     struct graph_op *op = new_op(g, GRAPH_RELU, in);
     op->out = new_tensor(g, g->t[in].C, g->t[in].H, g->t[in].W,
                          in_place ? in : -1);
+    /* Fuse into the op just before when it produced in (so in has no other
+     * reader): BN 2-D (not 1-D) or ADD. */
+    const struct graph_op *prev = g->n_ops > 1 ? op - 1 : NULL;
+    const struct graph_tensor *x = &g->t[in];
+    op->fused = in_place && prev && prev->out == in && !prev->fused &&
+                ((prev->kind == GRAPH_BN && x->H * x->W > 1) ||
+                 (prev->kind == GRAPH_ADD && prev->in != prev->in2));
     return op->out;
 }
 
@@ -218,6 +225,14 @@ static int grad_first_write(const struct graph *g, int t)
     return g->t[t].last_use >= 0 ? g->t[t].last_use : g->n_ops;
 }
 
+/* First op (in forward order) whose backward reads t's gradient: its
+ * producer, or the op before when the producer is fused into that one. */
+static int grad_last_read(const struct graph *g, int t)
+{
+    int p = g->t[t].producer;
+    return p > 0 && g->ops[p].fused ? p - 1 : p;
+}
+
 /* Places every gradient (but the input's) at the lowest offset that no
  * tensor live at the same time occupies, largest tensors first. */
 static void plan_gradients(struct graph *g)
@@ -241,18 +256,21 @@ static void plan_gradients(struct graph *g)
     g->dact_total = 0;
     for (int k = 0; k < n; k++) {
         int t = order[k];
-        if (t == 0)
+        /* The input needs none; a tensor read only by a fused ReLU has its
+         * gradient skipped (the fused kernel reads the ReLU's). */
+        int r = g->t[t].last_use;
+        if (t == 0 || (r >= 0 && g->ops[r].fused))
             continue;
         size_t size = ((size_t)g->B_cap * g->t[t].C * g->t[t].H * g->t[t].W +
                        15) / 16 * 16;
-        int lo = g->t[t].producer, hi = grad_first_write(g, t);
+        int lo = grad_last_read(g, t), hi = grad_first_write(g, t);
         size_t off = 0;
         for (bool moved = true; moved;) {
             moved = false;
             for (int u = 0; u < n; u++) {
                 if (!placed[u])
                     continue;
-                int ulo = g->t[u].producer, uhi = grad_first_write(g, u);
+                int ulo = grad_last_read(g, u), uhi = grad_first_write(g, u);
                 size_t usize = ((size_t)g->B_cap * g->t[u].C * g->t[u].H *
                                 g->t[u].W + 15) / 16 * 16;
                 bool time = !(hi < ulo || uhi < lo);
@@ -290,6 +308,10 @@ void graph_forward(struct graph *g, bool training)
     const int B = g->B;
     for (int i = 0; i < g->n_ops; i++) {
         const struct graph_op *op = &g->ops[i];
+        if (op->fused)
+            continue;
+        /* A fused ReLU next writes in place over this op's output. */
+        const bool relu = i + 1 < g->n_ops && g->ops[i + 1].fused;
         const struct graph_tensor x = g->t[op->in];
         const struct graph_tensor y = g->t[op->out];
         double t0 = g->profile ? util_time_mono() : 0;
@@ -312,18 +334,18 @@ void graph_forward(struct graph *g, bool training)
                                        params_data(p, op->bias), B, x.C,
                                        training);
             else
-                nn_batchnorm2d_forward(out, save, save + x.C,
-                                       params_state(p, op->run_mean),
-                                       params_state(p, op->run_var), in,
-                                       params_data(p, op->weight),
-                                       params_data(p, op->bias), B, x.C,
-                                       x.H * x.W, training);
+                (relu ? nn_batchnorm2d_relu_forward : nn_batchnorm2d_forward)(
+                    out, save, save + x.C, params_state(p, op->run_mean),
+                    params_state(p, op->run_var), in,
+                    params_data(p, op->weight), params_data(p, op->bias), B,
+                    x.C, x.H * x.W, training);
             break;
         case GRAPH_RELU:
             nn_relu_forward(out, in, n);
             break;
         case GRAPH_ADD:
-            nn_add_forward(out, in, graph_act(g, op->in2), n);
+            (relu ? nn_add_relu_forward : nn_add_forward)(
+                out, in, graph_act(g, op->in2), n);
             break;
         case GRAPH_MAXPOOL:
             nn_maxpool2d_forward(out, (int32_t *)save, in, B, x.C, x.H, x.W,
@@ -370,13 +392,21 @@ void graph_backward(struct graph *g, bool training)
     const int B = g->B;
     for (int i = g->n_ops - 1; i >= 0; i--) {
         const struct graph_op *op = &g->ops[i];
+        if (op->fused)
+            continue;
+        /* With a fused ReLU next, the gradient comes from its output, and
+         * the fused kernels overwrite the input gradients they write
+         * first instead of zeroing them. */
+        const struct graph_op *relu =
+            i + 1 < g->n_ops && g->ops[i + 1].fused ? &g->ops[i + 1] : NULL;
         const struct graph_tensor x = g->t[op->in];
         const struct graph_tensor y = g->t[op->out];
         double t0 = g->profile ? util_time_mono() : 0;
-        zero_first_writes(g, i);
+        if (!relu)
+            zero_first_writes(g, i);
         /* Tensor 0 is the graph's input: it needs no gradient. */
         float *din = op->in == 0 ? NULL : graph_dact(g, op->in);
-        const float *dout = graph_dact(g, op->out);
+        const float *dout = graph_dact(g, relu ? relu->out : op->out);
         const float *in = graph_act(g, op->in);
         const float *save = g->act + op->save;
         size_t n = graph_numel(g, op->out);
@@ -393,6 +423,12 @@ void graph_backward(struct graph *g, bool training)
                                         save, save + x.C,
                                         params_data(p, op->weight), B, x.C,
                                         training);
+            else if (relu)
+                nn_batchnorm2d_relu_backward(
+                    din, params_grad(p, op->weight), params_grad(p, op->bias),
+                    dout, graph_act(g, relu->out), in, save, save + x.C,
+                    params_data(p, op->weight), B, x.C, x.H * x.W, training,
+                    g->t[op->in].last_use != i);
             else
                 nn_batchnorm2d_backward(din, params_grad(p, op->weight),
                                         params_grad(p, op->bias), dout, in,
@@ -405,8 +441,15 @@ void graph_backward(struct graph *g, bool training)
                 nn_relu_backward(din, dout, graph_act(g, op->out), n);
             break;
         case GRAPH_ADD:
-            nn_add_backward(din, op->in2 == 0 ? NULL : graph_dact(g, op->in2),
-                            dout, n);
+            if (relu)
+                nn_add_relu_backward(
+                    din, op->in2 == 0 ? NULL : graph_dact(g, op->in2), dout,
+                    graph_act(g, relu->out), n, g->t[op->in].last_use != i,
+                    g->t[op->in2].last_use != i);
+            else
+                nn_add_backward(din,
+                                op->in2 == 0 ? NULL : graph_dact(g, op->in2),
+                                dout, n);
             break;
         case GRAPH_MAXPOOL:
             if (din)

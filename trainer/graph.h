@@ -50,6 +50,10 @@ struct graph_op {
     int run_mean, run_var;  /* state indices for BN */
     int K, stride, pad;
     size_t save;            /* saved-for-backward block in the arena */
+    /* An in-place ReLU right after a BN 2-D or an ADD whose output it
+     * consumes: the previous op's fused kernel does its work, forward and
+     * backward, so the tape skips this op. */
+    bool fused;
 };
 
 struct graph {

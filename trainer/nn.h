@@ -110,6 +110,37 @@ void nn_batchnorm2d_backward_ref(float *dinp, float *dweight, float *dbias,
                                  const float *weight, int B, int C, int HW,
                                  bool training);
 
+/* BatchNorm2d followed by ReLU, fused: out = max(bn(inp), 0) (out must not
+ * overlap inp). Backward takes the ReLU output's gradient dout and that
+ * output (the mask); dinp is added to when accumulate, else overwritten. */
+void nn_batchnorm2d_relu_forward(float *out, float *mean, float *rstd,
+                                 float *running_mean, float *running_var,
+                                 const float *inp, const float *weight,
+                                 const float *bias, int B, int C, int HW,
+                                 bool training);
+void nn_batchnorm2d_relu_backward(float *dinp,         // (B,C,HW) or NULL
+                                  float *dweight,      // (C)
+                                  float *dbias,        // (C)
+                                  const float *dout,   // (B,C,HW) of the ReLU
+                                  const float *out,    // (B,C,HW) ReLU output
+                                  const float *inp,    // (B,C,HW)
+                                  const float *mean,   // (C) from forward
+                                  const float *rstd,   // (C) from forward
+                                  const float *weight, // (C)
+                                  int B, int C, int HW, bool training,
+                                  bool accumulate);
+void nn_batchnorm2d_relu_forward_ref(float *out, float *mean, float *rstd,
+                                     float *running_mean, float *running_var,
+                                     const float *inp, const float *weight,
+                                     const float *bias, int B, int C, int HW,
+                                     bool training);
+void nn_batchnorm2d_relu_backward_ref(float *dinp, float *dweight,
+                                      float *dbias, const float *dout,
+                                      const float *out, const float *inp,
+                                      const float *mean, const float *rstd,
+                                      const float *weight, int B, int C,
+                                      int HW, bool training, bool accumulate);
+
 /* BatchNorm1d on (B,C): same as the 2-D kernel with HW = 1, laid out for
  * wide C (the projector's 2048). */
 void nn_batchnorm1d_forward(float *out,          // (B,C)
@@ -185,6 +216,19 @@ void nn_add_forward(float *out, const float *a, const float *b, size_t n);
 void nn_add_backward(float *da, float *db, const float *dout, size_t n);
 void nn_add_forward_ref(float *out, const float *a, const float *b, size_t n);
 void nn_add_backward_ref(float *da, float *db, const float *dout, size_t n);
+/* The add followed by ReLU, fused: out = max(a + b, 0) (out may equal a or
+ * b). Backward: da, db (either may be NULL) get dout where out > 0, added
+ * to when accumulate_a / _b, else overwritten. */
+void nn_add_relu_forward(float *out, const float *a, const float *b,
+                         size_t n);
+void nn_add_relu_backward(float *da, float *db, const float *dout,
+                          const float *out, size_t n, bool accumulate_a,
+                          bool accumulate_b);
+void nn_add_relu_forward_ref(float *out, const float *a, const float *b,
+                             size_t n);
+void nn_add_relu_backward_ref(float *da, float *db, const float *dout,
+                              const float *out, size_t n, bool accumulate_a,
+                              bool accumulate_b);
 
 /* ---- nn_pool.c: global average pooling and max pooling. */
 

@@ -4,8 +4,11 @@
  * (C*K*K, n*OH*OW) so each chunk is a single large sgemm; 1x1 stride-1
  * convolutions on large planes skip im2col and multiply the input planes
  * directly; same-size stride-1 convolutions build col by flat shifted
- * copies. OpenMP runs only the copies (im2col, col2im, layout changes);
- * cblas is never called inside a parallel region. No allocation: scratch
+ * copies. On the im2col path each thread takes a contiguous slice of the
+ * batch (fixed by the thread count: reproducible) and runs it in chunks (im2col, a single-threaded
+ * GEMM, the copy out; in backward into its own dweight copy, summed at the
+ * end), so a layer is one parallel region; the other paths run cblas
+ * outside parallel regions. No allocation: scratch
  * comes from the caller, sized by nn_conv2d_scratch_floats. 3x3 stride-1
  * pad-1 layers take one of two faster paths: Winograd F(4x4,3x3) or
  * F(2x2,3x3) (nn_winograd.c, 4x or 2.25x fewer multiplies) on planes of
@@ -15,6 +18,7 @@
 #include "nn.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
 #include "nn_winograd.h"
@@ -48,6 +52,26 @@ static int conv_chunk_images(int B, int CKK, int OC, size_t ohw)
     if (n > (size_t)B)
         n = (size_t)B;
     return (int)n;
+}
+
+/* Threads that run the im2col path's slices (see the file comment); each
+ * extra one costs a dweight copy in the scratch. */
+#define CONV_MAX_SLICES 4
+
+static int conv_slices(int B)
+{
+    int s = omp_get_max_threads();
+    if (s > CONV_MAX_SLICES)
+        s = CONV_MAX_SLICES;
+    return s > B ? B : s;
+}
+
+/* Images the scratch holds col and the staging matrix for: a chunk, or one
+ * per slice when a chunk is smaller than that. */
+static int conv_data_images(int B, int chunk)
+{
+    int s = B < CONV_MAX_SLICES ? B : CONV_MAX_SLICES;
+    return chunk > s ? chunk : s;
 }
 
 /* Winograd for 3x3 stride-1 pad-1 unless the input has too few channels
@@ -139,8 +163,9 @@ size_t nn_conv2d_scratch_floats(int B, int C, int H, int W, int OC, int K,
     if (conv_is_pointwise(K, stride, pad, ohw))
         return 0;
     int CKK = C * K * K;
-    int n = conv_chunk_images(B, CKK, OC, ohw);
-    return (size_t)(CKK + OC) * n * ohw;
+    int n = conv_data_images(B, conv_chunk_images(B, CKK, OC, ohw));
+    return (size_t)(CKK + OC) * n * ohw +
+           (size_t)(CONV_MAX_SLICES - 1) * OC * CKK;
 }
 
 /* Output columns ow in [*lo, *hi) read input column ow*stride - pad + kj
@@ -210,7 +235,8 @@ static void conv_zero_wrapped_cols(float *restrict d, int OH, int OW, int lo,
     }
 }
 
-/* col (C*K*K, n*OH*OW): row r = (c, ki, kj), column (i, oh, ow). */
+/* col (C*K*K, n*OH*OW): row r = (c, ki, kj), column (i, oh, ow). Serial:
+ * each thread builds its own slice's col. */
 static void conv_im2col(float *restrict col,       // (C*K*K, n*OH*OW)
                         const float *restrict inp, // (n,C,H,W)
                         int n, int C, int H, int W, int K, int stride,
@@ -218,7 +244,6 @@ static void conv_im2col(float *restrict col,       // (C*K*K, n*OH*OW)
 {
     const int KK = K * K;
     const size_t ohw = (size_t)OH * OW, ncols = (size_t)n * ohw;
-#pragma omp parallel for collapse(2) schedule(static)
     for (int r = 0; r < C * KK; r++) {
         for (int i = 0; i < n; i++) {
             const int c = r / KK, ki = (r / K) % K, kj = r % K;
@@ -261,9 +286,8 @@ static void conv_im2col(float *restrict col,       // (C*K*K, n*OH*OW)
     }
 }
 
-/* dinp += col2im(col): the adjoint of conv_im2col. One thread per (image,
- * channel) plane, so the scattered adds never race. Clobbers col (the
- * same-size path clears wrapped columns before one flat add). */
+/* dinp += col2im(col): the adjoint of conv_im2col, serial like it. Clobbers
+ * col (the same-size path clears wrapped columns before one flat add). */
 static void conv_col2im(float *restrict dinp, // (n,C,H,W)
                         float *restrict col,  // (C*K*K, n*OH*OW)
                         int n, int C, int H, int W, int K, int stride,
@@ -271,7 +295,6 @@ static void conv_col2im(float *restrict dinp, // (n,C,H,W)
 {
     const int KK = K * K;
     const size_t ohw = (size_t)OH * OW, ncols = (size_t)n * ohw;
-#pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
             float *restrict dx = dinp + ((size_t)i * C + c) * H * W;
@@ -344,6 +367,69 @@ static void conv_bias_backward(float *restrict dbias,      // (OC)
     }
 }
 
+/* The im2col path's cut of the batch: one slice per thread (up to ns
+ * threads) in chunks of up to ct images, each thread with col and stage of
+ * slice_floats from the data area; then the dweight copies of threads 1..
+ * (dwk). */
+struct conv_plan {
+    int CKK, ns, ct;
+    size_t slice_floats;
+    float *data, *dwk;
+};
+
+static struct conv_plan conv_plan_make(float *scratch, int B, int C, int OC,
+                                       int K, size_t ohw)
+{
+    struct conv_plan p = {.CKK = C * K * K};
+    const int chunk = conv_chunk_images(B, p.CKK, OC, ohw);
+    p.ns = conv_slices(B);
+    p.ct = chunk / p.ns;
+    if (p.ct < 1)
+        p.ct = 1;
+    p.slice_floats = (size_t)(p.CKK + OC) * p.ct * ohw;
+    p.data = scratch;
+    p.dwk = scratch + (size_t)(p.CKK + OC) * conv_data_images(B, chunk) * ohw;
+    return p;
+}
+
+/* Images [*lo, *hi) of the calling thread's slice. */
+static void conv_my_slice(int B, int *lo, int *hi)
+{
+    const long k = omp_get_thread_num(), nk = omp_get_num_threads();
+    *lo = (int)(B * k / nk);
+    *hi = (int)(B * (k + 1) / nk);
+}
+
+/* Backward of images [b0, b0 + n) by the calling thread: dw += their
+ * weight gradient, dinp += their input gradient. */
+static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
+                                const float *inp, const float *weight,
+                                float *restrict col, float *restrict stage,
+                                int b0, int n, int C, int H, int W, int OC,
+                                int K, int stride, int pad, int OH, int OW)
+{
+    const int CKK = C * K * K;
+    const size_t ohw = (size_t)OH * OW, chw = (size_t)C * H * W;
+    const size_t ncols = (size_t)n * ohw;
+    /* (n, OC, OH*OW) -> (OC, n*OH*OW) so dW is one GEMM over the chunk. */
+    for (int i = 0; i < n; i++)
+        for (int oc = 0; oc < OC; oc++) {
+            const float *restrict g = dout + ((size_t)(b0 + i) * OC + oc) * ohw;
+            float *restrict s = stage + oc * ncols + i * ohw;
+            for (size_t j = 0; j < ohw; j++)
+                s[j] = g[j];
+        }
+    conv_im2col(col, inp + b0 * chw, n, C, H, W, K, stride, pad, OH, OW);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)ncols,
+                1.0f, stage, (int)ncols, col, (int)ncols, 1.0f, dw, CKK);
+    if (!dinp)
+        return;
+    /* dcol = W^T dout overwrites col, then scatters into dinp. */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)ncols, OC,
+                1.0f, weight, CKK, stage, (int)ncols, 0.0f, col, (int)ncols);
+    conv_col2im(dinp + b0 * chw, col, n, C, H, W, K, stride, pad, OH, OW);
+}
+
 void nn_conv2d_forward(float *out, const float *inp, const float *weight,
                        const float *bias, float *scratch, int B, int C, int H,
                        int W, int OC, int K, int stride, int pad)
@@ -376,27 +462,32 @@ void nn_conv2d_forward(float *out, const float *inp, const float *weight,
         return;
     }
     CHECK(scratch != NULL);
-    const int CKK = C * K * K;
-    const int chunk = conv_chunk_images(B, CKK, OC, ohw);
-    float *col = scratch;                                 // (CKK, n*ohw)
-    float *stage = scratch + (size_t)CKK * chunk * ohw;   // (OC, n*ohw)
-    for (int b0 = 0; b0 < B; b0 += chunk) {
-        const int n = B - b0 < chunk ? B - b0 : chunk;
-        const size_t ncols = (size_t)n * ohw;
-        conv_im2col(col, inp + b0 * chw, n, C, H, W, K, stride, pad, OH, OW);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC,
-                    (int)ncols, CKK, 1.0f, weight, CKK, col, (int)ncols, 0.0f,
-                    stage, (int)ncols);
-        /* (OC, n, OH*OW) -> (n, OC, OH*OW), adding the bias on the way. */
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int i = 0; i < n; i++)
-            for (int oc = 0; oc < OC; oc++) {
-                float *restrict o = out + ((size_t)(b0 + i) * OC + oc) * ohw;
-                const float *restrict s = stage + oc * ncols + i * ohw;
-                const float v = bias ? bias[oc] : 0.0f;
-                for (size_t j = 0; j < ohw; j++)
-                    o[j] = s[j] + v;
-            }
+    const struct conv_plan p = conv_plan_make(scratch, B, C, OC, K, ohw);
+#pragma omp parallel num_threads(p.ns)
+    {
+        float *col = p.data + omp_get_thread_num() * p.slice_floats;
+        float *stage = col + (size_t)p.CKK * p.ct * ohw;   // (OC, n*ohw)
+        int lo, hi;
+        conv_my_slice(B, &lo, &hi);
+        for (int b0 = lo; b0 < hi; b0 += p.ct) {
+            const int n = hi - b0 < p.ct ? hi - b0 : p.ct;
+            const size_t ncols = (size_t)n * ohw;
+            conv_im2col(col, inp + b0 * chw, n, C, H, W, K, stride, pad, OH,
+                        OW);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC,
+                        (int)ncols, p.CKK, 1.0f, weight, p.CKK, col,
+                        (int)ncols, 0.0f, stage, (int)ncols);
+            /* (OC, n, OH*OW) -> (n, OC, OH*OW), adding the bias. */
+            for (int i = 0; i < n; i++)
+                for (int oc = 0; oc < OC; oc++) {
+                    float *restrict o =
+                        out + ((size_t)(b0 + i) * OC + oc) * ohw;
+                    const float *restrict s = stage + oc * ncols + i * ohw;
+                    const float v = bias ? bias[oc] : 0.0f;
+                    for (size_t j = 0; j < ohw; j++)
+                        o[j] = s[j] + v;
+                }
+        }
     }
 }
 
@@ -443,34 +534,29 @@ void nn_conv2d_backward(float *dinp, float *dweight, float *dbias,
         return;
     }
     CHECK(scratch != NULL);
-    const int CKK = C * K * K;
-    const int chunk = conv_chunk_images(B, CKK, OC, ohw);
-    float *col = scratch;                                 // (CKK, n*ohw)
-    float *stage = scratch + (size_t)CKK * chunk * ohw;   // (OC, n*ohw)
-    for (int b0 = 0; b0 < B; b0 += chunk) {
-        const int n = B - b0 < chunk ? B - b0 : chunk;
-        const size_t ncols = (size_t)n * ohw;
-        /* (n, OC, OH*OW) -> (OC, n*OH*OW) so dW is one GEMM over the chunk. */
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int i = 0; i < n; i++)
-            for (int oc = 0; oc < OC; oc++) {
-                const float *restrict g =
-                    dout + ((size_t)(b0 + i) * OC + oc) * ohw;
-                float *restrict s = stage + oc * ncols + i * ohw;
-                for (size_t j = 0; j < ohw; j++)
-                    s[j] = g[j];
-            }
-        conv_im2col(col, inp + b0 * chw, n, C, H, W, K, stride, pad, OH, OW);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK,
-                    (int)ncols, 1.0f, stage, (int)ncols, col, (int)ncols,
-                    1.0f, dweight, CKK);
-        if (!dinp)
-            continue;
-        /* dcol = W^T dout overwrites col, then scatters into dinp. */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)ncols,
-                    OC, 1.0f, weight, CKK, stage, (int)ncols, 0.0f, col,
-                    (int)ncols);
-        conv_col2im(dinp + b0 * chw, col, n, C, H, W, K, stride, pad, OH, OW);
+    const struct conv_plan p = conv_plan_make(scratch, B, C, OC, K, ohw);
+    const size_t nw = (size_t)OC * p.CKK;
+#pragma omp parallel num_threads(p.ns)
+    {
+        /* Thread 0 adds into dweight; the others into their copies. */
+        const int k = omp_get_thread_num(), nk = omp_get_num_threads();
+        float *dw = k ? p.dwk + (k - 1) * nw : dweight;
+        float *col = p.data + k * p.slice_floats;        // (CKK, n*ohw)
+        float *stage = col + (size_t)p.CKK * p.ct * ohw; // (OC, n*ohw)
+        if (k)
+            memset(dw, 0, nw * sizeof(float));
+        int lo, hi;
+        conv_my_slice(B, &lo, &hi);
+        for (int b0 = lo; b0 < hi; b0 += p.ct) {
+            const int n = hi - b0 < p.ct ? hi - b0 : p.ct;
+            conv_backward_chunk(dinp, dw, dout, inp, weight, col, stage, b0,
+                                n, C, H, W, OC, K, stride, pad, OH, OW);
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (size_t j = 0; j < nw; j++)
+            for (int i = 1; i < nk; i++)
+                dweight[j] += p.dwk[(i - 1) * nw + j];
     }
 }
 

@@ -2,13 +2,17 @@
  * nn_norm.c: BatchNorm 2-D (B,C,HW), BatchNorm 1-D (B,C) and LayerNorm over
  * the last dimension, forward/backward (see nn.h for the contract). Sums run
  * in double so the batch statistics of a million values stay exact enough.
- * BatchNorm 2-D parallelises over channels (one plane stride each);
+ * BatchNorm 2-D parallelises over channels (one plane stride each); its
+ * _relu variants fuse the ReLU that follows it in the ResNet (one pass and
+ * one parallel region instead of two, and no separate zeroing of dinp).
  * BatchNorm 1-D and the LayerNorm parameter gradients over blocks of
  * columns, so the inner loops read rows contiguously.
  */
 #include "nn.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "util.h"
 
@@ -40,11 +44,13 @@ static void bn_check_args(const float *running_mean, const float *running_var,
 
 /* ---- BatchNorm 2-D ---- */
 
-void nn_batchnorm2d_forward(float *out, float *mean, float *rstd,
-                            float *running_mean, float *running_var,
-                            const float *inp, const float *weight,
-                            const float *bias, int B, int C, int HW,
-                            bool training)
+/* The forward of nn_batchnorm2d_forward, with a ReLU on the output when
+ * relu is set (one pass and one parallel region for both layers). */
+static void bn2d_forward(float *out, float *mean, float *rstd,
+                         float *running_mean, float *running_var,
+                         const float *inp, const float *weight,
+                         const float *bias, int B, int C, int HW,
+                         bool training, bool relu)
 {
     const size_t count = (size_t)B * HW;
     bn_check_args(running_mean, running_var, count, training);
@@ -85,17 +91,47 @@ void nn_batchnorm2d_forward(float *out, float *mean, float *rstd,
         for (int b = 0; b < B; b++) {
             const float *restrict x = inp + ((size_t)b * C + c) * HW;
             float *restrict y = out + ((size_t)b * C + c) * HW;
-            for (int j = 0; j < HW; j++)
-                y[j] = x[j] * scale + shift;
+            if (relu)
+                for (int j = 0; j < HW; j++) {
+                    const float v = x[j] * scale + shift;
+                    y[j] = v > 0.0f ? v : 0.0f;
+                }
+            else
+                for (int j = 0; j < HW; j++)
+                    y[j] = x[j] * scale + shift;
         }
     }
 }
 
-void nn_batchnorm2d_backward(float *dinp, float *dweight, float *dbias,
-                             const float *dout, const float *inp,
-                             const float *mean, const float *rstd,
-                             const float *weight, int B, int C, int HW,
-                             bool training)
+void nn_batchnorm2d_forward(float *out, float *mean, float *rstd,
+                            float *running_mean, float *running_var,
+                            const float *inp, const float *weight,
+                            const float *bias, int B, int C, int HW,
+                            bool training)
+{
+    bn2d_forward(out, mean, rstd, running_mean, running_var, inp, weight,
+                 bias, B, C, HW, training, false);
+}
+
+void nn_batchnorm2d_relu_forward(float *out, float *mean, float *rstd,
+                                 float *running_mean, float *running_var,
+                                 const float *inp, const float *weight,
+                                 const float *bias, int B, int C, int HW,
+                                 bool training)
+{
+    bn2d_forward(out, mean, rstd, running_mean, running_var, inp, weight,
+                 bias, B, C, HW, training, true);
+}
+
+/* The backward of nn_batchnorm2d_backward. With relu_out set, the layer is
+ * BN followed by ReLU: dout is the ReLU output's gradient, masked where
+ * relu_out is 0. Without accumulate, dinp is overwritten instead of added
+ * to (it then needs no zeroing pass before). */
+static void bn2d_backward(float *dinp, float *dweight, float *dbias,
+                          const float *dout, const float *relu_out,
+                          const float *inp, const float *mean,
+                          const float *rstd, const float *weight, int B,
+                          int C, int HW, bool training, bool accumulate)
 {
     const size_t count = (size_t)B * HW;
 #pragma omp parallel for schedule(static)
@@ -103,13 +139,24 @@ void nn_batchnorm2d_backward(float *dinp, float *dweight, float *dbias,
         const float m = mean[c], r = rstd[c];
         double sg = 0.0, sgx = 0.0;
         for (int b = 0; b < B; b++) {
-            const float *restrict x = inp + ((size_t)b * C + c) * HW;
-            const float *restrict g = dout + ((size_t)b * C + c) * HW;
+            const size_t o = ((size_t)b * C + c) * HW;
+            const float *restrict x = inp + o;
+            const float *restrict g = dout + o;
             float pg = 0.0f, pgx = 0.0f;
+            if (relu_out) {
+                const float *restrict y = relu_out + o;
 #pragma omp simd reduction(+ : pg, pgx)
-            for (int j = 0; j < HW; j++) {
-                pg += g[j];
-                pgx += g[j] * (x[j] - m);
+                for (int j = 0; j < HW; j++) {
+                    const float gj = y[j] > 0.0f ? g[j] : 0.0f;
+                    pg += gj;
+                    pgx += gj * (x[j] - m);
+                }
+            } else {
+#pragma omp simd reduction(+ : pg, pgx)
+                for (int j = 0; j < HW; j++) {
+                    pg += g[j];
+                    pgx += g[j] * (x[j] - m);
+                }
             }
             sg += pg;
             sgx += pgx;
@@ -124,13 +171,48 @@ void nn_batchnorm2d_backward(float *dinp, float *dweight, float *dbias,
         const float mg = training ? (float)(sg / count) : 0.0f;
         const float mgx = training ? (float)(sgx / count) : 0.0f;
         for (int b = 0; b < B; b++) {
-            const float *restrict x = inp + ((size_t)b * C + c) * HW;
-            const float *restrict g = dout + ((size_t)b * C + c) * HW;
-            float *restrict dx = dinp + ((size_t)b * C + c) * HW;
-            for (int j = 0; j < HW; j++)
-                dx[j] += k * (g[j] - mg - (x[j] - m) * r * mgx);
+            const size_t o = ((size_t)b * C + c) * HW;
+            const float *restrict x = inp + o;
+            const float *restrict g = dout + o;
+            const float *restrict y = relu_out ? relu_out + o : NULL;
+            float *restrict dx = dinp + o;
+            if (y && accumulate)
+                for (int j = 0; j < HW; j++)
+                    dx[j] += k * ((y[j] > 0.0f ? g[j] : 0.0f) - mg -
+                                  (x[j] - m) * r * mgx);
+            else if (y)
+                for (int j = 0; j < HW; j++)
+                    dx[j] = k * ((y[j] > 0.0f ? g[j] : 0.0f) - mg -
+                                 (x[j] - m) * r * mgx);
+            else if (accumulate)
+                for (int j = 0; j < HW; j++)
+                    dx[j] += k * (g[j] - mg - (x[j] - m) * r * mgx);
+            else
+                for (int j = 0; j < HW; j++)
+                    dx[j] = k * (g[j] - mg - (x[j] - m) * r * mgx);
         }
     }
+}
+
+void nn_batchnorm2d_backward(float *dinp, float *dweight, float *dbias,
+                             const float *dout, const float *inp,
+                             const float *mean, const float *rstd,
+                             const float *weight, int B, int C, int HW,
+                             bool training)
+{
+    bn2d_backward(dinp, dweight, dbias, dout, NULL, inp, mean, rstd, weight,
+                  B, C, HW, training, true);
+}
+
+void nn_batchnorm2d_relu_backward(float *dinp, float *dweight, float *dbias,
+                                  const float *dout, const float *out,
+                                  const float *inp, const float *mean,
+                                  const float *rstd, const float *weight,
+                                  int B, int C, int HW, bool training,
+                                  bool accumulate)
+{
+    bn2d_backward(dinp, dweight, dbias, dout, out, inp, mean, rstd, weight,
+                  B, C, HW, training, accumulate);
 }
 
 void nn_batchnorm2d_forward_ref(float *out, float *mean, float *rstd,
@@ -200,6 +282,34 @@ void nn_batchnorm2d_backward_ref(float *dinp, float *dweight, float *dbias,
                 dinp[i] += (float)(weight[c] * rstd[c] * g);
             }
     }
+}
+
+void nn_batchnorm2d_relu_forward_ref(float *out, float *mean, float *rstd,
+                                     float *running_mean, float *running_var,
+                                     const float *inp, const float *weight,
+                                     const float *bias, int B, int C, int HW,
+                                     bool training)
+{
+    nn_batchnorm2d_forward_ref(out, mean, rstd, running_mean, running_var,
+                               inp, weight, bias, B, C, HW, training);
+    nn_relu_forward_ref(out, out, (size_t)B * C * HW);
+}
+
+void nn_batchnorm2d_relu_backward_ref(float *dinp, float *dweight,
+                                      float *dbias, const float *dout,
+                                      const float *out, const float *inp,
+                                      const float *mean, const float *rstd,
+                                      const float *weight, int B, int C,
+                                      int HW, bool training, bool accumulate)
+{
+    const size_t n = (size_t)B * C * HW;
+    float *g = xcalloc(n, sizeof *g);
+    nn_relu_backward_ref(g, dout, out, n);
+    if (dinp && !accumulate)
+        memset(dinp, 0, n * sizeof *dinp);
+    nn_batchnorm2d_backward_ref(dinp, dweight, dbias, g, inp, mean, rstd,
+                                weight, B, C, HW, training);
+    free(g);
 }
 
 /* ---- BatchNorm 1-D ---- */

@@ -12,12 +12,13 @@
  *   dU_xi += dYh_xi V_xi^T  -> dweight += G^T dU G,
  *   dV_xi  = U_xi^T dYh_xi  -> dinp += B dV B^T scattered over the patches.
  * Matrices are Lavin & Gray's (points 0, -1, 1 for m = 2; 0, +-1, +-2 for
- * m = 4). OpenMP runs the transforms on disjoint channels; cblas runs
- * outside parallel regions.
+ * m = 4). Each thread runs a slice of the batch start to end, GEMMs
+ * included (see WINO_MAX_SLICES).
  */
 #include "nn_winograd.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
 #include "util.h"
@@ -53,6 +54,32 @@ int nn_winograd_tile(int H, int W)
  * without the skew the 7x7 layers ran their transforms 3x slower). */
 #define WINO_SKEW 16
 
+/* Threads run a layer's chunks independently: each takes a contiguous
+ * slice of the batch (fixed by the thread count, so results are
+ * reproducible), in chunks with its own V and M (or Dh) and, in backward,
+ * its own dU, summed once at the end. So the GEMMs are single-threaded (OpenBLAS runs
+ * one thread inside a parallel region) and a layer is one parallel region
+ * instead of ~3 per chunk plus a*a GEMM regions. Scratch has room for this
+ * many threads' buffers (each extra one costs a dU copy: 9.4 MB for 256 x
+ * 256 channels); with more threads, the extra ones idle in these layers. */
+#define WINO_MAX_SLICES 4
+
+static int wino_slices(int B)
+{
+    int s = omp_get_max_threads();
+    if (s > WINO_MAX_SLICES)
+        s = WINO_MAX_SLICES;
+    return s > B ? B : s;
+}
+
+/* Images the data area of the scratch holds: a chunk, or one per slice
+ * when a chunk is smaller than that. */
+static size_t wino_data_images(int B, int chunk)
+{
+    int s = B < WINO_MAX_SLICES ? B : WINO_MAX_SLICES;
+    return (size_t)(chunk > s ? chunk : s);
+}
+
 static size_t wino_xstride(size_t rows, size_t cols)
 {
     return rows * cols + WINO_SKEW;
@@ -78,10 +105,12 @@ size_t nn_winograd_scratch_floats(int B, int C, int H, int W, int OC, int m)
     CHECK(m == 2 || m == 4);
     const size_t nxi = (size_t)(m + 2) * (m + 2);
     const size_t nt = wino_work(m, H, W) / nxi;
-    const size_t n = wino_chunk_images(B, C, OC, m, H, W);
-    /* U and dU, then V and M (or Dh) for one chunk. */
-    return nxi * (2 * wino_xstride(OC, C) + wino_xstride(C, n * nt) +
-                  wino_xstride(OC, n * nt));
+    const size_t n = wino_data_images(B, wino_chunk_images(B, C, OC, m, H,
+                                                           W));
+    /* U and dU, then V and M (or Dh) for one chunk split into up to
+     * WINO_MAX_SLICES slices, then the other slices' dU copies. */
+    return nxi * ((1 + WINO_MAX_SLICES) * wino_xstride(OC, C) +
+                  (C + OC) * n * nt + 2 * WINO_MAX_SLICES * WINO_SKEW);
 }
 
 /* ---- Tile arithmetic on WINO_VL lanes at once, written as fixed-length
@@ -307,17 +336,26 @@ static void wino_weight_transform(int m, float *restrict U, // (a*a,OC,C)
     }
 }
 
-/* dweight[oc][c] += G^T dU G, WINO_VL (oc,c) pairs at a time. */
+/* dweight[oc][c] += G^T dU G, WINO_VL (oc,c) pairs at a time, dU the sum
+ * of ns copies dU_k at dU_k = dU0 (k = 0) or dUk + (k-1) * ks. */
 WINO_INLINE void wino_weight_grad_block(int m, float *restrict dweight,
-                                        const float *restrict dU, size_t us,
-                                        size_t j0, int cnt)
+                                        const float *restrict dU0,
+                                        const float *restrict dUk, size_t ks,
+                                        int ns, size_t us, size_t j0, int cnt)
 {
     const int a = m + 2;
-    float x[WINO_TILE], y[WINO_TILE];
+    float x[WINO_TILE], y[WINO_TILE], t[WINO_VL];
     for (int r = 0; r < a; r++)
-        for (int c = 0; c < a; c++)
-            wino_lanes_load(WINO_AT_RC(x, r, c), dU + (r * a + c) * us + j0,
-                            cnt);
+        for (int c = 0; c < a; c++) {
+            float *xr = WINO_AT_RC(x, r, c);
+            const size_t o = (r * a + c) * us + j0;
+            wino_lanes_load(xr, dU0 + o, cnt);
+            for (int k = 1; k < ns; k++) {
+                wino_lanes_load(t, dUk + (k - 1) * ks + o, cnt);
+                for (int l = 0; l < WINO_VL; l++)
+                    xr[l] += t[l];
+            }
+        }
     wino_2d(WINO_GT, m, a, 3, x, y);
     for (int r = 0; r < 3; r++)
         for (int c = 0; c < 3; c++)
@@ -325,18 +363,20 @@ WINO_INLINE void wino_weight_grad_block(int m, float *restrict dweight,
                 dweight[(j0 + l) * 9 + 3 * r + c] += WINO_AT_RC(y, r, c)[l];
 }
 
+/* Inside a parallel region: dweight += G^T (sum of ns dU copies) G. */
 static void wino_weight_backward(int m, float *restrict dweight, // (OC,C,3,3)
-                                 const float *restrict dU, // (a*a,OC,C)
+                                 const float *dU0, const float *dUk,
+                                 size_t ks, int ns, // (a*a,OC,C) each
                                  int OC, int C)
 {
     const size_t plane = (size_t)OC * C, us = wino_xstride(OC, C);
-#pragma omp parallel for schedule(static)
+#pragma omp for schedule(static)
     for (size_t j0 = 0; j0 < plane; j0 += WINO_VL) {
         const int cnt = plane - j0 < WINO_VL ? (int)(plane - j0) : WINO_VL;
         if (m == 2)
-            wino_weight_grad_block(2, dweight, dU, us, j0, cnt);
+            wino_weight_grad_block(2, dweight, dU0, dUk, ks, ns, us, j0, cnt);
         else
-            wino_weight_grad_block(4, dweight, dU, us, j0, cnt);
+            wino_weight_grad_block(4, dweight, dU0, dUk, ks, ns, us, j0, cnt);
     }
 }
 
@@ -524,13 +564,12 @@ WINO_INLINE void wino_grad_output_channel(int m, float *restrict Dh,
     }
 }
 
-/* V (a*a, C, n*T) of a chunk of n images. */
+/* V (a*a, C, n*T) of a chunk of n images, by the calling thread. */
 static void wino_chunk_input(int m, float *restrict V, size_t vs,
                              const float *restrict inp, // (n,C,H,W)
                              int n, int C, int H, int W, size_t P)
 {
     const size_t chw = (size_t)C * H * W, hw = (size_t)H * W;
-#pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         if (m == 2)
             wino_input_channel(2, V + c * P, vs, inp + c * hw, chw, n, H, W);
@@ -539,40 +578,130 @@ static void wino_chunk_input(int m, float *restrict V, size_t vs,
     }
 }
 
+/* How a layer's batch is cut: one slice per thread (up to ns threads),
+ * run in chunks of up to ct images, each thread with buffers of
+ * nxi * (vs + ms) floats from the data area of the scratch. */
+struct wino_plan {
+    int m, nxi, ns, ct;
+    size_t T, hw, us, slice_floats;
+    float *U, *dU, *data, *dUk; /* dUk: the dU copies of threads 1.. */
+};
+
+static struct wino_plan wino_plan_make(float *scratch, int B, int C, int H,
+                                       int W, int OC, int m)
+{
+    CHECK(scratch != NULL && nn_winograd_supports(H, W, 3, 1, 1));
+    CHECK(m == 2 || m == 4);
+    struct wino_plan p = {.m = m, .nxi = (m + 2) * (m + 2)};
+    p.T = wino_work(m, H, W) / p.nxi;
+    p.hw = (size_t)H * W;
+    p.us = wino_xstride(OC, C);
+    const int chunk = wino_chunk_images(B, C, OC, m, H, W);
+    p.ns = wino_slices(B);
+    p.ct = chunk / p.ns;
+    if (p.ct >= WINO_VL)
+        p.ct -= p.ct % WINO_VL;
+    if (p.ct < 1)
+        p.ct = 1;
+    p.slice_floats = p.nxi * (wino_xstride(C, p.ct * p.T) +
+                              wino_xstride(OC, p.ct * p.T));
+    p.U = scratch;
+    p.dU = p.U + p.nxi * p.us;
+    p.data = p.dU + p.nxi * p.us;
+    p.dUk = p.data + p.nxi * ((size_t)(C + OC) * wino_data_images(B, chunk) *
+                                  p.T + 2 * WINO_MAX_SLICES * WINO_SKEW);
+    return p;
+}
+
+/* Images [*lo, *hi) of the calling thread's slice. */
+static void wino_my_slice(int B, int *lo, int *hi)
+{
+    const long k = omp_get_thread_num(), nk = omp_get_num_threads();
+    *lo = (int)(B * k / nk);
+    *hi = (int)(B * (k + 1) / nk);
+}
+
 void nn_winograd_forward(float *out, const float *inp, const float *weight,
                          const float *bias, float *scratch, int B, int C,
                          int H, int W, int OC, int m)
 {
-    CHECK(scratch != NULL && nn_winograd_supports(H, W, 3, 1, 1));
-    CHECK(m == 2 || m == 4);
-    const int nxi = (m + 2) * (m + 2);
-    const size_t T = wino_work(m, H, W) / nxi;
-    const size_t hw = (size_t)H * W, us = wino_xstride(OC, C);
-    const int chunk = wino_chunk_images(B, C, OC, m, H, W);
-    float *U = scratch;                                  // (a*a,OC,C)
-    float *V = U + 2 * nxi * us;                         // (a*a,C,n*T)
-    float *M = V + nxi * wino_xstride(C, chunk * T);     // (a*a,OC,n*T)
-    wino_weight_transform(m, U, weight, OC, C);
-    for (int b0 = 0; b0 < B; b0 += chunk) {
-        const int n = B - b0 < chunk ? B - b0 : chunk;
-        const size_t P = (size_t)n * T;
-        const size_t vs = wino_xstride(C, P), ms = wino_xstride(OC, P);
-        wino_chunk_input(m, V, vs, inp + (size_t)b0 * C * hw, n, C, H, W, P);
-        for (int xi = 0; xi < nxi; xi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)P,
-                        C, 1.0f, U + xi * us, C, V + xi * vs, (int)P, 0.0f,
-                        M + xi * ms, (int)P);
-        float *o = out + (size_t)b0 * OC * hw;
-#pragma omp parallel for schedule(static)
-        for (int oc = 0; oc < OC; oc++) {
-            const float bv = bias ? bias[oc] : 0.0f;
-            if (m == 2)
-                wino_output_channel(2, o + oc * hw, OC * hw, M + oc * P, ms,
-                                    bv, n, H, W);
-            else
-                wino_output_channel(4, o + oc * hw, OC * hw, M + oc * P, ms,
-                                    bv, n, H, W);
+    const struct wino_plan p = wino_plan_make(scratch, B, C, H, W, OC, m);
+    const int nxi = p.nxi;
+    const size_t hw = p.hw, us = p.us;
+    wino_weight_transform(m, p.U, weight, OC, C);
+#pragma omp parallel num_threads(p.ns)
+    {
+        float *V = p.data + omp_get_thread_num() * p.slice_floats;
+        float *M = V + nxi * wino_xstride(C, p.ct * p.T); // (a*a,OC,n*T)
+        int lo, hi;
+        wino_my_slice(B, &lo, &hi);
+        for (int b0 = lo; b0 < hi; b0 += p.ct) {
+            const int n = hi - b0 < p.ct ? hi - b0 : p.ct;
+            const size_t P = (size_t)n * p.T;
+            const size_t vs = wino_xstride(C, P), ms = wino_xstride(OC, P);
+            wino_chunk_input(m, V, vs, inp + (size_t)b0 * C * hw, n, C, H, W,
+                             P);
+            for (int xi = 0; xi < nxi; xi++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC,
+                            (int)P, C, 1.0f, p.U + xi * us, C, V + xi * vs,
+                            (int)P, 0.0f, M + xi * ms, (int)P);
+            float *o = out + (size_t)b0 * OC * hw;
+            for (int oc = 0; oc < OC; oc++) {
+                const float bv = bias ? bias[oc] : 0.0f;
+                if (m == 2)
+                    wino_output_channel(2, o + oc * hw, OC * hw, M + oc * P,
+                                        ms, bv, n, H, W);
+                else
+                    wino_output_channel(4, o + oc * hw, OC * hw, M + oc * P,
+                                        ms, bv, n, H, W);
+            }
         }
+    }
+}
+
+/* Backward of images [b0, b0 + n) by the calling thread, with its buffers
+ * V and Dh: dU = (add when accumulate) their dU, dinp += their input
+ * gradient. */
+static void wino_backward_chunk(const struct wino_plan *p, float *dU,
+                                float *V, float *Dh, bool accumulate,
+                                float *dinp, const float *dout,
+                                const float *inp, int b0, int n, int C,
+                                int H, int W, int OC)
+{
+    const int m = p->m, nxi = p->nxi;
+    const size_t hw = p->hw, us = p->us;
+    const size_t P = (size_t)n * p->T;
+    const size_t vs = wino_xstride(C, P), ds = wino_xstride(OC, P);
+    wino_chunk_input(m, V, vs, inp + (size_t)b0 * C * hw, n, C, H, W, P);
+    const float *g = dout + (size_t)b0 * OC * hw;
+    for (int oc = 0; oc < OC; oc++) {
+        if (m == 2)
+            wino_grad_output_channel(2, Dh + oc * P, ds, g + oc * hw, OC * hw,
+                                     n, H, W);
+        else
+            wino_grad_output_channel(4, Dh + oc * P, ds, g + oc * hw, OC * hw,
+                                     n, H, W);
+    }
+    /* dV_xi overwrites V_xi once the dU_xi GEMM has read it. */
+    for (int xi = 0; xi < nxi; xi++) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, C, (int)P,
+                    1.0f, Dh + xi * ds, (int)P, V + xi * vs, (int)P,
+                    accumulate ? 1.0f : 0.0f, dU + xi * us, C);
+        if (dinp)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, (int)P,
+                        OC, 1.0f, p->U + xi * us, C, Dh + xi * ds, (int)P,
+                        0.0f, V + xi * vs, (int)P);
+    }
+    if (!dinp)
+        return;
+    float *dx = dinp + (size_t)b0 * C * hw;
+    for (int c = 0; c < C; c++) {
+        if (m == 2)
+            wino_grad_input_channel(2, dx + c * hw, C * hw, V + c * P, vs, n,
+                                    H, W);
+        else
+            wino_grad_input_channel(4, dx + c * hw, C * hw, V + c * P, vs, n,
+                                    H, W);
     }
 }
 
@@ -581,54 +710,27 @@ void nn_winograd_backward(float *dinp, float *dweight, const float *dout,
                           float *scratch, int B, int C, int H, int W, int OC,
                           int m)
 {
-    CHECK(scratch != NULL && nn_winograd_supports(H, W, 3, 1, 1));
-    CHECK(m == 2 || m == 4);
-    const int nxi = (m + 2) * (m + 2);
-    const size_t T = wino_work(m, H, W) / nxi;
-    const size_t hw = (size_t)H * W, us = wino_xstride(OC, C);
-    const int chunk = wino_chunk_images(B, C, OC, m, H, W);
-    float *U = scratch;                                  // (a*a,OC,C)
-    float *dU = U + nxi * us;                            // (a*a,OC,C)
-    float *V = dU + nxi * us;                            // (a*a,C,n*T)
-    float *Dh = V + nxi * wino_xstride(C, chunk * T);    // (a*a,OC,n*T)
+    const struct wino_plan p = wino_plan_make(scratch, B, C, H, W, OC, m);
+    const size_t dus = (size_t)p.nxi * p.us;
     if (dinp)
-        wino_weight_transform(m, U, weight, OC, C);
-    for (int b0 = 0; b0 < B; b0 += chunk) {
-        const int n = B - b0 < chunk ? B - b0 : chunk;
-        const size_t P = (size_t)n * T;
-        const size_t vs = wino_xstride(C, P), ds = wino_xstride(OC, P);
-        wino_chunk_input(m, V, vs, inp + (size_t)b0 * C * hw, n, C, H, W, P);
-        const float *g = dout + (size_t)b0 * OC * hw;
-#pragma omp parallel for schedule(static)
-        for (int oc = 0; oc < OC; oc++) {
-            if (m == 2)
-                wino_grad_output_channel(2, Dh + oc * P, ds, g + oc * hw,
-                                         OC * hw, n, H, W);
-            else
-                wino_grad_output_channel(4, Dh + oc * P, ds, g + oc * hw,
-                                         OC * hw, n, H, W);
+        wino_weight_transform(m, p.U, weight, OC, C);
+#pragma omp parallel num_threads(p.ns)
+    {
+        const int k = omp_get_thread_num();
+        float *dU = k ? p.dUk + (k - 1) * dus : p.dU;        // (a*a,OC,C)
+        float *V = p.data + k * p.slice_floats;              // (a*a,C,n*T)
+        float *Dh = V + p.nxi * wino_xstride(C, p.ct * p.T); // (a*a,OC,n*T)
+        int lo, hi;
+        wino_my_slice(B, &lo, &hi);
+        for (int b0 = lo; b0 < hi; b0 += p.ct) {
+            const int n = hi - b0 < p.ct ? hi - b0 : p.ct;
+            wino_backward_chunk(&p, dU, V, Dh, b0 > lo, dinp, dout, inp, b0,
+                                n, C, H, W, OC);
         }
-        for (int xi = 0; xi < nxi; xi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, C,
-                        (int)P, 1.0f, Dh + xi * ds, (int)P, V + xi * vs,
-                        (int)P, b0 ? 1.0f : 0.0f, dU + xi * us, C);
-        if (!dinp)
-            continue;
-        /* dV overwrites V, which the dU GEMMs no longer need. */
-        for (int xi = 0; xi < nxi; xi++)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, (int)P,
-                        OC, 1.0f, U + xi * us, C, Dh + xi * ds, (int)P, 0.0f,
-                        V + xi * vs, (int)P);
-        float *dx = dinp + (size_t)b0 * C * hw;
-#pragma omp parallel for schedule(static)
-        for (int c = 0; c < C; c++) {
-            if (m == 2)
-                wino_grad_input_channel(2, dx + c * hw, C * hw, V + c * P, vs,
-                                        n, H, W);
-            else
-                wino_grad_input_channel(4, dx + c * hw, C * hw, V + c * P, vs,
-                                        n, H, W);
-        }
+        if (hi == lo)
+            memset(dU, 0, dus * sizeof(float));
+#pragma omp barrier
+        wino_weight_backward(m, dweight, p.dU, p.dUk, dus,
+                             omp_get_num_threads(), OC, C);
     }
-    wino_weight_backward(m, dweight, dU, OC, C);
 }

@@ -3,9 +3,10 @@
  * convolutions,
  * private to nn_conv.c (which dispatches to it) and its tests. Same tensor
  * layouts and conventions as nn_conv2d_* in nn.h: forward writes, backward
- * accumulates, scratch from the caller, no allocation, BLAS outside OpenMP
- * regions. Sums are float32 like the im2col path; the transforms add a
- * little rounding (see tests/test_nn_winograd.c for measured errors).
+ * accumulates, scratch from the caller, no allocation; each thread runs a
+ * slice of the batch with single-threaded GEMMs inside one OpenMP region.
+ * Sums are float32 like the im2col path; the transforms add a little
+ * rounding (see tests/test_nn_winograd.c for measured errors).
  */
 #ifndef LEJEPA_NN_WINOGRAD_H
 #define LEJEPA_NN_WINOGRAD_H
