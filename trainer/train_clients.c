@@ -160,6 +160,7 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
         c->credit = TRAIN_MAX_CREDIT;
     c->held = xcalloc(c->credit ? c->credit : 1, sizeof *c->held);
     c->last_seen = util_time_mono();
+    c->joined_at = c->last_seen;
     t->clients[t->n_clients++] = c;
     struct msg m = {.kind = MSG_KIND_WELCOME};
     m.welcome = (struct msg_welcome){
@@ -326,4 +327,16 @@ bool train_clients_evaluators_done(const struct train *t, uint64_t step)
             return false;
     }
     return true;
+}
+
+bool train_clients_evaluators_settling(const struct train *t)
+{
+    double now = util_time_mono();
+    for (int i = 0; i < t->n_clients; i++) {
+        const struct train_client *c = t->clients[i];
+        if (c->role == MSG_ROLE_EVALUATOR &&
+            now - c->joined_at < TRAIN_SUBSCRIBE_SETTLE_S)
+            return true;
+    }
+    return false;
 }

@@ -610,7 +610,8 @@ void train_eval_poll(struct train *t)
         e->forwarded++;
     }
     if (e->forwarded == e->n_tickets) {
-        finish(t);
+        if (!train_clients_evaluators_settling(t))
+            finish(t);
         return;
     }
     for (int i = 0; i < e->n_bufs; i++)

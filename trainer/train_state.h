@@ -32,8 +32,11 @@
 #define TRAIN_POLL_MS 50
 /* End of a run: wait for the evaluators' results of the final snapshot at
  * most this long, and until none came for the quiet time. */
-#define TRAIN_RESULT_WAIT_S 300
+#define TRAIN_RESULT_WAIT_S 120
 #define TRAIN_RESULT_QUIET_S 3
+/* An evaluator gets this long after its HELLO to subscribe before a
+ * snapshot is published. */
+#define TRAIN_SUBSCRIBE_SETTLE_S 2.0
 /* Bad messages logged one by one before the log thins out to 1 in 1000. */
 #define TRAIN_BAD_LOG_FIRST 20
 /* Bytes of metrics lines per HISTORY reply (well under the message limit). */
@@ -93,6 +96,7 @@ struct train_client {
     uint32_t n_held;
     double last_seen;               /* monotonic seconds */
     uint64_t batches;
+    double joined_at;               /* monotonic seconds of its HELLO */
     bool has_result;                /* an evaluator sent a RESULT ... */
     uint64_t result_step;           /* ... for this step, last */
 };
@@ -244,6 +248,10 @@ void train_clients_bye_all(struct train *t, const char *reason);
 /* Whether every connected evaluator has sent a RESULT for step. */
 bool train_clients_evaluators_done(const struct train *t, uint64_t step);
 int train_clients_evaluators(const struct train *t);
+/* Whether an evaluator joined less than TRAIN_SUBSCRIBE_SETTLE_S ago: its
+ * SUB socket may not be subscribed yet, so a snapshot published now would
+ * never reach it (ZeroMQ's slow joiner). */
+bool train_clients_evaluators_settling(const struct train *t);
 int train_clients_loaders(const struct train *t);
 void train_send(struct train *t, const uint8_t *id, size_t id_len,
                 const struct msg *m);
