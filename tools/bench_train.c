@@ -173,6 +173,18 @@ int main(int argc, char **argv)
     struct lejepa_config lc;
     if (model_config_resolve(&lc, &cfg, classes, err) != 0)
         die("%s", err);
+    /* PyTorch first: once our OpenMP threads exist, a spinning one would
+     * steal a core from it (with OMP_WAIT_POLICY=active). */
+    double torch_s = 0, torch_rss = 0;
+    char torch_version[64] = "";
+    char model_json[2048];
+    lejepa_config_json(model_json, sizeof model_json, &lc, NULL);
+    int have_torch = torch && run_torch(model_json, steps, warmup, threads,
+                                        &torch_s, &torch_rss, torch_version,
+                                        sizeof torch_version) == 0;
+    if (torch && !have_torch)
+        fprintf(stderr, "bench-train: the PyTorch side failed (is python3-torch "
+                        "installed? apt-get install python3-torch)\n");
     struct lejepa m;
     if (lejepa_init(&m, &lc, err) != 0)
         die("%s", err);
@@ -225,16 +237,6 @@ int main(int argc, char **argv)
 
     const char *policy = getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY")
                                                    : "default (active spin)";
-    double torch_s = 0, torch_rss = 0;
-    char torch_version[64] = "";
-    char model_json[2048];
-    lejepa_config_json(model_json, sizeof model_json, &lc, NULL);
-    int have_torch = torch && run_torch(model_json, steps, warmup, threads,
-                                        &torch_s, &torch_rss, torch_version,
-                                        sizeof torch_version) == 0;
-    if (torch && !have_torch)
-        fprintf(stderr, "bench-train: the PyTorch side failed (is python3-torch "
-                        "installed? apt-get install python3-torch)\n");
     if (as_json) {
         printf("{\"images_per_s\":%.3f,\"step_s_median\":%.5f,\"gflops\":%.2f,"
                "\"sgemm_peak_gflops\":%.2f,\"peak_fraction\":%.4f,"
