@@ -7,6 +7,8 @@
 #ifndef LEJEPA_EVAL_H
 #define LEJEPA_EVAL_H
 
+#include "util.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,9 +46,9 @@ struct eval_result {
     double values[EVAL_RESULT_VALUES];
 };
 
-/* "HH:MM:SS [name] message" on stderr. */
-void eval_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void eval_log_set_name(const char *name);
+/* "HH:MM:SS [name] message" on stderr, through util_log. */
+#define eval_log util_log
+#define eval_log_set_name util_log_set_name
 
 /* Parses "knn,linear,segmap" into EVAL_TASK_* bits; -1 with err. */
 int eval_parse_tasks(const char *s, unsigned *tasks, char *err);

@@ -23,27 +23,6 @@
 #include "eval.h"
 #include "util.h"
 
-static char log_name[256] = "eval";
-
-void eval_log_set_name(const char *name)
-{
-    snprintf(log_name, sizeof log_name, "%s", name);
-}
-
-void eval_log(const char *fmt, ...)
-{
-    char stamp[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    strftime(stamp, sizeof stamp, "%H:%M:%S", localtime_r(&t, &tm));
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s [%s] %s\n", stamp, log_name, line);
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,

@@ -9,6 +9,8 @@
 #ifndef LEJEPA_LOADER_H
 #define LEJEPA_LOADER_H
 
+#include "util.h"
+
 #include <stdint.h>
 
 #include "dataset.h"
@@ -28,8 +30,9 @@ struct loader_opts {
 };
 
 /* Log line on stderr: "<time> [<name>] message". */
-void loader_log_set_name(const char *name);
-void loader_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The loader logs through util_log ("HH:MM:SS [name] message"). */
+#define loader_log_set_name util_log_set_name
+#define loader_log util_log
 
 /* Runs until stopped: returns the process exit status (0 after a clean
  * shutdown on a signal, 1 on REFUSE or a second signal). stop_fd is the read

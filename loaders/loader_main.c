@@ -28,27 +28,6 @@
 #define LOADER_CREDIT_PER_WORKER 2
 #define LOADER_CREDIT_MAX 65536
 
-static char log_name[LOADER_NAME_MAX] = "loader";
-
-void loader_log_set_name(const char *name)
-{
-    snprintf(log_name, sizeof log_name, "%s", name);
-}
-
-void loader_log(const char *fmt, ...)
-{
-    char stamp[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    strftime(stamp, sizeof stamp, "%H:%M:%S", localtime_r(&t, &tm));
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s [%s] %s\n", stamp, log_name, line);
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,

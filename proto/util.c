@@ -256,6 +256,27 @@ int util_mkdir_p(const char *path, char *err)
     return 0;
 }
 
+static char log_name[256] = "lejepa";
+
+void util_log_set_name(const char *name)
+{
+    snprintf(log_name, sizeof log_name, "%s", name);
+}
+
+void util_log(const char *fmt, ...)
+{
+    char stamp[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%H:%M:%S", localtime_r(&t, &tm));
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s [%s] %s\n", stamp, log_name, line);
+}
+
 void util_print_build_info(FILE *out, const char *program)
 {
     fprintf(out, "%s %s\n", program, LEJEPA_VERSION);

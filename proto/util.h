@@ -77,6 +77,11 @@ char *util_read_file(const char *path, size_t *len, char *err);
 /* Creates a directory and its parents (mode 0755); 0 or -1 with err. */
 int util_mkdir_p(const char *path, char *err);
 
+/* Log lines of the long-running programs: "HH:MM:SS [name] message" on
+ * stderr, name set once (e.g. the loader's --name). */
+void util_log_set_name(const char *name);
+void util_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Prints the program's version, the BLAS library it runs (OpenBLAS config
  * string and core), and the OpenMP / OpenBLAS thread counts. */
 void util_print_build_info(FILE *out, const char *program);
