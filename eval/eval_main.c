@@ -56,16 +56,6 @@ static void usage(FILE *out)
         EVAL_DEFAULT_MAX_MB);
 }
 
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-    errno = 0;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        die("%s %s: expected an integer in %ld..%ld", opt, s, lo, hi);
-    return v;
-}
-
 static void parse_args(int argc, char **argv, struct eval_opts *o)
 {
     static const struct option longs[] = {
@@ -98,8 +88,8 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
         case 'T': o->train = optarg; break;
         case 'v': o->val = optarg; break;
         case 'j': o->json = true; break;
-        case 'p': o->threads = (int)parse_long("--threads", optarg, 1, 4096); break;
-        case 'm': o->max_bytes = (size_t)parse_long("--max-mb", optarg, 1, 1 << 20) << 20; break;
+        case 'p': o->threads = (int)util_parse_long("--threads", optarg, 1, 4096); break;
+        case 'm': o->max_bytes = (size_t)util_parse_long("--max-mb", optarg, 1, 1 << 20) << 20; break;
         case 'n':
             if (!optarg[0] || strlen(optarg) >= sizeof o->name)
                 die("--name: expected 1..%zu characters", sizeof o->name - 1);

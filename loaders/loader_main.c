@@ -55,16 +55,6 @@ static void usage(FILE *out)
         LOADER_CREDIT_PER_WORKER, LOADER_SAMPLE_TIMEOUT_S);
 }
 
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-    errno = 0;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        die("%s %s: expected an integer in %ld..%ld", opt, s, lo, hi);
-    return v;
-}
-
 static void parse_args(int argc, char **argv, struct loader_opts *o)
 {
     static const struct option longs[] = {
@@ -87,8 +77,8 @@ static void parse_args(int argc, char **argv, struct loader_opts *o)
         switch (c) {
         case 'c': o->endpoint = optarg; break;
         case 'd': o->data = optarg; break;
-        case 'w': o->workers = (int)parse_long("--workers", optarg, 1, LOADER_WORKERS_MAX); break;
-        case 'k': credit = parse_long("--credit", optarg, 1, LOADER_CREDIT_MAX); break;
+        case 'w': o->workers = (int)util_parse_long("--workers", optarg, 1, LOADER_WORKERS_MAX); break;
+        case 'k': credit = util_parse_long("--credit", optarg, 1, LOADER_CREDIT_MAX); break;
         case 'n':
             if (!optarg[0] || strlen(optarg) >= LOADER_NAME_MAX)
                 die("--name: expected 1..%d characters", LOADER_NAME_MAX - 1);

@@ -256,6 +256,16 @@ int util_mkdir_p(const char *path, char *err)
     return 0;
 }
 
+long util_parse_long(const char *opt, const char *s, long lo, long hi)
+{
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        die("%s %s: expected an integer in %ld..%ld", opt, s, lo, hi);
+    return v;
+}
+
 static char log_name[256] = "lejepa";
 
 void util_log_set_name(const char *name)

@@ -77,6 +77,10 @@ char *util_read_file(const char *path, size_t *len, char *err);
 /* Creates a directory and its parents (mode 0755); 0 or -1 with err. */
 int util_mkdir_p(const char *path, char *err);
 
+/* A command-line integer: opt's value s must be a whole number in
+ * [lo, hi]; anything else dies naming the option and the value. */
+long util_parse_long(const char *opt, const char *s, long lo, long hi);
+
 /* Log lines of the long-running programs: "HH:MM:SS [name] message" on
  * stderr, name set once (e.g. the loader's --name). */
 void util_log_set_name(const char *name);

@@ -63,16 +63,6 @@ static void usage(FILE *out)
         EMBED_DEFAULT_BATCH);
 }
 
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-    errno = 0;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        die("embed %s %s: expected an integer in %ld..%ld", opt, s, lo, hi);
-    return v;
-}
-
 static void parse_args(int argc, char **argv, struct embed_opts *o)
 {
     static const struct option longs[] = {
@@ -94,8 +84,8 @@ static void parse_args(int argc, char **argv, struct embed_opts *o)
         case 'd': o->data = optarg; break;
         case 's': o->split = optarg; break;
         case 'o': o->out = optarg; break;
-        case 'b': o->batch = (int)parse_long("--batch", optarg, 1, EMBED_MAX_BATCH); break;
-        case 't': o->threads = (int)parse_long("--threads", optarg, 1, 4096); break;
+        case 'b': o->batch = (int)util_parse_long("embed --batch", optarg, 1, EMBED_MAX_BATCH); break;
+        case 't': o->threads = (int)util_parse_long("embed --threads", optarg, 1, 4096); break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }

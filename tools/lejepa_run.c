@@ -114,16 +114,6 @@ static void usage(FILE *out)
         RUN_DEFAULT_CONFIG, RUN_DEFAULT_DATA, RUN_DEFAULT_LOADERS);
 }
 
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-    errno = 0;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        die("run %s %s: expected an integer in %ld..%ld", opt, s, lo, hi);
-    return v;
-}
-
 /* lejepa-eval would refuse a bad list only once running: check it first. */
 static void check_tasks(const char *list)
 {
@@ -174,8 +164,8 @@ static void parse_args(int argc, char **argv, struct run_opts *o)
             o->sets[o->n_sets++] = optarg;
             break;
         case 'd': o->data = optarg; break;
-        case 'l': o->loaders = (int)parse_long("--loaders", optarg, 1, RUN_MAX_LOADERS); break;
-        case 'w': o->workers = (int)parse_long("--workers", optarg, 1, 1024); break;
+        case 'l': o->loaders = (int)util_parse_long("run --loaders", optarg, 1, RUN_MAX_LOADERS); break;
+        case 'w': o->workers = (int)util_parse_long("run --workers", optarg, 1, 1024); break;
         case 'e': o->evals = optarg; break;
         case 'm': o->minutes = optarg; break;
         case 'S': o->steps = optarg; break;

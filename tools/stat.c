@@ -73,16 +73,6 @@ static void usage(FILE *out)
         SIGREG_DEFAULT_SLICES, SIGREG_DEFAULT_KNOTS, SIGREG_DEFAULT_T_MAX);
 }
 
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-    errno = 0;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        die("%s %s: expected an integer in %ld..%ld", opt, s, lo, hi);
-    return v;
-}
-
 static uint64_t parse_u64(const char *opt, const char *s)
 {
     errno = 0;
@@ -118,11 +108,11 @@ static void parse_args(int argc, char **argv, struct stat_opts *o)
         char *end;
         switch (c) {
         case 'm':
-            o->slices = (int)parse_long("--slices", optarg, 1, 1 << 20);
+            o->slices = (int)util_parse_long("--slices", optarg, 1, 1 << 20);
             o->slices_given = 1;
             break;
         case 'k':
-            o->knots = (int)parse_long("--knots", optarg, 2, SIGREG_MAX_KNOTS);
+            o->knots = (int)util_parse_long("--knots", optarg, 2, SIGREG_MAX_KNOTS);
             break;
         case 'x':
             errno = 0;
@@ -135,7 +125,7 @@ static void parse_args(int argc, char **argv, struct stat_opts *o)
         case 'p': o->step = parse_u64("--step", optarg); o->seed_given = 1; break;
         case 'd': o->dir_path = optarg; break;
         case 'z': o->standardize = 1; break;
-        case 't': o->threads = (int)parse_long("--threads", optarg, 1, 1024); break;
+        case 't': o->threads = (int)util_parse_long("--threads", optarg, 1, 1024); break;
         case 'j': o->json = 1; break;
         case 'h': usage(stdout); exit(0);
         case 'V': util_print_build_info(stdout, "lejepa-stat"); exit(0);
