@@ -22,37 +22,16 @@ struct split_files {
     int64_t n, dim;
 };
 
+/* The labels file beside the embeddings: one label per row. */
 static int read_labels(struct split_files *s, char *err)
 {
-    struct npy_array a;
-    if (npy_read(s->labels_path, &a, err) < 0)
+    int64_t n = 0;
+    if (npy_read_labels(s->labels_path, EVAL_MAX_CLASSES, &s->labels, &n, err) < 0)
         return -1;
-    int rc = -1;
-    if (a.dtype != NPY_I32 && a.dtype != NPY_I64) {
-        errf(err, "%s: labels must be int32 or int64, got %s", s->labels_path,
-             npy_dtype_descr(a.dtype));
-        goto cleanup;
-    }
-    if (a.ndim != 1 || a.shape[0] != s->n) {
-        errf(err, "%s: labels must have shape (%lld,) to match %s", s->labels_path,
-             (long long)s->n, s->emb_path);
-        goto cleanup;
-    }
-    s->labels = xmalloc((size_t)(s->n ? s->n : 1) * sizeof(int32_t));
-    for (int64_t i = 0; i < s->n; i++) {
-        int64_t v = a.dtype == NPY_I32 ? ((const int32_t *)a.data)[i]
-                                       : ((const int64_t *)a.data)[i];
-        if (v < 0 || v >= EVAL_MAX_CLASSES) {
-            errf(err, "%s: label %lld at row %lld is outside [0, %d)", s->labels_path,
-                 (long long)v, (long long)i, EVAL_MAX_CLASSES);
-            goto cleanup;
-        }
-        s->labels[i] = (int32_t)v;
-    }
-    rc = 0;
-cleanup:
-    npy_free(&a);
-    return rc;
+    if (n != s->n)
+        return errf(err, "%s: labels must have shape (%lld,) to match %s",
+                    s->labels_path, (long long)s->n, s->emb_path);
+    return 0;
 }
 
 static int read_split(struct split_files *s, const char *prefix, char *err)

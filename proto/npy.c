@@ -491,3 +491,41 @@ int npy_read_matrix_f32(const char *path, float **data, int64_t *rows,
     *data = dst;
     return 0;
 }
+
+int npy_read_labels(const char *path, int64_t max_label, int32_t **labels,
+                    int64_t *n, char *err)
+{
+    struct npy_array a;
+    if (npy_read(path, &a, err) < 0)
+        return -1;
+    int rc = -1;
+    int32_t *y = NULL;
+    if (a.dtype != NPY_I32 && a.dtype != NPY_I64) {
+        errf(err, "%s: labels must be int32 or int64, got %s", path,
+             npy_dtype_descr(a.dtype));
+        goto cleanup;
+    }
+    if (a.ndim != 1) {
+        errf(err, "%s: labels must be 1-D, got %d dimensions", path, a.ndim);
+        goto cleanup;
+    }
+    y = xmalloc((size_t)(a.shape[0] ? a.shape[0] : 1) * sizeof *y);
+    for (int64_t i = 0; i < a.shape[0]; i++) {
+        int64_t v = a.dtype == NPY_I32 ? ((const int32_t *)a.data)[i]
+                                       : ((const int64_t *)a.data)[i];
+        if (v < 0 || v >= max_label) {
+            errf(err, "%s: label %lld at row %lld is outside [0, %lld)", path,
+                 (long long)v, (long long)i, (long long)max_label);
+            goto cleanup;
+        }
+        y[i] = (int32_t)v;
+    }
+    *labels = y;
+    *n = a.shape[0];
+    y = NULL;
+    rc = 0;
+cleanup:
+    free(y);
+    npy_free(&a);
+    return rc;
+}

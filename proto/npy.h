@@ -62,4 +62,11 @@ int npy_write(const char *path, enum npy_dtype dtype, int ndim,
 int npy_read_matrix_f32(const char *path, float **data, int64_t *rows,
                         int64_t *cols, char *err);
 
+/* Reads 1-D integer labels (int32 or int64, as `lejepa embed` and numpy
+ * write them) as int32, each in [0, max_label). On success *labels has *n
+ * entries; the caller frees it with free(). Returns 0, or -1 with the
+ * reason (naming the file) in err. */
+int npy_read_labels(const char *path, int64_t max_label, int32_t **labels,
+                    int64_t *n, char *err);
+
 #endif

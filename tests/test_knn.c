@@ -20,20 +20,9 @@
 static int32_t *read_labels(const char *path, int64_t *n)
 {
     char err[ERR_LEN];
-    struct npy_array a;
-    if (npy_read(path, &a, err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return NULL;
-    }
     int32_t *y = NULL;
-    if (a.ndim == 1 && (a.dtype == NPY_I32 || a.dtype == NPY_I64)) {
-        *n = a.shape[0];
-        y = xmalloc((size_t)*n * sizeof(int32_t));
-        for (int64_t i = 0; i < *n; i++)
-            y[i] = a.dtype == NPY_I32 ? ((int32_t *)a.data)[i]
-                                      : (int32_t)((int64_t *)a.data)[i];
-    }
-    npy_free(&a);
+    if (npy_read_labels(path, INT32_MAX, &y, n, err) != 0)
+        fprintf(stderr, "%s\n", err);
     return y;
 }
 
