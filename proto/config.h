@@ -85,6 +85,7 @@ enum config_preset {
     CONFIG_PRESET_VIT_BASE,
 };
 enum config_stem { CONFIG_STEM_AUTO, CONFIG_STEM_SMALL, CONFIG_STEM_IMAGENET };
+enum config_embed { CONFIG_EMBED_CLS, CONFIG_EMBED_CLS_MEAN };
 
 struct config_model {
     int backbone;                       /* enum config_backbone */
@@ -92,6 +93,12 @@ struct config_model {
     struct config_int_list depths;      /* BasicBlocks per stage; empty: preset */
     struct config_int_list widths;      /* channels per stage; empty: preset */
     int stem;                           /* enum config_stem */
+    int64_t patch;                      /* ViT patch size; 0: the preset's */
+    int64_t dim;                        /* ViT width D; 0: the preset's */
+    int64_t depth;                      /* ViT blocks; 0: the preset's */
+    int64_t heads;                      /* ViT attention heads; 0: the preset's */
+    double mlp_ratio;                   /* ViT MLP hidden = dim * mlp_ratio */
+    int embed;                          /* enum config_embed */
     struct config_int_list projector;   /* projector widths, last = K */
 };
 

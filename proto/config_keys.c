@@ -52,6 +52,7 @@ static const char *const preset_names[] = {
     "none", "resnet18", "resnet34", "vit_tiny", "vit_small", "vit_base", NULL,
 };
 static const char *const stem_names[] = {"auto", "small", "imagenet", NULL};
+static const char *const embed_names[] = {"cls", "cls_mean", NULL};
 
 #define PATH_LEN (CONFIG_STR_LEN - 1)
 #define STEPS_MAX INT64_C(1000000000)
@@ -145,7 +146,10 @@ static const struct config_key key_table[] = {
              "encoder family: resnet (BasicBlock) or vit"),
     KEY_ENUM(model, preset, preset_names, "none",
              "timm-style model whose shape fills the empty shape keys: "
-             "resnet18, resnet34, vit_tiny, vit_small, vit_base"),
+             "resnet18, resnet34 (backbone = resnet), vit_tiny (dim 192, "
+             "heads 3), vit_small (384, 6), vit_base (768, 12) (backbone = "
+             "vit; depth 12, patch 16); a preset of the other family is an "
+             "error"),
     KEY_INT_LIST(model, depths, 0, 8, 1, 64, "",
                  "ResNet BasicBlocks per stage; empty: the preset's, or "
                  "2,2,2,2"),
@@ -155,6 +159,23 @@ static const struct config_key key_table[] = {
     KEY_ENUM(model, stem, stem_names, "auto",
              "ResNet stem: small (3x3 stride 1, no max-pool), imagenet "
              "(7x7 stride 2 + max-pool), auto (small up to 64 px crops)"),
+    KEY_INT(model, patch, 0, 64, "0",
+            "ViT patch size in pixels (crops are zero-padded at the bottom "
+            "and right to a multiple); 0: the preset's (16); needed "
+            "without a preset"),
+    KEY_INT(model, dim, 0, 4096, "0",
+            "ViT width D; 0: the preset's; needed without a preset"),
+    KEY_INT(model, depth, 0, 64, "0",
+            "ViT blocks; 0: the preset's (12); needed without a preset"),
+    KEY_INT(model, heads, 0, 64, "0",
+            "ViT attention heads (must divide dim); 0: the preset's; needed "
+            "without a preset"),
+    KEY_FLOAT(model, mlp_ratio, 0.25, 16.0, "4",
+              "ViT MLP hidden width = int(dim * mlp_ratio)"),
+    KEY_ENUM(model, embed, embed_names, "cls",
+             "ViT embedding: cls (the CLS token after the final LayerNorm) "
+             "or cls_mean (CLS concatenated with the mean of the patch "
+             "tokens: width 2 * dim)"),
     KEY_INT_LIST(model, projector, 1, 8, 1, 65536, "2048,2048,128",
                  "projector widths; hidden layers get BatchNorm1d + ReLU, "
                  "the last is the SIGReg dimension"),

@@ -36,6 +36,24 @@ static const struct lejepa_case lejepa_cases[] = {
         .n_proj = 2, .proj = {24, 16}, .n_classes = 5, .batch = 5,
         .global_views = 4, .global_size = 29, .local_views = 0, .local_size = 0,
         .lambda = 0.5, .slices = 24, .knots = 9, .t_max = 2.5, .seed = 11}},
+    /* ViT, 2 blocks, 3 heads, 1 channel: global 12 px / patch 4 = the 3x3
+     * position grid; local 6 px zero-padded to 8 = a 2x2 grid (bicubic). */
+    {"vit", {
+        .backbone = LEJEPA_BACKBONE_VIT,
+        .vit = {.in_channels = 1, .patch = 4, .dim = 12, .depth = 2,
+                .heads = 3, .mlp_ratio = 4.0, .embed = VIT_EMBED_CLS},
+        .n_proj = 3, .proj = {32, 32, 16}, .n_classes = 10, .batch = 6,
+        .global_views = 2, .global_size = 12, .local_views = 3, .local_size = 6,
+        .lambda = 0.3, .slices = 32, .knots = 17, .t_max = 3.0, .seed = 13}},
+    /* ViT, 3 channels, CLS + patch mean embedding, MLP ratio 2.5: global
+     * 10 px padded to 12 (3x3, the position grid), local 7 padded to 8. */
+    {"vit_mean", {
+        .backbone = LEJEPA_BACKBONE_VIT,
+        .vit = {.in_channels = 3, .patch = 4, .dim = 18, .depth = 2,
+                .heads = 3, .mlp_ratio = 2.5, .embed = VIT_EMBED_CLS_MEAN},
+        .n_proj = 2, .proj = {24, 16}, .n_classes = 5, .batch = 5,
+        .global_views = 2, .global_size = 10, .local_views = 2, .local_size = 7,
+        .lambda = 0.5, .slices = 24, .knots = 9, .t_max = 2.5, .seed = 17}},
 };
 
 #define N_LEJEPA_CASES (sizeof lejepa_cases / sizeof lejepa_cases[0])

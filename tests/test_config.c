@@ -518,6 +518,43 @@ static void test_cross_key_rules(void)
     CU_ASSERT(contains(err, "views.global_count = 0: below the minimum 1"));
 }
 
+/* The ViT keys of [model]: defaults, values, bounds and the rule that a
+ * preset belongs to its backbone family. */
+static void test_vit_model_keys(void)
+{
+    struct config c;
+    char err[ERR_LEN] = "";
+    config_defaults(&c);
+    CU_ASSERT_EQUAL(c.model.patch, 0);
+    CU_ASSERT_EQUAL(c.model.dim, 0);
+    CU_ASSERT_EQUAL(c.model.depth, 0);
+    CU_ASSERT_EQUAL(c.model.heads, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.model.mlp_ratio, 4.0, 0);
+    CU_ASSERT_EQUAL(c.model.embed, CONFIG_EMBED_CLS);
+    CU_ASSERT_EQUAL(config_load_string(&c, "[model]\nbackbone = vit\n"
+                                       "preset = vit_small\npatch = 8\n"
+                                       "dim = 96\ndepth = 6\nheads = 3\n"
+                                       "mlp_ratio = 2.5\nembed = cls_mean\n",
+                                       "vit", err), 0);
+    CU_ASSERT_EQUAL(config_validate(&c, err), 0);
+    CU_ASSERT_EQUAL(c.model.backbone, CONFIG_BACKBONE_VIT);
+    CU_ASSERT_EQUAL(c.model.preset, CONFIG_PRESET_VIT_SMALL);
+    CU_ASSERT(c.model.patch == 8 && c.model.dim == 96 && c.model.depth == 6 &&
+              c.model.heads == 3);
+    CU_ASSERT_DOUBLE_EQUAL(c.model.mlp_ratio, 2.5, 0);
+    CU_ASSERT_EQUAL(c.model.embed, CONFIG_EMBED_CLS_MEAN);
+    CU_ASSERT_EQUAL(config_set(&c, "model.embed=mean", err), -1);
+    CU_ASSERT(contains(err, "model.embed"));
+    CU_ASSERT_EQUAL(config_set(&c, "model.heads=65", err), -1);
+    CU_ASSERT(contains(err, "model.heads"));
+    CU_ASSERT_EQUAL(config_set(&c, "model.mlp_ratio=0.1", err), -1);
+    CU_ASSERT(contains(err, "model.mlp_ratio"));
+    expect_invalid("model.preset=vit_tiny", NULL,
+                   "model.preset = vit_tiny does not fit model.backbone = resnet");
+    expect_invalid("model.backbone=vit", "model.preset=resnet18",
+                   "model.preset = resnet18 does not fit model.backbone = vit");
+}
+
 static void test_help_lists_every_key(void)
 {
     char *text = NULL;
@@ -584,6 +621,7 @@ int main(void)
         {"to_string round trip", test_round_trip},
         {"overrides and argv", test_overrides_and_argv},
         {"cross-key rules", test_cross_key_rules},
+        {"vit model keys", test_vit_model_keys},
         {"help lists every key", test_help_lists_every_key},
         {"shipped recipes load", test_shipped_recipes_load},
         {NULL, NULL},

@@ -1,7 +1,8 @@
 /*
  * test_lejepa.c: engine behaviour beyond the PyTorch match: a step on fewer
  * samples than the configured batch equals a step of a model built for that
- * batch, and uint8 pixels are normalised per channel as configured.
+ * batch (ResNet and ViT), and uint8 pixels are normalised per channel as
+ * configured.
  */
 #include <math.h>
 #include <string.h>
@@ -19,7 +20,7 @@ static void fill_views(struct lejepa *m, int n)
 {
     for (int g = 0; g < m->n_groups; g++) {
         const struct lejepa_group *gr = &m->grp[g];
-        size_t img = (size_t)m->c.resnet.in_channels * gr->size * gr->size;
+        size_t img = (size_t)lejepa_in_channels(&m->c) * gr->size * gr->size;
         float *x = lejepa_input(m, g);
         for (int v = 0; v < gr->views; v++)
             for (int i = 0; i < n; i++) {
@@ -32,9 +33,8 @@ static void fill_views(struct lejepa *m, int n)
     }
 }
 
-static void test_smaller_step_equals_smaller_model(void)
+static void check_smaller_step(const struct lejepa_config big)
 {
-    const struct lejepa_config big = lejepa_cases[0].c;
     struct lejepa_config small = big;
     small.batch = 4;
     char err[ERR_LEN];
@@ -68,6 +68,17 @@ static void test_smaller_step_equals_smaller_model(void)
     CU_ASSERT(fabs(la.loss - lb.loss) > 1e-6);
     lejepa_free(&a);
     lejepa_free(&b);
+}
+
+static void test_smaller_step_equals_smaller_model(void)
+{
+    check_smaller_step(lejepa_cases[0].c);
+}
+
+static void test_smaller_step_vit(void)
+{
+    CU_ASSERT_EQUAL_FATAL(lejepa_cases[2].c.backbone, LEJEPA_BACKBONE_VIT);
+    check_smaller_step(lejepa_cases[2].c);
 }
 
 static void test_load_pixels_normalises(void)
@@ -105,6 +116,7 @@ int main(void)
 {
     static const struct testing_case cases[] = {
         {"a smaller step equals a smaller model", test_smaller_step_equals_smaller_model},
+        {"the same with a ViT", test_smaller_step_vit},
         {"pixels normalised per channel", test_load_pixels_normalises},
         {NULL, NULL},
     };

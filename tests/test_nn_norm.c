@@ -45,7 +45,8 @@ static void norm_ctx_forward(void *p)
         break;
     case NORM_LN:
         (c->ref ? nn_layernorm_forward_ref : nn_layernorm_forward)(
-            c->out, c->mean, c->rstd, c->x, c->w, c->bias, c->B, c->C);
+            c->out, c->mean, c->rstd, c->x, c->w, c->bias, c->B, c->C,
+            NN_LN_EPS);
         break;
     case NORM_BN2D_RELU:
         (c->ref ? nn_batchnorm2d_relu_forward_ref

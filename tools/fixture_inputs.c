@@ -37,7 +37,7 @@ static int write_case(const struct lejepa_case *lc, const char *dir, char *err)
             x[i] = (float)rng_normal(&r);
         t[n++] = (struct st_tensor){
             .name = g == 0 ? "input.global" : "input.local", .dtype = ST_F32,
-            .ndim = 4, .shape = {gr->g.B, lc->c.resnet.in_channels, gr->size, gr->size},
+            .ndim = 4, .shape = {gr->g.B, lejepa_in_channels(&lc->c), gr->size, gr->size},
             .data = x, .nbytes = numel * sizeof(float)};
     }
     int32_t labels[64];
@@ -59,7 +59,7 @@ static int write_case(const struct lejepa_case *lc, const char *dir, char *err)
                                     .data = dirs + s * dsize,
                                     .nbytes = dsize * sizeof(float)};
     }
-    char extra[256], cfg[1024];
+    char extra[256], cfg[2048];
     snprintf(extra, sizeof extra,
              "\"steps\":%d,\"lr_encoder\":%.17g,\"wd_encoder\":%.17g,"
              "\"lr_probe\":%.17g,\"wd_probe\":%.17g", CASE_STEPS,
@@ -74,15 +74,28 @@ static int write_case(const struct lejepa_case *lc, const char *dir, char *err)
     return rc;
 }
 
+/* Whether case `name` is among the names argv[2..argc) (all when none). */
+static int wanted(const char *name, int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return 1;
+    return argc <= 2;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 2 || strcmp(argv[1], "--help") == 0) {
-        fprintf(stderr, "usage: fixture-inputs DIR\n"
-                        "writes the inputs of tools/ref_lejepa.py into DIR\n");
-        return argc == 2 ? 0 : 2;
+    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
+        fprintf(stderr, "usage: fixture-inputs DIR [CASE ...]\n"
+                        "writes the inputs of tools/ref_lejepa.py into DIR "
+                        "(every case of tests/lejepa_cases.h, or the named "
+                        "ones)\n");
+        return argc >= 2 ? 0 : 2;
     }
     util_set_threads(1);
     for (size_t i = 0; i < N_LEJEPA_CASES; i++) {
+        if (!wanted(lejepa_cases[i].name, argc, argv))
+            continue;
         char err[ERR_LEN];
         if (write_case(&lejepa_cases[i], argv[1], err) != 0)
             die("case %s: %s", lejepa_cases[i].name, err);

@@ -2,12 +2,13 @@
 """ref_lejepa.py: the PyTorch reference of the LeJEPA engine.
 
 For every case written by build/tools/fixture-inputs (DIR/lejepa_<case>_in
-and _weights .safetensors) it builds the same ResNet + projector + probe in
-PyTorch, in float64, loads our initial weights, and writes
+and _weights .safetensors) it builds the same ResNet or ViT + projector +
+probe in PyTorch, in float64, loads our initial weights, and writes
 DIR/lejepa_<case>_ref.safetensors with each loss term, every parameter
 gradient, the BatchNorm running statistics after the first step, and the
 losses of CASE_STEPS AdamW steps, then the eval-mode embeddings of the
-global views. It also records, per parameter, the mean
+global views (for a ViT also its patch features (B, D, GH, GW) and the last
+block's CLS attention (B, NH, GH*GW)). It also records, per parameter, the mean
 and std of PyTorch's own initialisation of the same model (init.<name>),
 which the C test compares with ours.
 
@@ -119,18 +120,131 @@ class ResNet(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+class Attention(nn.Module):
+    """timm's Attention: qkv linear, softmax(q k^T / sqrt(HD)) v, proj."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.num_heads, self.head_dim = heads, dim // heads
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.last_attn = None
+
+    def forward(self, x):
+        b, t, c = x.shape
+        qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        self.last_attn = attn
+        x = (attn @ v).transpose(1, 2).reshape(b, t, c)
+        return self.proj(x)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads, hidden):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, hidden)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, cin, dim, patch):
+        super().__init__()
+        self.proj = nn.Conv2d(cin, dim, patch, patch)
+
+
+class ViT(nn.Module):
+    """timm's VisionTransformer (class token, pre-norm blocks, final norm,
+    LayerNorm eps 1e-6) with its init_weights, in plain torch. Crops are
+    zero-padded at the bottom/right to a multiple of the patch; the position
+    grid is resized bicubically (align_corners=False) to the crop's grid."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        d, p = cfg["dim"], cfg["patch"]
+        self.patch, self.dim = p, d
+        self.g0 = -(-cfg["global_size"] // p)
+        self.cls_mean = cfg["embed"] == "cls_mean"
+        self.patch_embed = PatchEmbed(cfg["in_channels"], d, p)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.g0 ** 2, d))
+        hidden = int(d * cfg["mlp_ratio"])
+        self.blocks = nn.ModuleList(
+            [Block(d, cfg["heads"], hidden) for _ in range(cfg["depth"])])
+        self.norm = nn.LayerNorm(d, eps=1e-6)
+        # timm init_weights (mode ''): pos_embed trunc_normal .02, cls_token
+        # normal 1e-6, every nn.Linear trunc_normal .02 with zero bias; the
+        # patch Conv2d keeps PyTorch's default.
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.cls_token, std=1e-6)
+        for m in self.blocks.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def tokens(self, x):
+        p = self.patch
+        h, w = x.shape[2], x.shape[3]
+        x = F.pad(x, (0, (-w) % p, 0, (-h) % p))
+        t = self.patch_embed.proj(x)                       # (B, D, GH, GW)
+        gh, gw = t.shape[2], t.shape[3]
+        t = t.flatten(2).transpose(1, 2)
+        pos = self.pos_embed[:, 1:].reshape(1, self.g0, self.g0, self.dim)
+        pos = pos.permute(0, 3, 1, 2)
+        if (gh, gw) != (self.g0, self.g0):
+            pos = F.interpolate(pos, size=(gh, gw), mode="bicubic",
+                                align_corners=False)
+        pos = pos.permute(0, 2, 3, 1).reshape(1, gh * gw, self.dim)
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(t.shape[0], -1, -1)
+        x = torch.cat([cls, t + pos], 1)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x), gh, gw
+
+    def forward(self, x):
+        x, _, _ = self.tokens(x)
+        if self.cls_mean:
+            return torch.cat([x[:, 0], x[:, 1:].mean(1)], 1)
+        return x[:, 0]
+
+
+def emb_dim(cfg):
+    if cfg.get("backbone", "resnet") == "vit":
+        return cfg["dim"] * (2 if cfg["embed"] == "cls_mean" else 1)
+    return cfg["widths"][-1]
+
+
 class Model(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.backbone = ResNet(cfg)
-        layers, cin = [], cfg["widths"][-1]
+        vit = cfg.get("backbone", "resnet") == "vit"
+        self.backbone = ViT(cfg) if vit else ResNet(cfg)
+        layers, cin = [], emb_dim(cfg)
         for i, width in enumerate(cfg["proj"]):
             layers.append(nn.Linear(cin, width))
             if i + 1 < len(cfg["proj"]):
                 layers += [nn.BatchNorm1d(width), nn.ReLU()]
             cin = width
         self.projector = nn.Sequential(*layers)
-        emb = cfg["widths"][-1]
+        emb = emb_dim(cfg)
         self.probe = nn.Sequential(nn.LayerNorm(emb), nn.Linear(emb, cfg["n_classes"]))
 
 
@@ -216,6 +330,12 @@ def run_case(d, case):
     model.eval()
     with torch.no_grad():                # eval mode: running statistics
         out["eval_emb"] = model.backbone(x["input.global"])
+        if isinstance(model.backbone, ViT):
+            tok, gh, gw = model.backbone.tokens(x["input.global"])
+            out["eval_feat"] = tok[:, 1:].transpose(1, 2).reshape(
+                tok.shape[0], -1, gh, gw).contiguous()
+            attn = model.backbone.blocks[-1].attn.last_attn
+            out["eval_attn"] = attn[:, :, 0, 1:].contiguous()
     for name, prm in model.named_parameters():
         out["final." + name] = prm.detach().clone()
     write_safetensors("%s/lejepa_%s_ref.safetensors" % (d, case), out,
@@ -225,11 +345,14 @@ def run_case(d, case):
              out["probe_loss"].item()))
 
 
+CASES = ("local", "global", "vit", "vit_mean")
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: ref_lejepa.py DIR")
+    if len(sys.argv) < 2:
+        sys.exit("usage: ref_lejepa.py DIR [CASE ...]")
     torch.set_num_threads(1)
-    for case in ("local", "global"):
+    for case in sys.argv[2:] or CASES:
         run_case(sys.argv[1], case)
 
 

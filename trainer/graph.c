@@ -1,6 +1,7 @@
 /*
  * graph.c: the op tape (see graph.h). This file only plans memory and
  * dispatches to the kernels of nn.h; it holds no arithmetic of its own.
+ * The ViT's token ops are built and run by graph_vit.c.
  */
 #include "graph.h"
 
@@ -13,6 +14,8 @@ const char *graph_kind_name(enum graph_op_kind k)
 {
     static const char *const names[GRAPH_N_KINDS] = {
         "conv", "bn", "relu", "add", "maxpool", "avgpool", "linear",
+        "patch_embed", "layernorm", "token_linear", "attention", "gelu",
+        "cls_pool",
     };
     return k < GRAPH_N_KINDS ? names[k] : "?";
 }
@@ -42,7 +45,7 @@ void graph_set_batch(struct graph *g, int B)
 }
 
 /* Reserves n floats of the arena, 64-byte aligned. */
-static size_t reserve(struct graph *g, size_t n)
+size_t graph_reserve(struct graph *g, size_t n)
 {
     size_t off = g->act_total;
     g->act_total += (n + 15) / 16 * 16;
@@ -50,7 +53,7 @@ static size_t reserve(struct graph *g, size_t n)
 }
 
 /* A new tensor; alias >= 0 shares that tensor's activations (in place). */
-static int new_tensor(struct graph *g, int C, int H, int W, int alias)
+int graph_new_tensor(struct graph *g, int C, int H, int W, int alias)
 {
     if (g->n_t == g->cap_t) {
         g->cap_t = g->cap_t ? 2 * g->cap_t : 64;
@@ -68,12 +71,12 @@ static int new_tensor(struct graph *g, int C, int H, int W, int alias)
         g->t[alias].overwritten = true;
         t->offset = g->t[alias].offset;
     } else {
-        t->offset = reserve(g, (size_t)g->B_cap * C * H * W);
+        t->offset = graph_reserve(g, (size_t)g->B_cap * C * H * W);
     }
     return g->n_t++;
 }
 
-static struct graph_op *new_op(struct graph *g, enum graph_op_kind kind,
+struct graph_op *graph_new_op(struct graph *g, enum graph_op_kind kind,
                                int in)
 {
     if (g->n_ops == g->cap_ops) {
@@ -87,10 +90,11 @@ static struct graph_op *new_op(struct graph *g, enum graph_op_kind kind,
     op->kind = kind;
     op->in = in;
     op->in2 = op->weight = op->bias = op->run_mean = op->run_var = -1;
+    op->cls = op->pos = -1;
     return op;
 }
 
-static int param(struct params_table *t, const char *prefix, const char *suffix,
+int graph_param(struct params_table *t, const char *prefix, const char *suffix,
                  int ndim, const int *shape, enum params_group group,
                  enum params_init init, int fan_in)
 {
@@ -99,7 +103,9 @@ static int param(struct params_table *t, const char *prefix, const char *suffix,
     CHECK(n > 0 && (size_t)n < sizeof name);
     int i = params_find(t, name);
     if (i >= 0) {
-        CHECK(t->e[i].ndim == ndim && t->e[i].shape[0] == shape[0]);
+        CHECK(t->e[i].ndim == ndim);
+        for (int d = 0; d < ndim; d++)
+            CHECK(t->e[i].shape[d] == shape[d]);
         return i;
     }
     /* A graph built after the arenas exist may only reuse parameters. */
@@ -110,7 +116,7 @@ static int param(struct params_table *t, const char *prefix, const char *suffix,
 int graph_input(struct graph *g, int C, int H, int W)
 {
     CHECK(g->n_t == 0);  /* tensor 0 is the input; it needs no gradient */
-    return new_tensor(g, C, H, W, -1);
+    return graph_new_tensor(g, C, H, W, -1);
 }
 
 int graph_conv(struct graph *g, int in, const char *name, int OC, int K,
@@ -120,9 +126,9 @@ int graph_conv(struct graph *g, int in, const char *name, int OC, int K,
     int OH = nn_conv2d_out_dim(x.H, K, stride, pad);
     int OW = nn_conv2d_out_dim(x.W, K, stride, pad);
     CHECK(OH > 0 && OW > 0);
-    struct graph_op *op = new_op(g, GRAPH_CONV, in);
+    struct graph_op *op = graph_new_op(g, GRAPH_CONV, in);
     int shape[4] = {OC, x.C, K, K};
-    op->weight = param(&g->p->learn, name, "weight", 4, shape, group,
+    op->weight = graph_param(&g->p->learn, name, "weight", 4, shape, group,
                        PARAMS_INIT_KAIMING_FAN_OUT, 0);
     op->K = K;
     op->stride = stride;
@@ -131,31 +137,31 @@ int graph_conv(struct graph *g, int in, const char *name, int OC, int K,
                                         pad);
     if (s > g->scratch_floats)
         g->scratch_floats = s;
-    op->out = new_tensor(g, OC, OH, OW, -1);
+    op->out = graph_new_tensor(g, OC, OH, OW, -1);
     return op->out;
 }
 
 int graph_bn(struct graph *g, int in, const char *name, enum params_group group)
 {
     int C = g->t[in].C;
-    struct graph_op *op = new_op(g, GRAPH_BN, in);
-    op->weight = param(&g->p->learn, name, "weight", 1, &C, group,
+    struct graph_op *op = graph_new_op(g, GRAPH_BN, in);
+    op->weight = graph_param(&g->p->learn, name, "weight", 1, &C, group,
                        PARAMS_INIT_ONES, 0);
-    op->bias = param(&g->p->learn, name, "bias", 1, &C, group,
+    op->bias = graph_param(&g->p->learn, name, "bias", 1, &C, group,
                      PARAMS_INIT_ZEROS, 0);
-    op->run_mean = param(&g->p->state, name, "running_mean", 1, &C, group,
+    op->run_mean = graph_param(&g->p->state, name, "running_mean", 1, &C, group,
                          PARAMS_INIT_ZEROS, 0);
-    op->run_var = param(&g->p->state, name, "running_var", 1, &C, group,
+    op->run_var = graph_param(&g->p->state, name, "running_var", 1, &C, group,
                         PARAMS_INIT_ONES, 0);
-    op->save = reserve(g, 2 * (size_t)C);
-    op->out = new_tensor(g, C, g->t[in].H, g->t[in].W, -1);
+    op->save = graph_reserve(g, 2 * (size_t)C);
+    op->out = graph_new_tensor(g, C, g->t[in].H, g->t[in].W, -1);
     return op->out;
 }
 
 int graph_relu(struct graph *g, int in, bool in_place)
 {
-    struct graph_op *op = new_op(g, GRAPH_RELU, in);
-    op->out = new_tensor(g, g->t[in].C, g->t[in].H, g->t[in].W,
+    struct graph_op *op = graph_new_op(g, GRAPH_RELU, in);
+    op->out = graph_new_tensor(g, g->t[in].C, g->t[in].H, g->t[in].W,
                          in_place ? in : -1);
     /* Fuse into the op just before when it produced in (so in has no other
      * reader): BN 2-D (not 1-D) or ADD. */
@@ -171,11 +177,11 @@ int graph_add(struct graph *g, int a, int b, bool in_place)
 {
     CHECK(g->t[a].C == g->t[b].C && g->t[a].H == g->t[b].H &&
           g->t[a].W == g->t[b].W);
-    struct graph_op *op = new_op(g, GRAPH_ADD, a);
+    struct graph_op *op = graph_new_op(g, GRAPH_ADD, a);
     CHECK(b >= 0 && b < g->n_t && !g->t[b].overwritten);
     g->t[b].last_use = g->n_ops - 1;
     op->in2 = b;
-    op->out = new_tensor(g, g->t[a].C, g->t[a].H, g->t[a].W,
+    op->out = graph_new_tensor(g, g->t[a].C, g->t[a].H, g->t[a].W,
                          in_place ? a : -1);
     return op->out;
 }
@@ -183,22 +189,22 @@ int graph_add(struct graph *g, int a, int b, bool in_place)
 int graph_maxpool(struct graph *g, int in, int K, int stride, int pad)
 {
     struct graph_tensor x = g->t[in];
-    struct graph_op *op = new_op(g, GRAPH_MAXPOOL, in);
+    struct graph_op *op = graph_new_op(g, GRAPH_MAXPOOL, in);
     op->K = K;
     op->stride = stride;
     op->pad = pad;
     int OH = nn_conv2d_out_dim(x.H, K, stride, pad);
     int OW = nn_conv2d_out_dim(x.W, K, stride, pad);
     CHECK(OH > 0 && OW > 0);
-    op->save = reserve(g, (size_t)g->B_cap * x.C * OH * OW); /* int32 argmax */
-    op->out = new_tensor(g, x.C, OH, OW, -1);
+    op->save = graph_reserve(g, (size_t)g->B_cap * x.C * OH * OW); /* int32 argmax */
+    op->out = graph_new_tensor(g, x.C, OH, OW, -1);
     return op->out;
 }
 
 int graph_avgpool(struct graph *g, int in)
 {
-    struct graph_op *op = new_op(g, GRAPH_AVGPOOL, in);
-    op->out = new_tensor(g, g->t[in].C, 1, 1, -1);
+    struct graph_op *op = graph_new_op(g, GRAPH_AVGPOOL, in);
+    op->out = graph_new_tensor(g, g->t[in].C, 1, 1, -1);
     return op->out;
 }
 
@@ -207,13 +213,13 @@ int graph_linear(struct graph *g, int in, const char *name, int OUT,
 {
     struct graph_tensor x = g->t[in];
     CHECK(x.H == 1 && x.W == 1);
-    struct graph_op *op = new_op(g, GRAPH_LINEAR, in);
+    struct graph_op *op = graph_new_op(g, GRAPH_LINEAR, in);
     int shape[2] = {OUT, x.C};
-    op->weight = param(&g->p->learn, name, "weight", 2, shape, group,
+    op->weight = graph_param(&g->p->learn, name, "weight", 2, shape, group,
                        PARAMS_INIT_UNIFORM_FAN_IN, x.C);
-    op->bias = param(&g->p->learn, name, "bias", 1, &OUT, group,
+    op->bias = graph_param(&g->p->learn, name, "bias", 1, &OUT, group,
                      PARAMS_INIT_UNIFORM_FAN_IN, x.C);
-    op->out = new_tensor(g, OUT, 1, 1, -1);
+    op->out = graph_new_tensor(g, OUT, 1, 1, -1);
     return op->out;
 }
 
@@ -358,6 +364,14 @@ void graph_forward(struct graph *g, bool training)
             nn_linear_forward(out, in, params_data(p, op->weight),
                               params_data(p, op->bias), B, x.C, y.C);
             break;
+        case GRAPH_PATCH_EMBED:
+        case GRAPH_LAYERNORM:
+        case GRAPH_TOKEN_LINEAR:
+        case GRAPH_ATTENTION:
+        case GRAPH_GELU:
+        case GRAPH_CLS_POOL:
+            graph_vit_forward_op(g, op);
+            break;
         case GRAPH_N_KINDS:
             CHECK(0);
         }
@@ -465,6 +479,14 @@ void graph_backward(struct graph *g, bool training)
                                params_grad(p, op->bias), dout, in,
                                params_data(p, op->weight), B, x.C, y.C);
             break;
+        case GRAPH_PATCH_EMBED:
+        case GRAPH_LAYERNORM:
+        case GRAPH_TOKEN_LINEAR:
+        case GRAPH_ATTENTION:
+        case GRAPH_GELU:
+        case GRAPH_CLS_POOL:
+            graph_vit_backward_op(g, op, din, dout);
+            break;
         case GRAPH_N_KINDS:
             CHECK(0);
         }
@@ -483,6 +505,8 @@ double graph_forward_flops(const struct graph *g)
             f += 2.0 * g->B * y.C * y.H * y.W * x.C * op->K * op->K;
         else if (op->kind == GRAPH_LINEAR)
             f += 2.0 * g->B * y.C * x.C;
+        else
+            f += graph_vit_op_flops(g, op);
     }
     return f;
 }

@@ -6,6 +6,8 @@
  * scratch are three arenas allocated once (graph_alloc), so the step loop
  * never allocates. Parameters live in the shared struct params: two graphs
  * (global and local resolution) built with the same names share weights.
+ * A ViT's tokens are tensors too: B images of T tokens of D floats, stored
+ * as C = T, H = 1, W = D (graph_vit.c builds and runs those ops).
  */
 #ifndef LEJEPA_GRAPH_H
 #define LEJEPA_GRAPH_H
@@ -23,6 +25,13 @@ enum graph_op_kind {
     GRAPH_MAXPOOL,
     GRAPH_AVGPOOL,  /* global average pooling to (B,C,1,1) */
     GRAPH_LINEAR,   /* on (B,C,1,1) tensors */
+    /* ViT ops on token tensors (B, T, 1, D), graph_vit.c */
+    GRAPH_PATCH_EMBED,  /* image (B,C,H,W) -> tokens, CLS and pos added */
+    GRAPH_LAYERNORM,    /* over D, per token */
+    GRAPH_TOKEN_LINEAR, /* per token: (B*T, IN) -> (B*T, OUT), one sgemm */
+    GRAPH_ATTENTION,    /* qkv (B,T,1,3D) -> (B,T,1,D), probs saved */
+    GRAPH_GELU,
+    GRAPH_CLS_POOL,     /* tokens -> (B, D or 2D, 1, 1) embedding */
     GRAPH_N_KINDS,
 };
 
@@ -54,6 +63,14 @@ struct graph_op {
      * consumes: the previous op's fused kernel does its work, forward and
      * backward, so the tape skips this op. */
     bool fused;
+    /* ViT ops: PATCH_EMBED's CLS token and position embedding (param
+     * indices, -1 otherwise) and its position grid G0 (K is the patch);
+     * ATTENTION's heads (save holds its probabilities (B,NH,T,T));
+     * LAYERNORM's eps; CLS_POOL with the patch-token mean. */
+    int cls, pos;
+    int G0, heads;
+    float eps;
+    bool cls_mean;
 };
 
 struct graph {
@@ -94,6 +111,40 @@ int graph_maxpool(struct graph *g, int in, int K, int stride, int pad);
 int graph_avgpool(struct graph *g, int in);
 int graph_linear(struct graph *g, int in, const char *name, int OUT,
                  enum params_group group);
+
+/* ViT builders (graph_vit.c) on token tensors (B, T, 1, D). name is the
+ * parameter prefix as for the others. graph_patch_embed takes an image
+ * tensor (B,C,H,W) and makes T = 1 + ceil(H/P)*ceil(W/P) tokens of width D
+ * with parameters name.cls_token (1,1,D), name.pos_embed (1,1+G0*G0,D),
+ * name.patch_embed.proj.weight (D,C,P,P) and .bias (D) (init: zeros for
+ * the first two, PyTorch's Conv2d default for the proj; vit.c applies
+ * timm's init on top). graph_token_linear has nn.Linear's default init. */
+int graph_patch_embed(struct graph *g, int in, const char *name, int P, int D,
+                      int G0, enum params_group group);
+int graph_layernorm(struct graph *g, int in, const char *name, float eps,
+                    enum params_group group);
+int graph_token_linear(struct graph *g, int in, const char *name, int OUT,
+                       enum params_group group);
+/* qkv (B,T,1,3D) -> (B,T,1,D) with D = heads * HD. */
+int graph_attention(struct graph *g, int qkv, int heads);
+int graph_gelu(struct graph *g, int in);
+/* (B,T,1,D) -> (B,D,1,1): token 0; with cls_mean (B,2D,1,1): token 0 then
+ * the mean of tokens 1..T-1. */
+int graph_cls_pool(struct graph *g, int in, bool cls_mean);
+
+/* Internals shared by graph.c and graph_vit.c, not for model builders:
+ * arena reservation, tensor and op creation, parameter lookup-or-add, and
+ * the ViT ops' dispatch (din is NULL for the graph's input). */
+size_t graph_reserve(struct graph *g, size_t n);
+int graph_new_tensor(struct graph *g, int C, int H, int W, int alias);
+struct graph_op *graph_new_op(struct graph *g, enum graph_op_kind kind, int in);
+int graph_param(struct params_table *t, const char *prefix, const char *suffix,
+                int ndim, const int *shape, enum params_group group,
+                enum params_init init, int fan_in);
+void graph_vit_forward_op(struct graph *g, const struct graph_op *op);
+void graph_vit_backward_op(struct graph *g, const struct graph_op *op,
+                           float *din, const float *dout);
+double graph_vit_op_flops(const struct graph *g, const struct graph_op *op);
 
 /* Allocates the arenas; call once after building and after params_alloc.
  * Without need_grad (eval-only graphs) no gradient arena is made; with it,

@@ -11,8 +11,16 @@
 #include "nn.h"
 #include "util.h"
 
+int lejepa_in_channels(const struct lejepa_config *c)
+{
+    return c->backbone == LEJEPA_BACKBONE_VIT ? c->vit.in_channels
+                                              : c->resnet.in_channels;
+}
+
 static int check_config(const struct lejepa_config *c, char *err)
 {
+    if (c->backbone == LEJEPA_BACKBONE_VIT && vit_check_config(&c->vit, err))
+        return -1;
     if (c->batch < 2)
         return errf(err, "batch must be at least 2 (BatchNorm needs it), got %d",
                     c->batch);
@@ -31,6 +39,19 @@ static int check_config(const struct lejepa_config *c, char *err)
     return 0;
 }
 
+/* The backbone on g's input tensor in; returns the embedding tensor, sets
+ * *feat to the feature tensor (ViT: the normed tokens) and, for a ViT,
+ * *vo to what vit_build made. */
+static int build_backbone(const struct lejepa_config *c, struct graph *g,
+                          int in, int *feat, struct vit_out *vo)
+{
+    if (c->backbone == LEJEPA_BACKBONE_RESNET)
+        return resnet_build(g, in, &c->resnet, "backbone", feat);
+    vit_build(g, in, &c->vit, c->global_size, "backbone", vo);
+    *feat = vo->tokens;
+    return vo->emb;
+}
+
 static void build_group(struct lejepa *m, int gi, int views, int size)
 {
     const struct lejepa_config *c = &m->c;
@@ -38,8 +59,9 @@ static void build_group(struct lejepa *m, int gi, int views, int size)
     gr->views = views;
     gr->size = size;
     graph_init(&gr->g, &m->p, views * c->batch);
-    gr->in = graph_input(&gr->g, c->resnet.in_channels, size, size);
-    gr->emb = resnet_build(&gr->g, gr->in, &c->resnet, "backbone", &gr->feat);
+    gr->in = graph_input(&gr->g, lejepa_in_channels(c), size, size);
+    struct vit_out vo = {0};
+    gr->emb = build_backbone(c, &gr->g, gr->in, &gr->feat, &vo);
     int x = gr->emb;
     char name[PARAMS_NAME_LEN];
     for (int i = 0; i < c->n_proj; i++) {
@@ -84,6 +106,8 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
                             PARAMS_GROUP_PROBE, PARAMS_INIT_UNIFORM_FAN_IN, D);
     params_alloc(&m->p);
     params_init(&m->p, c->seed);
+    if (c->backbone == LEJEPA_BACKBONE_VIT)
+        vit_init_params(&m->p, "backbone", c->seed);
     for (int g = 0; g < m->n_groups; g++)
         graph_alloc(&m->grp[g].g, true);
 
@@ -135,7 +159,7 @@ void lejepa_load_pixels(struct lejepa *m, int group, const uint8_t *pixels,
                         const float *mean, const float *std)
 {
     const struct lejepa_group *gr = &m->grp[group];
-    const int C = m->c.resnet.in_channels;
+    const int C = lejepa_in_channels(&m->c);
     const size_t plane = (size_t)gr->size * gr->size;
     const size_t images = (size_t)gr->views * m->n;
     float *x = lejepa_input(m, group);
@@ -224,7 +248,7 @@ static void probe_step(struct lejepa *m, const int32_t *labels,
     struct params *p = &m->p;
     nn_layernorm_forward(m->probe_ln, m->probe_mean, m->probe_rstd,
                          m->probe_in, params_data(p, m->probe_ln_w),
-                         params_data(p, m->probe_ln_b), rows, D);
+                         params_data(p, m->probe_ln_b), rows, D, NN_LN_EPS);
     nn_linear_forward(m->probe_logits, m->probe_ln, params_data(p, m->probe_w),
                       params_data(p, m->probe_b), rows, D, K);
     out->probe_loss = nn_crossentropy_forward(m->probe_dlogits,
@@ -305,16 +329,58 @@ int lejepa_check_finite(const struct lejepa *m, const struct lejepa_losses *l,
 void lejepa_eval_init(struct lejepa_eval *e, struct lejepa *m, int batch)
 {
     memset(e, 0, sizeof *e);
+    const struct lejepa_config *c = &m->c;
     graph_init(&e->g, &m->p, batch);
-    e->in = graph_input(&e->g, m->c.resnet.in_channels, m->c.global_size,
-                        m->c.global_size);
-    e->emb = resnet_build(&e->g, e->in, &m->c.resnet, "backbone", &e->feat);
+    e->in = graph_input(&e->g, lejepa_in_channels(c), c->global_size,
+                        c->global_size);
+    struct vit_out vo = {0};
+    e->emb = build_backbone(c, &e->g, e->in, &e->feat, &vo);
     graph_alloc(&e->g, false);
+    const struct graph_tensor *ft = &e->g.t[e->feat];
+    if (c->backbone == LEJEPA_BACKBONE_RESNET) {
+        e->feat_c = ft->C;
+        e->feat_h = ft->H;
+        e->feat_w = ft->W;
+        return;
+    }
+    e->feat_c = ft->W;
+    e->feat_h = vo.GH;
+    e->feat_w = vo.GW;
+    e->heads = c->vit.heads;
+    e->attn_op = vo.attn_op;
+    size_t grid = (size_t)vo.GH * vo.GW;
+    e->feat_map = xmalloc_aligned((size_t)batch * ft->W * grid * sizeof(float));
+    e->attn = xmalloc_aligned((size_t)batch * e->heads * grid * sizeof(float));
 }
 
 void lejepa_eval_free(struct lejepa_eval *e)
 {
     graph_free(&e->g);
+    util_free_aligned(e->feat_map);
+    util_free_aligned(e->attn);
+    memset(e, 0, sizeof *e);
+}
+
+/* ViT: tokens (B, T, D) -> feat_map (B, D, GH*GW) without the CLS token,
+ * and the CLS rows of the last attention (B, NH, T, T) -> (B, NH, GH*GW). */
+static void vit_eval_outputs(struct lejepa_eval *e)
+{
+    const int B = e->g.B, D = e->feat_c, NH = e->heads;
+    const int grid = e->feat_h * e->feat_w, T = 1 + grid;
+    const float *tok = graph_act(&e->g, e->feat);
+    const float *att = e->g.act + e->g.ops[e->attn_op].save;
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        const float *x = tok + (size_t)b * T * D;
+        float *y = e->feat_map + (size_t)b * D * grid;
+        for (int t = 0; t < grid; t++)
+            for (int d = 0; d < D; d++)
+                y[(size_t)d * grid + t] = x[(size_t)(1 + t) * D + d];
+        for (int h = 0; h < NH; h++)
+            memcpy(e->attn + ((size_t)b * NH + h) * grid,
+                   att + ((size_t)b * NH + h) * T * T + 1,
+                   (size_t)grid * sizeof(float));
+    }
 }
 
 float *lejepa_eval_input(struct lejepa_eval *e)
@@ -326,13 +392,20 @@ const float *lejepa_eval_forward(struct lejepa_eval *e, const float **feat,
                                  int feat_shape[3])
 {
     graph_forward(&e->g, false);
+    if (e->heads)
+        vit_eval_outputs(e);
     if (feat) {
-        *feat = graph_act(&e->g, e->feat);
-        feat_shape[0] = e->g.t[e->feat].C;
-        feat_shape[1] = e->g.t[e->feat].H;
-        feat_shape[2] = e->g.t[e->feat].W;
+        *feat = e->heads ? e->feat_map : graph_act(&e->g, e->feat);
+        feat_shape[0] = e->feat_c;
+        feat_shape[1] = e->feat_h;
+        feat_shape[2] = e->feat_w;
     }
     return graph_act(&e->g, e->emb);
+}
+
+const float *lejepa_eval_attention(const struct lejepa_eval *e)
+{
+    return e->heads ? e->attn : NULL;
 }
 
 double lejepa_forward_flops(const struct lejepa *m)

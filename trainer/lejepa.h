@@ -1,6 +1,6 @@
 /*
  * lejepa.h: the LeJEPA model and one training step's forward and backward
- * (DESIGN.md §5): a ResNet backbone and projector per resolution group
+ * (DESIGN.md §5): a ResNet or ViT backbone and projector per resolution group
  * (global views, then local views; BatchNorm statistics per group), the
  * invariance term towards the mean of the global views' projections, SIGReg
  * on every view with directions shared by the step, and the online probe
@@ -17,12 +17,17 @@
 #include "graph.h"
 #include "resnet.h"
 #include "sigreg.h"
+#include "vit.h"
 
 #define LEJEPA_MAX_PROJ 8
 #define LEJEPA_MAX_VIEWS 80
 
+enum lejepa_backbone { LEJEPA_BACKBONE_RESNET, LEJEPA_BACKBONE_VIT };
+
 struct lejepa_config {
+    enum lejepa_backbone backbone;   /* which of the two below is used */
     struct resnet_config resnet;
+    struct vit_config vit;
     int n_proj;                      /* projector layers, last one linear */
     int proj[LEJEPA_MAX_PROJ];       /* widths, e.g. 2048, 2048, 128 */
     int n_classes;                   /* online probe classes */
@@ -40,6 +45,9 @@ struct lejepa_group {
     int views, size;
     int in, emb, feat, proj;         /* tensor ids in g */
 };
+
+/* Input channels of the configured backbone. */
+int lejepa_in_channels(const struct lejepa_config *c);
 
 struct lejepa_losses {
     double loss, inv, sigreg;
@@ -96,20 +104,33 @@ int lejepa_check_finite(const struct lejepa *m, const struct lejepa_losses *l,
                         uint64_t step, char *err);
 
 /* Eval-mode backbone for batches of `batch` images at the global view size,
- * sharing the model's weights (BatchNorm uses the running statistics). */
+ * sharing the model's weights (BatchNorm uses the running statistics).
+ * The feature map per image is (feat_c, feat_h, feat_w): the ResNet's last
+ * feature map, or the ViT's final normed patch tokens as channels-first
+ * (D, GH, GW). A ViT also gives its last block's CLS attention: heads > 0. */
 struct lejepa_eval {
     struct graph g;
-    int in, emb, feat;
+    int in, emb, feat;               /* feat: tensor of the features */
+    int feat_c, feat_h, feat_w;
+    int heads;                       /* 0 for ResNet */
+    int attn_op;                     /* ViT: the last ATTENTION op */
+    float *feat_map;                 /* ViT: (batch, D, GH, GW) */
+    float *attn;                     /* ViT: (batch, heads, GH*GW) */
 };
 void lejepa_eval_init(struct lejepa_eval *e, struct lejepa *m, int batch);
 void lejepa_eval_free(struct lejepa_eval *e);
 /* Input (batch, C, size, size) to fill before lejepa_eval_forward. */
 float *lejepa_eval_input(struct lejepa_eval *e);
 /* Runs the backbone; returns the embeddings (batch, emb_dim) and, when feat
- * is not NULL, points it at the last feature map (batch, C, h, w) with its
+ * is not NULL, points it at the feature map (batch, C, h, w) with its
  * shape in feat_shape[3]. Both stay valid until the next call. */
 const float *lejepa_eval_forward(struct lejepa_eval *e, const float **feat,
                                  int feat_shape[3]);
+/* After lejepa_eval_forward: the last block's CLS attention per head over
+ * the patch grid (batch, heads, feat_h * feat_w), each (image, head) row
+ * the CLS row of the softmax without its CLS column (so it sums to 1 minus
+ * the CLS self-attention); NULL for a ResNet. Valid until the next call. */
+const float *lejepa_eval_attention(const struct lejepa_eval *e);
 
 /* Multiply-adds of one forward pass of every group (for GFLOP/s). */
 double lejepa_forward_flops(const struct lejepa *m);

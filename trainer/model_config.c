@@ -1,5 +1,7 @@
 /*
- * model_config.c: config -> lejepa_config (see model_config.h).
+ * model_config.c: config -> lejepa_config (see model_config.h). ViT presets
+ * follow timm: vit_tiny D=192 NH=3, vit_small 384/6, vit_base 768/12, all
+ * depth 12, patch 16, MLP ratio 4; any nonzero shape key overrides them.
  */
 #include "model_config.h"
 
@@ -18,13 +20,46 @@ static const struct preset resnet_default = {4, {2, 2, 2, 2}, {32, 64, 128, 256}
 static const struct preset resnet18 = {4, {2, 2, 2, 2}, {64, 128, 256, 512}};
 static const struct preset resnet34 = {4, {3, 4, 6, 3}, {64, 128, 256, 512}};
 
+struct vit_preset {
+    int preset;  /* enum config_preset */
+    int patch, dim, depth, heads;
+};
+
+static const struct vit_preset vit_presets[] = {
+    {CONFIG_PRESET_VIT_TINY, 16, 192, 12, 3},
+    {CONFIG_PRESET_VIT_SMALL, 16, 384, 12, 6},
+    {CONFIG_PRESET_VIT_BASE, 16, 768, 12, 12},
+};
+
+/* The ViT shape: each key from the config, or the preset's when zero. */
+static int resolve_vit(struct vit_config *v, const struct config *c, char *err)
+{
+    const struct config_model *m = &c->model;
+    struct vit_preset p = {0};
+    for (size_t i = 0; i < sizeof vit_presets / sizeof vit_presets[0]; i++)
+        if (vit_presets[i].preset == m->preset)
+            p = vit_presets[i];
+    v->in_channels = (int)c->views.channels;
+    v->patch = m->patch ? (int)m->patch : p.patch;
+    v->dim = m->dim ? (int)m->dim : p.dim;
+    v->depth = m->depth ? (int)m->depth : p.depth;
+    v->heads = m->heads ? (int)m->heads : p.heads;
+    v->mlp_ratio = m->mlp_ratio;
+    v->embed = m->embed == CONFIG_EMBED_CLS_MEAN ? VIT_EMBED_CLS_MEAN
+                                                 : VIT_EMBED_CLS;
+    return vit_check_config(v, err);
+}
+
 int model_config_resolve(struct lejepa_config *out, const struct config *c,
                          int n_classes, char *err)
 {
     memset(out, 0, sizeof *out);
     const struct config_model *m = &c->model;
-    if (m->backbone != CONFIG_BACKBONE_RESNET)
-        return errf(err, "model.backbone = vit is not built yet; use resnet");
+    if (m->backbone == CONFIG_BACKBONE_VIT) {
+        out->backbone = LEJEPA_BACKBONE_VIT;
+        if (resolve_vit(&out->vit, c, err) != 0)
+            return -1;
+    }
     const struct preset *p = &resnet_default;
     if (m->preset == CONFIG_PRESET_RESNET18)
         p = &resnet18;
@@ -50,6 +85,8 @@ int model_config_resolve(struct lejepa_config *out, const struct config *c,
     else
         r->stem = m->stem == CONFIG_STEM_SMALL ? RESNET_STEM_SMALL
                                                : RESNET_STEM_IMAGENET;
+    if (m->backbone == CONFIG_BACKBONE_VIT)
+        r->stem = RESNET_STEM_SMALL;   /* unused; keeps the JSON plain */
     if (m->projector.n > LEJEPA_MAX_PROJ)
         return errf(err, "model.projector: at most %d layers", LEJEPA_MAX_PROJ);
     out->n_proj = m->projector.n;
@@ -86,12 +123,23 @@ void lejepa_config_json(char *out, size_t cap, const struct lejepa_config *c,
     append_ints(depths, sizeof depths, c->resnet.depths, c->resnet.n_stages);
     append_ints(widths, sizeof widths, c->resnet.widths, c->resnet.n_stages);
     append_ints(proj, sizeof proj, c->proj, c->n_proj);
+    char vit[256] = "";
+    if (c->backbone == LEJEPA_BACKBONE_VIT) {
+        int w = snprintf(vit, sizeof vit,
+            ",\"patch\":%d,\"dim\":%d,\"depth\":%d,\"heads\":%d,"
+            "\"mlp_ratio\":%.17g,\"embed\":\"%s\"", c->vit.patch, c->vit.dim,
+            c->vit.depth, c->vit.heads, c->vit.mlp_ratio,
+            c->vit.embed == VIT_EMBED_CLS_MEAN ? "cls_mean" : "cls");
+        CHECK(w > 0 && (size_t)w < sizeof vit);
+    }
     int n = snprintf(out, cap,
-        "{\"in_channels\":%d,\"stem\":\"%s\",\"depths\":[%s],\"widths\":[%s],"
+        "{\"backbone\":\"%s\",\"in_channels\":%d%s,"
+        "\"stem\":\"%s\",\"depths\":[%s],\"widths\":[%s],"
         "\"proj\":[%s],\"n_classes\":%d,\"batch\":%d,\"global_views\":%d,"
         "\"global_size\":%d,\"local_views\":%d,\"local_size\":%d,"
         "\"lambda\":%.17g,\"slices\":%d,\"knots\":%d,\"t_max\":%.17g%s%s}",
-        c->resnet.in_channels,
+        c->backbone == LEJEPA_BACKBONE_VIT ? "vit" : "resnet",
+        lejepa_in_channels(c), vit,
         c->resnet.stem == RESNET_STEM_SMALL ? "small" : "imagenet", depths,
         widths, proj, c->n_classes, c->batch, c->global_views, c->global_size,
         c->local_views, c->local_size, c->lambda, c->slices, c->knots,

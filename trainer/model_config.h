@@ -1,7 +1,8 @@
 /*
  * model_config.h: turns the run's config ([model], [views], [loss], [optim],
  * DESIGN.md §9) into the engine's lejepa_config: presets fill empty shape
- * keys, the stem is chosen from the crop size when set to auto.
+ * keys (ResNet or ViT), the stem is chosen from the crop size when set to
+ * auto.
  */
 #ifndef LEJEPA_MODEL_CONFIG_H
 #define LEJEPA_MODEL_CONFIG_H
@@ -15,7 +16,9 @@ int model_config_resolve(struct lejepa_config *out, const struct config *c,
                          int n_classes, char *err);
 
 /* The engine config as one JSON object, for the PyTorch companions
- * (tools/ref_lejepa.py, tools/bench_train.py): in_channels, stem, depths,
+ * (tools/ref_lejepa.py, tools/bench_train.py): backbone ("resnet" | "vit"),
+ * in_channels, for a ViT patch, dim, depth, heads, mlp_ratio, embed ("cls" |
+ * "cls_mean"), then (ResNet; kept for a ViT) stem, depths,
  * widths, proj, n_classes, batch, global/local views and sizes, lambda,
  * slices, knots, t_max, then the caller's extra members (text such as
  * "\"steps\":5", or NULL). CHECKs that cap suffices. */

@@ -29,7 +29,8 @@
 
 #define NN_BN_EPS 1e-5f
 #define NN_BN_MOMENTUM 0.1f
-#define NN_LN_EPS 1e-5f
+#define NN_LN_EPS 1e-5f     /* nn.LayerNorm's default (the probe) */
+#define NN_LN_EPS_VIT 1e-6f /* timm's ViT LayerNorms */
 
 /* ---- nn_conv.c: 2-D convolution, square kernel K, same stride and padding
  * on both axes, weight (OC, C, K, K) as in PyTorch, optional bias (OC).
@@ -171,14 +172,16 @@ void nn_batchnorm1d_backward_ref(float *dinp, float *dweight, float *dbias,
                                  const float *weight, int B, int C,
                                  bool training);
 
-/* LayerNorm over the last dimension D of N rows. */
+/* LayerNorm over the last dimension D of N rows, rstd = 1/sqrt(var + eps)
+ * (NN_LN_EPS for the probe, NN_LN_EPS_VIT in the ViT); backward reads the
+ * saved rstd, so it needs no eps. */
 void nn_layernorm_forward(float *out,          // (N,D)
                           float *mean,         // (N) saved for backward
                           float *rstd,         // (N) saved for backward
                           const float *inp,    // (N,D)
                           const float *weight, // (D)
                           const float *bias,   // (D)
-                          int N, int D);
+                          int N, int D, float eps);
 void nn_layernorm_backward(float *dinp,         // (N,D) or NULL
                            float *dweight,      // (D)
                            float *dbias,        // (D)
@@ -190,7 +193,7 @@ void nn_layernorm_backward(float *dinp,         // (N,D) or NULL
                            int N, int D);
 void nn_layernorm_forward_ref(float *out, float *mean, float *rstd,
                               const float *inp, const float *weight,
-                              const float *bias, int N, int D);
+                              const float *bias, int N, int D, float eps);
 void nn_layernorm_backward_ref(float *dinp, float *dweight, float *dbias,
                                const float *dout, const float *inp,
                                const float *mean, const float *rstd,

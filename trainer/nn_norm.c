@@ -430,7 +430,7 @@ void nn_batchnorm1d_backward_ref(float *dinp, float *dweight, float *dbias,
 
 void nn_layernorm_forward(float *out, float *mean, float *rstd,
                           const float *inp, const float *weight,
-                          const float *bias, int N, int D)
+                          const float *bias, int N, int D, float eps)
 {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -444,7 +444,7 @@ void nn_layernorm_forward(float *out, float *mean, float *rstd,
 #pragma omp simd reduction(+ : ss)
         for (int j = 0; j < D; j++)
             ss += (double)(x[j] - m) * (x[j] - m);
-        const float r = (float)(1.0 / sqrt(ss / D + NN_LN_EPS));
+        const float r = (float)(1.0 / sqrt(ss / D + eps));
         for (int j = 0; j < D; j++)
             y[j] = (x[j] - m) * r * weight[j] + bias[j];
         mean[n] = m;
@@ -498,7 +498,7 @@ void nn_layernorm_backward(float *dinp, float *dweight, float *dbias,
 
 void nn_layernorm_forward_ref(float *out, float *mean, float *rstd,
                               const float *inp, const float *weight,
-                              const float *bias, int N, int D)
+                              const float *bias, int N, int D, float eps)
 {
     for (int n = 0; n < N; n++) {
         double s = 0.0, ss = 0.0;
@@ -510,7 +510,7 @@ void nn_layernorm_forward_ref(float *out, float *mean, float *rstd,
             ss += d * d;
         }
         mean[n] = (float)m;
-        rstd[n] = (float)(1.0 / sqrt(ss / D + NN_LN_EPS));
+        rstd[n] = (float)(1.0 / sqrt(ss / D + eps));
         for (int j = 0; j < D; j++) {
             size_t i = (size_t)n * D + j;
             out[i] = (inp[i] - mean[n]) * rstd[n] * weight[j] + bias[j];

@@ -73,11 +73,12 @@ struct train_eval {
     long val_correct, val_total;
     /* FEATMAP rows [fm_row, fm_row + fm_n) */
     uint64_t fm_row;
-    int fm_n, fdim, gh, gw;
+    int fm_n, fdim, gh, gw, heads;  /* heads: ViT CLS attention, else 0 */
     uint8_t *fm_pixels;             /* (fm_n, C, size, size) */
     float *fm_feats;                /* (fm_n, fdim, gh, gw) */
+    float *fm_attn;                 /* (fm_n, heads, gh, gw) */
     /* publishing scratch: one EMBED chunk or the FEATMAP's blobs */
-    uint8_t *blob_a, *blob_b;
+    uint8_t *blob_a, *blob_b, *blob_c;
     double t0, forward_s;
     uint64_t failed;
     int pub_hwm;
@@ -187,10 +188,10 @@ void train_eval_init(struct train *t)
     }
 
     lejepa_eval_init(&e->ev, &t->model, e->ts);
-    const struct graph_tensor *ft = &e->ev.g.t[e->ev.feat];
-    e->fdim = ft->C;
-    e->gh = ft->H;
-    e->gw = ft->W;
+    e->fdim = e->ev.feat_c;
+    e->gh = e->ev.feat_h;
+    e->gw = e->ev.feat_w;
+    e->heads = e->ev.heads;
     size_t D = (size_t)e->dim, K = (size_t)e->classes, ts = (size_t)e->ts;
     e->ln = xmalloc_aligned(ts * D * sizeof(float));
     e->ln_mean = xmalloc_aligned(ts * sizeof(float));
@@ -204,6 +205,8 @@ void train_eval_init(struct train *t)
     size_t fm_feat = (size_t)e->fdim * (size_t)e->gh * (size_t)e->gw;
     e->fm_pixels = xmalloc((size_t)e->fm_n * e->plane + 1);
     e->fm_feats = xmalloc_aligned(((size_t)e->fm_n * fm_feat + 1) * sizeof(float));
+    size_t fm_attn = (size_t)e->heads * e->gh * e->gw;
+    e->fm_attn = xmalloc_aligned(((size_t)e->fm_n * fm_attn + 1) * sizeof(float));
 
     /* blob_a: int32 labels, blob_b: float32 rows of an EMBED or a FEATMAP */
     size_t chunk = (size_t)c->eval.chunk, fm_n = (size_t)e->fm_n;
@@ -211,6 +214,7 @@ void train_eval_init(struct train *t)
     size_t b_items = chunk * D > fm_n * fm_feat ? chunk * D : fm_n * fm_feat;
     e->blob_a = xmalloc(a_items * 4 + 4);
     e->blob_b = xmalloc(b_items * 4 + 4);
+    e->blob_c = xmalloc((size_t)e->fm_n * fm_attn * 4 + 4); /* FEATMAP attn */
 
     struct msg_limit_params lp;
     msg_limit_params_from_config(&lp, c);
@@ -220,6 +224,7 @@ void train_eval_init(struct train *t)
     lp.feat_dim = (size_t)e->fdim;
     lp.grid_h = (size_t)e->gh;
     lp.grid_w = (size_t)e->gw;
+    lp.heads = (size_t)e->heads;
     struct msg_limits lim;
     msg_limits_compute(&lim, &lp);
     uint64_t chunks = ceil_div(e->n_tr, chunk) + ceil_div(e->n_va, chunk);
@@ -250,7 +255,8 @@ void train_eval_free(struct train *t)
             free(e->bufs[i].labels);
         }
         free(e->bufs);
-        float *fl[] = {e->emb, e->ln, e->ln_mean, e->ln_rstd, e->logits, e->fm_feats};
+        float *fl[] = {e->emb, e->ln, e->ln_mean, e->ln_rstd, e->logits, e->fm_feats,
+                       e->fm_attn};
         for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++)
             util_free_aligned(fl[i]);
         free(e->index);
@@ -261,6 +267,7 @@ void train_eval_free(struct train *t)
         free(e->fm_pixels);
         free(e->blob_a);
         free(e->blob_b);
+        free(e->blob_c);
     }
     free(e);
     t->eval = NULL;
@@ -433,6 +440,8 @@ void train_eval_forward(struct train *t)
     int fs[3];
     const float *emb = lejepa_eval_forward(&e->ev, &feat, fs);
     size_t D = (size_t)e->dim, fsz = (size_t)fs[0] * fs[1] * fs[2];
+    const float *attn = lejepa_eval_attention(&e->ev);
+    size_t asz = (size_t)e->heads * fs[1] * fs[2];
     for (int i = 0; i < n; i++) {
         uint64_t row = eb->rows[i];
         memcpy(e->emb + row * D, emb + (size_t)i * D, D * sizeof(float));
@@ -442,6 +451,9 @@ void train_eval_forward(struct train *t)
             memcpy(e->fm_pixels + f * e->plane, eb->pixels + (size_t)i * e->plane,
                    e->plane);
             memcpy(e->fm_feats + f * fsz, feat + (size_t)i * fsz, fsz * sizeof(float));
+            if (attn)
+                memcpy(e->fm_attn + f * asz, attn + (size_t)i * asz,
+                       asz * sizeof(float));
         }
     }
     if (eb->rows[0] >= e->n_tr) {
@@ -449,7 +461,7 @@ void train_eval_forward(struct train *t)
         const struct params *p = &m->p;
         nn_layernorm_forward(e->ln, e->ln_mean, e->ln_rstd, emb,
                              params_data(p, m->probe_ln_w),
-                             params_data(p, m->probe_ln_b), n, (int)D);
+                             params_data(p, m->probe_ln_b), n, (int)D, NN_LN_EPS);
         nn_linear_forward(e->logits, e->ln, params_data(p, m->probe_w),
                           params_data(p, m->probe_b), n, (int)D, e->classes);
         int correct = 0;
@@ -523,6 +535,7 @@ static void publish_featmap(struct train *t, uint64_t *dropped)
 {
     struct train_eval *e = t->eval;
     size_t fsz = (size_t)e->fdim * e->gh * e->gw;
+    size_t asz = (size_t)e->heads * e->gh * e->gw;
     uint32_t n = 0;
     /* compact the rows that arrived, in place (destination never after source) */
     for (int f = 0; f < e->fm_n; f++) {
@@ -533,6 +546,7 @@ static void publish_featmap(struct train *t, uint64_t *dropped)
                 e->plane);
         msg_blob_write_i32(e->blob_a + (size_t)n * 4, &e->labels[row], 1);
         msg_blob_write_f32(e->blob_b + n * fsz * 4, e->fm_feats + (size_t)f * fsz, fsz);
+        msg_blob_write_f32(e->blob_c + n * asz * 4, e->fm_attn + (size_t)f * asz, asz);
         n++;
     }
     if (n == 0)
@@ -544,7 +558,7 @@ static void publish_featmap(struct train *t, uint64_t *dropped)
         .c = (uint32_t)t->cfg.views.channels, .h = (uint32_t)size, .w = (uint32_t)size,
         .pixels = e->fm_pixels, .labels = e->blob_a, .fdim = (uint32_t)e->fdim,
         .gh = (uint32_t)e->gh, .gw = (uint32_t)e->gw, .feats = e->blob_b,
-        .heads = 0, .attn = NULL,
+        .heads = (uint32_t)e->heads, .attn = e->heads ? e->blob_c : NULL,
     };
     publish(t, &m, dropped);
 }
