@@ -7,15 +7,15 @@
  * (the evaluator does not know the model) and is set before it connects.
  * This thread only moves messages: scoring runs in eval_worker, so heartbeats
  * go out while a task takes seconds. A trainer silent for
- * EVAL_SILENT_BEATS heartbeats, or one that says BYE, is dropped and HELLO
- * starts over; REFUSE exits 1; SIGINT/SIGTERM send BYE and exit 0.
+ * CLIENT_SILENT_BEATS heartbeats, or one that says BYE, is dropped and HELLO
+ * starts over; REFUSE exits 1; SIGINT/SIGTERM send BYE and exit 0. The
+ * connection itself (sockets, handshake, heartbeats) is proto/client.h.
  */
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "config.h"
 #include "eval.h"
 #include "eval_snapshot.h"
@@ -23,14 +23,10 @@
 #include "lejepa_version.h"
 #include "util.h"
 
-#define EVAL_SILENT_BEATS 5             /* heartbeats of silence = trainer gone */
 #define EVAL_HELLO_RETRY_MS 5000        /* no WELCOME: new socket, new HELLO */
-#define EVAL_DEFAULT_HEARTBEAT_MS 1000  /* when WELCOME says 0 */
 #define EVAL_POLL_MS 100
-#define EVAL_SEND_TIMEOUT_MS 1000
 #define EVAL_BYE_LINGER_MS 500
 #define EVAL_DRAIN_MAX 1000             /* messages per socket per turn */
-#define EVAL_LOG_MALFORMED 20           /* malformed messages logged, then quiet */
 /* Queued broadcast messages: a whole snapshot's chunks fit many times. */
 #define EVAL_SUB_RCVHWM 100000
 /* What the evaluator allows on the broadcast socket, not knowing the model. */
@@ -43,84 +39,18 @@
 
 struct conn {
     const struct eval_opts *o;
-    void *ctx, *work, *sub;
-    struct msg_limits lim_work, lim_sub;
-    struct msg_arena arena;
-    bool welcomed;
+    struct client cl;
+    const char *topics[3];          /* EMBED and/or FEATMAP, NULL-ended */
     char run[MSG_NAME_MAX];
     char out[4096];                 /* output directory of the current run */
-    uint32_t heartbeat_ms;
-    double hello_sent, last_heard, last_beat;   /* monotonic seconds */
-    size_t malformed, results_sent, results_dropped;
+    size_t results_sent, results_dropped;
     struct eval_assembler snaps;
     struct eval_worker worker;
 };
 
-static void close_socket(void **s, int linger_ms)
-{
-    if (!*s)
-        return;
-    if (zmq_setsockopt(*s, ZMQ_LINGER, &linger_ms, sizeof linger_ms) != 0)
-        eval_log("zmq_setsockopt(ZMQ_LINGER): %s", zmq_strerror(zmq_errno()));
-    if (zmq_close(*s) != 0)
-        eval_log("zmq_close: %s", zmq_strerror(zmq_errno()));
-    *s = NULL;
-}
-
-static void *open_socket(struct conn *c, int type, const char *endpoint,
-                         const struct msg_limits *lim)
-{
-    char err[ERR_LEN];
-    void *s = zmq_socket(c->ctx, type);
-    if (!s) {
-        eval_log("zmq_socket: %s", zmq_strerror(zmq_errno()));
-        return NULL;
-    }
-    int linger = 0, sndtimeo = EVAL_SEND_TIMEOUT_MS, hwm = EVAL_SUB_RCVHWM;
-    if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-        zmq_setsockopt(s, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo) != 0 ||
-        (type == ZMQ_SUB && zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0)) {
-        eval_log("zmq_setsockopt: %s", zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    if (msg_limits_apply(s, lim, err) < 0) {
-        eval_log("%s", err);
-        goto fail;
-    }
-    if (type == ZMQ_SUB) {
-        unsigned t = c->o->tasks;
-        if (((t & (EVAL_TASK_KNN | EVAL_TASK_LINEAR)) &&
-             zmq_setsockopt(s, ZMQ_SUBSCRIBE, "EMBED", 5) != 0) ||
-            ((t & EVAL_TASK_SEGMAP) && zmq_setsockopt(s, ZMQ_SUBSCRIBE, "FEATMAP", 7) != 0)) {
-            eval_log("zmq_setsockopt(ZMQ_SUBSCRIBE): %s", zmq_strerror(zmq_errno()));
-            goto fail;
-        }
-    }
-    if (zmq_connect(s, endpoint) != 0) {
-        eval_log("connect %s: %s", endpoint, zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    return s;
-fail:
-    zmq_close(s);
-    return NULL;
-}
-
-static int send_msg(struct conn *c, const struct msg *m)
-{
-    char err[ERR_LEN];
-    if (!c->work)
-        return -1;
-    if (msg_send(c->work, m, err) < 0) {
-        eval_log("cannot send %s: %s", msg_kind_name(m->kind), err);
-        return -1;
-    }
-    return 0;
-}
-
 static void send_result(struct conn *c, const struct eval_result *r)
 {
-    if (!c->welcomed) {
+    if (!c->cl.welcomed) {
         c->results_dropped++;
         eval_log("no trainer connected: %s result of step %llu dropped",
                  msg_source_name(r->source), (unsigned long long)r->step);
@@ -133,53 +63,13 @@ static void send_result(struct conn *c, const struct eval_result *r)
     m.result = (struct msg_metric){.time = util_time_unix(), .step = r->step, .epoch = 0,
                                    .source = r->source, .n_values = (uint32_t)r->n,
                                    .values = v};
-    if (send_msg(c, &m) == 0)
+    if (client_send(&c->cl, &m) == 0)
         c->results_sent++;
-}
-
-/* A trainer bound to every interface (tcp://0.0.0.0:P or tcp://\*:P) is
- * reached at the host we reached its work socket at. */
-static void broadcast_endpoint(char *out, size_t cap, const char *work, const char *bc)
-{
-    const char *host = strstr(bc, "://");
-    const char *port = host ? strrchr(host + 3, ':') : NULL;
-    bool wild = host && port && (strncmp(host + 3, "*:", 2) == 0 ||
-                                 strncmp(host + 3, "0.0.0.0:", 8) == 0);
-    const char *whost = strstr(work, "://");
-    const char *wport = whost ? strrchr(whost + 3, ':') : NULL;
-    if (!wild || !wport) {
-        snprintf(out, cap, "%s", bc);
-        return;
-    }
-    snprintf(out, cap, "%.*s%s", (int)(wport - work), work, port);
-}
-
-static void disconnect(struct conn *c, double now)
-{
-    close_socket(&c->work, 0);
-    close_socket(&c->sub, 0);
-    c->welcomed = false;
-    c->hello_sent = now;
-}
-
-static void send_hello(struct conn *c, double now)
-{
-    disconnect(c, now);
-    c->work = open_socket(c, ZMQ_DEALER, c->o->endpoint, &c->lim_work);
-    if (!c->work)
-        return;
-    struct msg m = {.kind = MSG_KIND_HELLO};
-    m.hello = (struct msg_hello){
-        .role = MSG_ROLE_EVALUATOR, .name = c->o->name,
-        .software = "lejepa-eval " LEJEPA_VERSION, .pid = (uint64_t)getpid(),
-        .credit = 0, .has_dataset = false,
-    };
-    send_msg(c, &m);
 }
 
 /* Limits of the broadcast socket: the run's views from its config, the
  * model-dependent numbers at the evaluator's generous bounds. */
-static void sub_limits(struct conn *c, const char *config_text)
+static void sub_limits(struct msg_limits *lim, const char *config_text)
 {
     struct config cfg;
     char err[ERR_LEN];
@@ -196,76 +86,46 @@ static void sub_limits(struct conn *c, const char *config_text)
     p.feat_dim = EVAL_LIMIT_FEAT_DIM;
     p.grid_h = p.grid_w = EVAL_LIMIT_GRID;
     p.heads = EVAL_LIMIT_HEADS;
-    msg_limits_compute(&c->lim_sub, &p);
+    msg_limits_compute(lim, &p);
 }
 
-static void on_welcome(struct conn *c, const struct msg_welcome *w, double now)
+static void on_welcome(struct conn *c, const struct msg_welcome *w)
 {
-    if (c->welcomed) {
-        eval_log("ignoring a second WELCOME");
+    struct msg_limits lim;
+    sub_limits(&lim, w->config);
+    if (client_welcome(&c->cl, w, c->topics, &lim) == 1)
         return;
-    }
-    if (strcmp(c->run, w->run) != 0)
-        snprintf(c->run, sizeof c->run, "%s", w->run);
+    snprintf(c->run, sizeof c->run, "%s", w->run);
     if (c->o->out)
         snprintf(c->out, sizeof c->out, "%s", c->o->out);
     else
         snprintf(c->out, sizeof c->out, "runs/%s", w->run);
-    c->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : EVAL_DEFAULT_HEARTBEAT_MS;
-    c->welcomed = true;
-    c->last_beat = now;
     /* a restarted trainer may number its snapshots from the start again */
     c->snaps.any_closed = false;
-    sub_limits(c, w->config);
-    char bc[MSG_NAME_MAX + 64];
-    broadcast_endpoint(bc, sizeof bc, c->o->endpoint, w->broadcast);
-    c->sub = open_socket(c, ZMQ_SUB, bc, &c->lim_sub);
     eval_log("attached to run '%s' (client %llu); snapshots from %s, output in %s",
-             c->run, (unsigned long long)w->client_id, bc, c->out);
+             c->run, (unsigned long long)w->client_id, c->cl.broadcast, c->out);
 }
 
-static void log_malformed(struct conn *c, const char *where, const char *err)
+/* A message on the work socket; returns 1 on REFUSE (reason logged). */
+static int on_work(void *ctx, const struct msg *m)
 {
-    c->malformed++;
-    if (c->malformed <= EVAL_LOG_MALFORMED)
-        eval_log("malformed message on the %s socket: %s", where, err);
-}
-
-/* Returns 1 on REFUSE (reason logged), else 0. */
-static int drain_work(struct conn *c, double now)
-{
-    for (int k = 0; k < EVAL_DRAIN_MAX && c->work; k++) {
-        zmq_msg_t frame;
-        struct msg m;
-        char err[ERR_LEN];
-        if (msg_recv(c->work, ZMQ_DONTWAIT, &frame, &m, &c->lim_work, &c->arena, err) < 0) {
-            zmq_msg_close(&frame);
-            if (errno == EAGAIN)
-                break;
-            log_malformed(c, "work", err);
-            continue;
-        }
-        c->last_heard = now;
-        int refused = 0;
-        switch (m.kind) {
-        case MSG_KIND_WELCOME: on_welcome(c, &m.welcome, now); break;
-        case MSG_KIND_HEARTBEAT: break;
-        case MSG_KIND_REFUSE:
-            eval_log("refused by the trainer: %s", m.refuse.reason);
-            refused = 1;
-            break;
-        case MSG_KIND_BYE:
-            eval_log("trainer said BYE (%s): waiting for a trainer", m.bye.reason);
-            disconnect(c, now);
-            break;
-        default:
-            log_malformed(c, "work", msg_kind_name(m.kind));
-        }
-        zmq_msg_close(&frame);
-        if (refused)
-            return 1;
+    struct conn *c = ctx;
+    switch (m->kind) {
+    case MSG_KIND_WELCOME:
+        on_welcome(c, &m->welcome);
+        return 0;
+    case MSG_KIND_REFUSE:
+        eval_log("refused by the trainer: %s", m->refuse.reason);
+        return 1;
+    case MSG_KIND_BYE:
+        eval_log("trainer said BYE (%s): waiting for a trainer", m->bye.reason);
+        client_disconnect(&c->cl, util_time_mono());
+        return 0;
+    default:
+        c->cl.malformed++;
+        eval_log("unexpected %s from the trainer (ignored)", msg_kind_name(m->kind));
+        return 0;
     }
-    return 0;
 }
 
 static void report_incomplete(struct conn *c, const struct eval_snapshot *s)
@@ -307,43 +167,15 @@ static void on_featmap(struct conn *c, const struct msg_featmap *m)
     eval_worker_submit_featmap(&c->worker, f, c->out);
 }
 
-static void drain_sub(struct conn *c, double now)
+/* A message on the broadcast socket. */
+static int on_broadcast(void *ctx, const struct msg *m)
 {
-    for (int k = 0; k < EVAL_DRAIN_MAX && c->sub; k++) {
-        zmq_msg_t frame;
-        struct msg m;
-        char err[ERR_LEN];
-        if (msg_recv_sub(c->sub, ZMQ_DONTWAIT, &frame, &m, &c->lim_sub, &c->arena, err) < 0) {
-            zmq_msg_close(&frame);
-            if (errno == EAGAIN)
-                break;
-            log_malformed(c, "broadcast", err);
-            continue;
-        }
-        c->last_heard = now;
-        if (m.kind == MSG_KIND_EMBED)
-            on_embed(c, &m.embed);
-        else if (m.kind == MSG_KIND_FEATMAP)
-            on_featmap(c, &m.featmap);
-        zmq_msg_close(&frame);
-    }
-}
-
-static void keep_alive(struct conn *c, double now)
-{
-    double beat = c->heartbeat_ms / 1000.0;
-    if (now - c->last_heard > EVAL_SILENT_BEATS * beat) {
-        eval_log("trainer silent for %.1f s: reconnecting to %s", now - c->last_heard,
-                 c->o->endpoint);
-        disconnect(c, -INFINITY);
-        return;
-    }
-    if (now - c->last_beat >= beat) {
-        struct msg m = {.kind = MSG_KIND_HEARTBEAT};
-        m.heartbeat = (struct msg_heartbeat){.time = util_time_unix(), .held = 0};
-        send_msg(c, &m);
-        c->last_beat = now;
-    }
+    struct conn *c = ctx;
+    if (m->kind == MSG_KIND_EMBED)
+        on_embed(c, &m->embed);
+    else if (m->kind == MSG_KIND_FEATMAP)
+        on_featmap(c, &m->featmap);
+    return 0;
 }
 
 static void send_finished(struct conn *c)
@@ -359,63 +191,51 @@ int eval_run_online(const struct eval_opts *o, int stop_fd)
     struct conn c;
     memset(&c, 0, sizeof c);
     c.o = o;
-    c.hello_sent = -INFINITY;
-    c.ctx = zmq_ctx_new();
-    if (!c.ctx)
-        die("zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
-    msg_limits_default(&c.lim_work);
-    msg_limits_default(&c.lim_sub);
-    msg_arena_init(&c.arena);
+    const struct msg_hello hello = {
+        .role = MSG_ROLE_EVALUATOR, .name = o->name,
+        .software = "lejepa-eval " LEJEPA_VERSION, .pid = (uint64_t)getpid(),
+        .credit = 0, .has_dataset = false,
+    };
+    client_init(&c.cl, o->endpoint, &hello, util_log);
+    c.cl.sub_hwm = EVAL_SUB_RCVHWM;
+    int nt = 0;
+    if (o->tasks & (EVAL_TASK_KNN | EVAL_TASK_LINEAR))
+        c.topics[nt++] = "EMBED";
+    if (o->tasks & EVAL_TASK_SEGMAP)
+        c.topics[nt++] = "FEATMAP";
+    c.topics[nt] = NULL;
     eval_assembler_init(&c.snaps, o->max_bytes);
     eval_worker_start(&c.worker, o->tasks, o->threads);
 
     int status = 0;
     for (;;) {
-        double now = util_time_mono();
-        if (!c.welcomed && now - c.hello_sent >= EVAL_HELLO_RETRY_MS / 1000.0) {
-            if (c.hello_sent > -INFINITY)
-                eval_log("no answer from %s: saying HELLO again", o->endpoint);
-            send_hello(&c, now);
-            c.last_heard = now;
-        }
-        zmq_pollitem_t items[4];
-        int n = 0;
-        items[n++] = (zmq_pollitem_t){.fd = stop_fd, .events = ZMQ_POLLIN};
-        items[n++] = (zmq_pollitem_t){.fd = c.worker.wake[0], .events = ZMQ_POLLIN};
-        if (c.work)
-            items[n++] = (zmq_pollitem_t){.socket = c.work, .events = ZMQ_POLLIN};
-        if (c.sub)
-            items[n++] = (zmq_pollitem_t){.socket = c.sub, .events = ZMQ_POLLIN};
-        if (zmq_poll(items, n, EVAL_POLL_MS) < 0 && zmq_errno() != EINTR)
-            eval_log("zmq_poll: %s", zmq_strerror(zmq_errno()));
+        client_hello_retry(&c.cl, util_time_mono(), EVAL_HELLO_RETRY_MS / 1000.0);
+        zmq_pollitem_t items[2] = {
+            {.fd = stop_fd, .events = ZMQ_POLLIN},
+            {.fd = c.worker.wake[0], .events = ZMQ_POLLIN},
+        };
+        client_poll(&c.cl, items, 2, EVAL_POLL_MS);
         if (items[0].revents & ZMQ_POLLIN) {
             eval_log("stopping");
             break;
         }
-        now = util_time_mono();
-        if (drain_work(&c, now)) {
+        if (client_drain(&c.cl, false, EVAL_DRAIN_MAX, on_work, &c)) {
             status = 1;
             break;
         }
-        drain_sub(&c, now);
+        client_drain(&c.cl, true, EVAL_DRAIN_MAX, on_broadcast, &c);
         send_finished(&c);
-        if (c.welcomed)
-            keep_alive(&c, now);
+        if (c.cl.welcomed)
+            client_keep_alive(&c.cl, util_time_mono());
     }
 
-    if (c.welcomed && status == 0) {
-        struct msg m = {.kind = MSG_KIND_BYE};
-        m.bye.reason = "evaluator stopping";
-        send_msg(&c, &m);
-    }
-    eval_log("%zu results sent, %zu dropped, %zu malformed messages, %zu late or "
-             "duplicate chunks", c.results_sent, c.results_dropped, c.malformed,
-             c.snaps.ignored);
+    if (c.cl.welcomed && status == 0)
+        client_send_bye(c.cl.work, "evaluator stopping", util_log);
+    eval_log("%zu results sent, %zu dropped, %llu malformed messages, %zu late or "
+             "duplicate chunks", c.results_sent, c.results_dropped,
+             (unsigned long long)c.cl.malformed, c.snaps.ignored);
     bool busy = eval_worker_busy(&c.worker);
-    close_socket(&c.work, EVAL_BYE_LINGER_MS);
-    close_socket(&c.sub, 0);
-    if (zmq_ctx_term(c.ctx) != 0)
-        eval_log("zmq_ctx_term: %s", zmq_strerror(zmq_errno()));
+    client_free(&c.cl, EVAL_BYE_LINGER_MS);
     if (busy) {
         /* a kNN or probe in progress cannot be interrupted: leave it */
         eval_log("abandoning the task in progress");
@@ -425,6 +245,5 @@ int eval_run_online(const struct eval_opts *o, int stop_fd)
     }
     eval_worker_stop(&c.worker);
     eval_assembler_free(&c.snaps);
-    msg_arena_free(&c.arena);
     return status;
 }

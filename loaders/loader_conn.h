@@ -1,15 +1,17 @@
 /*
  * loader_conn.h: the loader's one ZeroMQ socket, a DEALER connected to the
- * trainer's work endpoint, and the messages the loader sends on it. Every
- * (re)connection is a new socket with a new routing id (name/pid/counter),
- * so the trainer never mistakes a reconnected loader for the old one. Only
- * the main thread of the loader touches this.
+ * trainer's work endpoint, and the messages the loader sends on it, on top
+ * of proto/client.h's socket layer. Every (re)connection is a new socket
+ * with a new routing id (name/pid/counter), so the trainer never mistakes a
+ * reconnected loader for the old one. Only the main thread of the loader
+ * touches this.
  */
 #ifndef LEJEPA_LOADER_CONN_H
 #define LEJEPA_LOADER_CONN_H
 
 #include <stdint.h>
 
+#include "client.h"
 #include "dataset.h"
 #include "loader.h"
 #include "msg.h"
@@ -17,7 +19,7 @@
 struct loader_conn {
     void *ctx;
     void *sock;                     /* NULL while disconnected */
-    char routing_id[256];
+    char routing_id[CLIENT_ROUTING_ID_MAX];
     unsigned counter;               /* connections made so far */
     struct msg_limits lim;          /* decoding: defaults until WELCOME */
     struct msg_arena arena;

@@ -45,6 +45,7 @@ struct config_run {
     int64_t threads;                /* 0 = all cores */
     char dir[CONFIG_STR_LEN];       /* parent of the run directories */
     int64_t ckpt_every;             /* steps; 0 = only at the end */
+    int64_t keep_ckpts;             /* newest step checkpoints kept; 0 = all */
     int64_t log_every;              /* steps */
     int64_t ticket_size;            /* samples per ticket */
     char data[CONFIG_STR_LEN];      /* "" = the trainer takes the loaders' summary */

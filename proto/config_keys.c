@@ -76,6 +76,9 @@ static const struct config_key key_table[] = {
                "parent directory of the run directories"),
     KEY_INT(run, ckpt_every, 0, STEPS_MAX, "500",
             "steps between checkpoints; 0: only at the end"),
+    KEY_INT(run, keep_ckpts, 0, 1000000, "3",
+            "step checkpoints kept in the run directory (older ones are "
+            "deleted once a newer one is written); 0: keep all"),
     KEY_INT(run, log_every, 1, STEPS_MAX, "10",
             "steps between log lines and loss metrics"),
     KEY_INT(run, ticket_size, 1, 1024, "32",

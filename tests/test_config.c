@@ -83,6 +83,7 @@ static void test_defaults(void)
     CU_ASSERT_STRING_EQUAL(c.run.dir, "runs");
     CU_ASSERT_EQUAL(c.run.seed, 0);
     CU_ASSERT_EQUAL(c.run.ckpt_every, 500);
+    CU_ASSERT_EQUAL(c.run.keep_ckpts, 3);
     CU_ASSERT_EQUAL(c.run.ticket_size, 32);
     CU_ASSERT_EQUAL(c.views.channels, 1);
     CU_ASSERT_EQUAL(c.views.global_size, 28);

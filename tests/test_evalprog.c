@@ -18,26 +18,21 @@
  * evaluator gets SIGINT (BYE, exit 0). A REFUSE must exit 1 with the reason.
  * Heartbeats of the evaluator must keep coming while it scores.
  */
-#include <errno.h>
 #include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <vips/vips.h>
 
+#include "fake_trainer.h"
 #include "msg.h"
 #include "testing.h"
 #include "util.h"
 
-extern char **environ;
-
-#define FAKE_HEARTBEAT_MS 100
 #define MAX_RESULTS 64
 #define DIM 16
 #define CLASSES 3
@@ -54,162 +49,39 @@ struct result {
 };
 
 struct fake {
-    void *ctx, *router, *xpub;
-    char work_ep[256], pub_ep[256];
-    struct msg_limits lim;
-    struct msg_arena arena;
-    uint8_t peer[256];
-    size_t peer_len;
-    const char *refuse;
-    bool sub_embed, sub_featmap, beating;
-    int hellos, heartbeats_in, byes_in;
-    double last_beat, last_hb_in, max_hb_gap;
+    struct fake_trainer ft;         /* first: the callbacks cast back */
     struct result results[MAX_RESULTS];
     int n_results;
 };
 
-static void bind_ephemeral(void *s, char *ep, size_t cap)
+static void fake_on_message(struct fake_trainer *ft, const struct msg *m)
 {
-    CU_ASSERT_FATAL(zmq_bind(s, "tcp://127.0.0.1:*") == 0);
-    CU_ASSERT_FATAL(zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &cap) == 0);
+    struct fake *f = (struct fake *)ft;
+    if (m->kind != MSG_KIND_RESULT) {
+        CU_FAIL("unexpected message kind from the evaluator");
+        return;
+    }
+    CU_ASSERT_FATAL(f->n_results < MAX_RESULTS);
+    struct result *r = &f->results[f->n_results++];
+    memset(r, 0, sizeof *r);
+    r->source = m->result.source;
+    r->step = m->result.step;
+    r->n = m->result.n_values < 4 ? m->result.n_values : 4;
+    for (uint32_t i = 0; i < r->n; i++) {
+        snprintf(r->keys[i], sizeof r->keys[i], "%s", m->result.values[i].key);
+        r->values[i] = m->result.values[i].value;
+    }
 }
 
 static void fake_init(struct fake *f)
 {
     memset(f, 0, sizeof *f);
-    f->ctx = zmq_ctx_new();
-    CU_ASSERT_FATAL(f->ctx != NULL);
-    f->router = zmq_socket(f->ctx, ZMQ_ROUTER);
-    f->xpub = zmq_socket(f->ctx, ZMQ_XPUB);
-    CU_ASSERT_FATAL(f->router && f->xpub);
-    int zero = 0, one = 1, hwm = 100000;
-    CU_ASSERT(zmq_setsockopt(f->router, ZMQ_LINGER, &zero, sizeof zero) == 0);
-    CU_ASSERT(zmq_setsockopt(f->xpub, ZMQ_LINGER, &zero, sizeof zero) == 0);
-    CU_ASSERT(zmq_setsockopt(f->xpub, ZMQ_XPUB_VERBOSE, &one, sizeof one) == 0);
-    CU_ASSERT(zmq_setsockopt(f->xpub, ZMQ_SNDHWM, &hwm, sizeof hwm) == 0);
-    bind_ephemeral(f->router, f->work_ep, sizeof f->work_ep);
-    bind_ephemeral(f->xpub, f->pub_ep, sizeof f->pub_ep);
-    msg_limits_default(&f->lim);
-    msg_arena_init(&f->arena);
-    f->beating = true;
-}
-
-static void fake_free(struct fake *f)
-{
-    zmq_close(f->router);
-    zmq_close(f->xpub);
-    zmq_ctx_term(f->ctx);
-    msg_arena_free(&f->arena);
-}
-
-static void fake_send(struct fake *f, const struct msg *m)
-{
-    char err[ERR_LEN];
-    if (msg_send_to(f->router, f->peer, f->peer_len, m, err) < 0)
-        fprintf(stderr, "fake trainer: %s\n", err);
-}
-
-static void fake_publish(struct fake *f, const struct msg *m)
-{
-    char err[ERR_LEN];
-    int rc = msg_publish(f->xpub, m, err);
-    if (rc < 0)
-        fprintf(stderr, "fake trainer: publish: %s\n", err);
-    CU_ASSERT_EQUAL(rc, 0);
-}
-
-static void fake_on_result(struct fake *f, const struct msg_metric *m)
-{
-    CU_ASSERT_FATAL(f->n_results < MAX_RESULTS);
-    struct result *r = &f->results[f->n_results++];
-    memset(r, 0, sizeof *r);
-    r->source = m->source;
-    r->step = m->step;
-    r->n = m->n_values < 4 ? m->n_values : 4;
-    for (uint32_t i = 0; i < r->n; i++) {
-        snprintf(r->keys[i], sizeof r->keys[i], "%s", m->values[i].key);
-        r->values[i] = m->values[i].value;
-    }
-}
-
-static void fake_on_message(struct fake *f, const struct msg *m)
-{
-    switch (m->kind) {
-    case MSG_KIND_HELLO: {
-        f->hellos++;
-        CU_ASSERT_EQUAL(m->hello.role, MSG_ROLE_EVALUATOR);
-        CU_ASSERT_FALSE(m->hello.has_dataset);
-        CU_ASSERT_PTR_NOT_NULL(strstr(m->hello.software, "lejepa-eval"));
-        struct msg r;
-        if (f->refuse) {
-            r = (struct msg){.kind = MSG_KIND_REFUSE};
-            r.refuse.reason = f->refuse;
-        } else {
-            r = (struct msg){.kind = MSG_KIND_WELCOME};
-            r.welcome = (struct msg_welcome){
-                .run = "fake-run", .broadcast = f->pub_ep,
-                .config = "[views]\nchannels = 1\nglobal_size = 28\nlocal_size = 14\n",
-                .heartbeat_ms = FAKE_HEARTBEAT_MS, .client_id = 3};
-        }
-        f->last_hb_in = 0;
-        fake_send(f, &r);
-        break;
-    }
-    case MSG_KIND_HEARTBEAT: {
-        f->heartbeats_in++;
-        double now = util_time_mono();
-        if (f->last_hb_in > 0 && now - f->last_hb_in > f->max_hb_gap)
-            f->max_hb_gap = now - f->last_hb_in;
-        f->last_hb_in = now;
-        break;
-    }
-    case MSG_KIND_RESULT: fake_on_result(f, &m->result); break;
-    case MSG_KIND_BYE: f->byes_in++; break;
-    default:
-        CU_FAIL("unexpected message kind from the evaluator");
-    }
-}
-
-/* One turn: waits up to ms, answers messages, notes subscriptions, beats. */
-static void fake_poll(struct fake *f, int ms)
-{
-    zmq_pollitem_t items[2] = {{.socket = f->router, .events = ZMQ_POLLIN},
-                               {.socket = f->xpub, .events = ZMQ_POLLIN}};
-    if (zmq_poll(items, 2, ms) < 0)
-        return;
-    for (;;) {
-        zmq_msg_t frame;
-        struct msg m;
-        char err[ERR_LEN];
-        size_t len = 0;
-        int rc = msg_recv_from(f->router, ZMQ_DONTWAIT, f->peer, &len, &frame, &m,
-                               &f->lim, &f->arena, err);
-        if (rc < 0 && errno == EAGAIN) {
-            zmq_msg_close(&frame);
-            break;
-        }
-        CU_ASSERT_EQUAL(rc, 0);
-        if (rc == 0) {
-            f->peer_len = len;
-            fake_on_message(f, &m);
-        }
-        zmq_msg_close(&frame);
-    }
-    char sub[64];
-    int n;
-    while ((n = zmq_recv(f->xpub, sub, sizeof sub, ZMQ_DONTWAIT)) > 0) {
-        if (n == 6 && memcmp(sub + 1, "EMBED", 5) == 0)
-            f->sub_embed = sub[0] == 1;
-        if (n == 8 && memcmp(sub + 1, "FEATMAP", 7) == 0)
-            f->sub_featmap = sub[0] == 1;
-    }
-    double now = util_time_mono();
-    if (f->beating && f->peer_len && now - f->last_beat >= FAKE_HEARTBEAT_MS / 1000.0) {
-        struct msg hb = {.kind = MSG_KIND_HEARTBEAT};
-        hb.heartbeat = (struct msg_heartbeat){.time = util_time_unix()};
-        fake_send(f, &hb);
-        f->last_beat = now;
-    }
+    fake_trainer_init(&f->ft);
+    f->ft.role = MSG_ROLE_EVALUATOR;
+    f->ft.software = "lejepa-eval";
+    f->ft.config = "[views]\nchannels = 1\nglobal_size = 28\nlocal_size = 14\n";
+    f->ft.client_id = 3;
+    f->ft.on_message = fake_on_message;
 }
 
 static int count_results(const struct fake *f, enum msg_source source, uint64_t step)
@@ -236,15 +108,6 @@ static double result_value(const struct result *r, const char *key)
             return r->values[i];
     return NAN;
 }
-
-/* Serves the fake until cond holds or seconds pass; returns cond. */
-#define SERVE_UNTIL(f, seconds, cond)                                        \
-    ({                                                                       \
-        double end_ = util_time_mono() + (seconds);                         \
-        while (!(cond) && util_time_mono() < end_)                           \
-            fake_poll((f), 10);                                              \
-        (cond);                                                              \
-    })
 
 /* The rows of one published snapshot. */
 struct shape {
@@ -297,7 +160,7 @@ static void publish_snapshot(struct fake *f, const struct shape *sh, uint64_t id
                 .split = split ? MSG_SPLIT_VAL : MSG_SPLIT_TRAIN, .end = false,
                 .n = (uint32_t)n, .dim = (uint32_t)sh->dim, .labels = lab_blob,
                 .emb = emb_blob};
-            fake_publish(f, &m);
+            fake_trainer_publish(&f->ft, &m);
         }
     }
     if (upto >= 0)
@@ -307,7 +170,7 @@ static void publish_snapshot(struct fake *f, const struct shape *sh, uint64_t id
                                  .split = MSG_SPLIT_VAL, .end = true, .chunks = seq,
                                  .n = 0, .dim = (uint32_t)sh->dim, .labels = lab_blob,
                                  .emb = emb_blob};
-    fake_publish(f, &m);
+    fake_trainer_publish(&f->ft, &m);
 }
 
 /* FEATMAP: 4 gray 28x28 images with a bright 12x12 square on black at a
@@ -346,43 +209,7 @@ static void publish_featmap(struct fake *f, uint64_t step)
         .snapshot = 9, .step = step, .n = FM_N, .c = 1, .h = FM_S, .w = FM_S,
         .pixels = pixels, .labels = lab_blob, .fdim = FM_F, .gh = FM_G, .gw = FM_G,
         .feats = feat_blob, .heads = 0, .attn = NULL};
-    fake_publish(f, &m);
-}
-
-static pid_t spawn_eval(const char *args, const char *log)
-{
-    char cmd[16384];
-    snprintf(cmd, sizeof cmd, "exec '%s' %s > '%s' 2>&1",
-             testing_program("eval/lejepa-eval"), args, log);
-    char *argv[] = {"sh", "-c", cmd, NULL};
-    pid_t pid;
-    CU_ASSERT_FATAL(posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) == 0);
-    return pid;
-}
-
-/* Exit status of the child, serving the fake meanwhile; -1 on timeout. */
-static int wait_child(struct fake *f, pid_t pid, double seconds)
-{
-    double end = util_time_mono() + seconds;
-    while (util_time_mono() < end) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        fake_poll(f, 20);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
-static void print_log(const char *log)
-{
-    char err[ERR_LEN];
-    size_t len;
-    char *text = util_read_file(log, &len, err);
-    if (text)
-        fprintf(stderr, "--- evaluator output ---\n%s------------------------\n", text);
-    free(text);
+    fake_trainer_publish(&f->ft, &m);
 }
 
 static bool log_contains(const char *log, const char *needle)
@@ -438,26 +265,26 @@ static void test_online(void)
     char *dir = testing_tmpdir(), args[8192], log[4200], png[4200];
     snprintf(log, sizeof log, "%s/eval.log", dir);
     snprintf(args, sizeof args, "--connect %s --out '%s/out' --threads 1 --name ev-test",
-             f.work_ep, dir);
-    pid_t pid = spawn_eval(args, log);
+             f.ft.work_ep, dir);
+    pid_t pid = fake_spawn("eval/lejepa-eval", args, log);
 
-    CU_ASSERT_FATAL(SERVE_UNTIL(&f, 15, f.sub_embed && f.sub_featmap));
-    CU_ASSERT_EQUAL(f.hellos, 1);
+    CU_ASSERT_FATAL(FAKE_SERVE_UNTIL(&f.ft, 15, fake_trainer_subscribed(&f.ft, "EMBED") && fake_trainer_subscribed(&f.ft, "FEATMAP")));
+    CU_ASSERT_EQUAL(f.ft.hellos, 1);
 
     /* 600 train + 300 val rows in chunks of 128: seq 0-4 train, 5-7 val. */
     publish_snapshot(&f, &SMALL, 1, 100, -1, -1);
-    CU_ASSERT(SERVE_UNTIL(&f, 30, count_results(&f, MSG_SOURCE_KNN, 100) &&
+    CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 30, count_results(&f, MSG_SOURCE_KNN, 100) &&
                                       count_results(&f, MSG_SOURCE_LINEAR, 100)));
     check_accuracy(&f, 100);
 
     publish_snapshot(&f, &SMALL, 2, 200, 3, -1);
-    CU_ASSERT(SERVE_UNTIL(&f, 15, count_results(&f, MSG_SOURCE_SYSTEM, 200)));
+    CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 15, count_results(&f, MSG_SOURCE_SYSTEM, 200)));
     check_incomplete(&f, 200, 7);
     CU_ASSERT(log_contains(log, "snapshot 2 at step 200 incomplete (got 7 of 8 chunks"));
 
     publish_snapshot(&f, &SMALL, 3, 300, -1, 3);
     publish_snapshot(&f, &SMALL, 4, 400, -1, -1);
-    CU_ASSERT(SERVE_UNTIL(&f, 30, count_results(&f, MSG_SOURCE_SYSTEM, 300) &&
+    CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 30, count_results(&f, MSG_SOURCE_SYSTEM, 300) &&
                                       count_results(&f, MSG_SOURCE_LINEAR, 400)));
     check_incomplete(&f, 300, 3);
     CU_ASSERT(isnan(result_value(find_result(&f, MSG_SOURCE_SYSTEM, 300),
@@ -467,7 +294,7 @@ static void test_online(void)
     check_accuracy(&f, 400);
 
     publish_featmap(&f, 500);
-    CU_ASSERT(SERVE_UNTIL(&f, 30, count_results(&f, MSG_SOURCE_SEGMAP, 500)));
+    CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 30, count_results(&f, MSG_SOURCE_SEGMAP, 500)));
     double iou = result_value(find_result(&f, MSG_SOURCE_SEGMAP, 500), "segmap_iou");
     CU_ASSERT(iou > 0.95 && iou <= 1.0);
     snprintf(png, sizeof png, "%s/out/segmaps/step-500.png", dir);
@@ -476,40 +303,40 @@ static void test_online(void)
     check_png(png);
 
     /* a snapshot that takes a while to score: heartbeats keep coming */
-    int beats = f.heartbeats_in;
+    int beats = f.ft.heartbeats_in;
     double t0 = util_time_mono();
     publish_snapshot(&f, &HEAVY, 5, 600, -1, -1);
-    CU_ASSERT(SERVE_UNTIL(&f, 40, count_results(&f, MSG_SOURCE_LINEAR, 600)));
+    CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 40, count_results(&f, MSG_SOURCE_LINEAR, 600)));
     fprintf(stderr, "heavy snapshot scored in %.2f s; %d heartbeats meanwhile, "
-            "longest gap %.3f s\n", util_time_mono() - t0, f.heartbeats_in - beats,
-            f.max_hb_gap);
+            "longest gap %.3f s\n", util_time_mono() - t0, f.ft.heartbeats_in - beats,
+            f.ft.max_hb_gap);
     const struct result *heavy = find_result(&f, MSG_SOURCE_LINEAR, 600);
     double acc = result_value(heavy, "linear_top1");
     CU_ASSERT(acc > 1.0 / HEAVY.classes && acc <= 1.0);
 
     /* one connection throughout, heartbeats never late by 5 intervals */
-    CU_ASSERT(SERVE_UNTIL(&f, 5, f.heartbeats_in >= 8));
-    CU_ASSERT_EQUAL(f.hellos, 1);
-    CU_ASSERT(f.max_hb_gap < 5 * FAKE_HEARTBEAT_MS / 1000.0);
+    CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 5, f.ft.heartbeats_in >= 8));
+    CU_ASSERT_EQUAL(f.ft.hellos, 1);
+    CU_ASSERT(f.ft.max_hb_gap < 5 * FAKE_HEARTBEAT_MS / 1000.0);
     for (int i = 0; i < f.n_results; i++) {
         CU_ASSERT(f.results[i].step != 200 || f.results[i].source == MSG_SOURCE_SYSTEM);
         CU_ASSERT(f.results[i].step != 300 || f.results[i].source == MSG_SOURCE_SYSTEM);
     }
 
     /* the trainer goes silent: a new HELLO within a few heartbeats */
-    f.beating = false;
-    CU_ASSERT(SERVE_UNTIL(&f, 5, f.hellos == 2));
-    f.beating = true;
-    CU_ASSERT(SERVE_UNTIL(&f, 10, f.sub_embed && f.heartbeats_in > 0 && f.peer_len));
-    fake_poll(&f, 300);
+    f.ft.beating = false;
+    CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 5, f.ft.hellos == 2));
+    f.ft.beating = true;
+    CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 10, fake_trainer_subscribed(&f.ft, "EMBED") && f.ft.heartbeats_in > 0 && f.ft.peer_len));
+    fake_trainer_poll(&f.ft, 300);
 
     CU_ASSERT_EQUAL(kill(pid, SIGINT), 0);
-    CU_ASSERT_EQUAL(wait_child(&f, pid, 10), 0);
-    fake_poll(&f, 100);
-    CU_ASSERT_EQUAL(f.byes_in, 1);
+    CU_ASSERT_EQUAL(fake_wait_child(&f.ft, pid, 10), 0);
+    fake_trainer_poll(&f.ft, 100);
+    CU_ASSERT_EQUAL(f.ft.byes_in, 1);
     if (CU_get_number_of_failures())
-        print_log(log);
-    fake_free(&f);
+        fake_print_log("evaluator output", log);
+    fake_trainer_free(&f.ft);
     testing_rmtree(dir);
     free(dir);
 }
@@ -518,17 +345,17 @@ static void test_refused(void)
 {
     struct fake f;
     fake_init(&f);
-    f.refuse = "evaluators are not welcome here";
+    f.ft.refuse = "evaluators are not welcome here";
     char *dir = testing_tmpdir(), args[4096], log[4200];
     snprintf(log, sizeof log, "%s/eval.log", dir);
-    snprintf(args, sizeof args, "--connect %s --out '%s/o'", f.work_ep, dir);
-    pid_t pid = spawn_eval(args, log);
-    CU_ASSERT_EQUAL(wait_child(&f, pid, 15), 1);
+    snprintf(args, sizeof args, "--connect %s --out '%s/o'", f.ft.work_ep, dir);
+    pid_t pid = fake_spawn("eval/lejepa-eval", args, log);
+    CU_ASSERT_EQUAL(fake_wait_child(&f.ft, pid, 15), 1);
     CU_ASSERT(log_contains(log, "refused by the trainer"));
     CU_ASSERT(log_contains(log, "evaluators are not welcome here"));
     if (CU_get_number_of_failures())
-        print_log(log);
-    fake_free(&f);
+        fake_print_log("evaluator output", log);
+    fake_trainer_free(&f.ft);
     testing_rmtree(dir);
     free(dir);
 }

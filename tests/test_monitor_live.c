@@ -8,26 +8,21 @@
  * Every check reads the dashboard.html the monitor wrote: each metrics line
  * must be drawn exactly once (data-total per series).
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fake_trainer.h"
 #include "msg.h"
 #include "test_monitor_check.h"
 #include "testing.h"
 #include "util.h"
 
-extern char **environ;
-
 #define T0 1764000000.0
-#define FAKE_HEARTBEAT_MS 100
 #define MAX_RECORDS 128
 #define LINE_MAX_LEN 512
 
@@ -41,25 +36,17 @@ struct record {
 };
 
 struct fake {
-    void *ctx, *router, *xpub;
-    char work_ep[256], pub_ep[256];
-    struct msg_limits lim;
-    struct msg_arena arena;
-    uint8_t peer[256];
-    size_t peer_len;
+    struct fake_trainer ft;     /* first: the callbacks cast back */
     struct record recs[MAX_RECORDS];
     char lines[MAX_RECORDS][LINE_MAX_LEN];
     size_t n_recs;
     size_t page;                /* lines per HISTORY reply */
-    const char *refuse;         /* non-NULL: REFUSE every HELLO with this */
     bool need_sub;              /* hold HISTORY replies until subscribed */
     int publish_after_page1;    /* records appended + published right after
                                    the first reply of a connection */
-    bool subscribed, beating;
     bool pending;               /* a HISTORY request waits for the subscription */
     uint64_t pending_start;
-    int hellos, heartbeats_in, byes_in, history_requests, done_replies;
-    double last_beat;
+    int history_requests, done_replies;
 };
 
 static void make_record(struct fake *f, size_t i)
@@ -104,51 +91,8 @@ static void fake_append(struct fake *f, bool publish)
     m.metric = (struct msg_metric){.time = r->time, .step = r->step, .epoch = r->epoch,
                                    .source = r->source, .n_values = r->n,
                                    .values = r->values};
-    char err[ERR_LEN];
-    CU_ASSERT_EQUAL(msg_publish(f->xpub, &m, err), 0);
+    fake_trainer_publish(&f->ft, &m);
 }
-
-static void bind_ephemeral(void *s, char *ep, size_t cap)
-{
-    CU_ASSERT_FATAL(zmq_bind(s, "tcp://127.0.0.1:*") == 0);
-    CU_ASSERT_FATAL(zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &cap) == 0);
-}
-
-static void fake_init(struct fake *f, size_t page)
-{
-    memset(f, 0, sizeof *f);
-    f->ctx = zmq_ctx_new();
-    CU_ASSERT_FATAL(f->ctx != NULL);
-    f->router = zmq_socket(f->ctx, ZMQ_ROUTER);
-    f->xpub = zmq_socket(f->ctx, ZMQ_XPUB);
-    CU_ASSERT_FATAL(f->router && f->xpub);
-    int zero = 0;
-    zmq_setsockopt(f->router, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(f->xpub, ZMQ_LINGER, &zero, sizeof zero);
-    bind_ephemeral(f->router, f->work_ep, sizeof f->work_ep);
-    bind_ephemeral(f->xpub, f->pub_ep, sizeof f->pub_ep);
-    msg_limits_default(&f->lim);
-    msg_arena_init(&f->arena);
-    f->page = page;
-    f->beating = true;
-}
-
-static void fake_free(struct fake *f)
-{
-    zmq_close(f->router);
-    zmq_close(f->xpub);
-    zmq_ctx_term(f->ctx);
-    msg_arena_free(&f->arena);
-}
-
-static void fake_send(struct fake *f, const struct msg *m)
-{
-    char err[ERR_LEN];
-    if (msg_send_to(f->router, f->peer, f->peer_len, m, err) < 0)
-        fprintf(stderr, "fake trainer: %s\n", err);
-}
-
-static void fake_append(struct fake *f, bool publish);
 
 static void fake_history_reply(struct fake *f, uint64_t start)
 {
@@ -160,123 +104,48 @@ static void fake_history_reply(struct fake *f, uint64_t start)
     m.history = (struct msg_history){.start = start, .n_lines = (uint32_t)n,
                                      .lines = ptrs, .done = start + n >= f->n_recs};
     f->done_replies += m.history.done;
-    fake_send(f, &m);
+    fake_trainer_send(&f->ft, &m);
     if (start == 0)
         for (; f->publish_after_page1 > 0; f->publish_after_page1--)
             fake_append(f, true);
 }
 
-static void fake_on_message(struct fake *f, const struct msg *m)
+static void fake_on_message(struct fake_trainer *ft, const struct msg *m)
 {
-    switch (m->kind) {
-    case MSG_KIND_HELLO: {
-        f->hellos++;
-        CU_ASSERT_EQUAL(m->hello.role, MSG_ROLE_MONITOR);
-        CU_ASSERT_EQUAL(m->hello.credit, 0);
-        CU_ASSERT_FALSE(m->hello.has_dataset);
-        CU_ASSERT_PTR_NOT_NULL(strstr(m->hello.software, "lejepa-monitor"));
-        struct msg r;
-        if (f->refuse) {
-            r = (struct msg){.kind = MSG_KIND_REFUSE};
-            r.refuse.reason = f->refuse;
-        } else {
-            r = (struct msg){.kind = MSG_KIND_WELCOME};
-            r.welcome = (struct msg_welcome){
-                .run = "fake-run", .broadcast = f->pub_ep, .config = "[run]\n",
-                .heartbeat_ms = FAKE_HEARTBEAT_MS, .client_id = 7};
-        }
-        fake_send(f, &r);
-        break;
-    }
-    case MSG_KIND_HISTORY:
-        f->history_requests++;
-        CU_ASSERT_EQUAL(m->history.n_lines, 0);
-        if (f->need_sub && !f->subscribed) {
-            f->pending = true;
-            f->pending_start = m->history.start;
-        } else {
-            fake_history_reply(f, m->history.start);
-        }
-        break;
-    case MSG_KIND_HEARTBEAT: f->heartbeats_in++; break;
-    case MSG_KIND_BYE: f->byes_in++; break;
-    default:
+    struct fake *f = (struct fake *)ft;
+    if (m->kind != MSG_KIND_HISTORY) {
         CU_FAIL("unexpected message kind from the monitor");
+        return;
+    }
+    f->history_requests++;
+    CU_ASSERT_EQUAL(m->history.n_lines, 0);
+    if (f->need_sub && !fake_trainer_subscribed(ft, "METRIC")) {
+        f->pending = true;
+        f->pending_start = m->history.start;
+    } else {
+        fake_history_reply(f, m->history.start);
     }
 }
 
-/* One turn of the fake trainer: waits up to ms for messages, answers them,
- * notes subscriptions and sends heartbeats. */
-static void fake_poll(struct fake *f, int ms)
+static void fake_after_poll(struct fake_trainer *ft)
 {
-    zmq_pollitem_t items[2] = {{.socket = f->router, .events = ZMQ_POLLIN},
-                               {.socket = f->xpub, .events = ZMQ_POLLIN}};
-    if (zmq_poll(items, 2, ms) < 0)
-        return;
-    for (;;) {
-        zmq_msg_t frame;
-        struct msg m;
-        char err[ERR_LEN];
-        size_t len = 0;
-        int rc = msg_recv_from(f->router, ZMQ_DONTWAIT, f->peer, &len, &frame, &m,
-                               &f->lim, &f->arena, err);
-        if (rc < 0 && errno == EAGAIN) {
-            zmq_msg_close(&frame);
-            break;
-        }
-        CU_ASSERT_EQUAL(rc, 0);
-        if (rc == 0) {
-            f->peer_len = len;
-            fake_on_message(f, &m);
-        }
-        zmq_msg_close(&frame);
-    }
-    char sub[64];
-    int n;
-    while ((n = zmq_recv(f->xpub, sub, sizeof sub, ZMQ_DONTWAIT)) > 0)
-        if (sub[0] == 1 && n == 7 && memcmp(sub + 1, "METRIC", 6) == 0)
-            f->subscribed = true;
-    if (f->pending && f->subscribed) {
+    struct fake *f = (struct fake *)ft;
+    if (f->pending && fake_trainer_subscribed(ft, "METRIC")) {
         f->pending = false;
         fake_history_reply(f, f->pending_start);
     }
-    double now = util_time_mono();
-    if (f->beating && f->peer_len && now - f->last_beat >= FAKE_HEARTBEAT_MS / 1000.0) {
-        struct msg hb = {.kind = MSG_KIND_HEARTBEAT};
-        hb.heartbeat = (struct msg_heartbeat){.time = util_time_unix()};
-        fake_send(f, &hb);
-        f->last_beat = now;
-    }
 }
 
-static pid_t spawn_monitor(const char *args, const char *log)
+static void fake_init(struct fake *f, size_t page)
 {
-    char cmd[16384];
-    snprintf(cmd, sizeof cmd, "exec '%s' %s > '%s' 2>&1",
-             testing_program("tools/lejepa-monitor"), args, log);
-    char *argv[] = {"sh", "-c", cmd, NULL};
-    pid_t pid;
-    CU_ASSERT_FATAL(posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) == 0);
-    return pid;
-}
-
-/* Exit status of the child, serving the fake meanwhile; -1 on timeout
- * (the child is then killed). */
-static int wait_child(struct fake *f, pid_t pid, double seconds)
-{
-    double end = util_time_mono() + seconds;
-    while (util_time_mono() < end) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        if (f)
-            fake_poll(f, 20);
-        else
-            usleep(20000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
+    memset(f, 0, sizeof *f);
+    fake_trainer_init(&f->ft);
+    f->ft.role = MSG_ROLE_MONITOR;
+    f->ft.software = "lejepa-monitor";
+    f->ft.client_id = 7;
+    f->ft.on_message = fake_on_message;
+    f->ft.after_poll = fake_after_poll;
+    f->page = page;
 }
 
 /* Expected points per series for records [0, n). */
@@ -324,16 +193,6 @@ static bool dashboard_has(const struct fake *f, const char *path, size_t n, bool
     return ok;
 }
 
-static void print_log(const char *log)
-{
-    char err[ERR_LEN];
-    size_t len;
-    char *text = util_read_file(log, &len, err);
-    if (text)
-        fprintf(stderr, "--- monitor output ---\n%s----------------------\n", text);
-    free(text);
-}
-
 static void test_live_history_and_metrics(void)
 {
     struct fake f;
@@ -345,53 +204,53 @@ static void test_live_history_and_metrics(void)
     snprintf(log, sizeof log, "%s/monitor.log", dir);
     snprintf(dash, sizeof dash, "%s/out/dashboard.html", dir);
     snprintf(args, sizeof args, "--connect %s --out '%s/out' --every 0.1 --no-table",
-             f.work_ep, dir);
-    pid_t pid = spawn_monitor(args, log);
+             f.ft.work_ep, dir);
+    pid_t pid = fake_spawn("tools/lejepa-monitor", args, log);
 
     /* Page 1 (lines 0-24) goes out once subscribed; then line 40 is appended
      * and published before page 2 (25-40) is asked for: it arrives both ways. */
     f.publish_after_page1 = 1;
     double end = util_time_mono() + 10;
     while (util_time_mono() < end && f.done_replies == 0)
-        fake_poll(&f, 10);
-    CU_ASSERT(f.subscribed);
+        fake_trainer_poll(&f.ft, 10);
+    CU_ASSERT(fake_trainer_subscribed(&f.ft, "METRIC"));
     CU_ASSERT_EQUAL(f.history_requests, 2);
     CU_ASSERT_EQUAL(f.done_replies, 1);
     /* Live lines 41-49, then the catch-up request re-sends them. */
     for (int i = 0; i < 9; i++) {
         fake_append(&f, true);
-        fake_poll(&f, 10);
+        fake_trainer_poll(&f.ft, 10);
     }
     end = util_time_mono() + 10;
     while (util_time_mono() < end && !dashboard_has(&f, dash, f.n_recs, false))
-        fake_poll(&f, 50);
+        fake_trainer_poll(&f.ft, 50);
     CU_ASSERT(dashboard_has(&f, dash, 50, true));
-    CU_ASSERT(f.heartbeats_in > 0);
+    CU_ASSERT(f.ft.heartbeats_in > 0);
 
     /* The trainer goes silent: after 5 heartbeats the monitor says HELLO
      * again and fetches the whole history again (all duplicates). */
-    int hellos = f.hellos;
-    f.beating = false;
+    int hellos = f.ft.hellos;
+    f.ft.beating = false;
     end = util_time_mono() + 5;
-    while (util_time_mono() < end && f.hellos == hellos)
-        fake_poll(&f, 20);
-    CU_ASSERT(f.hellos > hellos);
-    f.beating = true;
+    while (util_time_mono() < end && f.ft.hellos == hellos)
+        fake_trainer_poll(&f.ft, 20);
+    CU_ASSERT(f.ft.hellos > hellos);
+    f.ft.beating = true;
     fake_append(&f, false);
     fake_append(&f, false);
     end = util_time_mono() + 10;
     while (util_time_mono() < end && !dashboard_has(&f, dash, 52, false))
-        fake_poll(&f, 50);
+        fake_trainer_poll(&f.ft, 50);
     CU_ASSERT(dashboard_has(&f, dash, 52, true));
 
     /* Ctrl-C: BYE to the trainer, final dashboard, exit 0. */
     CU_ASSERT_EQUAL(kill(pid, SIGINT), 0);
-    CU_ASSERT_EQUAL(wait_child(&f, pid, 5), 0);
-    CU_ASSERT_EQUAL(f.byes_in, 1);
+    CU_ASSERT_EQUAL(fake_wait_child(&f.ft, pid, 5), 0);
+    CU_ASSERT_EQUAL(f.ft.byes_in, 1);
     CU_ASSERT(dashboard_has(&f, dash, 52, true));
     if (CU_get_number_of_failures())
-        print_log(log);
-    fake_free(&f);
+        fake_print_log("monitor output", log);
+    fake_trainer_free(&f.ft);
     testing_rmtree(dir);
     free(dir);
 }
@@ -405,17 +264,17 @@ static void test_once(void)
     char *dir = testing_tmpdir(), args[4096], log[4200], dash[4200];
     snprintf(log, sizeof log, "%s/monitor.log", dir);
     snprintf(dash, sizeof dash, "%s/o/dashboard.html", dir);
-    snprintf(args, sizeof args, "--connect %s --out '%s/o' --once", f.work_ep, dir);
-    pid_t pid = spawn_monitor(args, log);
-    CU_ASSERT_EQUAL(wait_child(&f, pid, 15), 0);
+    snprintf(args, sizeof args, "--connect %s --out '%s/o' --once", f.ft.work_ep, dir);
+    pid_t pid = fake_spawn("tools/lejepa-monitor", args, log);
+    CU_ASSERT_EQUAL(fake_wait_child(&f.ft, pid, 15), 0);
     for (int i = 0; i < 5; i++)     /* let the BYE arrive */
-        fake_poll(&f, 20);
+        fake_trainer_poll(&f.ft, 20);
     CU_ASSERT_EQUAL(f.history_requests, 3);     /* 12 + 12 + 6 lines */
-    CU_ASSERT_EQUAL(f.byes_in, 1);
+    CU_ASSERT_EQUAL(f.ft.byes_in, 1);
     CU_ASSERT(dashboard_has(&f, dash, 30, true));
     if (CU_get_number_of_failures())
-        print_log(log);
-    fake_free(&f);
+        fake_print_log("monitor output", log);
+    fake_trainer_free(&f.ft);
     testing_rmtree(dir);
     free(dir);
 }
@@ -424,19 +283,19 @@ static void test_refused(void)
 {
     struct fake f;
     fake_init(&f, 10);
-    f.refuse = "protocol version 9 is not 1";
+    f.ft.refuse = "protocol version 9 is not 1";
     char *dir = testing_tmpdir(), args[4096], log[4200], err[ERR_LEN];
     snprintf(log, sizeof log, "%s/monitor.log", dir);
-    snprintf(args, sizeof args, "--connect %s --out '%s/o'", f.work_ep, dir);
-    pid_t pid = spawn_monitor(args, log);
-    CU_ASSERT_EQUAL(wait_child(&f, pid, 10), 1);
+    snprintf(args, sizeof args, "--connect %s --out '%s/o'", f.ft.work_ep, dir);
+    pid_t pid = fake_spawn("tools/lejepa-monitor", args, log);
+    CU_ASSERT_EQUAL(fake_wait_child(&f.ft, pid, 10), 1);
     size_t len;
     char *text = util_read_file(log, &len, err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "refused by the trainer"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "protocol version 9 is not 1"));
     free(text);
-    fake_free(&f);
+    fake_trainer_free(&f.ft);
     testing_rmtree(dir);
     free(dir);
 }
@@ -474,7 +333,7 @@ static void test_from_file(void)
     CU_ASSERT_EQUAL(testing_run_program("tools/lejepa-monitor", "--help", out,
                                         sizeof out), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "--connect"));
-    fake_free(&f);
+    fake_trainer_free(&f.ft);
     testing_rmtree(dir);
     free(dir);
 }

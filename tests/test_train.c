@@ -15,6 +15,7 @@
  * RESULT is appended and republished as METRIC; a time budget fixes and
  * records the step count.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -172,6 +173,11 @@ static void test_sigint(void)
     kill(tr, SIGINT);
     CU_ASSERT_EQUAL(wait_exit(tr, 20), 0);
     CU_ASSERT_EQUAL(wait_exit(a, 10), 0);
+    /* the BYE says why the run ended: a signal, not the step budget */
+    char *said = read_text(&e, "int-a.out");
+    CU_ASSERT(strstr(said, "BYE: interrupted by signal") != NULL);
+    CU_ASSERT(strstr(said, "run finished") == NULL);
+    free(said);
     struct line *l = xcalloc(MAX_LINES, sizeof *l);
     int n = read_lines(&e, "int", l);
     CU_ASSERT_FATAL(n >= 3);
@@ -195,8 +201,13 @@ static void test_sigint(void)
     int m = read_lines(&e, "int", l);
     CU_ASSERT_EQUAL(m, n + 3);
     CU_ASSERT(m == n + 3 && l[n].step == last + 1 && l[m - 1].step == last + 3);
+    said = read_text(&e, "int-b.out");
+    CU_ASSERT(strstr(said, "BYE: run finished") != NULL);
+    free(said);
     char *log = read_text(&e, "int/log");
     CU_ASSERT(strstr(log, "resumed from") != NULL);
+    CU_ASSERT(strstr(log, "BYE to 1 client(s): interrupted by signal") != NULL);
+    CU_ASSERT(strstr(log, "BYE to 1 client(s): run finished") != NULL);
     free(log);
     free(latest);
     free(l);
@@ -208,10 +219,17 @@ static void test_resume(void)
     struct env e;
     env_init(&e);
     struct line *a = xcalloc(MAX_LINES, sizeof *a), *b = xcalloc(MAX_LINES, sizeof *b);
-    const char *const every[] = {"--set", "run.ckpt_every=3", NULL};
+    const char *const every[] = {"--set", "run.ckpt_every=3", "--set",
+                                 "run.keep_ckpts=0", NULL};
     int na = plain_run(&e, "full", 1, "13", NULL, every, a);
     CU_ASSERT_EQUAL_FATAL(na, 13);
-    CU_ASSERT(file_exists(&e, "full/ckpt-6.safetensors"));
+    /* keep_ckpts = 0 keeps every checkpoint */
+    const char *const all[] = {"3", "6", "9", "12", "13"};
+    for (int k = 0; k < 5; k++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "full/ckpt-%s.safetensors", all[k]);
+        CU_ASSERT(file_exists(&e, rel));
+    }
     /* step 3: inside epoch 0; step 6: just past the epoch boundary at 5 */
     const char *from[] = {"ckpt-3", "ckpt-6"};
     for (int k = 0; k < 2; k++) {
@@ -230,6 +248,116 @@ static void test_resume(void)
     }
     free(a);
     free(b);
+    env_free(&e);
+}
+
+/* run.keep_ckpts = 2, a checkpoint every 2 steps of 9: the final one and
+ * the one before it stay, nothing else. */
+static void test_keep_ckpts(void)
+{
+    struct env e;
+    env_init(&e);
+    struct line *l = xcalloc(MAX_LINES, sizeof *l);
+    const char *const extra[] = {"--set", "run.ckpt_every=2", "--set",
+                                 "run.keep_ckpts=2", NULL};
+    CU_ASSERT_EQUAL(plain_run(&e, "keep", 1, "9", NULL, extra, l), 9);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/keep", e.dir);
+    DIR *d = opendir(path);
+    CU_ASSERT_FATAL(d != NULL);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        n += strncmp(de->d_name, "ckpt-", 5) == 0;
+    closedir(d);
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT(file_exists(&e, "keep/ckpt-8.safetensors"));
+    CU_ASSERT(file_exists(&e, "keep/ckpt-9.safetensors"));
+    CU_ASSERT(!file_exists(&e, "keep/ckpt-6.safetensors"));
+    char *latest = read_text(&e, "keep/latest");
+    CU_ASSERT_STRING_EQUAL(latest, "ckpt-9.safetensors\n");
+    char *log = read_text(&e, "keep/log");
+    CU_ASSERT(strstr(log, "deleted old checkpoint") != NULL);
+    free(log);
+    free(latest);
+    free(l);
+    env_free(&e);
+}
+
+/* A DEALER of the test's own, connected and past its handshake. */
+static void *raw_dealer(void *ctx, const char *endpoint, const char *id)
+{
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    CU_ASSERT_FATAL(s != NULL);
+    int zero = 0;
+    CU_ASSERT(zmq_setsockopt(s, ZMQ_ROUTING_ID, id, strlen(id)) == 0);
+    CU_ASSERT(zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero) == 0);
+    CU_ASSERT_FATAL(zmq_connect(s, endpoint) == 0);
+    return s;
+}
+
+/* HELLO as a loader with fake_loader's dataset. */
+static void raw_hello(void *s, const char *name)
+{
+    const char *classes[10] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7",
+                               "c8", "c9"};
+    struct msg m = {.kind = MSG_KIND_HELLO};
+    m.hello = (struct msg_hello){
+        .role = MSG_ROLE_LOADER, .name = name, .software = "test", .pid = 1,
+        .credit = 2, .has_dataset = true,
+        .dataset = {0x1234, 40, 8, 10, classes},
+    };
+    char err[ERR_LEN];
+    CU_ASSERT(msg_send(s, &m, err) == 0);
+}
+
+/* A HELLO whose sender closed its socket before the trainer read it (a
+ * client that gave up waiting for WELCOME and said HELLO again on a new
+ * socket) registers no client: the WELCOME cannot be routed. Both HELLOs
+ * reach the trainer while it is stopped, so it reads them when the ghost's
+ * connection is already closed. Without the check the ghost would be sent
+ * tickets until it counted as silent, 5 s later. */
+static void test_ghost_hello(void)
+{
+    struct env e;
+    env_init(&e);
+    const char *const args[] = {"--steps", "1000", NULL};
+    pid_t tr = start_trainer(&e, "ghost", args);
+    CU_ASSERT_FATAL(wait_text(&e, "ghost/log", "work endpoint", 20));
+    void *ctx = zmq_ctx_new();
+    void *live = raw_dealer(ctx, e.work, "live"), *ghost = raw_dealer(ctx, e.work, "ghost");
+    usleep(300000);     /* both connected, handshakes done */
+    CU_ASSERT_FATAL(kill(tr, SIGSTOP) == 0);
+    raw_hello(ghost, "ghost-loader");
+    raw_hello(live, "live-loader");
+    usleep(300000);     /* in the kernel's socket buffers */
+    zmq_close(ghost);
+    usleep(200000);
+    CU_ASSERT(kill(tr, SIGCONT) == 0);
+    int timeout = 10000;
+    CU_ASSERT(zmq_setsockopt(live, ZMQ_RCVTIMEO, &timeout, sizeof timeout) == 0);
+    struct msg_limits lim;
+    msg_limits_default(&lim);
+    struct msg_arena arena;
+    msg_arena_init(&arena);
+    zmq_msg_t frame;
+    struct msg r;
+    char err[ERR_LEN];
+    CU_ASSERT(msg_recv(live, 0, &frame, &r, &lim, &arena, err) == 0 &&
+              r.kind == MSG_KIND_WELCOME);
+    zmq_msg_close(&frame);
+    CU_ASSERT(wait_text(&e, "ghost/log", "ghost-loader (pid 1) left before its WELCOME",
+                        10));
+    kill(tr, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(tr, 20), 0);
+    char *log = read_text(&e, "ghost/log");
+    CU_ASSERT(strstr(log, "live-loader joined") != NULL);
+    CU_ASSERT(strstr(log, "ghost-loader joined") == NULL);
+    CU_ASSERT(strstr(log, "presumed gone") == NULL);
+    free(log);
+    msg_arena_free(&arena);
+    zmq_close(live);
+    zmq_ctx_term(ctx);
     env_free(&e);
 }
 
@@ -541,6 +669,8 @@ int main(int argc, char **argv)
         {"fingerprint", test_fingerprint},
         {"sigint", test_sigint},
         {"resume", test_resume},
+        {"keep_ckpts", test_keep_ckpts},
+        {"ghost_hello", test_ghost_hello},
         {"garbage_history", test_garbage_history},
         {"time_budget", test_time_budget},
         {"stalled_loader", test_stalled_loader},

@@ -41,66 +41,58 @@ struct eval_line {
     double acc, rows, dropped;
 };
 
+struct eval_lines {
+    struct eval_line *out;
+    int n, cap;
+};
+
+static void add_eval_line(const struct json *j, void *ctx)
+{
+    struct eval_lines *c = ctx;
+    if (c->n >= c->cap)
+        return;
+    struct eval_line *l = &c->out[c->n++];
+    double step = json_number(j, "step");
+    l->step = isnan(step) ? 0 : (uint64_t)step;
+    l->acc = json_number(j, "probe_acc_val");
+    l->rows = json_number(j, "eval_rows");
+    l->dropped = json_number(j, "eval_dropped");
+}
+
 static int read_eval_lines(const struct env *e, const char *name,
                            struct eval_line *out, int cap)
 {
-    char rel[300];
-    snprintf(rel, sizeof rel, "%s/metrics.jsonl", name);
-    char *text = read_text(e, rel);
-    int n = 0;
-    for (char *p = text, *nl; *p && n < cap; p = nl + 1) {
-        nl = strchr(p, '\n');
-        if (!nl)
-            break;
-        char err[ERR_LEN];
-        struct json *j = json_parse(p, (size_t)(nl - p), 8, err);
-        CU_ASSERT_FATAL(j != NULL);
-        const struct json *src = json_get(j, "source");
-        if (src && src->type == JSON_STRING && strcmp(src->string, "eval") == 0) {
-            const struct json *v;
-            struct eval_line *l = &out[n++];
-            v = json_get(j, "step");
-            l->step = v && v->type == JSON_NUMBER ? (uint64_t)v->number : 0;
-            v = json_get(j, "probe_acc_val");
-            l->acc = v && v->type == JSON_NUMBER ? v->number : NAN;
-            v = json_get(j, "eval_rows");
-            l->rows = v && v->type == JSON_NUMBER ? v->number : NAN;
-            v = json_get(j, "eval_dropped");
-            l->dropped = v && v->type == JSON_NUMBER ? v->number : NAN;
-        }
-        json_free(j);
-    }
-    free(text);
-    return n;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", e->dir, name);
+    struct eval_lines c = {out, 0, cap};
+    metrics_each(path, "eval", add_eval_line, &c);
+    return c.n;
+}
+
+struct span {
+    double first, last;
+};
+
+static void add_time(const struct json *j, void *ctx)
+{
+    struct span *s = ctx;
+    double t = json_number(j, "time");
+    if (isnan(t))
+        return;
+    if (isnan(s->first))
+        s->first = t;
+    s->last = t;
 }
 
 /* Seconds from the first to the last train line of a run's metrics.jsonl:
  * the training itself, without start-up and the sockets' linger at exit. */
 static double train_span(const struct env *e, const char *name)
 {
-    char rel[300];
-    snprintf(rel, sizeof rel, "%s/metrics.jsonl", name);
-    char *text = read_text(e, rel);
-    double first = NAN, last = NAN;
-    for (char *p = text, *nl; *p; p = nl + 1) {
-        nl = strchr(p, '\n');
-        if (!nl)
-            break;
-        char err[ERR_LEN];
-        struct json *j = json_parse(p, (size_t)(nl - p), 8, err);
-        CU_ASSERT_FATAL(j != NULL);
-        const struct json *src = json_get(j, "source");
-        const struct json *time = json_get(j, "time");
-        if (src && src->type == JSON_STRING && strcmp(src->string, "train") == 0 &&
-            time && time->type == JSON_NUMBER) {
-            if (isnan(first))
-                first = time->number;
-            last = time->number;
-        }
-        json_free(j);
-    }
-    free(text);
-    return last - first;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", e->dir, name);
+    struct span s = {NAN, NAN};
+    metrics_each(path, "train", add_time, &s);
+    return s.last - s.first;
 }
 
 /* What one snapshot's messages added up to. */

@@ -17,7 +17,7 @@
 #include "testing.h"
 #include "util.h"
 
-static const char *const tiny[] = {
+const char *const train_tiny_config[] = {
     "model.depths=1,1", "model.widths=8,16", "model.projector=32,16",
     "views.global_size=16", "views.local_size=8", "views.local_count=2",
     "optim.batch=8", "run.ticket_size=4", "loss.slices=16", "run.log_every=1",
@@ -41,12 +41,12 @@ void env_free(struct env *e)
     free(e->dir);
 }
 
-static pid_t spawn(const char *log, char **argv)
+pid_t spawn_logged(const char *log, bool truncate, char **argv)
 {
     pid_t pid = fork();
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int fd = open(log, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0644);
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);
@@ -74,6 +74,18 @@ int wait_exit(pid_t pid, double timeout)
     }
 }
 
+/* argv[0..n) then extra (NULL-ended; argv has room), output in DIR/NAME.out. */
+static pid_t spawn_named(const struct env *e, const char *name, char **argv, int n,
+                         const char *const *extra)
+{
+    for (int i = 0; extra && extra[i]; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    char log[4200];
+    snprintf(log, sizeof log, "%s/%s.out", e->dir, name);
+    return spawn_logged(log, false, argv);
+}
+
 /* Starts the trainer: name, then extra arguments (NULL-terminated). */
 pid_t start_trainer(const struct env *e, const char *name, const char *const *extra)
 {
@@ -86,9 +98,9 @@ pid_t start_trainer(const struct env *e, const char *name, const char *const *ex
     argv[n++] = e->dir;
     argv[n++] = "--name";
     argv[n++] = (char *)name;
-    for (int i = 0; tiny[i]; i++) {
+    for (int i = 0; train_tiny_config[i]; i++) {
         argv[n++] = "--set";
-        argv[n++] = (char *)tiny[i];
+        argv[n++] = (char *)train_tiny_config[i];
     }
     snprintf(sets[ns], sizeof sets[0], "run.endpoint=%s", e->work);
     argv[n++] = "--set";
@@ -96,12 +108,7 @@ pid_t start_trainer(const struct env *e, const char *name, const char *const *ex
     snprintf(sets[ns], sizeof sets[0], "run.broadcast=%s", e->bcast);
     argv[n++] = "--set";
     argv[n++] = sets[ns++];
-    for (int i = 0; extra && extra[i]; i++)
-        argv[n++] = (char *)extra[i];
-    argv[n] = NULL;
-    char log[4200];
-    snprintf(log, sizeof log, "%s/%s.out", e->dir, name);
-    return spawn(log, argv);
+    return spawn_named(e, name, argv, n, extra);
 }
 
 pid_t start_loader(const struct env *e, const char *name, const char *const *extra)
@@ -113,12 +120,7 @@ pid_t start_loader(const struct env *e, const char *name, const char *const *ext
     argv[n++] = (char *)e->work;
     argv[n++] = "--name";
     argv[n++] = (char *)name;
-    for (int i = 0; extra && extra[i]; i++)
-        argv[n++] = (char *)extra[i];
-    argv[n] = NULL;
-    char log[4200];
-    snprintf(log, sizeof log, "%s/%s.out", e->dir, name);
-    return spawn(log, argv);
+    return spawn_named(e, name, argv, n, extra);
 }
 
 char *read_text(const struct env *e, const char *rel)
@@ -137,43 +139,68 @@ int file_exists(const struct env *e, const char *rel)
     return stat(path, &st) == 0;
 }
 
-static double num(const struct json *o, const char *k)
+double json_number(const struct json *o, const char *key)
 {
-    const struct json *v = json_get(o, k);
+    const struct json *v = json_get(o, key);
     return v && v->type == JSON_NUMBER ? v->number : NAN;
 }
 
-/* The source=train lines of runs' metrics.jsonl. */
-int read_lines(const struct env *e, const char *name, struct line *out)
+int metrics_each(const char *path, const char *source,
+                 void (*fn)(const struct json *line, void *ctx), void *ctx)
 {
-    char rel[300];
-    snprintf(rel, sizeof rel, "%s/metrics.jsonl", name);
-    char *text = read_text(e, rel);
+    char err[ERR_LEN];
+    char *text = util_read_file(path, NULL, err);
+    if (!text)
+        return 0;
     int n = 0;
-    for (char *p = text, *nl; *p && n < MAX_LINES; p = nl + 1) {
+    for (char *p = text, *nl; *p; p = nl + 1) {
         nl = strchr(p, '\n');
         if (!nl)
             break;
-        char err[ERR_LEN];
         struct json *j = json_parse(p, (size_t)(nl - p), 8, err);
-        CU_ASSERT_FATAL(j != NULL);
+        CU_ASSERT(j != NULL);
+        if (!j)
+            continue;
         const struct json *src = json_get(j, "source");
-        if (src && src->type == JSON_STRING && strcmp(src->string, "train") == 0) {
-            struct line *l = &out[n++];
-            l->step = (uint64_t)num(j, "step");
-            l->epoch = (uint64_t)num(j, "epoch");
-            l->loss = num(j, "loss");
-            l->samples = num(j, "samples");
-            l->failures = num(j, "failures");
-            l->bad = num(j, "bad_messages");
-            const struct json *h = json_get(j, "batch_hash");
-            snprintf(l->hash, sizeof l->hash, "%s",
-                     h && h->type == JSON_STRING ? h->string : "");
+        if (src && src->type == JSON_STRING && strcmp(src->string, source) == 0) {
+            n++;
+            fn(j, ctx);
         }
         json_free(j);
     }
     free(text);
     return n;
+}
+
+struct lines_ctx {
+    struct line *out;
+    int n;
+};
+
+static void add_line(const struct json *j, void *ctx)
+{
+    struct lines_ctx *c = ctx;
+    if (c->n >= MAX_LINES)
+        return;
+    struct line *l = &c->out[c->n++];
+    l->step = (uint64_t)json_number(j, "step");
+    l->epoch = (uint64_t)json_number(j, "epoch");
+    l->loss = json_number(j, "loss");
+    l->samples = json_number(j, "samples");
+    l->failures = json_number(j, "failures");
+    l->bad = json_number(j, "bad_messages");
+    const struct json *h = json_get(j, "batch_hash");
+    snprintf(l->hash, sizeof l->hash, "%s", h && h->type == JSON_STRING ? h->string : "");
+}
+
+/* The source=train lines of runs' metrics.jsonl. */
+int read_lines(const struct env *e, const char *name, struct line *out)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", e->dir, name);
+    struct lines_ctx c = {out, 0};
+    metrics_each(path, "train", add_line, &c);
+    return c.n;
 }
 
 int wait_text(const struct env *e, const char *rel, const char *needle,

@@ -2,13 +2,17 @@
  * test_train_util.h: helpers of the lejepa-train end-to-end tests: a
  * temporary run environment with ipc:// endpoints, starting the trainer (tiny
  * model) and fake loaders as processes, waiting for them, and reading the
- * train lines of a run's metrics.jsonl.
+ * lines of a run's metrics.jsonl. test_launcher.c and test_pipeline.c use
+ * the process and metrics helpers too.
  */
 #ifndef LEJEPA_TEST_TRAIN_UTIL_H
 #define LEJEPA_TEST_TRAIN_UTIL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "json.h"
 
 #define MAX_LINES 2048
 #define RUN_TIMEOUT_S 50.0
@@ -25,6 +29,21 @@ struct line {
     double loss, samples, failures, bad;
     char hash[20];
 };
+
+/* The tiny model's config, as --set arguments (NULL-ended). */
+extern const char *const train_tiny_config[];
+
+/* Forks argv[0] (NULL-ended argv) with stdout and stderr in log, appended to
+ * or (truncate) replacing it. */
+pid_t spawn_logged(const char *log, bool truncate, char **argv);
+
+/* A number field of a JSON object; NAN when missing or not a number. */
+double json_number(const struct json *o, const char *key);
+/* Calls fn(line, ctx) for every line of the metrics.jsonl at path whose
+ * source is `source`; returns how many there were (0 when the file is
+ * missing). Every line must be JSON (asserted). */
+int metrics_each(const char *path, const char *source,
+                 void (*fn)(const struct json *line, void *ctx), void *ctx);
 
 void env_init(struct env *e);
 void env_free(struct env *e);

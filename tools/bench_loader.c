@@ -20,9 +20,9 @@
 #include <vips/vips.h>
 
 #include "augment.h"
+#include "companion.h"
 #include "config.h"
 #include "dataset.h"
-#include "json.h"
 #include "rng.h"
 #include "util.h"
 
@@ -163,37 +163,22 @@ static void run_c(struct result *res, char **files, int n,
 static int run_torch(struct result *res, const char *list,
                      const struct config_views *v, double seconds)
 {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 '%s' --list '%s' --channels %d --global-size %d "
-             "--local-size %d --global-count %d --local-count %d --seconds %g",
-             LEJEPA_BENCH_LOADER_SCRIPT, list, (int)v->channels,
-             (int)v->global_size, (int)v->local_size, (int)v->global_count,
-             (int)v->local_count, seconds);
-    FILE *p = popen(cmd, "r");
-    if (!p)
+    char args[4096], err[ERR_LEN];
+    snprintf(args, sizeof args,
+             "--list '%s' --channels %d --global-size %d --local-size %d "
+             "--global-count %d --local-count %d --seconds %g", list,
+             (int)v->channels, (int)v->global_size, (int)v->local_size,
+             (int)v->global_count, (int)v->local_count, seconds);
+    const struct companion_field f[] = {
+        {"samples_per_cpu_s", &res->torch_rate, NULL, 0},
+        {"samples_per_s", &res->torch_wall_rate, NULL, 0},
+        {"versions", NULL, res->versions, sizeof res->versions},
+    };
+    if (companion_run(LEJEPA_BENCH_LOADER_SCRIPT, args, f, 3, err) != 0) {
+        fprintf(stderr, "bench-loader: %s\n", err);
         return -1;
-    char line[4096] = "";
-    char *got = fgets(line, sizeof line, p);
-    int rc = pclose(p);
-    if (!got || rc != 0)
-        return -1;
-    char err[ERR_LEN];
-    struct json *j = json_parse(line, strlen(line), 4, err);
-    if (!j)
-        return -1;
-    const struct json *s = json_get(j, "samples_per_cpu_s");
-    const struct json *w = json_get(j, "samples_per_s");
-    const struct json *ver = json_get(j, "versions");
-    int ok = s && w && ver && s->type == JSON_NUMBER &&
-             w->type == JSON_NUMBER && ver->type == JSON_STRING;
-    if (ok) {
-        res->torch_rate = s->number;
-        res->torch_wall_rate = w->number;
-        snprintf(res->versions, sizeof res->versions, "%s", ver->string);
     }
-    json_free(j);
-    return ok ? 0 : -1;
+    return 0;
 }
 
 /* Runs one set: C, then torchvision on the same file list. */

@@ -13,6 +13,7 @@
 #include <cblas.h>
 
 #include "adamw.h"
+#include "companion.h"
 #include "config.h"
 #include "json.h"
 #include "lejepa.h"
@@ -74,35 +75,18 @@ static double sgemm_peak(void)
 static int run_torch(const char *model_json, int steps, int warmup, int threads,
                      double *step_s, double *rss_mb, char *version, size_t vlen)
 {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 '%s' --model '%s' --steps %d --warmup %d "
-             "--threads %d", LEJEPA_BENCH_TRAIN_SCRIPT, model_json, steps,
-             warmup, threads);
-    FILE *p = popen(cmd, "r");
-    if (!p)
+    char args[4096], err[ERR_LEN];
+    snprintf(args, sizeof args, "--model '%s' --steps %d --warmup %d --threads %d",
+             model_json, steps, warmup, threads);
+    const struct companion_field f[] = {
+        {"step_s_median", step_s, NULL, 0}, {"peak_rss_mb", rss_mb, NULL, 0},
+        {"torch", NULL, version, vlen},
+    };
+    if (companion_run(LEJEPA_BENCH_TRAIN_SCRIPT, args, f, 3, err) != 0) {
+        fprintf(stderr, "bench-train: %s\n", err);
         return -1;
-    char line[4096] = "";
-    char *got = fgets(line, sizeof line, p);
-    int rc = pclose(p);
-    if (!got || rc != 0)
-        return -1;
-    char err[ERR_LEN];
-    struct json *j = json_parse(line, strlen(line), 4, err);
-    if (!j)
-        return -1;
-    const struct json *s = json_get(j, "step_s_median");
-    const struct json *m = json_get(j, "peak_rss_mb");
-    const struct json *v = json_get(j, "torch");
-    int ok = s && m && v && s->type == JSON_NUMBER && m->type == JSON_NUMBER &&
-             v->type == JSON_STRING;
-    if (ok) {
-        *step_s = s->number;
-        *rss_mb = m->number;
-        snprintf(version, vlen, "%s", v->string);
     }
-    json_free(j);
-    return ok ? 0 : -1;
+    return 0;
 }
 
 /* Seconds per step by layer kind (forward, backward) over every group, the

@@ -5,10 +5,11 @@
  * no line falls between the two (lines arriving both ways are deduplicated
  * by the store); HISTORY pages from line 0 until done, and one catch-up
  * request MONITOR_CATCHUP_MS later for lines published while the
- * subscription was still being set up. Heartbeats every heartbeat_ms; a
- * trainer silent for MONITOR_SILENT_BEATS intervals is dropped and the
- * handshake starts over (the whole history is fetched again: cheap, and
- * right even when the trainer was restarted).
+ * subscription was still being set up. The connection itself (sockets,
+ * heartbeats, a trainer silent for CLIENT_SILENT_BEATS intervals dropped and
+ * the handshake started over) is proto/client.h; after a reconnection the
+ * whole history is fetched again: cheap, and right even when the trainer was
+ * restarted.
  */
 #ifndef LEJEPA_MONITOR_CONN_H
 #define LEJEPA_MONITOR_CONN_H
@@ -16,10 +17,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "client.h"
 #include "msg.h"
 #include "monitor_history.h"
 
-#define MONITOR_SILENT_BEATS 5          /* heartbeats of silence = gone */
 #define MONITOR_HELLO_RETRY_MS 5000     /* no WELCOME: new socket, new HELLO */
 #define MONITOR_CATCHUP_MS 1000         /* second HISTORY fetch after done */
 
@@ -40,24 +41,19 @@ enum monitor_conn_event {
 typedef void (*monitor_metric_fn)(void *ctx, const struct monitor_record *r, int stored);
 
 struct monitor_conn {
-    void *ctx, *work, *sub;
-    const char *endpoint;
+    struct client cl;
+    char name[MSG_NAME_MAX];    /* HELLO.name: monitor-PID@HOST */
     bool follow;                /* subscribe to METRIC (false for --once) */
     enum monitor_conn_state state;
-    struct msg_limits lim;
-    struct msg_arena arena;
     char run[MSG_NAME_MAX];     /* "" until the first WELCOME */
     bool run_changed;           /* set on a WELCOME naming a new run; the
                                    caller clears it */
-    uint32_t heartbeat_ms;
-    double hello_sent, last_heard, last_beat;   /* monotonic seconds */
     uint64_t history_next;      /* next line index to ask for */
     bool history_done;          /* a reply with done arrived this connection */
     bool catchup_sent;
     double done_at;
     uint64_t history_lines;     /* lines received in HISTORY replies */
     unsigned connects;          /* WELCOMEs received */
-    size_t malformed;
     monitor_metric_fn on_metric;
     void *cb_ctx;
 };

@@ -4,18 +4,91 @@
  * as metadata, the run's config, the step, the total step count, the dataset
  * identity and the sampler state (epoch, its first step, seed, excluded
  * samples with the epoch they failed in); `latest` names the newest file.
- * Both are written atomically. Tickets in flight are not saved: a resumed
+ * Both are written atomically; older step checkpoints beyond run.keep_ckpts
+ * are deleted after that. Tickets in flight are not saved: a resumed
  * run issues them again, so it trains the same next batch.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ckpt.h"
 #include "train_state.h"
 #include "util.h"
+
+/* The step of a file named ckpt-<step>.safetensors; false for any other name. */
+static bool ckpt_name_step(const char *name, uint64_t *step)
+{
+    const char *prefix = "ckpt-", *suffix = ".safetensors";
+    size_t len = strlen(name), np = strlen(prefix), ns = strlen(suffix);
+    if (len <= np + ns || strncmp(name, prefix, np) != 0 ||
+        strcmp(name + len - ns, suffix) != 0)
+        return false;
+    uint64_t v = 0;
+    for (const char *p = name + np; p < name + len - ns; p++) {
+        if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *step = v;
+    return true;
+}
+
+static int cmp_u64_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* run.keep_ckpts: deletes all but the newest step checkpoints, called once
+ * the new one and `latest` are on disk. The one just written (what `latest`
+ * names) and the run's final one (step == total) are never deleted. A file
+ * that cannot be listed or removed is logged; the run goes on. */
+static void rotate(struct train *t)
+{
+    int64_t keep = t->cfg.run.keep_ckpts;
+    if (keep <= 0)
+        return;
+    DIR *dir = opendir(t->run_dir);
+    if (!dir) {
+        train_log(t, "cannot list %s to rotate checkpoints: %s", t->run_dir,
+                  strerror(errno));
+        return;
+    }
+    uint64_t *steps = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(dir))) {
+        uint64_t step;
+        if (!ckpt_name_step(e->d_name, &step))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            steps = xrealloc(steps, cap * sizeof *steps);
+        }
+        steps[n++] = step;
+    }
+    closedir(dir);
+    if (n > 1)
+        qsort(steps, n, sizeof *steps, cmp_u64_desc);
+    for (size_t i = (size_t)keep; i < n; i++) {
+        if (steps[i] == t->step || steps[i] == t->total)
+            continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/ckpt-%" PRIu64 ".safetensors", t->run_dir,
+                 steps[i]);
+        if (unlink(path) != 0)
+            train_log(t, "cannot delete old checkpoint %s: %s", path, strerror(errno));
+        else
+            train_log(t, "deleted old checkpoint %s (run.keep_ckpts = %" PRId64 ")",
+                      path, keep);
+    }
+    free(steps);
+}
 
 int train_ckpt_write(struct train *t, char *err)
 {
@@ -61,6 +134,7 @@ int train_ckpt_write(struct train *t, char *err)
     t->last_ckpt_step = t->step;
     t->have_ckpt = true;
     train_log(t, "checkpoint %s (step %" PRIu64 ")", path, t->step);
+    rotate(t);
     return 0;
 }
 

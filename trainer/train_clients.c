@@ -132,6 +132,29 @@ static int check_dataset(struct train *t, const struct msg_hello *h, char *err)
                 ds->fingerprint == d->fingerprint ? " (class names differ)" : "");
 }
 
+/* Sends WELCOME only when the peer is still connected. A client that got no
+ * WELCOME in time says HELLO again on a new socket (a new routing id) and
+ * closes the old one, so while the trainer is busy (building the model)
+ * several HELLOs of one process queue up here, the dead connections' among
+ * them. With ZMQ_ROUTER_MANDATORY a send to a closed peer fails with
+ * EHOSTUNREACH instead of vanishing: such a HELLO registers no client (one
+ * that would be sent tickets it never answers until it counts as silent). */
+static bool send_welcome(struct train *t, const uint8_t *id, size_t id_len,
+                         const struct msg *m)
+{
+    char err[ERR_LEN];
+    int on = 1, off = 0;
+    if (zmq_setsockopt(t->router, ZMQ_ROUTER_MANDATORY, &on, sizeof on) != 0)
+        die("zmq_setsockopt(ZMQ_ROUTER_MANDATORY): %s", zmq_strerror(zmq_errno()));
+    int rc = msg_send_to(t->router, id, id_len, m, err);
+    int e = zmq_errno();
+    if (zmq_setsockopt(t->router, ZMQ_ROUTER_MANDATORY, &off, sizeof off) != 0)
+        die("zmq_setsockopt(ZMQ_ROUTER_MANDATORY): %s", zmq_strerror(zmq_errno()));
+    if (rc != 0 && e != EHOSTUNREACH)
+        train_log(t, "could not send WELCOME: %s", err);
+    return rc == 0;
+}
+
 static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
                          const struct msg_hello *h)
 {
@@ -149,6 +172,23 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
         train_log(t, "REFUSE: %s", err);
         return;
     }
+    /* The first loader's dataset fixes the class count: build the model
+     * before any WELCOME, so no welcomed client goes without heartbeats
+     * while the arenas are allocated. */
+    if (!t->engine_ready && t->data.known)
+        train_engine_init(t);
+    struct msg m = {.kind = MSG_KIND_WELCOME};
+    m.welcome = (struct msg_welcome){
+        .run = t->cfg.run.name, .broadcast = t->cfg.run.broadcast,
+        .config = t->config_text, .heartbeat_ms = TRAIN_HEARTBEAT_MS,
+        .client_id = t->next_client_id + 1,
+    };
+    if (!send_welcome(t, id, id_len, &m)) {
+        train_log(t, "%s %s (pid %" PRIu64 ") left before its WELCOME (an "
+                  "earlier HELLO of a client that tried again)",
+                  msg_role_name(h->role), h->name, h->pid);
+        return;
+    }
     struct train_client *c = xcalloc(1, sizeof *c);
     memcpy(c->id, id, id_len);
     c->id_len = id_len;
@@ -162,13 +202,6 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
     c->last_seen = util_time_mono();
     c->joined_at = c->last_seen;
     t->clients[t->n_clients++] = c;
-    struct msg m = {.kind = MSG_KIND_WELCOME};
-    m.welcome = (struct msg_welcome){
-        .run = t->cfg.run.name, .broadcast = t->cfg.run.broadcast,
-        .config = t->config_text, .heartbeat_ms = TRAIN_HEARTBEAT_MS,
-        .client_id = c->client_id,
-    };
-    train_send(t, id, id_len, &m);
     train_log(t, "%s %s joined (pid %" PRIu64 ", %s, credit %" PRIu32 ")",
               msg_role_name(c->role), c->name, h->pid, h->software, c->credit);
 }
@@ -302,6 +335,8 @@ void train_clients_heartbeat(struct train *t)
 
 void train_clients_bye_all(struct train *t, const char *reason)
 {
+    if (t->n_clients > 0)
+        train_log(t, "BYE to %d client(s): %s", t->n_clients, reason);
     while (t->n_clients > 0) {
         struct train_client *c = t->clients[t->n_clients - 1];
         send_text(t, c->id, c->id_len, MSG_KIND_BYE, reason);

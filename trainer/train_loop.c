@@ -217,10 +217,12 @@ int train_loop_run(struct train *t, volatile sig_atomic_t *signals)
     for (;;) {
         if (*signals >= 2) {
             train_log(t, "second signal: exiting without a checkpoint");
+            t->interrupted = true;
             return 130;
         }
         if (*signals && !stopping) {
             stopping = true;
+            t->interrupted = true;
             train_log(t, "stopping: finishing the current step, then a final "
                       "checkpoint");
         }

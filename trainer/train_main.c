@@ -43,8 +43,9 @@ static void usage(FILE *out)
 "  --out DIR       parent of the run directories (run.dir, default runs)\n"
 "  --help-config   every config key with its bounds, default and help\n"
 "  --version       version, BLAS and threads\n"
-"Run directory DIR/NAME: config.ini, log, metrics.jsonl, ckpt-<step>.safetensors,\n"
-"latest. SIGINT/SIGTERM: finish the step, checkpoint, exit 0.\n");
+"Run directory DIR/NAME: config.ini, log, metrics.jsonl, ckpt-<step>.safetensors\n"
+"(the newest run.keep_ckpts), latest. SIGINT/SIGTERM: finish the step, checkpoint,\n"
+"exit 0.\n");
 }
 
 /* --resume's value, looked up before the config is parsed. */
@@ -253,6 +254,16 @@ static void load_dataset(struct train *t)
     }
 }
 
+/* The reason in the BYE every client gets at the end (PROTOCOL.md). */
+static const char *bye_reason(const struct train *t, int code)
+{
+    if (t->interrupted)
+        return "interrupted by signal";
+    if (code == 0 && t->engine_ready && t->step >= t->total)
+        return "run finished";
+    return "trainer stopped";
+}
+
 static int finish(struct train *t, int code)
 {
     char err[ERR_LEN];
@@ -270,7 +281,7 @@ static int finish(struct train *t, int code)
     }
     if (t->fatal[0])
         train_log(t, "error: %s", t->fatal);
-    train_clients_bye_all(t, code == 0 ? "run finished" : "trainer stopped");
+    train_clients_bye_all(t, bye_reason(t, code));
     if (t->engine_ready) {
         train_compute_stop(t);
         train_log(t, "%s at step %" PRIu64 " of %" PRIu64 " (%" PRIu64 " bad "

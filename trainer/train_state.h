@@ -198,6 +198,7 @@ struct train {
 
     char sampler_err[256];          /* no next epoch: fatal once the open
                                      * steps are trained */
+    bool interrupted;               /* SIGINT/SIGTERM stopped the run */
     char fatal[512];                /* set: the run stops with this error */
     int fatal_code;                 /* its exit status */
 

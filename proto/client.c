@@ -1,0 +1,297 @@
+/*
+ * client.c: the client side of the trainer connection (client.h): sockets,
+ * the handshake, heartbeats and silence. It decides nothing about what a
+ * message means beyond WELCOME and HEARTBEAT; callers handle the rest.
+ */
+#include "client.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+void client_routing_id(char *out, const char *name, unsigned counter)
+{
+    snprintf(out, CLIENT_ROUTING_ID_MAX, "%.200s/%d/%u", name, (int)getpid(), counter);
+}
+
+static int set_int(void *s, int opt, int v, const char *what, char *err)
+{
+    if (zmq_setsockopt(s, opt, &v, sizeof v) != 0)
+        return errf(err, "zmq_setsockopt(%s): %s", what, zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+void *client_socket_open(void *ctx, int type, const char *endpoint,
+                         const struct client_socket_opts *o, char *err)
+{
+    void *s = zmq_socket(ctx, type);
+    if (!s) {
+        errf(err, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+        return NULL;
+    }
+    if (o->routing_id &&
+        zmq_setsockopt(s, ZMQ_ROUTING_ID, o->routing_id, strlen(o->routing_id)) != 0) {
+        errf(err, "zmq_setsockopt(ZMQ_ROUTING_ID): %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    if (set_int(s, ZMQ_LINGER, 0, "ZMQ_LINGER", err) < 0 ||
+        set_int(s, ZMQ_SNDTIMEO, o->send_timeout_ms, "ZMQ_SNDTIMEO", err) < 0 ||
+        (o->hwm > 0 && (set_int(s, ZMQ_SNDHWM, o->hwm, "ZMQ_SNDHWM", err) < 0 ||
+                        set_int(s, ZMQ_RCVHWM, o->hwm, "ZMQ_RCVHWM", err) < 0)) ||
+        msg_limits_apply(s, o->lim, err) < 0)
+        goto fail;
+    for (int i = 0; o->topics && o->topics[i]; i++)
+        if (zmq_setsockopt(s, ZMQ_SUBSCRIBE, o->topics[i], strlen(o->topics[i])) != 0) {
+            errf(err, "zmq_setsockopt(ZMQ_SUBSCRIBE %s): %s", o->topics[i],
+                 zmq_strerror(zmq_errno()));
+            goto fail;
+        }
+    if (zmq_connect(s, endpoint) != 0) {
+        errf(err, "connect %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    return s;
+fail:
+    zmq_close(s);
+    return NULL;
+}
+
+void client_socket_close(void **s, int linger_ms, client_log_fn log)
+{
+    if (!*s)
+        return;
+    if (zmq_setsockopt(*s, ZMQ_LINGER, &linger_ms, sizeof linger_ms) != 0)
+        log("zmq_setsockopt(ZMQ_LINGER): %s", zmq_strerror(zmq_errno()));
+    if (zmq_close(*s) != 0)
+        log("zmq_close: %s", zmq_strerror(zmq_errno()));
+    *s = NULL;
+}
+
+int client_send_msg(void *sock, const struct msg *m, client_log_fn log)
+{
+    char err[ERR_LEN];
+    if (!sock)
+        return -1;
+    if (msg_send(sock, m, err) < 0) {
+        log("cannot send %s: %s", msg_kind_name(m->kind), err);
+        return -1;
+    }
+    return 0;
+}
+
+int client_send_heartbeat(void *sock, uint32_t held, client_log_fn log)
+{
+    struct msg m = {.kind = MSG_KIND_HEARTBEAT};
+    m.heartbeat = (struct msg_heartbeat){.time = util_time_unix(), .held = held};
+    return client_send_msg(sock, &m, log);
+}
+
+int client_send_bye(void *sock, const char *reason, client_log_fn log)
+{
+    struct msg m = {.kind = MSG_KIND_BYE};
+    m.bye = (struct msg_text){.reason = reason};
+    return client_send_msg(sock, &m, log);
+}
+
+int client_recv_msg(void *sock, bool sub, zmq_msg_t *frame, struct msg *m,
+                    const struct msg_limits *lim, struct msg_arena *arena,
+                    uint64_t *malformed, client_log_fn log)
+{
+    char err[ERR_LEN];
+    if (!sock)
+        return 0;
+    errno = 0;  /* a decode error leaves errno alone; EAGAIN means "nothing" */
+    int rc = sub ? msg_recv_sub(sock, ZMQ_DONTWAIT, frame, m, lim, arena, err)
+                 : msg_recv(sock, ZMQ_DONTWAIT, frame, m, lim, arena, err);
+    if (rc == 0)
+        return 1;
+    int e = errno;
+    zmq_msg_close(frame);
+    if (e == EAGAIN)
+        return 0;
+    (*malformed)++;
+    if (*malformed <= CLIENT_MALFORMED_LOG_FIRST || *malformed % CLIENT_MALFORMED_EVERY == 0)
+        log("malformed message on the %s socket (#%llu, ignored): %s",
+            sub ? "broadcast" : "work", (unsigned long long)*malformed, err);
+    return -1;
+}
+
+void client_broadcast_endpoint(char *out, size_t cap, const char *work, const char *bc)
+{
+    const char *host = strstr(bc, "://");
+    const char *port = host ? strrchr(host + 3, ':') : NULL;
+    bool wild = host && port && (strncmp(host + 3, "*:", 2) == 0 ||
+                                 strncmp(host + 3, "0.0.0.0:", 8) == 0);
+    const char *whost = strstr(work, "://");
+    const char *wport = whost ? strrchr(whost + 3, ':') : NULL;
+    if (!wild || !wport) {
+        snprintf(out, cap, "%s", bc);
+        return;
+    }
+    snprintf(out, cap, "%.*s%s", (int)(wport - work), work, port);
+}
+
+void client_init(struct client *c, const char *endpoint, const struct msg_hello *hello,
+                 client_log_fn log)
+{
+    memset(c, 0, sizeof *c);
+    c->endpoint = endpoint;
+    c->hello = *hello;
+    c->log = log;
+    c->send_timeout_ms = CLIENT_SEND_TIMEOUT_MS;
+    c->heartbeat_ms = CLIENT_DEFAULT_HEARTBEAT_MS;
+    c->hello_sent = -INFINITY;
+    c->ctx = zmq_ctx_new();
+    if (!c->ctx)
+        die("zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+    msg_limits_default(&c->lim_work);
+    msg_limits_default(&c->lim_sub);
+    msg_arena_init(&c->arena);
+}
+
+void client_free(struct client *c, int linger_ms)
+{
+    client_socket_close(&c->work, linger_ms, c->log);
+    client_socket_close(&c->sub, 0, c->log);
+    msg_arena_free(&c->arena);
+    if (c->ctx && zmq_ctx_term(c->ctx) != 0)
+        c->log("zmq_ctx_term: %s", zmq_strerror(zmq_errno()));
+    c->ctx = NULL;
+}
+
+void client_disconnect(struct client *c, double now)
+{
+    client_socket_close(&c->work, 0, c->log);
+    client_socket_close(&c->sub, 0, c->log);
+    c->welcomed = false;
+    c->hello_sent = now;
+}
+
+void client_hello_retry(struct client *c, double now, double retry_s)
+{
+    if (c->welcomed || now - c->hello_sent < retry_s)
+        return;
+    if (c->hello_sent > -INFINITY)
+        c->log("no answer from %s for %.0f s: saying HELLO again", c->endpoint, retry_s);
+    client_disconnect(c, now);
+    c->last_heard = now;
+    client_routing_id(c->routing_id, c->hello.name, ++c->connections);
+    char err[ERR_LEN];
+    const struct client_socket_opts o = {
+        .routing_id = c->routing_id, .send_timeout_ms = c->send_timeout_ms,
+        .lim = &c->lim_work,
+    };
+    c->work = client_socket_open(c->ctx, ZMQ_DEALER, c->endpoint, &o, err);
+    if (!c->work) {
+        c->log("%s", err);
+        return;
+    }
+    struct msg m = {.kind = MSG_KIND_HELLO};
+    m.hello = c->hello;
+    client_send(c, &m);
+}
+
+int client_welcome(struct client *c, const struct msg_welcome *w,
+                   const char *const *topics, const struct msg_limits *sub_lim)
+{
+    if (c->welcomed) {
+        c->log("ignoring a second WELCOME");
+        return 1;
+    }
+    c->welcomed = true;
+    c->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : CLIENT_DEFAULT_HEARTBEAT_MS;
+    c->last_beat = util_time_mono();
+    client_broadcast_endpoint(c->broadcast, sizeof c->broadcast, c->endpoint,
+                              w->broadcast);
+    if (!topics)
+        return 0;
+    if (sub_lim)
+        c->lim_sub = *sub_lim;
+    else
+        msg_limits_default(&c->lim_sub);
+    char err[ERR_LEN];
+    const struct client_socket_opts o = {
+        .send_timeout_ms = c->send_timeout_ms, .hwm = c->sub_hwm,
+        .lim = &c->lim_sub, .topics = topics,
+    };
+    c->sub = client_socket_open(c->ctx, ZMQ_SUB, c->broadcast, &o, err);
+    if (!c->sub) {
+        c->log("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+int client_poll(struct client *c, zmq_pollitem_t *items, int n_items, long timeout_ms)
+{
+    enum { MAX_ITEMS = 16 };
+    CHECK(n_items >= 0 && n_items <= MAX_ITEMS - 2);
+    zmq_pollitem_t all[MAX_ITEMS];
+    int n = 0;
+    for (int i = 0; i < n_items; i++)
+        all[n++] = items[i];
+    if (c->work)
+        all[n++] = (zmq_pollitem_t){.socket = c->work, .events = ZMQ_POLLIN};
+    if (c->sub)
+        all[n++] = (zmq_pollitem_t){.socket = c->sub, .events = ZMQ_POLLIN};
+    int rc = zmq_poll(all, n, timeout_ms);
+    int e = rc < 0 ? zmq_errno() : 0;
+    if (rc < 0 && e != EINTR)
+        c->log("zmq_poll: %s", zmq_strerror(e));
+    for (int i = 0; i < n_items; i++)
+        items[i].revents = rc < 0 ? 0 : all[i].revents;
+    return rc < 0 && e != EINTR ? -1 : 0;
+}
+
+int client_recv(struct client *c, bool sub, zmq_msg_t *frame, struct msg *m)
+{
+    int rc = client_recv_msg(sub ? c->sub : c->work, sub, frame, m,
+                             sub ? &c->lim_sub : &c->lim_work, &c->arena,
+                             &c->malformed, c->log);
+    if (rc != 0)
+        c->last_heard = util_time_mono();
+    return rc;
+}
+
+int client_send(struct client *c, const struct msg *m)
+{
+    return client_send_msg(c->work, m, c->log);
+}
+
+int client_drain(struct client *c, bool sub, int max, client_handler_fn fn, void *ctx)
+{
+    for (int k = 0; k < max; k++) {
+        zmq_msg_t frame;
+        struct msg m;
+        int rc = client_recv(c, sub, &frame, &m);
+        if (rc == 0)
+            break;
+        if (rc < 0)
+            continue;
+        int stop = m.kind == MSG_KIND_HEARTBEAT ? 0 : fn(ctx, &m);
+        zmq_msg_close(&frame);
+        if (stop)
+            return stop;
+    }
+    return 0;
+}
+
+bool client_keep_alive(struct client *c, double now)
+{
+    double beat = c->heartbeat_ms / 1000.0;
+    if (now - c->last_heard > CLIENT_SILENT_BEATS * beat) {
+        c->log("trainer silent for %.1f s: reconnecting to %s", now - c->last_heard,
+               c->endpoint);
+        client_disconnect(c, -INFINITY);
+        return true;
+    }
+    if (now - c->last_beat >= beat) {
+        client_send_heartbeat(c->work, 0, c->log);
+        c->last_beat = now;
+    }
+    return false;
+}
