@@ -239,9 +239,13 @@ int main(int argc, char **argv)
         printf("threads %d, batch %d, %d views, OMP_WAIT_POLICY %s\n", threads,
                lc.batch, m.views, policy);
         printf("C:       %.3f s/step  %.1f images/s  %.1f effective GFLOP/s "
-               "(%.0f%% of the sgemm peak %.1f GFLOP/s; direct-convolution "
-               "count, Winograd does fewer multiplies)  peak RSS %.0f MB\n",
-               med, lc.batch / med, gflops, 100 * gflops / peak, peak, rss_mb);
+               "(%.0f%% of the sgemm peak %.1f GFLOP/s%s)  peak RSS %.0f MB\n",
+               med, lc.batch / med, gflops, 100 * gflops / peak, peak,
+               lc.backbone == LEJEPA_BACKBONE_RESNET
+                   ? "; direct-convolution count, Winograd does fewer "
+                     "multiplies"
+                   : "",
+               rss_mb);
         if (have_torch)
             printf("PyTorch: %.3f s/step  %.1f images/s  peak RSS %.0f MB "
                    "(torch %s)\nspeedup: %.2fx\n", torch_s, lc.batch / torch_s,
