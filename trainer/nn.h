@@ -44,7 +44,7 @@ int nn_conv2d_out_dim(int in, int k, int stride, int pad);
  * im2col). One buffer of the maximum over all layers
  * serves every conv of a model. The optimised kernel works on chunks of
  * images whose im2col buffer stays under NN_CONV_CHUNK_FLOATS. */
-#define NN_CONV_CHUNK_FLOATS ((size_t)1 << 22)
+#define NN_CONV_CHUNK_FLOATS ((size_t)1 << 18)
 size_t nn_conv2d_scratch_floats(int B, int C, int H, int W, int OC, int K,
                                 int stride, int pad);
 
