@@ -283,6 +283,15 @@ bool train_eval_due(const struct train *t)
     return end || (every > 0 && t->step % (uint64_t)every == 0);
 }
 
+double train_eval_estimate_seconds(const struct train *t, double flops_per_s)
+{
+    const struct train_eval *e = t->eval;
+    if (!e || !e->index || e->rows == 0 || !(flops_per_s > 0))
+        return 0;
+    double per_row = graph_forward_flops(&e->ev.g) / e->ev.g.B;
+    return (double)e->rows * per_row / flops_per_s;
+}
+
 bool train_eval_active(const struct train *t)
 {
     return t->eval && t->eval->active;

@@ -44,6 +44,10 @@ void train_eval_free(struct train *t);
 /* After step t->step finished (epoch: its epoch): true when a snapshot is
  * due now (every eval.every steps, and at the end of the run). */
 bool train_eval_due(const struct train *t);
+/* Seconds one snapshot's forward should take at flops_per_s (the training
+ * step's measured rate): rows times the eval graph's multiply-adds per
+ * image; 0 without snapshots. The time budget reserves it per snapshot. */
+double train_eval_estimate_seconds(const struct train *t, double flops_per_s);
 void train_eval_begin(struct train *t, uint32_t epoch);
 bool train_eval_active(const struct train *t);
 /* The main loop's turn while a snapshot is active (training is paused):

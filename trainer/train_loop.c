@@ -76,8 +76,22 @@ void train_engine_init(struct train *t)
     t->interval_t0 = util_time_mono();
 }
 
+/* Snapshots of steps (from, to), the final one excluded: it is evaluation,
+ * not training. */
+static uint64_t snapshots_between(const struct train *t, uint64_t from,
+                                  uint64_t to)
+{
+    int64_t every = t->cfg.eval.every;
+    if (every <= 0 || to <= from + 1)
+        return 0;
+    return (to - 1) / (uint64_t)every - from / (uint64_t)every;
+}
+
 /* The time budget: the first timing_steps steps ran against the provisional
- * total; their pace fixes the real one, recorded in the run's config. */
+ * total; their pace fixes the real one, recorded in the run's config. The
+ * snapshots due before the end pause training, so their estimated time
+ * (train_eval_estimate_seconds at the steps' measured rate) comes out of
+ * the budget too. */
 static void fix_total(struct train *t)
 {
     double now = util_time_mono();
@@ -88,6 +102,12 @@ static void fix_total(struct train *t)
     uint64_t total = t->step + (uint64_t)(more > 0 ? more : 0);
     if (total > (uint64_t)t->cfg.optim.steps)
         total = (uint64_t)t->cfg.optim.steps;
+    double snap = per_step > 0 ? train_eval_estimate_seconds(
+                      t, 3.0 * lejepa_forward_flops(&t->model) / per_step) : 0;
+    while (total > t->step &&
+           (double)(total - t->step) * per_step +
+                   (double)snapshots_between(t, t->step, total) * snap > left)
+        total--;
     if (total < t->step)
         total = t->step;
     char err[ERR_LEN], set[64];
@@ -101,9 +121,11 @@ static void fix_total(struct train *t)
     free(t->config_text);
     t->config_text = config_to_string(&t->cfg);
     train_save_config(t);
-    train_log(t, "time budget: %.3f s per step over %" PRIu64 " steps, so %"
-              PRIu64 " steps in total (warm-up %ld); recorded in config.ini",
-              per_step, t->step, total, t->warmup);
+    train_log(t, "time budget: %.3f s per step over %" PRIu64 " steps and "
+              "~%.1f s per snapshot (%" PRIu64 " before the end), so %" PRIu64
+              " steps in total (warm-up %ld); recorded in config.ini",
+              per_step, t->step, snap, snapshots_between(t, t->step, total),
+              total, t->warmup);
     struct msg_value v[] = {{"steps_total", (double)total}, {"step_s", per_step}};
     train_metrics_write(t, MSG_SOURCE_SYSTEM, t->step, t->sampler.epoch, v, 2, NULL);
 }
