@@ -226,7 +226,8 @@ static void check_logs(const char *name, const char *out)
 
 static void test_run(void)
 {
-    pid_t pid = start_launcher("r", "4");
+    /* 6 steps of 8 over 32 train images: the final snapshot is in epoch 1 */
+    pid_t pid = start_launcher("r", "6");
     int status = wait_exit(pid, RUN_WAIT_S);
     char *out = read_rel("r.out");
     if (status != 0)
@@ -253,6 +254,9 @@ static void test_run(void)
         CU_ASSERT(lin >= 0.0 && lin <= 1.0);
         CU_ASSERT(probe >= 0.0 && probe <= 1.0);
         CU_ASSERT(png_not_blank("r", "segmaps/latest.png"));
+        /* evaluators send epoch 0; the trainer logs its snapshot's epoch */
+        CU_ASSERT_EQUAL(last_value("r", "knn", "epoch"), 1.0);
+        CU_ASSERT_EQUAL(last_value("r", "train", "epoch"), 1.0);
     }
     CU_ASSERT(strstr(out, "[lejepa] summary") != NULL);
     CU_ASSERT(strstr(out, "dashboard.html") != NULL);

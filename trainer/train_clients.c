@@ -270,7 +270,11 @@ static void handle(struct train *t, const uint8_t *id, size_t id_len,
         c->has_result = true;
         c->result_step = m->result.step;
         t->last_result_at = util_time_mono();
-        train_metrics_result(t, &m->result);
+        struct msg_metric r = m->result;
+        /* EMBED carries no epoch, so evaluators send 0: the trainer knows
+         * which epoch its snapshot was taken in. */
+        train_eval_epoch_of(t, r.step, &r.epoch);
+        train_metrics_result(t, &r);
         return;
     case MSG_KIND_HISTORY:
         train_metrics_history(t, id, id_len, m->history.start);

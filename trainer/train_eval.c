@@ -283,6 +283,16 @@ bool train_eval_due(const struct train *t)
     return end || (every > 0 && t->step % (uint64_t)every == 0);
 }
 
+bool train_eval_epoch_of(const struct train *t, uint64_t step,
+                         uint32_t *epoch)
+{
+    const struct train_eval *e = t->eval;
+    if (!e || e->step == 0 || step < e->step)
+        return false;
+    *epoch = e->epoch;
+    return true;
+}
+
 double train_eval_estimate_seconds(const struct train *t, double flops_per_s)
 {
     const struct train_eval *e = t->eval;
