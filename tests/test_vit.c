@@ -258,7 +258,8 @@ static void test_presets_and_errors(void)
     }
 }
 
-/* Every recipe in configs/ resolves to an engine config. */
+/* Every recipe shipped in configs/ loads, validates and resolves to an
+ * engine config (ResNet and ViT alike). */
 static void test_recipes_resolve(void)
 {
     const char *root = getenv("LEJEPA_SOURCE_ROOT");
@@ -266,7 +267,7 @@ static void test_recipes_resolve(void)
     snprintf(dir, sizeof dir, "%s/configs", root ? root : ".");
     DIR *d = opendir(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
-    int vits = 0;
+    int vits = 0, seen = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         size_t n = strlen(e->d_name);
         if (n < 5 || strcmp(e->d_name + n - 4, ".ini") != 0)
@@ -286,8 +287,10 @@ static void test_recipes_resolve(void)
         CU_ASSERT_EQUAL(rc, 0);
         if (rc == 0 && lc.backbone == LEJEPA_BACKBONE_VIT)
             vits++;
+        seen++;
     }
     closedir(d);
+    CU_ASSERT(seen >= 5);   /* fashion-mnist, bench-*, imagenet-* */
     CU_ASSERT(vits >= 2);   /* bench-vit, imagenet-vit-small */
 }
 
