@@ -133,6 +133,7 @@ struct config_eval {
     int64_t chunk;                      /* samples per EMBED chunk */
     int64_t featmap_images;             /* images in FEATMAP; 0: none */
     char tasks[CONFIG_STR_LEN];         /* the launcher's evaluator tasks */
+    int64_t wait_evaluators;            /* evaluators awaited before step 1 */
 };
 
 struct config {

@@ -230,6 +230,10 @@ static const struct config_key key_table[] = {
     KEY_INT(eval, val_limit, 0, 10000000, "0",
             "val samples embedded per snapshot (evenly spaced like "
             "train_subset); 0: the whole val split"),
+    KEY_INT(eval, wait_evaluators, 0, 64, "0",
+            "evaluators the trainer waits for (at most 60 s) before its "
+            "first training step, so that none misses a snapshot; lejepa "
+            "run sets it to the evaluators it starts"),
     KEY_INT(eval, chunk, 1, 4096, "512",
             "samples per EMBED message (lejepa-eval accepts up to 4096)"),
     KEY_INT(eval, featmap_images, 0, 64, "16",

@@ -495,15 +495,23 @@ static void test_stalled_loader(void)
     env_free(&e);
 }
 
-/* An evaluator's RESULT lands in metrics.jsonl and comes back as METRIC. */
+/* With eval.wait_evaluators = 1 training waits for the evaluator (no
+ * step while only the loader is there); its RESULT then lands in
+ * metrics.jsonl and comes back as METRIC. */
 static void test_result_metric(void)
 {
     struct env e;
     env_init(&e);
-    const char *const args[] = {"--steps", "100000", NULL};
+    const char *const args[] = {"--steps", "100000", "--set",
+                                "eval.wait_evaluators=1", NULL};
     pid_t tr = start_trainer(&e, "res", args);
     pid_t a = start_loader(&e, "res-a", NULL);
-    CU_ASSERT(wait_lines(&e, "res", 2, 30));
+    CU_ASSERT(wait_text(&e, "res/log", "res-a joined", 20));
+    CU_ASSERT(wait_text(&e, "res/log", "waiting up to 60 s for 1 evaluator", 20));
+    usleep(1500000);
+    struct line *early = xcalloc(MAX_LINES, sizeof *early);
+    CU_ASSERT_EQUAL(read_lines(&e, "res", early), 0);
+    free(early);
     void *ctx = zmq_ctx_new();
     void *s = zmq_socket(ctx, ZMQ_DEALER), *sub = zmq_socket(ctx, ZMQ_SUB);
     CU_ASSERT_FATAL(zmq_connect(s, e.work) == 0 && zmq_connect(sub, e.bcast) == 0);
@@ -528,7 +536,7 @@ static void test_result_metric(void)
     CU_ASSERT_EQUAL(r.kind, MSG_KIND_WELCOME);
     CU_ASSERT_STRING_EQUAL(r.welcome.run, "res");
     zmq_msg_close(&frame);
-    usleep(200000);
+    CU_ASSERT(wait_lines(&e, "res", 2, 30));
     struct msg_value v = {"knn_top1", 0.5};
     struct msg res = {.kind = MSG_KIND_RESULT};
     res.result = (struct msg_metric){.time = 1.0, .step = 2, .epoch = 0,

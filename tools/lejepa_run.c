@@ -257,8 +257,12 @@ static void start_all(struct launcher *l)
 {
     const struct run_opts *o = &l->o;
     char path[PATH_MAX], workers[16], nm[PROC_NAME_LEN];
-    char *argv[2 * RUN_MAX_ARGS + 32];
+    char *argv[4 * RUN_MAX_ARGS + 32];   /* --config and --set pairs */
     int k = 0;
+    /* The evaluator starts after the trainer; the trainer waits for it
+     * before its first step, so a short run's snapshots are not missed. */
+    const bool eval = o->evals[0] &&
+                      find_program("lejepa-eval", "eval", path, sizeof path);
 
     if (!find_program("lejepa-train", "trainer", path, sizeof path))
         die("run: lejepa-train not found next to this program or in ../trainer "
@@ -271,6 +275,10 @@ static void start_all(struct launcher *l)
     for (int i = 0; i < o->n_sets; i++) {
         argv[k++] = "--set";
         argv[k++] = (char *)o->sets[i];
+    }
+    if (eval) {
+        argv[k++] = "--set";
+        argv[k++] = "eval.wait_evaluators=1";
     }
     const char *pairs[][2] = {{"--name", l->name}, {"--data", o->data},
                               {"--minutes", o->minutes}, {"--steps", o->steps}};
@@ -295,10 +303,11 @@ static void start_all(struct launcher *l)
         start(l, ROLE_LOADER, nm, a);
     }
 
-    if (o->evals[0] && !find_program("lejepa-eval", "eval", path, sizeof path))
+    if (o->evals[0] && !eval)
         proc_say("warning: lejepa-eval is not built (not next to this program nor "
                  "in ../eval): running without evaluators");
-    else if (o->evals[0]) {
+    else if (eval) {
+        CHECK(find_program("lejepa-eval", "eval", path, sizeof path));
         char *a[] = {path, "--connect", l->endpoint, "--tasks", (char *)o->evals,
                      "--out", l->run_dir, "--name", "eval", NULL};
         start(l, ROLE_EVAL, "eval", a);

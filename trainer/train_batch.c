@@ -151,6 +151,8 @@ void train_tickets_issue(struct train *t)
         return;
     /* a snapshot pauses training: its tickets go first */
     train_eval_issue(t);
+    if (train_clients_awaiting_evaluators(t))
+        return;
     /* slots in step order, so re-issued tickets of earlier steps go first */
     struct train_slot *order[TRAIN_WINDOW];
     int n = 0;

@@ -357,6 +357,33 @@ int train_clients_evaluators(const struct train *t)
     return n;
 }
 
+#define TRAIN_EVALS_WAIT_S 60
+
+bool train_clients_awaiting_evaluators(struct train *t)
+{
+    const int want = (int)t->cfg.eval.wait_evaluators;
+    if (t->evals_wait_over || want <= 0 || t->step > 0)
+        return false;
+    const int have = train_clients_evaluators(t);
+    const double now = util_time_mono();
+    if (t->evals_wait_t0 == 0) {
+        t->evals_wait_t0 = now;
+        if (have < want)
+            train_log(t, "waiting up to %d s for %d evaluator(s) before the "
+                      "first step (eval.wait_evaluators)", TRAIN_EVALS_WAIT_S,
+                      want);
+    }
+    if (have >= want || now - t->evals_wait_t0 > TRAIN_EVALS_WAIT_S) {
+        t->evals_wait_over = true;
+        if (have < want)
+            train_log(t, "only %d of %d evaluator(s) joined in %d s: training "
+                      "starts without the others", have, want,
+                      TRAIN_EVALS_WAIT_S);
+        return false;
+    }
+    return true;
+}
+
 bool train_clients_evaluators_done(const struct train *t, uint64_t step)
 {
     for (int i = 0; i < t->n_clients; i++) {

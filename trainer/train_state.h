@@ -195,6 +195,9 @@ struct train {
     uint64_t last_ckpt_step;
     bool have_ckpt;
     double start_time, timing_t0;
+    /* eval.wait_evaluators: when the wait began (0: not yet), and done */
+    double evals_wait_t0;
+    bool evals_wait_over;
 
     char sampler_err[256];          /* no next epoch: fatal once the open
                                      * steps are trained */
@@ -249,6 +252,10 @@ void train_clients_bye_all(struct train *t, const char *reason);
 /* Whether every connected evaluator has sent a RESULT for step. */
 bool train_clients_evaluators_done(const struct train *t, uint64_t step);
 int train_clients_evaluators(const struct train *t);
+/* True while training waits for eval.wait_evaluators evaluators to join
+ * (at most TRAIN_EVALS_WAIT_S from the first call; logs the start and the
+ * end of the wait). */
+bool train_clients_awaiting_evaluators(struct train *t);
 /* Whether an evaluator joined less than TRAIN_SUBSCRIBE_SETTLE_S ago: its
  * SUB socket may not be subscribed yet, so a snapshot published now would
  * never reach it (ZeroMQ's slow joiner). */
