@@ -46,10 +46,17 @@ struct eval_buf {
     int32_t *labels;                /* (ticket_size) */
 };
 
+/* Snapshots whose epoch a late RESULT can still be matched to. */
+#define EVAL_PAST 16
+
 struct train_eval {
     bool active, job_out;
     uint64_t step;                  /* snapshot id = its step */
     uint32_t epoch;
+    /* the last EVAL_PAST snapshots' steps and epochs, for late RESULTs */
+    uint64_t past_step[EVAL_PAST];
+    uint32_t past_epoch[EVAL_PAST];
+    unsigned n_past;
     /* rows: [0, n_tr) train subset, then [n_tr, rows) val */
     uint64_t n_tr, n_va, rows;
     uint64_t *index;                /* (rows) sample index in its split */
@@ -287,10 +294,15 @@ bool train_eval_epoch_of(const struct train *t, uint64_t step,
                          uint32_t *epoch)
 {
     const struct train_eval *e = t->eval;
-    if (!e || e->step == 0 || step < e->step)
+    if (!e)
         return false;
-    *epoch = e->epoch;
-    return true;
+    unsigned n = e->n_past < EVAL_PAST ? e->n_past : EVAL_PAST;
+    for (unsigned i = 0; i < n; i++)
+        if (e->past_step[i] == step) {
+            *epoch = e->past_epoch[i];
+            return true;
+        }
+    return false;
 }
 
 double train_eval_estimate_seconds(const struct train *t, double flops_per_s)
@@ -314,6 +326,9 @@ void train_eval_begin(struct train *t, uint32_t epoch)
     e->job_out = false;
     e->step = t->step;
     e->epoch = epoch;
+    e->past_step[e->n_past % EVAL_PAST] = e->step;
+    e->past_epoch[e->n_past % EVAL_PAST] = epoch;
+    e->n_past++;
     memset(e->ok, 0, e->rows);
     memset(e->state, EVAL_UNISSUED, e->n_tickets);
     for (uint32_t k = 0; k < e->n_tickets; k++)

@@ -44,9 +44,8 @@ void train_eval_free(struct train *t);
 /* After step t->step finished (epoch: its epoch): true when a snapshot is
  * due now (every eval.every steps, and at the end of the run). */
 bool train_eval_due(const struct train *t);
-/* Sets *epoch to the epoch of the latest snapshot when step is its step
- * (or later); false, leaving *epoch alone, for an older step or before
- * the first snapshot. */
+/* Sets *epoch to the epoch of the snapshot taken at step (one of the last
+ * 16); false, leaving *epoch alone, when there is none. */
 bool train_eval_epoch_of(const struct train *t, uint64_t step,
                          uint32_t *epoch);
 /* Seconds one snapshot's forward should take at flops_per_s (the training
