@@ -20,13 +20,17 @@
 #include "train_state.h"
 #include "util.h"
 
-/* The step of a file named ckpt-<step>.safetensors; false for any other name. */
+/* The step of a file named ckpt-<step>.safetensors as the trainer writes
+ * it (decimal, no leading zeros, so the name rotate() rebuilds from the
+ * step is this file's); false for any other name. */
 static bool ckpt_name_step(const char *name, uint64_t *step)
 {
     const char *prefix = "ckpt-", *suffix = ".safetensors";
     size_t len = strlen(name), np = strlen(prefix), ns = strlen(suffix);
     if (len <= np + ns || strncmp(name, prefix, np) != 0 ||
         strcmp(name + len - ns, suffix) != 0)
+        return false;
+    if (name[np] == '0' && len - ns - np > 1)
         return false;
     uint64_t v = 0;
     for (const char *p = name + np; p < name + len - ns; p++) {
