@@ -9,6 +9,7 @@
  * The PyTorch fixtures are checked by test_nn_vit_ref.c.
  */
 #include <stdbool.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,16 @@ static void test_gelu_by_hand(void)
             CU_ASSERT_DOUBLE_EQUAL(dx[i], 1.0 + d_want[i], 1e-6);
         }
     }
+    /* the far tails and NaN (the inline exp clamps its argument) */
+    const float xt[3] = {100.0f, -100.0f, NAN};
+    float yt[3], dt[3] = {0, 0, 0};
+    nn_gelu_forward(yt, xt, 3);
+    nn_gelu_backward(dt, g, xt, 3);
+    CU_ASSERT_DOUBLE_EQUAL(yt[0], 100.0, 1e-4);
+    CU_ASSERT_DOUBLE_EQUAL(dt[0], 1.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(yt[1], 0.0, 1e-30);
+    CU_ASSERT_DOUBLE_EQUAL(dt[1], 0.0, 1e-30);
+    CU_ASSERT(isnan(yt[2]) && isnan(dt[2]));
 }
 
 static void test_gelu_matches_ref(void)

@@ -21,8 +21,11 @@
  * changes, above it float overflows anyway). */
 static inline float gelu_exp(float x)
 {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+    /* written so that NaN ends up clamped too (every comparison with it is
+     * false): the int conversion below is then defined, and GELU's NaN
+     * still comes out through t and x */
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
     /* round to nearest by the 1.5 * 2^23 trick (|x log2 e| < 2^22) */
     const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
