@@ -45,6 +45,12 @@ void graph_set_batch(struct graph *g, int B)
 }
 
 /* Reserves n floats of the arena, 64-byte aligned. */
+void graph_need_scratch(struct graph *g, size_t floats)
+{
+    if (floats > g->scratch_floats)
+        g->scratch_floats = floats;
+}
+
 size_t graph_reserve(struct graph *g, size_t n)
 {
     size_t off = g->act_total;
@@ -133,10 +139,8 @@ int graph_conv(struct graph *g, int in, const char *name, int OC, int K,
     op->K = K;
     op->stride = stride;
     op->pad = pad;
-    size_t s = nn_conv2d_scratch_floats(g->B_cap, x.C, x.H, x.W, OC, K, stride,
-                                        pad);
-    if (s > g->scratch_floats)
-        g->scratch_floats = s;
+    graph_need_scratch(g, nn_conv2d_scratch_floats(g->B_cap, x.C, x.H, x.W, OC,
+                                                   K, stride, pad));
     op->out = graph_new_tensor(g, OC, OH, OW, -1);
     return op->out;
 }

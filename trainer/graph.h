@@ -136,6 +136,8 @@ int graph_cls_pool(struct graph *g, int in, bool cls_mean);
  * arena reservation, tensor and op creation, parameter lookup-or-add, and
  * the ViT ops' dispatch (din is NULL for the graph's input). */
 size_t graph_reserve(struct graph *g, size_t n);
+/* Grows the shared scratch (one block, reused by every op) to floats. */
+void graph_need_scratch(struct graph *g, size_t floats);
 int graph_new_tensor(struct graph *g, int C, int H, int W, int alias);
 struct graph_op *graph_new_op(struct graph *g, enum graph_op_kind kind, int in);
 int graph_param(struct params_table *t, const char *prefix, const char *suffix,

@@ -13,12 +13,6 @@
 #include "nn_vit.h"
 #include "util.h"
 
-static void need_scratch(struct graph *g, size_t floats)
-{
-    if (floats > g->scratch_floats)
-        g->scratch_floats = floats;
-}
-
 int graph_patch_embed(struct graph *g, int in, const char *name, int P, int D,
                       int G0, enum params_group group)
 {
@@ -44,8 +38,8 @@ int graph_patch_embed(struct graph *g, int in, const char *name, int P, int D,
     op->K = P;
     op->G0 = G0;
     op->save = graph_reserve(g, (size_t)g->B_cap * T * fan_in);
-    need_scratch(g, nn_patch_embed_scratch_floats(g->B_cap, x.C, x.H, x.W, P,
-                                                  D));
+    graph_need_scratch(g, nn_patch_embed_scratch_floats(g->B_cap, x.C, x.H,
+                                                        x.W, P, D));
     op->out = graph_new_tensor(g, T, 1, D, -1);
     return op->out;
 }
@@ -90,7 +84,7 @@ int graph_attention(struct graph *g, int qkv, int heads)
     struct graph_op *op = graph_new_op(g, GRAPH_ATTENTION, qkv);
     op->heads = heads;
     op->save = graph_reserve(g, (size_t)g->B_cap * heads * T * T);
-    need_scratch(g, nn_attention_scratch_floats(T, D / heads));
+    graph_need_scratch(g, nn_attention_scratch_floats(T, D / heads));
     op->out = graph_new_tensor(g, T, 1, D, -1);
     return op->out;
 }
