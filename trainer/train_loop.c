@@ -259,11 +259,11 @@ int train_loop_run(struct train *t, volatile sig_atomic_t *signals)
         util_stop_drain();
         train_clients_serve(t);
         train_clients_heartbeat(t);
+        /* the engine is built where the dataset becomes known: at start-up
+         * (--data, --resume) or at the first loader's HELLO */
         if (!t->engine_ready) {
             if (stopping)
                 return 0;
-            if (t->data.known)
-                train_engine_init(t);
             continue;
         }
         struct train_slot *cur = train_slot_find(t, t->step);
