@@ -21,6 +21,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "nn_slice.h"
 #include "nn_winograd.h"
 #include "util.h"
 
@@ -52,26 +53,6 @@ static int conv_chunk_images(int B, int CKK, int OC, size_t ohw)
     if (n > (size_t)B)
         n = (size_t)B;
     return (int)n;
-}
-
-/* Threads that run the im2col path's slices (see the file comment); each
- * extra one costs a dweight copy in the scratch. */
-#define CONV_MAX_SLICES 4
-
-static int conv_slices(int B)
-{
-    int s = omp_get_max_threads();
-    if (s > CONV_MAX_SLICES)
-        s = CONV_MAX_SLICES;
-    return s > B ? B : s;
-}
-
-/* Images the scratch holds col and the staging matrix for: a chunk, or one
- * per slice when a chunk is smaller than that. */
-static int conv_data_images(int B, int chunk)
-{
-    int s = B < CONV_MAX_SLICES ? B : CONV_MAX_SLICES;
-    return chunk > s ? chunk : s;
 }
 
 /* Winograd for 3x3 stride-1 pad-1 unless the input has too few channels
@@ -163,9 +144,9 @@ size_t nn_conv2d_scratch_floats(int B, int C, int H, int W, int OC, int K,
     if (conv_is_pointwise(K, stride, pad, ohw))
         return 0;
     int CKK = C * K * K;
-    int n = conv_data_images(B, conv_chunk_images(B, CKK, OC, ohw));
+    int n = nn_slice_data_images(B, conv_chunk_images(B, CKK, OC, ohw));
     return (size_t)(CKK + OC) * n * ohw +
-           (size_t)(CONV_MAX_SLICES - 1) * OC * CKK;
+           (size_t)(NN_MAX_SLICES - 1) * OC * CKK;
 }
 
 /* Output columns ow in [*lo, *hi) read input column ow*stride - pad + kj
@@ -382,22 +363,15 @@ static struct conv_plan conv_plan_make(float *scratch, int B, int C, int OC,
 {
     struct conv_plan p = {.CKK = C * K * K};
     const int chunk = conv_chunk_images(B, p.CKK, OC, ohw);
-    p.ns = conv_slices(B);
+    p.ns = nn_slices(B);
     p.ct = chunk / p.ns;
     if (p.ct < 1)
         p.ct = 1;
     p.slice_floats = (size_t)(p.CKK + OC) * p.ct * ohw;
     p.data = scratch;
-    p.dwk = scratch + (size_t)(p.CKK + OC) * conv_data_images(B, chunk) * ohw;
+    p.dwk = scratch +
+            (size_t)(p.CKK + OC) * nn_slice_data_images(B, chunk) * ohw;
     return p;
-}
-
-/* Images [*lo, *hi) of the calling thread's slice. */
-static void conv_my_slice(int B, int *lo, int *hi)
-{
-    const long k = omp_get_thread_num(), nk = omp_get_num_threads();
-    *lo = (int)(B * k / nk);
-    *hi = (int)(B * (k + 1) / nk);
 }
 
 /* Backward of images [b0, b0 + n) by the calling thread: dw += their
@@ -468,7 +442,7 @@ void nn_conv2d_forward(float *out, const float *inp, const float *weight,
         float *col = p.data + omp_get_thread_num() * p.slice_floats;
         float *stage = col + (size_t)p.CKK * p.ct * ohw;   // (OC, n*ohw)
         int lo, hi;
-        conv_my_slice(B, &lo, &hi);
+        nn_my_slice(B, &lo, &hi);
         for (int b0 = lo; b0 < hi; b0 += p.ct) {
             const int n = hi - b0 < p.ct ? hi - b0 : p.ct;
             const size_t ncols = (size_t)n * ohw;
@@ -546,7 +520,7 @@ void nn_conv2d_backward(float *dinp, float *dweight, float *dbias,
         if (k)
             memset(dw, 0, nw * sizeof(float));
         int lo, hi;
-        conv_my_slice(B, &lo, &hi);
+        nn_my_slice(B, &lo, &hi);
         for (int b0 = lo; b0 < hi; b0 += p.ct) {
             const int n = hi - b0 < p.ct ? hi - b0 : p.ct;
             conv_backward_chunk(dinp, dw, dout, inp, weight, col, stage, b0,

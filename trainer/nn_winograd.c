@@ -13,7 +13,7 @@
  *   dV_xi  = U_xi^T dYh_xi  -> dinp += B dV B^T scattered over the patches.
  * Matrices are Lavin & Gray's (points 0, -1, 1 for m = 2; 0, +-1, +-2 for
  * m = 4). Each thread runs a slice of the batch start to end, GEMMs
- * included (see WINO_MAX_SLICES).
+ * included (see NN_MAX_SLICES).
  */
 #include "nn_winograd.h"
 
@@ -21,6 +21,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "nn_slice.h"
 #include "util.h"
 
 #define WINO_MAX_A 6 /* largest patch side a = m + 2 */
@@ -54,31 +55,13 @@ int nn_winograd_tile(int H, int W)
  * without the skew the 7x7 layers ran their transforms 3x slower). */
 #define WINO_SKEW 16
 
-/* Threads run a layer's chunks independently: each takes a contiguous
- * slice of the batch (fixed by the thread count, so results are
- * reproducible), in chunks with its own V and M (or Dh) and, in backward,
- * its own dU, summed once at the end. So the GEMMs are single-threaded (OpenBLAS runs
- * one thread inside a parallel region) and a layer is one parallel region
- * instead of ~3 per chunk plus a*a GEMM regions. Scratch has room for this
- * many threads' buffers (each extra one costs a dU copy: 9.4 MB for 256 x
- * 256 channels); with more threads, the extra ones idle in these layers. */
-#define WINO_MAX_SLICES 4
-
-static int wino_slices(int B)
-{
-    int s = omp_get_max_threads();
-    if (s > WINO_MAX_SLICES)
-        s = WINO_MAX_SLICES;
-    return s > B ? B : s;
-}
-
-/* Images the data area of the scratch holds: a chunk, or one per slice
- * when a chunk is smaller than that. */
-static size_t wino_data_images(int B, int chunk)
-{
-    int s = B < WINO_MAX_SLICES ? B : WINO_MAX_SLICES;
-    return (size_t)(chunk > s ? chunk : s);
-}
+/* Threads run a layer's chunks independently (nn_slice.h): each takes a
+ * contiguous slice of the batch, in chunks with its own V and M (or Dh)
+ * and, in backward, its own dU, summed once at the end. So the GEMMs are
+ * single-threaded (OpenBLAS runs one thread inside a parallel region) and
+ * a layer is one parallel region instead of ~3 per chunk plus a*a GEMM
+ * regions. Each extra slice costs a dU copy: 9.4 MB for 256 x 256
+ * channels. */
 
 static size_t wino_xstride(size_t rows, size_t cols)
 {
@@ -105,12 +88,12 @@ size_t nn_winograd_scratch_floats(int B, int C, int H, int W, int OC, int m)
     CHECK(m == 2 || m == 4);
     const size_t nxi = (size_t)(m + 2) * (m + 2);
     const size_t nt = wino_work(m, H, W) / nxi;
-    const size_t n = wino_data_images(B, wino_chunk_images(B, C, OC, m, H,
-                                                           W));
+    const size_t n = (size_t)nn_slice_data_images(
+        B, wino_chunk_images(B, C, OC, m, H, W));
     /* U and dU, then V and M (or Dh) for one chunk split into up to
-     * WINO_MAX_SLICES slices, then the other slices' dU copies. */
-    return nxi * ((1 + WINO_MAX_SLICES) * wino_xstride(OC, C) +
-                  (C + OC) * n * nt + 2 * WINO_MAX_SLICES * WINO_SKEW);
+     * NN_MAX_SLICES slices, then the other slices' dU copies. */
+    return nxi * ((1 + NN_MAX_SLICES) * wino_xstride(OC, C) +
+                  (C + OC) * n * nt + 2 * NN_MAX_SLICES * WINO_SKEW);
 }
 
 /* ---- Tile arithmetic on WINO_VL lanes at once, written as fixed-length
@@ -597,7 +580,7 @@ static struct wino_plan wino_plan_make(float *scratch, int B, int C, int H,
     p.hw = (size_t)H * W;
     p.us = wino_xstride(OC, C);
     const int chunk = wino_chunk_images(B, C, OC, m, H, W);
-    p.ns = wino_slices(B);
+    p.ns = nn_slices(B);
     p.ct = chunk / p.ns;
     if (p.ct >= WINO_VL)
         p.ct -= p.ct % WINO_VL;
@@ -608,17 +591,10 @@ static struct wino_plan wino_plan_make(float *scratch, int B, int C, int H,
     p.U = scratch;
     p.dU = p.U + p.nxi * p.us;
     p.data = p.dU + p.nxi * p.us;
-    p.dUk = p.data + p.nxi * ((size_t)(C + OC) * wino_data_images(B, chunk) *
-                                  p.T + 2 * WINO_MAX_SLICES * WINO_SKEW);
+    const size_t images = (size_t)nn_slice_data_images(B, chunk);
+    p.dUk = p.data + p.nxi * ((C + OC) * images * p.T +
+                              2 * NN_MAX_SLICES * WINO_SKEW);
     return p;
-}
-
-/* Images [*lo, *hi) of the calling thread's slice. */
-static void wino_my_slice(int B, int *lo, int *hi)
-{
-    const long k = omp_get_thread_num(), nk = omp_get_num_threads();
-    *lo = (int)(B * k / nk);
-    *hi = (int)(B * (k + 1) / nk);
 }
 
 void nn_winograd_forward(float *out, const float *inp, const float *weight,
@@ -634,7 +610,7 @@ void nn_winograd_forward(float *out, const float *inp, const float *weight,
         float *V = p.data + omp_get_thread_num() * p.slice_floats;
         float *M = V + nxi * wino_xstride(C, p.ct * p.T); // (a*a,OC,n*T)
         int lo, hi;
-        wino_my_slice(B, &lo, &hi);
+        nn_my_slice(B, &lo, &hi);
         for (int b0 = lo; b0 < hi; b0 += p.ct) {
             const int n = hi - b0 < p.ct ? hi - b0 : p.ct;
             const size_t P = (size_t)n * p.T;
@@ -721,7 +697,7 @@ void nn_winograd_backward(float *dinp, float *dweight, const float *dout,
         float *V = p.data + k * p.slice_floats;              // (a*a,C,n*T)
         float *Dh = V + p.nxi * wino_xstride(C, p.ct * p.T); // (a*a,OC,n*T)
         int lo, hi;
-        wino_my_slice(B, &lo, &hi);
+        nn_my_slice(B, &lo, &hi);
         for (int b0 = lo; b0 < hi; b0 += p.ct) {
             const int n = hi - b0 < p.ct ? hi - b0 : p.ct;
             wino_backward_chunk(&p, dU, V, Dh, b0 > lo, dinp, dout, inp, b0,
