@@ -355,6 +355,7 @@ static void test_no_leak(void)
  * (the bytes of the last round). */
 struct thread_job {
     int n;
+    char path[4096];    /* at() returns one static buffer: not for threads */
     uint8_t out[2 * 3 * 28 * 28 + 6 * 3 * 14 * 14];
     int failed;
 };
@@ -372,7 +373,8 @@ static void *views_job(void *arg)
     char err[ERR_LEN];
     for (int i = 0; i < job->n; i++) {
         struct image im;
-        if (image_load(&im, at("rgb.jpg"), 3, BIG_PIXELS, 0, err) != 0) {
+        if (image_load(&im, job->path, 3, BIG_PIXELS, 0, err) != 0) {
+            fprintf(stderr, "thread load %d failed: %s\n", i, err);
             job->failed = 1;
             return NULL;
         }
@@ -386,6 +388,9 @@ static void test_threads(void)
 {
     /* Two threads at once give the bytes of one thread alone. */
     static struct thread_job solo = {.n = 1}, a = {.n = 200}, b = {.n = 200};
+    struct thread_job *jobs[] = {&solo, &a, &b};
+    for (int k = 0; k < 3; k++)
+        snprintf(jobs[k]->path, sizeof jobs[k]->path, "%s", at("rgb.jpg"));
     views_job(&solo);
     CU_ASSERT_FATAL(!solo.failed);
     pthread_t ta, tb;
