@@ -10,21 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval_clusters.h"
 #include "json.h"
 #include "knn.h"
 #include "npy.h"
 #include "testing.h"
 #include "util.h"
-
-/* Labels of a .npy (int32 or int64, 1-D) as int32; caller frees. */
-static int32_t *read_labels(const char *path, int64_t *n)
-{
-    char err[ERR_LEN];
-    int32_t *y = NULL;
-    if (npy_read_labels(path, INT32_MAX, &y, n, err) != 0)
-        fprintf(stderr, "%s\n", err);
-    return y;
-}
 
 /* Train rows for the hand cases, 2-D:
  *   t0 (1, 0) class 0      t1 (0, 1) class 1     t2 (1, 1) class 1
@@ -176,62 +167,35 @@ static void test_blocks_match_reference(void)
 
 static void test_clusters_fixture(void)
 {
-    char err[ERR_LEN], path[4096];
-    float *train = NULL, *val = NULL;
-    int64_t nt, dt, nv, dv, nyt = 0, nyv = 0, np = 0;
-    snprintf(path, sizeof path, "%s", testing_fixture("eval/clusters_train.emb.npy"));
-    CU_ASSERT_EQUAL_FATAL(npy_read_matrix_f32(path, &train, &nt, &dt, err), 0);
-    snprintf(path, sizeof path, "%s", testing_fixture("eval/clusters_val.emb.npy"));
-    CU_ASSERT_EQUAL_FATAL(npy_read_matrix_f32(path, &val, &nv, &dv, err), 0);
-    int32_t *yt = read_labels(testing_fixture("eval/clusters_train.labels.npy"), &nyt);
-    int32_t *yv = read_labels(testing_fixture("eval/clusters_val.labels.npy"), &nyv);
-    int32_t *want = read_labels(testing_fixture("eval/clusters_knn_pred.npy"), &np);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(yt);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(yv);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(want);
-    CU_ASSERT_EQUAL_FATAL(nyt, nt);
-    CU_ASSERT_EQUAL_FATAL(nyv, nv);
-    CU_ASSERT_EQUAL_FATAL(np, nv);
-    CU_ASSERT_EQUAL_FATAL(dt, dv);
-
-    size_t len;
-    char *text = util_read_file(testing_fixture("eval/clusters_expected.json"),
-                                &len, err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
-    struct json *root = json_parse(text, len, 8, err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(root);
-    const struct json *knn = json_get(root, "knn");
+    char err[ERR_LEN];
+    struct clusters c;
+    clusters_load(&c);
+    const struct json *knn = json_get(c.expected, "knn");
     CU_ASSERT_PTR_NOT_NULL_FATAL(knn);
     double want_top1 = json_get(knn, "top1")->number;
     int k = (int)json_get(knn, "k")->number;
     float temperature = (float)json_get(knn, "temperature")->number;
-    int classes = (int)json_get(root, "classes")->number;
     /* the fixture is only meaningful when float32 cannot reorder a top k */
     CU_ASSERT_TRUE(json_get(knn, "min_topk_gap")->number > 4e-6);
 
-    int32_t *pred = xmalloc((size_t)nv * sizeof(int32_t));
+    int32_t *pred = xmalloc((size_t)c.nv * sizeof(int32_t));
     double top1;
-    CU_ASSERT_EQUAL_FATAL(knn_top1(train, yt, nt, val, yv, nv, (int)dt, classes,
-                                   k, temperature, &top1, pred, err), 0);
+    CU_ASSERT_EQUAL_FATAL(knn_top1(c.train, c.yt, c.nt, c.val, c.yv, c.nv,
+                                   (int)c.dim, c.classes, k, temperature, &top1,
+                                   pred, err), 0);
     int mismatches = 0;
-    for (int64_t i = 0; i < nv; i++)
-        mismatches += pred[i] != want[i];
+    for (int64_t i = 0; i < c.nv; i++)
+        mismatches += pred[i] != c.knn_pred[i];
     printf("\n  clusters: top1 %.4f (numpy %.4f), %d differing predictions\n",
            top1, want_top1, mismatches);
     CU_ASSERT_EQUAL(mismatches, 0);
     CU_ASSERT_DOUBLE_EQUAL(top1, want_top1, 1e-12);
-    CU_ASSERT_DOUBLE_EQUAL(knn_top1_ref(train, yt, nt, val, yv, nv, (int)dt,
-                                        classes, k, temperature, pred),
+    CU_ASSERT_DOUBLE_EQUAL(knn_top1_ref(c.train, c.yt, c.nt, c.val, c.yv, c.nv,
+                                        (int)c.dim, c.classes, k, temperature,
+                                        pred),
                            want_top1, 1e-12);
-
-    json_free(root);
-    free(text);
     free(pred);
-    free(want);
-    free(yt);
-    free(yv);
-    util_free_aligned(train);
-    util_free_aligned(val);
+    clusters_free(&c);
 }
 
 int main(void)

@@ -11,67 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval_clusters.h"
 #include "json.h"
 #include "linprobe.h"
 #include "npy.h"
 #include "testing.h"
 #include "util.h"
-
-struct clusters {
-    float *train, *val;
-    int32_t *yt, *yv;
-    int64_t nt, nv, dim;
-    int classes;
-    char *json_text;
-    struct json *expected;
-};
-
-/* Labels of a .npy (int32 or int64, 1-D) as int32; caller frees. */
-static int32_t *read_labels(const char *path, int64_t *n)
-{
-    char err[ERR_LEN];
-    int32_t *y = NULL;
-    if (npy_read_labels(path, INT32_MAX, &y, n, err) != 0)
-        fprintf(stderr, "%s\n", err);
-    return y;
-}
-
-/* Loads the fixture; 0 on success (CUnit failures recorded otherwise). */
-static int clusters_load(struct clusters *c)
-{
-    char err[ERR_LEN], path[4096];
-    int64_t nv_dim, nyt = -1, nyv = -1;
-    memset(c, 0, sizeof *c);
-    snprintf(path, sizeof path, "%s", testing_fixture("eval/clusters_train.emb.npy"));
-    CU_ASSERT_EQUAL_FATAL(npy_read_matrix_f32(path, &c->train, &c->nt, &c->dim, err), 0);
-    snprintf(path, sizeof path, "%s", testing_fixture("eval/clusters_val.emb.npy"));
-    CU_ASSERT_EQUAL_FATAL(npy_read_matrix_f32(path, &c->val, &c->nv, &nv_dim, err), 0);
-    c->yt = read_labels(testing_fixture("eval/clusters_train.labels.npy"), &nyt);
-    c->yv = read_labels(testing_fixture("eval/clusters_val.labels.npy"), &nyv);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(c->yt);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(c->yv);
-    CU_ASSERT_EQUAL_FATAL(nyt, c->nt);
-    CU_ASSERT_EQUAL_FATAL(nyv, c->nv);
-    CU_ASSERT_EQUAL_FATAL(nv_dim, c->dim);
-    size_t len;
-    c->json_text = util_read_file(testing_fixture("eval/clusters_expected.json"),
-                                  &len, err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(c->json_text);
-    c->expected = json_parse(c->json_text, len, 8, err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(c->expected);
-    c->classes = (int)json_get(c->expected, "classes")->number;
-    return 0;
-}
-
-static void clusters_free(struct clusters *c)
-{
-    util_free_aligned(c->train);
-    util_free_aligned(c->val);
-    free(c->yt);
-    free(c->yv);
-    json_free(c->expected);
-    free(c->json_text);
-}
 
 /* sklearn's entry for lambda, or NULL. */
 static const struct json *sklearn_at(const struct clusters *c, double lambda)
