@@ -5,18 +5,12 @@
 #include "fake_trainer.h"
 
 #include <errno.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "testing.h"
 #include "util.h"
-
-extern char **environ;
 
 #define FAKE_PUB_HWM 100000
 
@@ -186,29 +180,19 @@ void fake_trainer_poll(struct fake_trainer *f, int ms)
 pid_t fake_spawn(const char *program, const char *args, const char *log)
 {
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "exec '%s' %s > '%s' 2>&1", testing_program(program),
-             args, log);
-    char *argv[] = {"sh", "-c", cmd, NULL};
-    pid_t pid;
-    CU_ASSERT_FATAL(posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) == 0);
-    return pid;
+    snprintf(cmd, sizeof cmd, "exec '%s' %s", testing_program(program), args);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    return testing_spawn(log, true, argv);
+}
+
+static void poll_briefly(void *f)
+{
+    fake_trainer_poll(f, 20);
 }
 
 int fake_wait_child(struct fake_trainer *f, pid_t pid, double seconds)
 {
-    double end = util_time_mono() + seconds;
-    while (util_time_mono() < end) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        if (f)
-            fake_trainer_poll(f, 20);
-        else
-            usleep(20000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
+    return testing_wait_idle(pid, seconds, f ? poll_briefly : NULL, f);
 }
 
 void fake_print_log(const char *title, const char *log)

@@ -57,8 +57,8 @@ bool fake_trainer_subscribed(const struct fake_trainer *f, const char *topic);
 
 /* `exec BUILD_ROOT/program ARGS > LOG 2>&1` through /bin/sh. */
 pid_t fake_spawn(const char *program, const char *args, const char *log);
-/* Exit status of the child, serving f (NULL: none) meanwhile; -1 on
- * timeout, after killing it. */
+/* Exit status of the child (128 + signal when killed), serving f (NULL:
+ * none) meanwhile; -1 on timeout, after killing it. */
 int fake_wait_child(struct fake_trainer *f, pid_t pid, double seconds);
 /* Prints the log file to stderr under a title (after a failure). */
 void fake_print_log(const char *title, const char *log);

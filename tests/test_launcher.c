@@ -74,7 +74,7 @@ static pid_t start_launcher(const char *name, const char *steps)
     argv[n] = NULL;
     char out[4400];
     snprintf(out, sizeof out, "%s/%s.out", tmp, name);
-    return spawn_logged(out, true, argv);
+    return testing_spawn(out, true, argv);
 }
 
 static char *read_rel(const char *rel)
@@ -228,7 +228,7 @@ static void test_run(void)
 {
     /* 6 steps of 8 over 32 train images: the final snapshot is in epoch 1 */
     pid_t pid = start_launcher("r", "6");
-    int status = wait_exit(pid, RUN_WAIT_S);
+    int status = testing_wait_exit(pid, RUN_WAIT_S);
     char *out = read_rel("r.out");
     if (status != 0)
         fprintf(stderr, "launcher output:\n%s\n", out);
@@ -275,7 +275,7 @@ static void test_sigint(void)
         usleep(100000);
     CU_ASSERT(train_lines("s", &finite) >= 2);
     CU_ASSERT_EQUAL(kill(pid, SIGINT), 0);
-    int status = wait_exit(pid, RUN_WAIT_S);
+    int status = testing_wait_exit(pid, RUN_WAIT_S);
     char *out = read_rel("s.out");
     if (status != 0)
         fprintf(stderr, "launcher output:\n%s\n", out);

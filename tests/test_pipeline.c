@@ -129,11 +129,11 @@ static void test_killed_loader(void)
     int before = read_lines(e, "kill", l);
     CU_ASSERT(before < 200);
     CU_ASSERT_EQUAL(kill(a, SIGKILL), 0);
-    CU_ASSERT_EQUAL(wait_exit(a, 5), 128 + SIGKILL);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 5), 128 + SIGKILL);
     for (int k = 0; k < 200 && !pipe_group_gone(a); k++)
         usleep(10000);
     CU_ASSERT(pipe_group_gone(a));
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
     pipe_stop_loader(b);
     int n = read_lines(e, "kill", l);
     CU_ASSERT_EQUAL(n, 200);
@@ -244,13 +244,13 @@ static void test_sigint_resume(void)
     CU_ASSERT(wait_text(e, "ref/log", "work endpoint", 20));
     pid_t ld[2] = {pipe_start_loader(e, "sig-a", data, NULL, NULL),
                    pipe_start_loader(e, "sig-b", data, NULL, NULL)};
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
 
     tr = start_trainer(e, "int", args);
     pipe_track(tr);
     CU_ASSERT(wait_lines(e, "int", 20, 30));
     CU_ASSERT_EQUAL(kill(tr, SIGINT), 0);
-    CU_ASSERT_EQUAL(wait_exit(tr, 20), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, 20), 0);
     struct line *l = xcalloc(MAX_LINES, sizeof *l), *ref = xcalloc(MAX_LINES, sizeof *ref);
     int k = read_lines(e, "int", l);
     CU_ASSERT_FATAL(k >= 20 && k < 200);
@@ -265,7 +265,7 @@ static void test_sigint_resume(void)
     const char *const again[] = {"--resume", dir, NULL};
     tr = start_trainer(e, "int", again);
     pipe_track(tr);
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
     /* the loaders are still the ones started at first */
     for (int i = 0; i < 2; i++) {
         int st;

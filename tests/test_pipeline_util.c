@@ -254,7 +254,7 @@ int pipe_loader_served(const struct env *e, const char *name)
 void pipe_stop_loader(pid_t pid)
 {
     CU_ASSERT_EQUAL(kill(pid, SIGTERM), 0);
-    CU_ASSERT_EQUAL(wait_exit(pid, 15), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(pid, 15), 0);
 }
 
 int pipe_run(const struct env *e, const char *name, const char *data, int loaders,
@@ -273,7 +273,7 @@ int pipe_run(const struct env *e, const char *name, const char *data, int loader
         snprintf(lname, sizeof lname, "%s-loader%d", name, i);
         ld[i] = pipe_start_loader(e, lname, data, loader_args, NULL);
     }
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
     /* a real loader outlives its trainer (it waits for the next one) */
     for (int i = 0; i < loaders; i++)
         pipe_stop_loader(ld[i]);

@@ -94,9 +94,9 @@ static void test_killed_loader(void)
     CU_ASSERT(wait_text(&e, "kill/log", "kill-a joined", 20));
     CU_ASSERT(wait_lines(&e, "kill", 3, 30));
     kill(a, SIGKILL);
-    CU_ASSERT_EQUAL(wait_exit(a, 5), 128 + SIGKILL);
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
-    CU_ASSERT_EQUAL(wait_exit(b, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 5), 128 + SIGKILL);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(b, 10), 0);
     struct line *l = xcalloc(MAX_LINES, sizeof *l), *ref = xcalloc(MAX_LINES, sizeof *ref);
     int n = read_lines(&e, "kill", l);
     CU_ASSERT_EQUAL(n, 14);
@@ -149,10 +149,10 @@ static void test_fingerprint(void)
     pid_t a = start_loader(&e, "fp-good", NULL);
     CU_ASSERT(wait_lines(&e, "fp", 1, 30));
     pid_t b = start_loader(&e, "fp-bad", other);
-    CU_ASSERT_EQUAL(wait_exit(b, 20), 3);
+    CU_ASSERT_EQUAL(testing_wait_exit(b, 20), 3);
     kill(tr, SIGINT);
-    CU_ASSERT_EQUAL(wait_exit(tr, 20), 0);
-    CU_ASSERT_EQUAL(wait_exit(a, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, 20), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
     char *out = read_text(&e, "fp-bad.out");
     CU_ASSERT(strstr(out, "refused") != NULL);
     CU_ASSERT(strstr(out, "0000000000abcdef") != NULL);
@@ -171,8 +171,8 @@ static void test_sigint(void)
     pid_t a = start_loader(&e, "int-a", NULL);
     CU_ASSERT(wait_lines(&e, "int", 3, 30));
     kill(tr, SIGINT);
-    CU_ASSERT_EQUAL(wait_exit(tr, 20), 0);
-    CU_ASSERT_EQUAL(wait_exit(a, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, 20), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
     /* the BYE says why the run ended: a signal, not the step budget */
     char *said = read_text(&e, "int-a.out");
     CU_ASSERT(strstr(said, "BYE: interrupted by signal") != NULL);
@@ -196,8 +196,8 @@ static void test_sigint(void)
     const char *const again[] = {"--resume", dir, "--steps", steps, NULL};
     tr = start_trainer(&e, "int", again);
     a = start_loader(&e, "int-b", NULL);
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
-    CU_ASSERT_EQUAL(wait_exit(a, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
     int m = read_lines(&e, "int", l);
     CU_ASSERT_EQUAL(m, n + 3);
     CU_ASSERT(m == n + 3 && l[n].step == last + 1 && l[m - 1].step == last + 3);
@@ -239,8 +239,8 @@ static void test_resume(void)
         const char *extra[] = {"--resume", ck, "--name", name, NULL};
         pid_t tr = start_trainer(&e, name, extra);
         pid_t ld = start_loader(&e, "resume-loader", NULL);
-        CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
-        CU_ASSERT_EQUAL(wait_exit(ld, 10), 0);
+        CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+        CU_ASSERT_EQUAL(testing_wait_exit(ld, 10), 0);
         int nb = read_lines(&e, name, b);
         CU_ASSERT_EQUAL(nb, k == 0 ? 10 : 7);
         CU_ASSERT(nb > 0 && b[0].step == (k == 0 ? 4u : 7u));
@@ -349,7 +349,7 @@ static void test_ghost_hello(void)
     CU_ASSERT(wait_text(&e, "ghost/log", "ghost-loader (pid 1) left before its WELCOME",
                         10));
     kill(tr, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(tr, 20), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, 20), 0);
     char *log = read_text(&e, "ghost/log");
     CU_ASSERT(strstr(log, "live-loader joined") != NULL);
     CU_ASSERT(strstr(log, "ghost-loader joined") == NULL);
@@ -414,8 +414,8 @@ static void test_garbage_history(void)
     zmq_close(s);
     zmq_ctx_term(ctx);
     kill(tr, SIGINT);
-    CU_ASSERT_EQUAL(wait_exit(tr, 20), 0);
-    CU_ASSERT_EQUAL(wait_exit(a, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, 20), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
     /* the pages are the file's first lines, byte for byte */
     char *text = read_text(&e, "junk/metrics.jsonl");
     char *p = text;
@@ -475,9 +475,9 @@ static void test_stalled_loader(void)
     kill(a, SIGSTOP);
     usleep(7500000);
     kill(a, SIGCONT);
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
-    CU_ASSERT_EQUAL(wait_exit(b, 10), 0);
-    int rc = wait_exit(a, 10);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(b, 10), 0);
+    int rc = testing_wait_exit(a, 10);
     CU_ASSERT(rc == 0 || rc == 5);
     struct line *l = xcalloc(MAX_LINES, sizeof *l), *ref = xcalloc(MAX_LINES, sizeof *ref);
     int n = read_lines(&e, "stall", l);
@@ -562,8 +562,8 @@ static void test_result_metric(void)
     zmq_close(sub);
     zmq_ctx_term(ctx);
     kill(tr, SIGINT);
-    CU_ASSERT_EQUAL(wait_exit(tr, 20), 0);
-    CU_ASSERT_EQUAL(wait_exit(a, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, 20), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
     char *m = read_text(&e, "res/metrics.jsonl");
     CU_ASSERT(strstr(m, "\"step\":2,\"epoch\":0,\"source\":\"knn\",\"knn_top1\":0.5}") != NULL);
     free(m);
@@ -596,10 +596,10 @@ static void test_data_flag(void)
     pid_t b = start_loader(&e, "data-bad", bad);
     usleep(100000);
     pid_t tr = start_trainer(&e, "data", args);
-    CU_ASSERT_EQUAL(wait_exit(b, 20), 3);
+    CU_ASSERT_EQUAL(testing_wait_exit(b, 20), 3);
     pid_t a = start_loader(&e, "data-good", good);
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
-    CU_ASSERT_EQUAL(wait_exit(a, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
     struct line *l = xcalloc(MAX_LINES, sizeof *l);
     CU_ASSERT_EQUAL(read_lines(&e, "data", l), 6);
     char *out = read_text(&e, "data-bad.out");
@@ -621,8 +621,8 @@ static void test_all_fail(void)
     pid_t a = start_loader(&e, "allfail-a", fail);
     usleep(100000);
     pid_t tr = start_trainer(&e, "allfail", args);
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 1);
-    CU_ASSERT_EQUAL(wait_exit(a, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 1);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
     char *log = read_text(&e, "allfail/log");
     CU_ASSERT(strstr(log, "step 1 skipped: only 0 of its 8 samples loaded") != NULL);
     CU_ASSERT(strstr(log, "step 5 skipped") != NULL);
@@ -648,10 +648,10 @@ static void test_returned_tickets(void)
     CU_ASSERT(wait_lines(&e, "ret", 2, 30));
     double t0 = util_time_mono();
     kill(a, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(a, 10), 0);
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
     CU_ASSERT(util_time_mono() - t0 < 4.0);
-    CU_ASSERT_EQUAL(wait_exit(b, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(b, 10), 0);
     struct line *l = xcalloc(MAX_LINES, sizeof *l), *ref = xcalloc(MAX_LINES, sizeof *ref);
     int n = read_lines(&e, "ret", l);
     CU_ASSERT_EQUAL(n, 14);

@@ -275,8 +275,8 @@ static void test_snapshots(void)
             on_featmap(snap_for(snaps, &n_snaps, m.featmap.snapshot), &m.featmap, 5);
         zmq_msg_close(&frame);
     }
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
-    CU_ASSERT_EQUAL(wait_exit(ld, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(ld, 10), 0);
     CU_ASSERT_EQUAL_FATAL(n_snaps, 2);
     CU_ASSERT_EQUAL(snaps[0].step, 3);
     CU_ASSERT_EQUAL(snaps[1].step, 6);
@@ -328,8 +328,8 @@ static void test_same_batches(void)
     const char *const extra[] = {"--resume", ck, "--name", "again", NULL};
     pid_t tr = start_trainer(&e, "again", extra);
     pid_t ld = start_loader(&e, "again-loader", NULL);
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
-    CU_ASSERT_EQUAL(wait_exit(ld, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(ld, 10), 0);
     int nc = read_lines(&e, "again", b);
     CU_ASSERT_EQUAL(nc, 7);
     check_same(a, na, b, nc, 0);
@@ -359,8 +359,8 @@ static void timed_run(const struct env *e, const char *name, void *ctx,
     char lname[64];
     snprintf(lname, sizeof lname, "%s-loader", name);
     pid_t ld = start_loader(e, lname, NULL);
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
-    CU_ASSERT_EQUAL(wait_exit(ld, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(ld, 10), 0);
 }
 
 /* A subscriber that never reads: 60 snapshots of 31 messages overflow its
@@ -422,9 +422,9 @@ static void test_returned_eval_tickets(void)
     CU_ASSERT(wait_text(&e, "ret/log", "ret-a joined", 10));
     usleep(200000);
     kill(a, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(a, 10), 0);
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
-    CU_ASSERT_EQUAL(wait_exit(b, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(b, 10), 0);
     char *log = read_text(&e, "ret/log");
     CU_ASSERT(strstr(log, "ret-a returned 4 tickets") != NULL);
     free(log);

@@ -41,39 +41,6 @@ void env_free(struct env *e)
     free(e->dir);
 }
 
-pid_t spawn_logged(const char *log, bool truncate, char **argv)
-{
-    pid_t pid = fork();
-    CU_ASSERT_FATAL(pid >= 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-int wait_exit(pid_t pid, double timeout)
-{
-    double t0 = util_time_mono();
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (util_time_mono() - t0 > timeout) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return -1;
-        }
-        usleep(10000);
-    }
-}
-
 /* argv[0..n) then extra (NULL-ended; argv has room), output in DIR/NAME.out. */
 static pid_t spawn_named(const struct env *e, const char *name, char **argv, int n,
                          const char *const *extra)
@@ -83,7 +50,7 @@ static pid_t spawn_named(const struct env *e, const char *name, char **argv, int
     argv[n] = NULL;
     char log[4200];
     snprintf(log, sizeof log, "%s/%s.out", e->dir, name);
-    return spawn_logged(log, false, argv);
+    return testing_spawn(log, false, argv);
 }
 
 /* Starts the trainer: name, then extra arguments (NULL-terminated). */
@@ -270,8 +237,8 @@ int plain_run(const struct env *e, const char *name, int loaders,
         snprintf(lname, sizeof lname, "%s-loader%d", name, i);
         ld[i] = start_loader(e, lname, loader_args);
     }
-    CU_ASSERT_EQUAL(wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
     for (int i = 0; i < loaders; i++)
-        CU_ASSERT_EQUAL(wait_exit(ld[i], 10), 0);
+        CU_ASSERT_EQUAL(testing_wait_exit(ld[i], 10), 0);
     return read_lines(e, name, out);
 }

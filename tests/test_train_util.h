@@ -33,10 +33,6 @@ struct line {
 /* The tiny model's config, as --set arguments (NULL-ended). */
 extern const char *const train_tiny_config[];
 
-/* Forks argv[0] (NULL-ended argv) with stdout and stderr in log, appended to
- * or (truncate) replacing it. */
-pid_t spawn_logged(const char *log, bool truncate, char **argv);
-
 /* A number field of a JSON object; NAN when missing or not a number. */
 double json_number(const struct json *o, const char *key);
 /* Calls fn(line, ctx) for every line of the metrics.jsonl at path whose
@@ -47,8 +43,6 @@ int metrics_each(const char *path, const char *source,
 
 void env_init(struct env *e);
 void env_free(struct env *e);
-/* Exit status (128 + signal when killed); -1 after killing it on timeout. */
-int wait_exit(pid_t pid, double timeout);
 /* The trainer with the tiny model: name, then extra arguments (NULL-ended). */
 pid_t start_trainer(const struct env *e, const char *name, const char *const *extra);
 pid_t start_loader(const struct env *e, const char *name, const char *const *extra);

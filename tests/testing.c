@@ -5,12 +5,15 @@
 #define _XOPEN_SOURCE 700
 #include "testing.h"
 
+#include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
@@ -136,4 +139,52 @@ double testing_rand_normal(uint64_t *state)
     if (u1 < 1e-300)
         u1 = 1e-300;
     return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
+}
+
+pid_t testing_spawn(const char *log, bool truncate, char **argv)
+{
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int testing_wait_idle(pid_t pid, double timeout, void (*idle)(void *ctx),
+                      void *ctx)
+{
+    double end = now_mono() + timeout;
+    for (;;) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (now_mono() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        if (idle)
+            idle(ctx);
+        else
+            usleep(10000);
+    }
+}
+
+int testing_wait_exit(pid_t pid, double timeout)
+{
+    return testing_wait_idle(pid, timeout, NULL, NULL);
 }

@@ -7,8 +7,10 @@
 #ifndef LEJEPA_TESTING_H
 #define LEJEPA_TESTING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <CUnit/CUnit.h>
 
@@ -41,6 +43,18 @@ const char *testing_program(const char *rel);
  * exit status, or -1 when it did not exit normally. */
 int testing_run_program(const char *rel, const char *args, char *out,
                         size_t cap);
+
+/* Forks argv[0] (NULL-ended argv) with stdout and stderr in log, appended to
+ * or (truncate) replacing it. */
+pid_t testing_spawn(const char *log, bool truncate, char **argv);
+
+/* Waits up to timeout seconds for pid, calling idle(ctx) between checks
+ * (or sleeping 10 ms when idle is NULL); idle must return within a few tens
+ * of ms. Returns the exit status (128 + signal when killed), or -1 after
+ * killing it with SIGKILL on timeout. */
+int testing_wait_idle(pid_t pid, double timeout, void (*idle)(void *ctx),
+                      void *ctx);
+int testing_wait_exit(pid_t pid, double timeout);   /* idle = NULL */
 
 /* splitmix64-based generator for seeded test inputs. */
 uint64_t testing_rand_u64(uint64_t *state);
