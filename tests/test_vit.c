@@ -231,11 +231,15 @@ static void test_presets_and_errors(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"patch\":7,\"dim\":768,\"depth\":4,"
                                         "\"heads\":12,\"mlp_ratio\":4,"
                                         "\"embed\":\"cls_mean\""));
+    CU_ASSERT_PTR_NULL(strstr(json, "\"stem\""));     /* no ResNet keys */
+    CU_ASSERT_PTR_NULL(strstr(json, "\"widths\""));
     CU_ASSERT_EQUAL_FATAL(resolve("[model]\ndepths = 1,1\nwidths = 8,16\n", &lc,
                                   err), 0);
     lejepa_config_json(json, sizeof json, &lc, NULL);
     CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"backbone\":\"resnet\""));
     CU_ASSERT_PTR_NULL(strstr(json, "\"patch\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"stem\":\"small\",\"depths\":[1,1],"
+                                        "\"widths\":[8,16]"));
 
     static const struct {
         const char *ini, *msg;

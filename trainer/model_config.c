@@ -50,16 +50,12 @@ static int resolve_vit(struct vit_config *v, const struct config *c, char *err)
     return vit_check_config(v, err);
 }
 
-int model_config_resolve(struct lejepa_config *out, const struct config *c,
-                         int n_classes, char *err)
+/* The ResNet shape: depths and widths from the config or the preset, the
+ * stem from the config or (auto) the global crop size. */
+static int resolve_resnet(struct resnet_config *r, const struct config *c,
+                          char *err)
 {
-    memset(out, 0, sizeof *out);
     const struct config_model *m = &c->model;
-    if (m->backbone == CONFIG_BACKBONE_VIT) {
-        out->backbone = LEJEPA_BACKBONE_VIT;
-        if (resolve_vit(&out->vit, c, err) != 0)
-            return -1;
-    }
     const struct preset *p = &resnet_default;
     if (m->preset == CONFIG_PRESET_RESNET18)
         p = &resnet18;
@@ -72,7 +68,6 @@ int model_config_resolve(struct lejepa_config *out, const struct config *c,
                     n, m->preset ? "preset" : "default", p->n);
     if (n > RESNET_MAX_STAGES)
         return errf(err, "at most %d ResNet stages", RESNET_MAX_STAGES);
-    struct resnet_config *r = &out->resnet;
     r->in_channels = (int)c->views.channels;
     r->n_stages = n;
     for (int i = 0; i < n; i++) {
@@ -85,8 +80,21 @@ int model_config_resolve(struct lejepa_config *out, const struct config *c,
     else
         r->stem = m->stem == CONFIG_STEM_SMALL ? RESNET_STEM_SMALL
                                                : RESNET_STEM_IMAGENET;
-    if (m->backbone == CONFIG_BACKBONE_VIT)
-        r->stem = RESNET_STEM_SMALL;   /* unused; keeps the JSON plain */
+    return 0;
+}
+
+int model_config_resolve(struct lejepa_config *out, const struct config *c,
+                         int n_classes, char *err)
+{
+    memset(out, 0, sizeof *out);
+    const struct config_model *m = &c->model;
+    if (m->backbone == CONFIG_BACKBONE_VIT) {
+        out->backbone = LEJEPA_BACKBONE_VIT;
+        if (resolve_vit(&out->vit, c, err) != 0)
+            return -1;
+    } else if (resolve_resnet(&out->resnet, c, err) != 0) {
+        return -1;
+    }
     if (m->projector.n > LEJEPA_MAX_PROJ)
         return errf(err, "model.projector: at most %d layers", LEJEPA_MAX_PROJ);
     out->n_proj = m->projector.n;
@@ -119,30 +127,34 @@ static void append_ints(char *out, size_t cap, const int *v, int n)
 void lejepa_config_json(char *out, size_t cap, const struct lejepa_config *c,
                         const char *extra)
 {
-    char depths[128] = "", widths[128] = "", proj[128] = "";
-    append_ints(depths, sizeof depths, c->resnet.depths, c->resnet.n_stages);
-    append_ints(widths, sizeof widths, c->resnet.widths, c->resnet.n_stages);
-    append_ints(proj, sizeof proj, c->proj, c->n_proj);
-    char vit[256] = "";
+    char shape[512], proj[128] = "";
+    int w;
     if (c->backbone == LEJEPA_BACKBONE_VIT) {
-        int w = snprintf(vit, sizeof vit,
-            ",\"patch\":%d,\"dim\":%d,\"depth\":%d,\"heads\":%d,"
+        w = snprintf(shape, sizeof shape,
+            "\"patch\":%d,\"dim\":%d,\"depth\":%d,\"heads\":%d,"
             "\"mlp_ratio\":%.17g,\"embed\":\"%s\"", c->vit.patch, c->vit.dim,
             c->vit.depth, c->vit.heads, c->vit.mlp_ratio,
             c->vit.embed == VIT_EMBED_CLS_MEAN ? "cls_mean" : "cls");
-        CHECK(w > 0 && (size_t)w < sizeof vit);
+    } else {
+        char depths[128] = "", widths[128] = "";
+        append_ints(depths, sizeof depths, c->resnet.depths, c->resnet.n_stages);
+        append_ints(widths, sizeof widths, c->resnet.widths, c->resnet.n_stages);
+        w = snprintf(shape, sizeof shape,
+            "\"stem\":\"%s\",\"depths\":[%s],\"widths\":[%s]",
+            c->resnet.stem == RESNET_STEM_SMALL ? "small" : "imagenet", depths,
+            widths);
     }
+    CHECK(w > 0 && (size_t)w < sizeof shape);
+    append_ints(proj, sizeof proj, c->proj, c->n_proj);
     int n = snprintf(out, cap,
-        "{\"backbone\":\"%s\",\"in_channels\":%d%s,"
-        "\"stem\":\"%s\",\"depths\":[%s],\"widths\":[%s],"
+        "{\"backbone\":\"%s\",\"in_channels\":%d,%s,"
         "\"proj\":[%s],\"n_classes\":%d,\"batch\":%d,\"global_views\":%d,"
         "\"global_size\":%d,\"local_views\":%d,\"local_size\":%d,"
         "\"lambda\":%.17g,\"slices\":%d,\"knots\":%d,\"t_max\":%.17g%s%s}",
         c->backbone == LEJEPA_BACKBONE_VIT ? "vit" : "resnet",
-        lejepa_in_channels(c), vit,
-        c->resnet.stem == RESNET_STEM_SMALL ? "small" : "imagenet", depths,
-        widths, proj, c->n_classes, c->batch, c->global_views, c->global_size,
-        c->local_views, c->local_size, c->lambda, c->slices, c->knots,
-        c->t_max, extra ? "," : "", extra ? extra : "");
+        lejepa_in_channels(c), shape, proj, c->n_classes, c->batch,
+        c->global_views, c->global_size, c->local_views, c->local_size,
+        c->lambda, c->slices, c->knots, c->t_max, extra ? "," : "",
+        extra ? extra : "");
     CHECK(n > 0 && (size_t)n < cap);
 }
