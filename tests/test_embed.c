@@ -98,7 +98,7 @@ static float *expected(const struct dataset *d, int split)
         float *x = lejepa_eval_input(&ev);
         for (int k = 0; k < G * G; k++)
             x[k] = ((float)px[k] / 255.0f - (float)v->mean.v[0]) / (float)v->std.v[0];
-        const float *e = lejepa_eval_forward(&ev, NULL, NULL);
+        const float *e = lejepa_eval_forward(&ev);
         memcpy(want + i * (size_t)model.emb_dim, e, (size_t)model.emb_dim * sizeof *e);
     }
     lejepa_eval_free(&ev);

@@ -211,33 +211,37 @@ static void run_case(const struct lejepa_case *lc)
     lejepa_eval_init(&ev, &m, m.grp[0].g.B);
     memcpy(lejepa_eval_input(&ev), st_find(&in, "input.global")->data,
            graph_numel(&m.grp[0].g, m.grp[0].in) * sizeof(float));
-    const float *feat;
-    int fshape[3];
-    const float *emb = lejepa_eval_forward(&ev, &feat, fshape);
+    const float *emb = lejepa_eval_forward(&ev);
     const struct st_tensor *want = st_find(&ref, "eval_emb");
     CU_ASSERT_PTR_NOT_NULL_FATAL(want);
     double e = tensor_err(emb, want, (size_t)ev.g.B * m.emb_dim);
     fprintf(stderr, "  eval-mode embedding error %.3g\n", e);
     CU_ASSERT(e <= TENSOR_RTOL);
     if (lc->c.backbone == LEJEPA_BACKBONE_RESNET) {
-        CU_ASSERT_EQUAL(fshape[0], m.emb_dim);
-        CU_ASSERT_PTR_NULL(lejepa_eval_attention(&ev));
+        CU_ASSERT_EQUAL(ev.feat_c, m.emb_dim);
+        CU_ASSERT_EQUAL(ev.heads, 0);
     } else {
         const struct vit_config *v = &lc->c.vit;
         int G = (lc->c.global_size + v->patch - 1) / v->patch;
-        CU_ASSERT(fshape[0] == v->dim && fshape[1] == G && fshape[2] == G);
-        CU_ASSERT_EQUAL(ev.heads, v->heads);
+        CU_ASSERT_FATAL(ev.feat_c == v->dim && ev.feat_h == G && ev.feat_w == G);
+        CU_ASSERT_EQUAL_FATAL(ev.heads, v->heads);
         const struct st_tensor *wf = st_find(&ref, "eval_feat");
         const struct st_tensor *wa = st_find(&ref, "eval_attn");
         CU_ASSERT_PTR_NOT_NULL_FATAL(wf);
         CU_ASSERT_PTR_NOT_NULL_FATAL(wa);
-        double ef = tensor_err(feat, wf, (size_t)ev.g.B * v->dim * G * G);
-        double ea = tensor_err(lejepa_eval_attention(&ev), wa,
-                               (size_t)ev.g.B * v->heads * G * G);
+        size_t fsz = (size_t)v->dim * G * G, asz = (size_t)v->heads * G * G;
+        float *feat = xmalloc((size_t)ev.g.B * fsz * sizeof(float));
+        float *attn = xmalloc((size_t)ev.g.B * asz * sizeof(float));
+        for (int b = 0; b < ev.g.B; b++)
+            lejepa_eval_featmap(&ev, b, feat + b * fsz, attn + b * asz);
+        double ef = tensor_err(feat, wf, (size_t)ev.g.B * fsz);
+        double ea = tensor_err(attn, wa, (size_t)ev.g.B * asz);
         fprintf(stderr, "  eval-mode patch features error %.3g, CLS "
                 "attention error %.3g\n", ef, ea);
         CU_ASSERT(ef <= TENSOR_RTOL);
         CU_ASSERT(ea <= TENSOR_RTOL);
+        free(feat);
+        free(attn);
     }
     lejepa_eval_free(&ev);
     lejepa_free(&m);

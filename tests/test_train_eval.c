@@ -5,7 +5,7 @@
  * meson test (argv[1]). Checks: a run with eval.every publishes complete
  * snapshots (EMBED seq 0..k-1 with the right labels and row counts, the end
  * marker with chunks = k, FEATMAP with the eval-view pixels and the feature
- * grid's shape) and writes probe_acc_val in [0, 1]; the training batches and
+ * grid's shape; for a ViT its patch tokens and CLS attention) and writes probe_acc_val in [0, 1]; the training batches and
  * losses are the same with and without snapshots, also across a resume; a
  * subscriber that never reads loses messages (counted and logged) but does
  * not slow training down; eval tickets a leaving loader returns are issued
@@ -139,23 +139,60 @@ static void on_embed(struct snap *s, const struct msg_embed *m)
     free(emb);
 }
 
-/* FEATMAP of the first `want` val samples: eval-view pixels as the fake
+/* The FEATMAP a snapshot should carry: n images, fdim x grid x grid
+ * features, heads attention maps (0: none). */
+struct fm_want {
+    uint32_t n, fdim, grid, heads;
+};
+
+/* The resnet: widths 8,16 with the small stem, 16 channels at stride 2. */
+static const struct fm_want resnet_fm = {5, 16, SIZE / 2, 0};
+/* The ViT of vit_args: dim 16 over a 4x4 grid of 4 px patches, 2 heads. */
+static const struct fm_want vit_fm = {5, 16, SIZE / 4, 2};
+static const char *const vit_args[] = {
+    "--set", "model.backbone=vit", "--set", "model.patch=4", "--set",
+    "model.dim=16", "--set", "model.depth=1", "--set", "model.heads=2", NULL,
+};
+
+/* Each head's CLS attention over the grid: non-negative, summing to at
+ * most 1 (the CLS column is left out), not all zero. */
+static void check_attention(const struct msg_featmap *m)
+{
+    size_t grid = (size_t)m->gh * m->gw, na = (size_t)m->n * m->heads * grid;
+    float *a = xmalloc(na * sizeof *a);
+    msg_blob_read_f32(a, m->attn, na);
+    for (size_t r = 0; r < (size_t)m->n * m->heads; r++) {
+        double sum = 0;
+        int neg = 0;
+        for (size_t t = 0; t < grid; t++) {
+            neg |= !(a[r * grid + t] >= 0);
+            sum += a[r * grid + t];
+        }
+        CU_ASSERT(!neg && sum > 0 && sum <= 1 + 1e-5);
+    }
+    free(a);
+}
+
+/* FEATMAP of the first want->n val samples: eval-view pixels as the fake
  * loader makes them (view 1000 + split, epoch 0), labels, feature grid. */
-static void on_featmap(struct snap *s, const struct msg_featmap *m, uint32_t want)
+static void on_featmap(struct snap *s, const struct msg_featmap *m,
+                       const struct fm_want *want)
 {
     s->featmaps++;
-    CU_ASSERT_EQUAL(m->n, want);
+    CU_ASSERT_EQUAL(m->n, want->n);
     CU_ASSERT_EQUAL(m->c, 1);
     CU_ASSERT_EQUAL(m->h, SIZE);
     CU_ASSERT_EQUAL(m->w, SIZE);
-    /* widths 8,16 with the small stem: 16 channels at stride 2 */
-    CU_ASSERT_EQUAL(m->fdim, 16);
-    CU_ASSERT_EQUAL(m->gh, SIZE / 2);
-    CU_ASSERT_EQUAL(m->gw, SIZE / 2);
-    CU_ASSERT_EQUAL(m->heads, 0);
-    CU_ASSERT_PTR_NULL(m->attn);
-    if (m->n != want)
+    CU_ASSERT_EQUAL(m->fdim, want->fdim);
+    CU_ASSERT_EQUAL(m->gh, want->grid);
+    CU_ASSERT_EQUAL(m->gw, want->grid);
+    CU_ASSERT_EQUAL_FATAL(m->heads, want->heads);
+    CU_ASSERT_EQUAL(m->attn == NULL, want->heads == 0);
+    if (m->n != want->n || m->fdim != want->fdim || m->gh != want->grid ||
+        m->gw != want->grid)
         return;
+    if (m->attn)
+        check_attention(m);
     int32_t labels[64];
     msg_blob_read_i32(labels, m->labels, m->n);
     for (uint32_t i = 0; i < m->n; i++) {
@@ -224,14 +261,20 @@ static void *subscribe(void *ctx, const struct env *e, const char *const *topics
     return sub;
 }
 
-static void test_snapshots(void)
+/* Two snapshots of a 6-step run with the given model (extra --set
+ * arguments, NULL-ended) and the FEATMAP it should publish. */
+static void snapshots(const char *const *model, const struct fm_want *fm)
 {
     struct env e;
     env_init(&e);
-    const char *const args[] = {
+    const char *args[32] = {
         "--steps", "6", "--set", "eval.every=3", "--set", "eval.train_subset=20",
-        "--set", "eval.chunk=6", "--set", "eval.featmap_images=5", NULL,
+        "--set", "eval.chunk=6", "--set", "eval.featmap_images=5",
     };
+    int na = 10;
+    for (int i = 0; model && model[i]; i++)
+        args[na++] = model[i];
+    args[na] = NULL;
     pid_t tr = start_trainer(&e, "snap", args);
     CU_ASSERT(wait_text(&e, "snap/log", "work endpoint", 20));
     void *ctx = zmq_ctx_new();
@@ -261,7 +304,7 @@ static void test_snapshots(void)
             ends += m.embed.end;
             CU_ASSERT_EQUAL(m.embed.step, m.embed.snapshot);
         } else if (m.kind == MSG_KIND_FEATMAP) {
-            on_featmap(snap_for(snaps, &n_snaps, m.featmap.snapshot), &m.featmap, 5);
+            on_featmap(snap_for(snaps, &n_snaps, m.featmap.snapshot), &m.featmap, fm);
         }
         zmq_msg_close(&frame);
     }
@@ -272,7 +315,7 @@ static void test_snapshots(void)
         char err[ERR_LEN];
         if (msg_recv_sub(sub, 0, &frame, &m, &lim, &arena, err) == 0 &&
             m.kind == MSG_KIND_FEATMAP)
-            on_featmap(snap_for(snaps, &n_snaps, m.featmap.snapshot), &m.featmap, 5);
+            on_featmap(snap_for(snaps, &n_snaps, m.featmap.snapshot), &m.featmap, fm);
         zmq_msg_close(&frame);
     }
     CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
@@ -302,6 +345,17 @@ static void test_snapshots(void)
     zmq_close(sub);
     zmq_ctx_term(ctx);
     env_free(&e);
+}
+
+static void test_snapshots(void)
+{
+    snapshots(NULL, &resnet_fm);
+}
+
+/* A ViT's FEATMAP: its patch tokens as the grid, with CLS attention. */
+static void test_snapshots_vit(void)
+{
+    snapshots(vit_args, &vit_fm);
 }
 
 /* Snapshots are extra tickets and a forward in eval mode: the steps' batch
@@ -440,6 +494,7 @@ int main(int argc, char **argv)
 {
     static const struct testing_case all[] = {
         {"snapshots", test_snapshots},
+        {"snapshots_vit", test_snapshots_vit},
         {"same_batches", test_same_batches},
         {"deaf_subscriber", test_deaf_subscriber},
         {"returned_eval_tickets", test_returned_eval_tickets},

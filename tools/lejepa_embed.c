@@ -248,7 +248,7 @@ int lejepa_embed_main(int argc, char **argv)
         int k = n - first < (size_t)o.batch ? (int)(n - first) : o.batch;
         graph_set_batch(&ev.g, k);
         load_chunk(lejepa_eval_input(&ev), &d, split, first, k, &cfg.views);
-        const float *out = lejepa_eval_forward(&ev, NULL, NULL);
+        const float *out = lejepa_eval_forward(&ev);
         float *dst = emb + first * (size_t)dim;
         memcpy(dst, out, (size_t)k * dim * sizeof *dst);
         for (size_t j = 0; j < (size_t)k * dim; j++)

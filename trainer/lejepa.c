@@ -348,39 +348,12 @@ void lejepa_eval_init(struct lejepa_eval *e, struct lejepa *m, int batch)
     e->feat_w = vo.GW;
     e->heads = c->vit.heads;
     e->attn_op = vo.attn_op;
-    size_t grid = (size_t)vo.GH * vo.GW;
-    e->feat_map = xmalloc_aligned((size_t)batch * ft->W * grid * sizeof(float));
-    e->attn = xmalloc_aligned((size_t)batch * e->heads * grid * sizeof(float));
 }
 
 void lejepa_eval_free(struct lejepa_eval *e)
 {
     graph_free(&e->g);
-    util_free_aligned(e->feat_map);
-    util_free_aligned(e->attn);
     memset(e, 0, sizeof *e);
-}
-
-/* ViT: tokens (B, T, D) -> feat_map (B, D, GH*GW) without the CLS token,
- * and the CLS rows of the last attention (B, NH, T, T) -> (B, NH, GH*GW). */
-static void vit_eval_outputs(struct lejepa_eval *e)
-{
-    const int B = e->g.B, D = e->feat_c, NH = e->heads;
-    const int grid = e->feat_h * e->feat_w, T = 1 + grid;
-    const float *tok = graph_act(&e->g, e->feat);
-    const float *att = e->g.act + e->g.ops[e->attn_op].save;
-    #pragma omp parallel for schedule(static)
-    for (int b = 0; b < B; b++) {
-        const float *x = tok + (size_t)b * T * D;
-        float *y = e->feat_map + (size_t)b * D * grid;
-        for (int t = 0; t < grid; t++)
-            for (int d = 0; d < D; d++)
-                y[(size_t)d * grid + t] = x[(size_t)(1 + t) * D + d];
-        for (int h = 0; h < NH; h++)
-            memcpy(e->attn + ((size_t)b * NH + h) * grid,
-                   att + ((size_t)b * NH + h) * T * T + 1,
-                   (size_t)grid * sizeof(float));
-    }
 }
 
 float *lejepa_eval_input(struct lejepa_eval *e)
@@ -388,24 +361,35 @@ float *lejepa_eval_input(struct lejepa_eval *e)
     return graph_act(&e->g, e->in);
 }
 
-const float *lejepa_eval_forward(struct lejepa_eval *e, const float **feat,
-                                 int feat_shape[3])
+const float *lejepa_eval_forward(struct lejepa_eval *e)
 {
     graph_forward(&e->g, false);
-    if (e->heads)
-        vit_eval_outputs(e);
-    if (feat) {
-        *feat = e->heads ? e->feat_map : graph_act(&e->g, e->feat);
-        feat_shape[0] = e->feat_c;
-        feat_shape[1] = e->feat_h;
-        feat_shape[2] = e->feat_w;
-    }
     return graph_act(&e->g, e->emb);
 }
 
-const float *lejepa_eval_attention(const struct lejepa_eval *e)
+void lejepa_eval_featmap(const struct lejepa_eval *e, int i, float *feat,
+                         float *attn)
 {
-    return e->heads ? e->attn : NULL;
+    CHECK(i >= 0 && i < e->g.B);
+    const int D = e->feat_c, grid = e->feat_h * e->feat_w;
+    const float *f = graph_act(&e->g, e->feat);
+    if (!e->heads) {    /* ResNet: already (B, C, H, W) */
+        memcpy(feat, f + (size_t)i * D * grid, (size_t)D * grid * sizeof(float));
+        return;
+    }
+    /* ViT: tokens (B, T, D) without the CLS token -> (D, GH*GW) */
+    const int T = 1 + grid, NH = e->heads;
+    const float *x = f + (size_t)i * T * D;
+    for (int t = 0; t < grid; t++)
+        for (int d = 0; d < D; d++)
+            feat[(size_t)d * grid + t] = x[(size_t)(1 + t) * D + d];
+    if (!attn)
+        return;
+    /* attention probabilities (B, NH, T, T): the CLS rows */
+    const float *att = e->g.act + e->g.ops[e->attn_op].save;
+    for (int h = 0; h < NH; h++)
+        memcpy(attn + (size_t)h * grid, att + ((size_t)i * NH + h) * T * T + 1,
+               (size_t)grid * sizeof(float));
 }
 
 double lejepa_forward_flops(const struct lejepa *m)

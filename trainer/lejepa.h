@@ -114,23 +114,22 @@ struct lejepa_eval {
     int feat_c, feat_h, feat_w;
     int heads;                       /* 0 for ResNet */
     int attn_op;                     /* ViT: the last ATTENTION op */
-    float *feat_map;                 /* ViT: (batch, D, GH, GW) */
-    float *attn;                     /* ViT: (batch, heads, GH*GW) */
 };
 void lejepa_eval_init(struct lejepa_eval *e, struct lejepa *m, int batch);
 void lejepa_eval_free(struct lejepa_eval *e);
 /* Input (batch, C, size, size) to fill before lejepa_eval_forward. */
 float *lejepa_eval_input(struct lejepa_eval *e);
-/* Runs the backbone; returns the embeddings (batch, emb_dim) and, when feat
- * is not NULL, points it at the feature map (batch, C, h, w) with its
- * shape in feat_shape[3]. Both stay valid until the next call. */
-const float *lejepa_eval_forward(struct lejepa_eval *e, const float **feat,
-                                 int feat_shape[3]);
-/* After lejepa_eval_forward: the last block's CLS attention per head over
- * the patch grid (batch, heads, feat_h * feat_w), each (image, head) row
- * the CLS row of the softmax without its CLS column (so it sums to 1 minus
- * the CLS self-attention); NULL for a ResNet. Valid until the next call. */
-const float *lejepa_eval_attention(const struct lejepa_eval *e);
+/* Runs the backbone; returns the embeddings (batch, emb_dim), valid until
+ * the next call. */
+const float *lejepa_eval_forward(struct lejepa_eval *e);
+/* After lejepa_eval_forward, for image i of the batch: its feature map
+ * (feat_c, feat_h, feat_w) into feat and, when attn is not NULL and the
+ * backbone is a ViT, its last block's CLS attention per head over the patch
+ * grid (heads, feat_h * feat_w) into attn: each head's row is the CLS row
+ * of the softmax without its CLS column (so it sums to 1 minus the CLS
+ * self-attention). Only the images asked for are rearranged. */
+void lejepa_eval_featmap(const struct lejepa_eval *e, int i, float *feat,
+                         float *attn);
 
 /* Multiply-adds of one forward pass of every group (for GFLOP/s). */
 double lejepa_forward_flops(const struct lejepa *m);

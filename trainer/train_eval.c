@@ -470,12 +470,9 @@ void train_eval_forward(struct train *t)
                 dst[k] = (float)src[k] * scale - shift;
         }
     graph_set_batch(&e->ev.g, n);
-    const float *feat;
-    int fs[3];
-    const float *emb = lejepa_eval_forward(&e->ev, &feat, fs);
-    size_t D = (size_t)e->dim, fsz = (size_t)fs[0] * fs[1] * fs[2];
-    const float *attn = lejepa_eval_attention(&e->ev);
-    size_t asz = (size_t)e->heads * fs[1] * fs[2];
+    const float *emb = lejepa_eval_forward(&e->ev);
+    size_t D = (size_t)e->dim, fsz = (size_t)e->fdim * e->gh * e->gw;
+    size_t asz = (size_t)e->heads * e->gh * e->gw;
     for (int i = 0; i < n; i++) {
         uint64_t row = eb->rows[i];
         memcpy(e->emb + row * D, emb + (size_t)i * D, D * sizeof(float));
@@ -484,10 +481,8 @@ void train_eval_forward(struct train *t)
             size_t f = (size_t)(row - e->fm_row);
             memcpy(e->fm_pixels + f * e->plane, eb->pixels + (size_t)i * e->plane,
                    e->plane);
-            memcpy(e->fm_feats + f * fsz, feat + (size_t)i * fsz, fsz * sizeof(float));
-            if (attn)
-                memcpy(e->fm_attn + f * asz, attn + (size_t)i * asz,
-                       asz * sizeof(float));
+            lejepa_eval_featmap(&e->ev, i, e->fm_feats + f * fsz,
+                                e->fm_attn + f * asz);
         }
     }
     if (eb->rows[0] >= e->n_tr) {
