@@ -93,7 +93,7 @@ static void on_welcome(struct conn *c, const struct msg_welcome *w)
 {
     struct msg_limits lim;
     sub_limits(&lim, w->config);
-    if (client_welcome(&c->cl, w, c->topics, &lim) == 1)
+    if (client_welcome(&c->cl, w, c->topics, &lim) != 0)
         return;
     snprintf(c->run, sizeof c->run, "%s", w->run);
     if (c->o->out)

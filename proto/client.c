@@ -220,7 +220,14 @@ int client_welcome(struct client *c, const struct msg_welcome *w,
     };
     c->sub = client_socket_open(c->ctx, ZMQ_SUB, c->broadcast, &o, err);
     if (!c->sub) {
-        c->log("%s", err);
+        /* A client that cannot hear the broadcasts is no use to the run:
+         * leave, and try the whole connection again later. */
+        c->log("%s: leaving, HELLO again later", err);
+        char reason[ERR_LEN + 32];
+        snprintf(reason, sizeof reason, "cannot subscribe: %s", err);
+        client_send_bye(c->work, reason, c->log);
+        client_socket_close(&c->work, CLIENT_BYE_LINGER_MS, c->log);
+        client_disconnect(c, util_time_mono());
         return -1;
     }
     return 0;

@@ -23,6 +23,7 @@
 #define CLIENT_SILENT_BEATS 5               /* heartbeats of silence = trainer gone */
 #define CLIENT_DEFAULT_HEARTBEAT_MS 1000    /* until WELCOME, or when it says 0 */
 #define CLIENT_SEND_TIMEOUT_MS 1000         /* a send never blocks longer (default) */
+#define CLIENT_BYE_LINGER_MS 500           /* a BYE before closing may still leave */
 #define CLIENT_ROUTING_ID_MAX 256
 /* Malformed messages logged one by one, then every CLIENT_MALFORMED_EVERY-th. */
 #define CLIENT_MALFORMED_LOG_FIRST 10
@@ -111,7 +112,8 @@ void client_disconnect(struct client *c, double now);
 /* Takes a WELCOME: heartbeat interval, then (topics non-NULL) a SUB to the
  * broadcast endpoint with limits sub_lim (NULL: the defaults). Returns 0,
  * 1 for a second WELCOME on this connection (ignored, logged), -1 when the
- * SUB could not be opened (logged; the work connection stays). */
+ * SUB could not be opened (logged, BYE sent, disconnected: the next HELLO
+ * goes out after the caller's retry interval). Only 0 means welcomed. */
 int client_welcome(struct client *c, const struct msg_welcome *w,
                    const char *const *topics, const struct msg_limits *sub_lim);
 

@@ -79,7 +79,8 @@ static void on_hello(struct fake_trainer *f, const struct msg_hello *h)
     } else {
         r = (struct msg){.kind = MSG_KIND_WELCOME};
         r.welcome = (struct msg_welcome){
-            .run = "fake-run", .broadcast = f->pub_ep, .config = f->config,
+            .run = "fake-run", .broadcast = f->broadcast ? f->broadcast : f->pub_ep,
+            .config = f->config,
             .heartbeat_ms = FAKE_HEARTBEAT_MS, .client_id = f->client_id};
     }
     f->last_hb_in = 0;

@@ -31,6 +31,7 @@ struct fake_trainer {
     enum msg_role role;
     const char *software;           /* must occur in HELLO.software */
     const char *config;             /* WELCOME.config */
+    const char *broadcast;          /* WELCOME.broadcast; NULL: pub_ep */
     uint64_t client_id;
     const char *refuse;             /* non-NULL: REFUSE every HELLO with this */
     bool beating;

@@ -360,6 +360,34 @@ static void test_refused(void)
     free(dir);
 }
 
+/* A WELCOME whose broadcast endpoint cannot be subscribed to: the
+ * evaluator says BYE, is not attached, and later connects afresh. */
+static void test_bad_broadcast(void)
+{
+    struct fake f;
+    fake_init(&f);
+    f.ft.broadcast = "nosuchtransport://nowhere";
+    char *dir = testing_tmpdir(), args[4096], log[4200];
+    snprintf(log, sizeof log, "%s/eval.log", dir);
+    snprintf(args, sizeof args, "--connect %s --out '%s/o'", f.ft.work_ep, dir);
+    pid_t pid = fake_spawn("eval/lejepa-eval", args, log);
+    CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 15, f.ft.byes_in == 1));
+    CU_ASSERT_EQUAL(f.ft.hellos, 1);
+    CU_ASSERT(log_contains(log, "nosuchtransport://nowhere"));
+    CU_ASSERT(!log_contains(log, "attached to run"));
+    f.ft.broadcast = NULL;
+    CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 15, fake_trainer_subscribed(&f.ft, "EMBED")));
+    CU_ASSERT_EQUAL(f.ft.hellos, 2);
+    CU_ASSERT(log_contains(log, "attached to run"));
+    CU_ASSERT_EQUAL(kill(pid, SIGINT), 0);
+    CU_ASSERT_EQUAL(fake_wait_child(&f.ft, pid, 10), 0);
+    if (CU_get_number_of_failures())
+        fake_print_log("evaluator output", log);
+    fake_trainer_free(&f.ft);
+    testing_rmtree(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -370,6 +398,7 @@ int main(int argc, char **argv)
     static const struct testing_case cases[] = {
         {"snapshots, incomplete ones, FEATMAP, reconnect, SIGINT", test_online},
         {"REFUSE: exit 1 with the reason", test_refused},
+        {"unusable broadcast endpoint: BYE, then a new connection", test_bad_broadcast},
         {NULL, NULL},
     };
     return testing_run("evalprog", cases);

@@ -61,7 +61,7 @@ static void on_welcome(struct monitor_conn *c, struct monitor_history *h,
     /* Subscribe first: a line appended while the history is fetched then
      * arrives as METRIC (and is deduplicated if both come). */
     static const char *const metric[] = {"METRIC", NULL};
-    if (client_welcome(&c->cl, w, c->follow ? metric : NULL, NULL) == 1)
+    if (client_welcome(&c->cl, w, c->follow ? metric : NULL, NULL) != 0)
         return;
     if (strcmp(c->run, w->run) != 0) {
         if (c->run[0]) {
