@@ -25,7 +25,6 @@
 
 #define EVAL_HELLO_RETRY_MS 5000        /* no WELCOME: new socket, new HELLO */
 #define EVAL_POLL_MS 100
-#define EVAL_BYE_LINGER_MS 500
 #define EVAL_DRAIN_MAX 1000             /* messages per socket per turn */
 /* Queued broadcast messages: a whole snapshot's chunks fit many times. */
 #define EVAL_SUB_RCVHWM 100000
@@ -235,7 +234,7 @@ int eval_run_online(const struct eval_opts *o, int stop_fd)
              "duplicate chunks", c.results_sent, c.results_dropped,
              (unsigned long long)c.cl.malformed, c.snaps.ignored);
     bool busy = eval_worker_busy(&c.worker);
-    client_free(&c.cl, EVAL_BYE_LINGER_MS);
+    client_free(&c.cl, CLIENT_BYE_LINGER_MS);
     if (busy) {
         /* a kNN or probe in progress cannot be interrupted: leave it */
         eval_log("abandoning the task in progress");

@@ -169,15 +169,19 @@ void client_disconnect(struct client *c, double now)
     client_socket_close(&c->sub, 0, c->log);
     c->welcomed = false;
     c->hello_sent = now;
+    c->dropped = true;
 }
 
 void client_hello_retry(struct client *c, double now, double retry_s)
 {
     if (c->welcomed || now - c->hello_sent < retry_s)
         return;
-    if (c->hello_sent > -INFINITY)
+    if (c->hello_sent > -INFINITY && c->dropped)  /* the reason is logged */
+        c->log("saying HELLO again to %s", c->endpoint);
+    else if (c->hello_sent > -INFINITY)
         c->log("no answer from %s for %.0f s: saying HELLO again", c->endpoint, retry_s);
     client_disconnect(c, now);
+    c->dropped = false;
     c->last_heard = now;
     client_routing_id(c->routing_id, c->hello.name, ++c->connections);
     char err[ERR_LEN];

@@ -23,7 +23,7 @@
 #define CLIENT_SILENT_BEATS 5               /* heartbeats of silence = trainer gone */
 #define CLIENT_DEFAULT_HEARTBEAT_MS 1000    /* until WELCOME, or when it says 0 */
 #define CLIENT_SEND_TIMEOUT_MS 1000         /* a send never blocks longer (default) */
-#define CLIENT_BYE_LINGER_MS 500           /* a BYE before closing may still leave */
+#define CLIENT_BYE_LINGER_MS 500            /* time given to a BYE before closing */
 #define CLIENT_ROUTING_ID_MAX 256
 /* Malformed messages logged one by one, then every CLIENT_MALFORMED_EVERY-th. */
 #define CLIENT_MALFORMED_LOG_FIRST 10
@@ -89,6 +89,7 @@ struct client {
     char routing_id[CLIENT_ROUTING_ID_MAX];
     unsigned connections;           /* sockets opened so far */
     bool welcomed;
+    bool dropped;                   /* client_disconnect since the last HELLO */
     uint32_t heartbeat_ms;          /* from WELCOME */
     char broadcast[MSG_NAME_MAX + 64];  /* SUB endpoint of this connection */
     double hello_sent, last_heard, last_beat;   /* monotonic seconds */

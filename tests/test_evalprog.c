@@ -379,6 +379,8 @@ static void test_bad_broadcast(void)
     CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 15, fake_trainer_subscribed(&f.ft, "EMBED")));
     CU_ASSERT_EQUAL(f.ft.hellos, 2);
     CU_ASSERT(log_contains(log, "attached to run"));
+    CU_ASSERT(log_contains(log, "saying HELLO again"));
+    CU_ASSERT(!log_contains(log, "no answer from"));    /* it had answered */
     CU_ASSERT_EQUAL(kill(pid, SIGINT), 0);
     CU_ASSERT_EQUAL(fake_wait_child(&f.ft, pid, 10), 0);
     if (CU_get_number_of_failures())

@@ -11,7 +11,6 @@
 #include "monitor_table.h"
 #include "util.h"
 
-#define MONITOR_BYE_LINGER_MS 500       /* time given to the BYE on exit */
 #define MONITOR_DRAIN_MAX 1000          /* messages per socket per turn */
 #define MONITOR_LOG_MALFORMED 10        /* malformed history lines logged */
 
@@ -35,7 +34,7 @@ void monitor_conn_free(struct monitor_conn *c)
 {
     if (c->cl.welcomed)
         client_send_bye(c->cl.work, "monitor stopping", monitor_log);
-    client_free(&c->cl, MONITOR_BYE_LINGER_MS);
+    client_free(&c->cl, CLIENT_BYE_LINGER_MS);
 }
 
 const char *monitor_conn_state_name(const struct monitor_conn *c)
