@@ -323,7 +323,8 @@ static int check_model(const struct config *c, char *err)
         resnet_preset != (m->backbone == CONFIG_BACKBONE_RESNET))
         return errf(err, "model.preset = %s does not fit model.backbone = %s",
                     preset_names[m->preset], backbone_names[m->backbone]);
-    if (m->depths.n && m->widths.n && m->depths.n != m->widths.n)
+    if (m->backbone == CONFIG_BACKBONE_RESNET && m->depths.n && m->widths.n &&
+        m->depths.n != m->widths.n)
         return errf(err, "model.depths has %d stages but model.widths has %d",
                     m->depths.n, m->widths.n);
     if (c->run.ticket_size > c->optim.batch)

@@ -24,10 +24,9 @@ static int32_t *read_labels(const char *name, int64_t *n)
 
 static float *read_matrix(const char *name, int64_t *rows, int64_t *cols)
 {
-    char err[ERR_LEN], path[4096];
+    char err[ERR_LEN];
     float *m = NULL;
-    snprintf(path, sizeof path, "%s", testing_fixture(name));
-    if (npy_read_matrix_f32(path, &m, rows, cols, err) != 0)
+    if (npy_read_matrix_f32(testing_fixture(name), &m, rows, cols, err) != 0)
         fprintf(stderr, "%s\n", err);
     return m;
 }

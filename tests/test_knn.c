@@ -13,7 +13,6 @@
 #include "eval_clusters.h"
 #include "json.h"
 #include "knn.h"
-#include "npy.h"
 #include "testing.h"
 #include "util.h"
 

@@ -14,7 +14,6 @@
 #include "eval_clusters.h"
 #include "json.h"
 #include "linprobe.h"
-#include "npy.h"
 #include "testing.h"
 #include "util.h"
 

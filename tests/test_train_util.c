@@ -2,14 +2,11 @@
  * test_train_util.c: process and metrics helpers of test_train.c (see
  * test_train_util.h).
  */
-#include <fcntl.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "json.h"

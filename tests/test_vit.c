@@ -215,6 +215,13 @@ static void test_presets_and_errors(void)
     char err[ERR_LEN] = "";
     CU_ASSERT_EQUAL_FATAL(resolve("[model]\nbackbone = vit\npreset = vit_tiny\n",
                                   &lc, err), 0);
+    /* ResNet shape keys do not concern a ViT, even when they disagree */
+    CU_ASSERT_EQUAL(resolve("[model]\nbackbone = vit\npreset = vit_tiny\n"
+                            "widths = 8\ndepths = 1,1\n", &lc, err), 0);
+    CU_ASSERT_EQUAL(resolve("[model]\nwidths = 8\ndepths = 1,1\n", &lc, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "model.depths"));
+    CU_ASSERT_EQUAL_FATAL(resolve("[model]\nbackbone = vit\npreset = vit_tiny\n",
+                                  &lc, err), 0);
     CU_ASSERT_EQUAL(lc.backbone, LEJEPA_BACKBONE_VIT);
     CU_ASSERT(lc.vit.patch == 16 && lc.vit.dim == 192 && lc.vit.depth == 12 &&
               lc.vit.heads == 3 && lc.vit.in_channels == 1);

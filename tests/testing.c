@@ -7,8 +7,8 @@
 
 #include <fcntl.h>
 #include <ftw.h>
-#include <signal.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

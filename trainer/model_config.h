@@ -17,9 +17,9 @@ int model_config_resolve(struct lejepa_config *out, const struct config *c,
 
 /* The engine config as one JSON object, for the PyTorch companions
  * (tools/ref_lejepa.py, tools/bench_train.py): backbone ("resnet" | "vit"),
- * in_channels, for a ViT patch, dim, depth, heads, mlp_ratio, embed ("cls" |
- * "cls_mean"), then (ResNet; kept for a ViT) stem, depths,
- * widths, proj, n_classes, batch, global/local views and sizes, lambda,
+ * in_channels, then the backbone's shape: patch, dim, depth, heads,
+ * mlp_ratio, embed ("cls" | "cls_mean") for a ViT, stem, depths, widths for
+ * a ResNet; then proj, n_classes, batch, global/local views and sizes, lambda,
  * slices, knots, t_max, then the caller's extra members (text such as
  * "\"steps\":5", or NULL). CHECKs that cap suffices. */
 void lejepa_config_json(char *out, size_t cap, const struct lejepa_config *c,
