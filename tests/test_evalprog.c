@@ -341,23 +341,37 @@ static void test_online(void)
     free(dir);
 }
 
+/* An evaluator with default tasks against f; its output in dir/eval.log
+ * (log, 4200 bytes). */
+static pid_t start_plain_eval(const struct fake *f, const char *dir, char *log)
+{
+    char args[4608];
+    snprintf(log, 4200, "%s/eval.log", dir);
+    snprintf(args, sizeof args, "--connect %s --out '%s/o'", f->ft.work_ep, dir);
+    return fake_spawn("eval/lejepa-eval", args, log);
+}
+
+/* Prints the log if anything failed, then frees the fake and dir. */
+static void finish_plain_eval(struct fake *f, char *dir, const char *log)
+{
+    if (CU_get_number_of_failures())
+        fake_print_log("evaluator output", log);
+    fake_trainer_free(&f->ft);
+    testing_rmtree(dir);
+    free(dir);
+}
+
 static void test_refused(void)
 {
     struct fake f;
     fake_init(&f);
     f.ft.refuse = "evaluators are not welcome here";
-    char *dir = testing_tmpdir(), args[4096], log[4200];
-    snprintf(log, sizeof log, "%s/eval.log", dir);
-    snprintf(args, sizeof args, "--connect %s --out '%s/o'", f.ft.work_ep, dir);
-    pid_t pid = fake_spawn("eval/lejepa-eval", args, log);
+    char *dir = testing_tmpdir(), log[4200];
+    pid_t pid = start_plain_eval(&f, dir, log);
     CU_ASSERT_EQUAL(fake_wait_child(&f.ft, pid, 15), 1);
     CU_ASSERT(log_contains(log, "refused by the trainer"));
     CU_ASSERT(log_contains(log, "evaluators are not welcome here"));
-    if (CU_get_number_of_failures())
-        fake_print_log("evaluator output", log);
-    fake_trainer_free(&f.ft);
-    testing_rmtree(dir);
-    free(dir);
+    finish_plain_eval(&f, dir, log);
 }
 
 /* A WELCOME whose broadcast endpoint cannot be subscribed to: the
@@ -367,10 +381,8 @@ static void test_bad_broadcast(void)
     struct fake f;
     fake_init(&f);
     f.ft.broadcast = "nosuchtransport://nowhere";
-    char *dir = testing_tmpdir(), args[4096], log[4200];
-    snprintf(log, sizeof log, "%s/eval.log", dir);
-    snprintf(args, sizeof args, "--connect %s --out '%s/o'", f.ft.work_ep, dir);
-    pid_t pid = fake_spawn("eval/lejepa-eval", args, log);
+    char *dir = testing_tmpdir(), log[4200];
+    pid_t pid = start_plain_eval(&f, dir, log);
     CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 15, f.ft.byes_in == 1));
     CU_ASSERT_EQUAL(f.ft.hellos, 1);
     CU_ASSERT(log_contains(log, "nosuchtransport://nowhere"));
@@ -383,11 +395,7 @@ static void test_bad_broadcast(void)
     CU_ASSERT(!log_contains(log, "no answer from"));    /* it had answered */
     CU_ASSERT_EQUAL(kill(pid, SIGINT), 0);
     CU_ASSERT_EQUAL(fake_wait_child(&f.ft, pid, 10), 0);
-    if (CU_get_number_of_failures())
-        fake_print_log("evaluator output", log);
-    fake_trainer_free(&f.ft);
-    testing_rmtree(dir);
-    free(dir);
+    finish_plain_eval(&f, dir, log);
 }
 
 int main(int argc, char **argv)
