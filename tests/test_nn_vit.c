@@ -3,9 +3,8 @@
  * patch embedding with CLS, position-embedding interpolation and padding).
  * Hand-computed cases for GELU and for attention on two tokens; central
  * finite differences of every input and parameter for the optimised and
- * _ref kernels; optimised (and the plain-C _omp attention) vs _ref on odd shapes
- * (3 heads, T = 7 and 50, crops 14 -> 16 with patch 4, grids 7x7 -> 4x4 /
- * 8x8 / 3x4); a padded crop equal to the same crop padded by hand.
+ * _ref kernels; optimised vs _ref on odd shapes (3 heads, T = 7 and 50,
+ * crops 14 -> 16 with patch 4, grids 7x7 -> 4x4 / 8x8 / 3x4); a padded crop equal to the same crop padded by hand.
  * The PyTorch fixtures are checked by test_nn_vit_ref.c.
  */
 #include <stdbool.h>
@@ -119,26 +118,24 @@ static void test_gelu_matches_ref(void)
 
 /* ---- attention ------------------------------------------------------------ */
 
-enum attn_kind { ATTN_OPT, ATTN_OMP, ATTN_REF };
+enum attn_kind { ATTN_OPT, ATTN_REF };
 
 static void attn_forward(enum attn_kind k, float *out, float *att,
                          const float *qkv, float *scratch, int B, int T,
                          int NH, int HD)
 {
-    (k == ATTN_OPT   ? nn_attention_forward
-     : k == ATTN_OMP ? nn_attention_forward_omp
-                      : nn_attention_forward_ref)(out, att, qkv, scratch, B,
-                                                  T, NH, HD);
+    (k == ATTN_OPT ? nn_attention_forward
+                   : nn_attention_forward_ref)(out, att, qkv, scratch, B, T,
+                                               NH, HD);
 }
 
 static void attn_backward(enum attn_kind k, float *dqkv, const float *dout,
                           const float *qkv, const float *att, float *scratch,
                           int B, int T, int NH, int HD)
 {
-    (k == ATTN_OPT   ? nn_attention_backward
-     : k == ATTN_OMP ? nn_attention_backward_omp
-                      : nn_attention_backward_ref)(dqkv, dout, qkv, att,
-                                                   scratch, B, T, NH, HD);
+    (k == ATTN_OPT ? nn_attention_backward
+                   : nn_attention_backward_ref)(dqkv, dout, qkv, att, scratch,
+                                                B, T, NH, HD);
 }
 
 struct attn_ctx {
@@ -165,9 +162,8 @@ static void attn_ctx_backward(void *p)
  * (~1e-6 of |L| ~ 10) over the step ~1e-3. */
 static void test_attention_gradcheck(void)
 {
-    static const char *names[] = {"attention", "attention_omp",
-                                  "attention_ref"};
-    for (int k = 0; k < 3; k++) {
+    static const char *names[] = {"attention", "attention_ref"};
+    for (int k = ATTN_OPT; k <= ATTN_REF; k++) {
         uint64_t seed = 200 + k;
         struct attn_ctx c = {.kind = k, .B = 2, .T = 5, .NH = 3, .HD = 4};
         const size_t D = (size_t)c.NH * c.HD, nq = (size_t)c.B * c.T * 3 * D;
@@ -201,8 +197,8 @@ static void test_attention_by_hand(void)
     const float qkv[6] = {1, 0, 2, 0, l3, 6}, g[2] = {1, 0};
     const float want_p[4] = {0.25f, 0.75f, 0.5f, 0.5f};
     const float want_d[6] = {0.75f * l3, -0.75f, 0.25f, 0, 0.75f, 0.75f};
-    float scratch[NN_ATTN_MAX_SLOTS * 8];
-    for (int k = 0; k < 3; k++) {
+    float scratch[NN_ATTN_MAX_SLOTS * 4];
+    for (int k = ATTN_OPT; k <= ATTN_REF; k++) {
         float out[2], att[4], d[6] = {0};
         attn_forward(k, out, att, qkv, scratch, 1, 2, 1, 1);
         CU_ASSERT_DOUBLE_EQUAL(out[0], 5.0, 1e-5);
@@ -215,7 +211,7 @@ static void test_attention_by_hand(void)
     }
 }
 
-/* Optimised and _omp vs _ref: forward output and probabilities, backward
+/* Optimised vs _ref: forward output and probabilities, backward
  * accumulating onto a nonzero dqkv; rows of att sum to 1. */
 static void attention_compare(int B, int T, int NH, int HD, uint64_t seed)
 {
@@ -239,7 +235,7 @@ static void attention_compare(int B, int T, int NH, int HD, uint64_t seed)
         worst = fabs(s - 1.0) > worst ? fabs(s - 1.0) : worst;
     }
     CU_ASSERT(worst < 1e-5);
-    for (int k = ATTN_OPT; k <= ATTN_OMP; k++) {
+    for (int k = ATTN_OPT; k < ATTN_REF; k++) {
         memcpy(d, init, sizeof(float) * nq);
         attn_forward(k, o, a, qkv, scratch, B, T, NH, HD);
         attn_backward(k, d, g, qkv, a, scratch, B, T, NH, HD);
@@ -476,7 +472,7 @@ int main(void)
         {"gelu optimised matches _ref", test_gelu_matches_ref},
         {"attention finite differences", test_attention_gradcheck},
         {"attention on two tokens by hand", test_attention_by_hand},
-        {"attention optimised and _omp match _ref", test_attention_matches_ref},
+        {"attention optimised matches _ref", test_attention_matches_ref},
         {"patch embedding finite differences", test_patch_gradcheck},
         {"patch embedding optimised matches _ref", test_patch_matches_ref},
         {"crop padded to a multiple of the patch", test_patch_padding},

@@ -88,17 +88,15 @@ void nn_bicubic_backward(float *dinp,       // (IH,IW,D)
  * row att[b,h,0,:] of the last block is the per-head attention map. Memory:
  * B*NH*T*T floats per block (B=1024, NH=3, T=50: 30.7 MB; T=65: 51.9 MB),
  * linear in the number of images; besides it only the fixed scratch below.
- * The optimised kernel does one cblas_sgemm per product per (image, head),
- * serially over the pairs (BLAS threads inside), and the row softmax in one
- * OpenMP loop between the sgemm passes; on this machine (1 thread, B=512,
- * NH=3, HD=64, T=50 and 65) it ran 2x (forward) and 3x (backward) faster
- * than the plain-C _omp variant (`test_nn_vit bench` measures both). */
+ * The optimised kernel runs OpenMP over the (image, head) pairs, each
+ * pair's products one single-threaded cblas_sgemm, its softmax rows in
+ * between. */
 
-#define NN_ATTN_MAX_SLOTS 64 /* _omp uses at most this many threads */
+#define NN_ATTN_MAX_SLOTS 64 /* the backward uses at most this many threads */
 
-/* Floats of scratch every attention kernel here may use (_ref none, the
- * optimised one T*T, _omp one slot per thread):
- * NN_ATTN_MAX_SLOTS * (T*T + HD*T) (T=50, HD=64: 1.5 MB). */
+/* Floats of scratch the attention kernels may use (_ref none, the
+ * optimised backward one T*T slot per thread): NN_ATTN_MAX_SLOTS * T*T
+ * (T=50: 640 kB). */
 size_t nn_attention_scratch_floats(int T, int HD);
 
 void nn_attention_forward(float *out,       // (B,T,D)
@@ -112,15 +110,6 @@ void nn_attention_backward(float *dqkv,       // (B,T,3*D)
                            const float *att,  // (B,NH,T,T) from forward
                            float *scratch,    // nn_attention_scratch_floats
                            int B, int T, int NH, int HD);
-/* The same in plain C, OpenMP over (image, head) pairs with a scratch slot
- * per thread (K and V transposed so inner loops are contiguous); slower
- * here with 2 cores, kept for the benchmark and for machines with many
- * cores, where it scales with threads and the small sgemms do not. */
-void nn_attention_forward_omp(float *out, float *att, const float *qkv,
-                              float *scratch, int B, int T, int NH, int HD);
-void nn_attention_backward_omp(float *dqkv, const float *dout,
-                               const float *qkv, const float *att,
-                               float *scratch, int B, int T, int NH, int HD);
 /* Direct loops; scratch is ignored (may be NULL). */
 void nn_attention_forward_ref(float *out, float *att, const float *qkv,
                               float *scratch, int B, int T, int NH, int HD);
