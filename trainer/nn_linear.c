@@ -1,24 +1,37 @@
 /*
  * nn_linear.c: fully connected layer out = inp weight^T + bias with weight
  * (OUT,IN) in PyTorch's layout, forward/backward (see nn.h). Every product
- * is one cblas_sgemm; only the bias loops use OpenMP, outside BLAS calls.
+ * is cblas_sgemm (by blocks of rows where that is faster); only the bias
+ * loops use OpenMP, outside BLAS calls.
  */
 #include "nn.h"
 
 #include <cblas.h>
 
+/* Rows per sgemm call for the products whose rows are the batch (the
+ * output and the input gradient): OpenBLAS ran the ViT token linears'
+ * tall products (12,800 rows, inner dimension 192 or 768, 2 threads)
+ * 3-14% faster in blocks of 1,024 rows than in one call, and the bias
+ * then goes onto a block still in cache. The weight gradient sums over
+ * the rows and stays one call (blocking it gained nothing). */
+#define NN_LINEAR_ROW_BLOCK 1024
+
 void nn_linear_forward(float *out, const float *inp, const float *weight,
                        const float *bias, int B, int IN, int OUT)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OUT, IN, 1.0f,
-                inp, IN, weight, IN, 0.0f, out, OUT);
-    if (!bias)
-        return;
+    for (int b0 = 0; b0 < B; b0 += NN_LINEAR_ROW_BLOCK) {
+        const int nb = B - b0 < NN_LINEAR_ROW_BLOCK ? B - b0 : NN_LINEAR_ROW_BLOCK;
+        float *ob = out + (size_t)b0 * OUT;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, OUT, IN, 1.0f,
+                    inp + (size_t)b0 * IN, IN, weight, IN, 0.0f, ob, OUT);
+        if (!bias)
+            continue;
 #pragma omp parallel for schedule(static)
-    for (int b = 0; b < B; b++) {
-        float *restrict o = out + (size_t)b * OUT;
-        for (int j = 0; j < OUT; j++)
-            o[j] += bias[j];
+        for (int b = 0; b < nb; b++) {
+            float *restrict o = ob + (size_t)b * OUT;
+            for (int j = 0; j < OUT; j++)
+                o[j] += bias[j];
+        }
     }
 }
 
@@ -26,9 +39,13 @@ void nn_linear_backward(float *dinp, float *dweight, float *dbias,
                         const float *dout, const float *inp,
                         const float *weight, int B, int IN, int OUT)
 {
-    if (dinp) /* (B,OUT) x (OUT,IN) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, IN, OUT,
-                    1.0f, dout, OUT, weight, IN, 1.0f, dinp, IN);
+    /* (B,OUT) x (OUT,IN), in blocks of rows */
+    for (int b0 = 0; dinp && b0 < B; b0 += NN_LINEAR_ROW_BLOCK) {
+        const int nb = B - b0 < NN_LINEAR_ROW_BLOCK ? B - b0 : NN_LINEAR_ROW_BLOCK;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, IN, OUT,
+                    1.0f, dout + (size_t)b0 * OUT, OUT, weight, IN, 1.0f,
+                    dinp + (size_t)b0 * IN, IN);
+    }
     /* (OUT,B) x (B,IN) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, B, 1.0f,
                 dout, OUT, inp, IN, 1.0f, dweight, IN);
