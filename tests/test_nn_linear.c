@@ -1,8 +1,9 @@
 /*
  * test_nn_linear.c: the fully connected layer. Finite-difference gradients
  * of input, weight and bias (with and without bias) for the optimised and
- * _ref kernels, optimised vs _ref with accumulation and a NULL dinp, and a
- * case computed by hand.
+ * _ref kernels, optimised vs _ref with accumulation and a NULL dinp (also
+ * over several of the optimised kernel's row blocks), and a case computed
+ * by hand.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -67,11 +68,10 @@ static void test_linear_gradcheck(void)
     }
 }
 
-static void test_linear_matches_ref(void)
+/* Optimised vs _ref on B rows, accumulating onto nonzero gradients. */
+static void linear_compare(int B, int IN, int OUT, uint64_t seed)
 {
-    const int B = 64, IN = 300, OUT = 130;
     const size_t nx = (size_t)B * IN, nw = (size_t)OUT * IN, no = (size_t)B * OUT;
-    uint64_t seed = 60;
     float *x = malloc(sizeof(float) * nx), *w = malloc(sizeof(float) * nw);
     float *bias = malloc(sizeof(float) * OUT), *g = malloc(sizeof(float) * no);
     float *o1 = malloc(sizeof(float) * no), *o2 = malloc(sizeof(float) * no);
@@ -102,6 +102,13 @@ static void test_linear_matches_ref(void)
     CU_ASSERT(nn_rel_err(dw3, dw1, nw) < 1e-6);
     free(x), free(w), free(bias), free(g), free(o1), free(o2), free(dx1);
     free(dx2), free(dw1), free(dw2), free(dw3), free(db1), free(db2);
+}
+
+static void test_linear_matches_ref(void)
+{
+    linear_compare(64, 300, 130, 60);
+    /* two blocks of nn_linear.c's 1,024 rows and a remainder */
+    linear_compare(2500, 40, 24, 61);
 }
 
 /* x = (1, 2), W = [[1,0],[0,1],[1,1]], b = (0.5, -0.5, 0): y = (1.5, 1.5, 3).

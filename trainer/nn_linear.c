@@ -20,7 +20,8 @@ void nn_linear_forward(float *out, const float *inp, const float *weight,
                        const float *bias, int B, int IN, int OUT)
 {
     for (int b0 = 0; b0 < B; b0 += NN_LINEAR_ROW_BLOCK) {
-        const int nb = B - b0 < NN_LINEAR_ROW_BLOCK ? B - b0 : NN_LINEAR_ROW_BLOCK;
+        const int nb = B - b0 < NN_LINEAR_ROW_BLOCK ? B - b0
+                                                    : NN_LINEAR_ROW_BLOCK;
         float *ob = out + (size_t)b0 * OUT;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, OUT, IN, 1.0f,
                     inp + (size_t)b0 * IN, IN, weight, IN, 0.0f, ob, OUT);
@@ -41,7 +42,8 @@ void nn_linear_backward(float *dinp, float *dweight, float *dbias,
 {
     /* (B,OUT) x (OUT,IN), in blocks of rows */
     for (int b0 = 0; dinp && b0 < B; b0 += NN_LINEAR_ROW_BLOCK) {
-        const int nb = B - b0 < NN_LINEAR_ROW_BLOCK ? B - b0 : NN_LINEAR_ROW_BLOCK;
+        const int nb = B - b0 < NN_LINEAR_ROW_BLOCK ? B - b0
+                                                    : NN_LINEAR_ROW_BLOCK;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, IN, OUT,
                     1.0f, dout + (size_t)b0 * OUT, OUT, weight, IN, 1.0f,
                     dinp + (size_t)b0 * IN, IN);
