@@ -4,7 +4,8 @@
  * Hand-computed cases for GELU and for attention on two tokens; central
  * finite differences of every input and parameter for the optimised and
  * _ref kernels; optimised vs _ref on odd shapes (3 heads, T = 7 and 50,
- * crops 14 -> 16 with patch 4, grids 7x7 -> 4x4 / 8x8 / 3x4); a padded crop equal to the same crop padded by hand.
+ * crops 14 -> 16 with patch 4, grids 7x7 -> 4x4 / 8x8 / 3x4); a padded
+ * crop equal to the same crop padded by hand.
  * The PyTorch fixtures are checked by test_nn_vit_ref.c.
  */
 #include <stdbool.h>
@@ -208,6 +209,22 @@ static void test_attention_by_hand(void)
         attn_backward(k, d, g, qkv, att, scratch, 1, 2, 1, 1);
         for (int i = 0; i < 6; i++)
             CU_ASSERT_DOUBLE_EQUAL(d[i], want_d[i], 1e-5);
+    }
+}
+
+/* A NaN key spoils every score against it: both kernels give NaN rows
+ * (the vectorised exp clamps NaN; the softmax must not hide it). */
+static void test_attention_nan(void)
+{
+    /* T = 3 tokens of (q, k, v), one head of width 1; k of token 1 NaN */
+    const float qkv[9] = {1, 0.5f, 2, 0.3f, NAN, 1, -1, 0.2f, 3};
+    float scratch[NN_ATTN_MAX_SLOTS * 9];
+    for (int k = ATTN_OPT; k <= ATTN_REF; k++) {
+        float out[3], att[9];
+        attn_forward(k, out, att, qkv, scratch, 1, 3, 1, 1);
+        for (int i = 0; i < 3; i++)
+            CU_ASSERT(isnan(out[i]));
+        CU_ASSERT(isnan(att[1]));
     }
 }
 
@@ -473,6 +490,7 @@ int main(void)
         {"attention finite differences", test_attention_gradcheck},
         {"attention on two tokens by hand", test_attention_by_hand},
         {"attention optimised matches _ref", test_attention_matches_ref},
+        {"attention: NaN comes through", test_attention_nan},
         {"patch embedding finite differences", test_patch_gradcheck},
         {"patch embedding optimised matches _ref", test_patch_matches_ref},
         {"crop padded to a multiple of the patch", test_patch_padding},

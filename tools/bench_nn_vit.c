@@ -1,8 +1,9 @@
 /*
  * bench_nn_vit.c: times the ViT kernels of nn_vit.h at vit_tiny sizes (run
  * by hand): the attention core (optimised, OpenMP over image and head)
- * for 3 heads of 64 and T = 50 and 65 tokens, and the patch embedding of 28 px and 14 px RGB crops (patch 4,
- * width 192, position grid 7x7). Best of 3 runs each.
+ * for 3 heads of 64 and T = 50 and 65 tokens, and the patch embedding of
+ * 28 px and 14 px RGB crops (patch 4, width 192, position grid 7x7). Best
+ * of 3 runs each.
  *
  *   bench_nn_vit [B]        (B images, default 1024; threads: OMP_NUM_THREADS)
  */

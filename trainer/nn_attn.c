@@ -4,14 +4,18 @@
  * - the optimised one: OpenMP over (image, head) pairs; each pair's
  *   products are cblas_sgemm calls, which OpenBLAS runs single-threaded
  *   inside the parallel region, and its softmax rows run between them
- *   while the scores are still in cache, with a vectorised exp;
+ *   while the scores are still in cache, with a vectorised exp. This
+ *   relies on OpenBLAS's OpenMP build (Debian's libopenblas0-openmp, the
+ *   same libgomp as ours) not threading when omp_in_parallel(): true of
+ *   0.3.21 (num_cpu_avail in common_thread.h); OpenBLAS issue #5947
+ *   reports a later development version threading there after
+ *   openblas_set_num_threads, which util_set_threads calls;
  * - the _ref one: direct serial loops and libm's expf.
  * Softmax probabilities are kept whole in att; backward recomputes nothing.
  */
 #include "nn_vit.h"
 
 #include <math.h>
-#include <string.h>
 
 #include <cblas.h>
 #include <omp.h>
@@ -40,13 +44,21 @@ static void attn_softmax_row(float *p, int n)
         p[j] *= inv;
 }
 
-/* The same, vectorised: nn_fast_expf (relative error ~1e-7). */
+/* The same, vectorised: nn_fast_expf (relative error ~1e-7). A row with a
+ * NaN or an infinity goes to attn_softmax_row, so that NaN comes out as
+ * with libm (nn_fast_expf clamps NaN, which would hide it). */
 static void attn_softmax_row_fast(float *restrict p, int n)
 {
-    float mx = p[0];
-#pragma omp simd reduction(max : mx)
-    for (int j = 1; j < n; j++)
+    float mx = p[0], bad = 0.0f;
+#pragma omp simd reduction(max : mx) reduction(+ : bad)
+    for (int j = 0; j < n; j++) {
         mx = p[j] > mx ? p[j] : mx;
+        bad += p[j] - p[j];     /* NaN for NaN or +-inf, else 0 */
+    }
+    if (bad != 0.0f) {
+        attn_softmax_row(p, n);
+        return;
+    }
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < n; j++) {

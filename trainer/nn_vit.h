@@ -92,11 +92,12 @@ void nn_bicubic_backward(float *dinp,       // (IH,IW,D)
  * pair's products one single-threaded cblas_sgemm, its softmax rows in
  * between. */
 
-#define NN_ATTN_MAX_SLOTS 64 /* the backward uses at most this many threads */
+#define NN_ATTN_MAX_SLOTS 64 /* the kernels use at most this many threads */
 
 /* Floats of scratch the attention kernels may use (_ref none, the
  * optimised backward one T*T slot per thread): NN_ATTN_MAX_SLOTS * T*T
- * (T=50: 640 kB). */
+ * (T=50: 640 kB). HD does not enter it now; it stays in the signature so
+ * callers need not know which kernel needs what. */
 size_t nn_attention_scratch_floats(int T, int HD);
 
 void nn_attention_forward(float *out,       // (B,T,D)
