@@ -212,17 +212,24 @@ int graph_avgpool(struct graph *g, int in)
     return op->out;
 }
 
+void graph_linear_params(struct graph *g, struct graph_op *op,
+                         const char *name, int IN, int OUT,
+                         enum params_group group)
+{
+    int shape[2] = {OUT, IN};
+    op->weight = graph_param(&g->p->learn, name, "weight", 2, shape, group,
+                             PARAMS_INIT_UNIFORM_FAN_IN, IN);
+    op->bias = graph_param(&g->p->learn, name, "bias", 1, &OUT, group,
+                           PARAMS_INIT_UNIFORM_FAN_IN, IN);
+}
+
 int graph_linear(struct graph *g, int in, const char *name, int OUT,
                  enum params_group group)
 {
     struct graph_tensor x = g->t[in];
     CHECK(x.H == 1 && x.W == 1);
     struct graph_op *op = graph_new_op(g, GRAPH_LINEAR, in);
-    int shape[2] = {OUT, x.C};
-    op->weight = graph_param(&g->p->learn, name, "weight", 2, shape, group,
-                       PARAMS_INIT_UNIFORM_FAN_IN, x.C);
-    op->bias = graph_param(&g->p->learn, name, "bias", 1, &OUT, group,
-                     PARAMS_INIT_UNIFORM_FAN_IN, x.C);
+    graph_linear_params(g, op, name, x.C, OUT, group);
     op->out = graph_new_tensor(g, OUT, 1, 1, -1);
     return op->out;
 }

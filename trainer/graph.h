@@ -143,6 +143,11 @@ struct graph_op *graph_new_op(struct graph *g, enum graph_op_kind kind, int in);
 int graph_param(struct params_table *t, const char *prefix, const char *suffix,
                 int ndim, const int *shape, enum params_group group,
                 enum params_init init, int fan_in);
+/* op's weight (OUT, IN) and bias (OUT) as name.weight / name.bias, both
+ * PyTorch's Linear default init (uniform, fan-in IN). */
+void graph_linear_params(struct graph *g, struct graph_op *op,
+                         const char *name, int IN, int OUT,
+                         enum params_group group);
 void graph_vit_forward_op(struct graph *g, const struct graph_op *op);
 void graph_vit_backward_op(struct graph *g, const struct graph_op *op,
                            float *din, const float *dout);

@@ -67,11 +67,7 @@ int graph_token_linear(struct graph *g, int in, const char *name, int OUT,
     struct graph_tensor x = g->t[in];
     CHECK(x.H == 1 && OUT > 0);
     struct graph_op *op = graph_new_op(g, GRAPH_TOKEN_LINEAR, in);
-    int shape[2] = {OUT, x.W};
-    op->weight = graph_param(&g->p->learn, name, "weight", 2, shape, group,
-                             PARAMS_INIT_UNIFORM_FAN_IN, x.W);
-    op->bias = graph_param(&g->p->learn, name, "bias", 1, &OUT, group,
-                           PARAMS_INIT_UNIFORM_FAN_IN, x.W);
+    graph_linear_params(g, op, name, x.W, OUT, group);
     op->out = graph_new_tensor(g, x.C, 1, OUT, -1);
     return op->out;
 }
