@@ -21,6 +21,7 @@
 #include <vips/vips.h>
 
 #include "eval.h"
+#include "compute.h"
 #include "util.h"
 
 static void usage(FILE *out)
@@ -96,7 +97,7 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
             snprintf(o->name, sizeof o->name, "%s", optarg);
             break;
         case 'h': usage(stdout); exit(0);
-        case 'V': util_print_build_info(stdout, "lejepa-eval"); exit(0);
+        case 'V': compute_print_build_info(stdout, "lejepa-eval"); exit(0);
         default: usage(stderr); exit(2);
         }
     }
@@ -127,10 +128,10 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
 
 int main(int argc, char **argv)
 {
-    util_omp_passive_reexec(argv);
+    compute_passive_reexec(argv);
     struct eval_opts o;
     parse_args(argc, argv, &o);
-    util_set_threads(o.threads);
+    compute_set_threads(o.threads);
     if (o.train) {
         eval_log_set_name("eval");
         return eval_run_offline(&o);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compute.h"
 #include "util.h"
 
 static void push_results(struct eval_worker *w, const struct eval_result *r, int n)
@@ -61,7 +62,7 @@ static void run_featmap(struct eval_worker *w, struct eval_featmap *f, const cha
 static void *worker_main(void *arg)
 {
     struct eval_worker *w = arg;
-    util_set_threads(w->threads);
+    compute_set_threads(w->threads);
     char dir[sizeof w->featmap_dir];
     pthread_mutex_lock(&w->mu);
     for (;;) {

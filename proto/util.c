@@ -7,14 +7,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <cblas.h>
 
 #include "lejepa_version.h"
 
@@ -290,11 +287,6 @@ void util_log(const char *fmt, ...)
 void util_print_build_info(FILE *out, const char *program)
 {
     fprintf(out, "%s %s\n", program, LEJEPA_VERSION);
-    fprintf(out, "blas: OpenBLAS %s (core %s, from %s)\n",
-            openblas_get_config(), openblas_get_corename(),
-            LEJEPA_OPENBLAS_DIR);
-    fprintf(out, "threads: openmp %d, openblas %d\n", omp_get_max_threads(),
-            openblas_get_num_threads());
 }
 
 static volatile sig_atomic_t stop_count;
@@ -344,23 +336,4 @@ int util_stop_drain(void)
     while ((r = read(stop_pipe[0], buf, sizeof buf)) > 0)
         n += (int)r;
     return n;
-}
-
-void util_omp_passive_reexec(char **argv)
-{
-    if (getenv("OMP_WAIT_POLICY"))
-        return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
-        return;
-    execv("/proc/self/exe", argv);
-    /* exec failed: run on with libgomp's default policy. */
-}
-
-int util_set_threads(int n)
-{
-    if (n > 0) {
-        omp_set_num_threads(n);
-        openblas_set_num_threads(n);
-    }
-    return omp_get_max_threads();
 }

@@ -86,8 +86,8 @@ long util_parse_long(const char *opt, const char *s, long lo, long hi);
 void util_log_set_name(const char *name);
 void util_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Prints the program's version, the BLAS library it runs (OpenBLAS config
- * string and core), and the OpenMP / OpenBLAS thread counts. */
+/* Prints the program's version line (--version); programs that compute add
+ * their BLAS and threads with compute_print_build_info (eval/compute). */
 void util_print_build_info(FILE *out, const char *program);
 
 /* Stop signals of a long-running program: SIGINT and SIGTERM handlers that
@@ -99,18 +99,5 @@ int util_stop_signals_init(void);
 volatile sig_atomic_t *util_stop_signals(void);
 /* Reads the self-pipe empty; returns how many bytes (signals) it held. */
 int util_stop_drain(void);
-
-/* libgomp's threads spin while they wait for each other. When another
- * process holds one of the cores (a loader, an evaluator on the same
- * machine), a spinning thread waits for a descheduled peer and a training
- * step measured 30x slower. libgomp reads OMP_WAIT_POLICY only at start-up,
- * so this re-executes the program with OMP_WAIT_POLICY=passive unless the
- * user set a policy; call it first in main. Returns only when no re-exec
- * happened (policy already set, or exec failed). */
-void util_omp_passive_reexec(char **argv);
-
-/* Sets OpenMP and OpenBLAS thread counts together; n <= 0 keeps the default
- * (all cores). Returns the count in force. */
-int util_set_threads(int n);
 
 #endif

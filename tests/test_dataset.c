@@ -178,13 +178,13 @@ static void test_fingerprint(void)
 static void test_fnv_separates_paths(void)
 {
     /* "ab"+"c" and "a"+"bc" hash differently once NUL-terminated. */
-    uint64_t h1 = dataset_fnv1a(DATASET_FNV_OFFSET, "ab", 3);
-    h1 = dataset_fnv1a(h1, "c", 2);
-    uint64_t h2 = dataset_fnv1a(DATASET_FNV_OFFSET, "a", 2);
-    h2 = dataset_fnv1a(h2, "bc", 3);
+    uint64_t h1 = hash_fnv1a(HASH_FNV_OFFSET, "ab", 3);
+    h1 = hash_fnv1a(h1, "c", 2);
+    uint64_t h2 = hash_fnv1a(HASH_FNV_OFFSET, "a", 2);
+    h2 = hash_fnv1a(h2, "bc", 3);
     CU_ASSERT_NOT_EQUAL(h1, h2);
     /* Published FNV-1a 64 test vector. */
-    CU_ASSERT_EQUAL(dataset_fnv1a(DATASET_FNV_OFFSET, "a", 1),
+    CU_ASSERT_EQUAL(hash_fnv1a(HASH_FNV_OFFSET, "a", 1),
                     0xaf63dc4c8601ec8cull);
 }
 

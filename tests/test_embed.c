@@ -25,6 +25,7 @@
 #include "npy.h"
 #include "test_imgdir.h"
 #include "testing.h"
+#include "compute.h"
 #include "util.h"
 
 #define N_CLASSES 3
@@ -214,7 +215,7 @@ int main(void)
     };
     if (VIPS_INIT("test_embed") != 0)
         return 1;
-    util_set_threads(1);
+    compute_set_threads(1);
     tmp = testing_tmpdir();
     snprintf(data_dir, sizeof data_dir, "%s/data", tmp);
     imgdir_make(data_dir, N_CLASSES, 6, 5, 20, 24, 17);

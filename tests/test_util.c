@@ -1,12 +1,14 @@
 /*
  * test_util.c: the shared helpers: atomic writes leave either the old or the
- * new file, never a temp file; mkdir_p and read_file report the path at fault.
+ * new file, never a temp file; mkdir_p and read_file report the path at fault;
+ * the checksums give their published check values.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "testing.h"
 #include "util.h"
 
@@ -75,6 +77,21 @@ static void test_errf_truncates_and_returns_minus_one(void)
     CU_ASSERT_EQUAL(errf(NULL, "ignored"), -1);
 }
 
+static void test_crc32c_check_values(void)
+{
+    /* The CRC-32C check value (RFC 3720 B.4; TFRecord's framing uses it). */
+    CU_ASSERT_EQUAL(hash_crc32c(0, "123456789", 9), 0xE3069283u);
+    /* 32 zero bytes and 32 0xFF bytes: RFC 3720 B.4's vectors. */
+    unsigned char zeros[32] = {0}, ones[32];
+    memset(ones, 0xff, sizeof ones);
+    CU_ASSERT_EQUAL(hash_crc32c(0, zeros, 32), 0x8A9136AAu);
+    CU_ASSERT_EQUAL(hash_crc32c(0, ones, 32), 0x62A8AB43u);
+    /* Continuing a CRC over two pieces equals one pass over the whole. */
+    CU_ASSERT_EQUAL(hash_crc32c(hash_crc32c(0, "1234", 4), "56789", 5),
+                    0xE3069283u);
+    CU_ASSERT_EQUAL(hash_crc32c(0, "", 0), 0u);
+}
+
 int main(void)
 {
     static const struct testing_case cases[] = {
@@ -82,6 +99,7 @@ int main(void)
         {"errors name the path", test_errors_name_the_path},
         {"aligned alloc", test_aligned_alloc_is_aligned_and_zeroed},
         {"errf", test_errf_truncates_and_returns_minus_one},
+        {"crc32c check values", test_crc32c_check_values},
         {NULL, NULL},
     };
     return testing_run("util", cases);

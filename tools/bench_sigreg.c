@@ -18,6 +18,7 @@
 
 #include "rng.h"
 #include "sigreg.h"
+#include "compute.h"
 #include "util.h"
 
 #define BENCH_MAX_SIZES 8
@@ -232,7 +233,7 @@ int main(int argc, char **argv)
 {
     struct bench_opts o;
     parse_opts(&o, argc, argv);
-    int threads = util_set_threads(o.threads);
+    int threads = compute_set_threads(o.threads);
     char dir[] = "/tmp/bench_sigreg-XXXXXX";
     if (!mkdtemp(dir))
         die("mkdtemp %s failed", dir);

@@ -19,6 +19,7 @@
 #include "lejepa.h"
 #include "model_config.h"
 #include "rng.h"
+#include "compute.h"
 #include "util.h"
 
 static void usage(FILE *out)
@@ -143,7 +144,7 @@ int main(int argc, char **argv)
         case 'n': torch = 0; break;
         case 'p': profile = 1; break;
         case 'j': as_json = 1; break;
-        case 'V': util_print_build_info(stdout, "bench-train"); return 0;
+        case 'V': compute_print_build_info(stdout, "bench-train"); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -152,7 +153,7 @@ int main(int argc, char **argv)
         die("--steps must be >= 1, --warmup >= 0, --classes >= 2");
     if (threads < 0)
         threads = (int)cfg.run.threads;
-    threads = util_set_threads(threads);
+    threads = compute_set_threads(threads);
 
     struct lejepa_config lc;
     if (model_config_resolve(&lc, &cfg, classes, err) != 0)

@@ -13,6 +13,7 @@
 #include "lejepa_cases.h"
 #include "model_config.h"
 #include "rng.h"
+#include "compute.h"
 #include "util.h"
 
 static int write_case(const struct lejepa_case *lc, const char *dir, char *err)
@@ -92,7 +93,7 @@ int main(int argc, char **argv)
                         "ones)\n");
         return argc >= 2 ? 0 : 2;
     }
-    util_set_threads(1);
+    compute_set_threads(1);
     for (size_t i = 0; i < N_LEJEPA_CASES; i++) {
         if (!wanted(lejepa_cases[i].name, argc, argv))
             continue;

@@ -28,6 +28,7 @@
 #include "lejepa_cli.h"
 #include "model_config.h"
 #include "npy.h"
+#include "compute.h"
 #include "util.h"
 
 #define EMBED_DEFAULT_BATCH 64
@@ -201,7 +202,7 @@ int lejepa_embed_main(int argc, char **argv)
     int split = dataset_split_parse(o.split);
     if (split < 0)
         die("embed: --split %s: expected train or val", o.split);
-    util_set_threads(o.threads);
+    compute_set_threads(o.threads);
     if (VIPS_INIT("lejepa") != 0)
         die("VIPS_INIT failed: %s", vips_error_buffer());
     vips_cache_set_max(0);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lejepa_cli.h"
+#include "compute.h"
 #include "util.h"
 
 static void usage(FILE *out)
@@ -27,7 +28,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "embed") == 0)
-        util_omp_passive_reexec(argv);
+        compute_passive_reexec(argv);
     if (strcmp(cmd, "run") == 0)
         return lejepa_run_main(argc - 1, argv + 1);
     if (strcmp(cmd, "embed") == 0)
@@ -37,7 +38,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "--version") == 0) {
-        util_print_build_info(stdout, "lejepa");
+        compute_print_build_info(stdout, "lejepa");
         return 0;
     }
     fprintf(stderr, "lejepa: unknown command '%s'\n", cmd);

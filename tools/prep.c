@@ -27,6 +27,7 @@
 #include "lejepa_version.h"
 #include "prep_idx.h"
 #include "prep_png.h"
+#include "compute.h"
 #include "util.h"
 
 #define PREP_FORMAT_VERSION 1
@@ -102,7 +103,7 @@ static void parse_args(int argc, char **argv, struct prep_opts *o)
                 die("--threads %s: expected an integer in 1..1024", optarg);
             break;
         case 'h': usage(stdout); exit(0);
-        case 'V': util_print_build_info(stdout, "lejepa-prep"); exit(0);
+        case 'V': compute_print_build_info(stdout, "lejepa-prep"); exit(0);
         default: usage(stderr); exit(2);
         }
     }
@@ -353,7 +354,7 @@ int main(int argc, char **argv)
         die("cannot initialise libvips: %s", vips_error_buffer());
     struct prep_opts o;
     parse_args(argc, argv, &o);
-    int threads = util_set_threads(o.threads);
+    int threads = compute_set_threads(o.threads);
     vips_concurrency_set(1);    /* parallelism comes from our OpenMP loop */
     vips_cache_set_max(0);      /* every image is used once */
 
@@ -364,11 +365,11 @@ int main(int argc, char **argv)
         {.name = "val", .images_file = "t10k-images-idx3-ubyte",
          .labels_file = "t10k-labels-idx1-ubyte", .want_n = 10000},
     };
-    uint64_t source_hash = DATASET_FNV_OFFSET;
+    uint64_t source_hash = HASH_FNV_OFFSET;
     for (int s = 0; s < DATASET_N_SPLITS; s++) {
         load_split(&sp[s], &o);
         uint64_t h[2] = {sp[s].images.hash, sp[s].labels.hash};
-        source_hash = dataset_fnv1a(source_hash, h, sizeof h);
+        source_hash = hash_fnv1a(source_hash, h, sizeof h);
     }
     printf("lejepa-prep: fashion-mnist from %s into %s (%d threads)\n",
            o.source, o.out, threads);

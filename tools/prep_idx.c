@@ -107,8 +107,8 @@ int prep_idx_load(struct prep_idx *idx, const char *dir, const char *name,
              (size_t)r > len ? "more than " : "", r);
         goto cleanup;
     }
-    idx->hash = dataset_fnv1a(DATASET_FNV_OFFSET, head, head_len);
-    idx->hash = dataset_fnv1a(idx->hash, idx->data, len);
+    idx->hash = hash_fnv1a(HASH_FNV_OFFSET, head, head_len);
+    idx->hash = hash_fnv1a(idx->hash, idx->data, len);
     rc = 0;
 cleanup:
     if (f)

@@ -23,6 +23,7 @@
 #include "json.h"
 #include "npy.h"
 #include "sigreg.h"
+#include "compute.h"
 #include "util.h"
 
 #define STAT_CHUNK_BYTES (32u << 20)  /* projections held at once */
@@ -128,7 +129,7 @@ static void parse_args(int argc, char **argv, struct stat_opts *o)
         case 't': o->threads = (int)util_parse_long("--threads", optarg, 1, 1024); break;
         case 'j': o->json = 1; break;
         case 'h': usage(stdout); exit(0);
-        case 'V': util_print_build_info(stdout, "lejepa-stat"); exit(0);
+        case 'V': compute_print_build_info(stdout, "lejepa-stat"); exit(0);
         default: usage(stderr); exit(2);
         }
     }
@@ -369,7 +370,7 @@ int main(int argc, char **argv)
 {
     struct stat_opts o;
     parse_args(argc, argv, &o);
-    util_set_threads(o.threads);
+    compute_set_threads(o.threads);
     char err[ERR_LEN];
     struct sigreg_grid g;
     if (sigreg_grid_init(&g, o.knots, o.t_max, err) < 0)

@@ -9,7 +9,7 @@
  *   same libgomp as ours) not threading when omp_in_parallel(): true of
  *   0.3.21 (num_cpu_avail in common_thread.h); OpenBLAS issue #5947
  *   reports a later development version threading there after
- *   openblas_set_num_threads, which util_set_threads calls;
+ *   openblas_set_num_threads, which compute_set_threads calls;
  * - the _ref one: direct serial loops and libm's expf.
  * Softmax probabilities are kept whole in att; backward recomputes nothing.
  */

@@ -13,18 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "train_state.h"
+#include "compute.h"
 #include "util.h"
-
-uint64_t train_fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= UINT64_C(0x100000001b3);
-    }
-    return h;
-}
 
 /* Moves the surviving samples to the front of each view, in place (the
  * destination v*n+i never lies after the source v*B+keep[i], and later
@@ -39,7 +31,7 @@ static int assemble(struct train *t, struct train_slot *s, int *keep,
     for (size_t b = 0; b < B; b++)
         if (s->ok[b])
             keep[n++] = (int)b;
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    uint64_t h = HASH_FNV_OFFSET;
     for (int g = 0; g < 2; g++) {
         int views = (int)(g == 0 ? vw->global_count : vw->local_count);
         size_t size = (size_t)(g == 0 ? vw->global_size : vw->local_size);
@@ -50,7 +42,7 @@ static int assemble(struct train *t, struct train_slot *s, int *keep,
                         s->pixels[g] + ((size_t)v * B + (size_t)keep[i]) * plane,
                         plane);
         if (views > 0)
-            h = train_fnv1a(h, s->pixels[g], (size_t)views * n * plane);
+            h = hash_fnv1a(h, s->pixels[g], (size_t)views * n * plane);
     }
     for (size_t i = 0; i < n; i++) {
         s->labels[i] = s->labels[keep[i]];
@@ -58,7 +50,7 @@ static int assemble(struct train *t, struct train_slot *s, int *keep,
         uint32_t u = (uint32_t)s->labels[i];
         for (int k = 0; k < 4; k++)
             le[k] = (uint8_t)(u >> (8 * k));
-        h = train_fnv1a(h, le, 4);
+        h = hash_fnv1a(h, le, 4);
     }
     *hash = h;
     return (int)n;
@@ -94,7 +86,7 @@ static void *compute_main(void *arg)
     struct train *t = arg;
     struct train_compute *c = &t->compute;
     /* OpenMP's thread count is per thread: set it here, not in main. */
-    util_set_threads(c->threads);
+    compute_set_threads(c->threads);
     int *keep = xmalloc((size_t)t->sampler.batch * sizeof *keep);
     CHECK(pthread_mutex_lock(&c->mu) == 0);
     for (;;) {

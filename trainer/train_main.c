@@ -17,6 +17,7 @@
 
 #include "dataset.h"
 #include "train_state.h"
+#include "compute.h"
 #include "util.h"
 
 static void usage(FILE *out)
@@ -126,7 +127,7 @@ static void parse_args(struct train *t, int argc, char **argv)
         case 'n': set_key(&t->cfg, "run.name", optarg); break;
         case 'b': bind = optarg; break;
         case 'o': set_key(&t->cfg, "run.dir", optarg); break;
-        case 'V': util_print_build_info(stdout, "lejepa-train"); exit(0);
+        case 'V': compute_print_build_info(stdout, "lejepa-train"); exit(0);
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -310,10 +311,10 @@ static int finish(struct train *t, int code)
 
 int main(int argc, char **argv)
 {
-    util_omp_passive_reexec(argv);
+    compute_passive_reexec(argv);
     struct train *t = xcalloc(1, sizeof *t);
     parse_args(t, argc, argv);
-    util_set_threads((int)t->cfg.run.threads);
+    compute_set_threads((int)t->cfg.run.threads);
     for (int c = 0; c < t->cfg.views.mean.n; c++) {
         t->mean[c] = (float)t->cfg.views.mean.v[c];
         t->std[c] = (float)t->cfg.views.std.v[c];

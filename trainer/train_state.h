@@ -299,8 +299,6 @@ void train_compute_submit(struct train *t, struct train_slot *s, double lr_facto
 void train_compute_submit_eval(struct train *t);
 /* True once the job finished (result filled, busy cleared). */
 bool train_compute_poll_done(struct train *t);
-/* FNV-1a 64 over n bytes, continuing h. */
-uint64_t train_fnv1a(uint64_t h, const void *p, size_t n);
 
 /* train_ckpt.c */
 int train_ckpt_write(struct train *t, char *err);

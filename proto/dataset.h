@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "hash.h"
+
 /* Folder levels allowed below a class directory; deeper trees (or symlink
  * loops) are an error. */
 #define DATASET_MAX_DEPTH 8
@@ -63,12 +65,6 @@ int dataset_sample_path(const struct dataset *d, int split, size_t index,
 
 /* The fingerprint as 16 lowercase hex digits (out holds 17 bytes). */
 void dataset_format_fingerprint(uint64_t fingerprint, char out[17]);
-
-/* Lowest-level hash, exposed so the fingerprint is documented by code:
- * continues a 64-bit FNV-1a hash h over len bytes. Start from
- * DATASET_FNV_OFFSET. */
-#define DATASET_FNV_OFFSET 0xcbf29ce484222325ull
-uint64_t dataset_fnv1a(uint64_t h, const void *data, size_t len);
 
 /* Returns 1 if the file name's extension (case-insensitive) is an image
  * format the index accepts, 0 otherwise. */

@@ -49,16 +49,6 @@ struct walk {
     size_t rel_len;
 };
 
-uint64_t dataset_fnv1a(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 const char *dataset_split_name(int split)
 {
     return split >= 0 && split < DATASET_N_SPLITS ? split_names[split] : "?";
@@ -318,16 +308,16 @@ static void split_take(struct dataset *d, struct walk *w)
 static uint64_t fingerprint_of(const struct dataset *d)
 {
     static const char tag[] = "lejepa-dataset-v1";
-    uint64_t h = dataset_fnv1a(DATASET_FNV_OFFSET, tag, sizeof tag);
+    uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, tag, sizeof tag);
     for (int s = 0; s < DATASET_N_SPLITS; s++) {
         const struct dataset_split *sp = &d->split[s];
-        h = dataset_fnv1a(h, split_names[s], strlen(split_names[s]) + 1);
+        h = hash_fnv1a(h, split_names[s], strlen(split_names[s]) + 1);
         unsigned char count[8];
         for (int b = 0; b < 8; b++)
             count[b] = (unsigned char)((uint64_t)sp->n >> (8 * b));
-        h = dataset_fnv1a(h, count, sizeof count);
+        h = hash_fnv1a(h, count, sizeof count);
         for (size_t i = 0; i < sp->n; i++)
-            h = dataset_fnv1a(h, sp->paths[i], strlen(sp->paths[i]) + 1);
+            h = hash_fnv1a(h, sp->paths[i], strlen(sp->paths[i]) + 1);
     }
     return h;
 }
