@@ -27,6 +27,7 @@
 #include "lejepa.h"
 #include "lejepa_cli.h"
 #include "model_config.h"
+#include "nn.h"
 #include "npy.h"
 #include "compute.h"
 #include "util.h"
@@ -139,12 +140,17 @@ static void read_ckpt_config(const char *path, struct config *cfg, int *n_classe
 }
 
 /* Decodes images [first, first + k) of the split into the eval input as
- * (x / 255 - mean[c]) / std[c], exactly like lejepa_load_pixels. */
+ * (x / 255 - mean[c]) / std[c] by nn_pixels_normalize, like training. */
 static void load_chunk(float *x, const struct dataset *d, int split, size_t first,
                        int k, const struct config_views *v)
 {
     const int C = (int)v->channels, G = (int)v->global_size;
     const size_t plane = (size_t)G * G;
+    float mean[3], std[3];
+    for (int c = 0; c < C; c++) {
+        mean[c] = (float)v->mean.v[c];
+        std[c] = (float)v->std.v[c];
+    }
     char *errs = xcalloc((size_t)k, ERR_LEN);
     int *failed = xcalloc((size_t)k, sizeof *failed);
     #pragma omp parallel for schedule(dynamic)
@@ -161,13 +167,8 @@ static void load_chunk(float *x, const struct dataset *d, int split, size_t firs
         } else {
             augment_eval_view(px, &im, v);
             image_free(&im);
-            for (int c = 0; c < C; c++) {
-                const float scale = 1.0f / (255.0f * (float)v->std.v[c]);
-                const float shift = (float)v->mean.v[c] / (float)v->std.v[c];
-                float *dst = x + ((size_t)i * C + c) * plane;
-                for (size_t p = 0; p < plane; p++)
-                    dst[p] = (float)px[(size_t)c * plane + p] * scale - shift;
-            }
+            nn_pixels_normalize(x + (size_t)i * C * plane, px, mean, std, 1, C,
+                                plane);
         }
         free(px);
     }

@@ -162,18 +162,8 @@ void lejepa_load_pixels(struct lejepa *m, int group, const uint8_t *pixels,
     const int C = lejepa_in_channels(&m->c);
     const size_t plane = (size_t)gr->size * gr->size;
     const size_t images = (size_t)gr->views * m->n;
-    float *x = lejepa_input(m, group);
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < images; i++) {
-        for (int c = 0; c < C; c++) {
-            const float scale = 1.0f / (255.0f * std[c]);
-            const float shift = mean[c] / std[c];
-            const uint8_t *src = pixels + (i * C + c) * plane;
-            float *dst = x + (i * C + c) * plane;
-            for (size_t k = 0; k < plane; k++)
-                dst[k] = (float)src[k] * scale - shift;
-        }
-    }
+    nn_pixels_normalize(lejepa_input(m, group), pixels, mean, std, images, C,
+                        plane);
 }
 
 float *lejepa_input(struct lejepa *m, int group)

@@ -199,6 +199,20 @@ void nn_layernorm_backward_ref(float *dinp, float *dweight, float *dbias,
                                const float *mean, const float *rstd,
                                const float *weight, int N, int D);
 
+/* ---- nn_pixels.c: uint8 images to the network input ------------------- */
+
+/* out = (inp / 255 - mean[c]) / std[c] for images of C planes of `plane`
+ * pixels each. The optimised kernel multiplies by 1/(255 std) and subtracts
+ * mean/std in float; _ref divides in double. */
+void nn_pixels_normalize(float *out,             // (images,C,plane)
+                         const uint8_t *inp,     // (images,C,plane)
+                         const float *mean,      // (C)
+                         const float *std,       // (C)
+                         size_t images, int C, size_t plane);
+void nn_pixels_normalize_ref(float *out, const uint8_t *inp, const float *mean,
+                             const float *std, size_t images, int C,
+                             size_t plane);
+
 /* ---- nn_act.c: ReLU and the residual add, elementwise over n floats. */
 
 /* out = max(inp, 0). out may equal inp (in place); otherwise no overlap. */
