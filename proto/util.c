@@ -323,6 +323,11 @@ int util_stop_signals_init(void)
     return stop_pipe[0];
 }
 
+int util_stop_fd(void)
+{
+    return stop_pipe[0];
+}
+
 volatile sig_atomic_t *util_stop_signals(void)
 {
     return &stop_count;

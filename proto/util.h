@@ -95,6 +95,8 @@ void util_print_build_info(FILE *out, const char *program);
  * self-pipe (the main loop polls its read end, so no work happens in the
  * handler); SIGPIPE is ignored. Call once; returns the read end. */
 int util_stop_signals_init(void);
+/* The self-pipe's read end (-1 before init). */
+int util_stop_fd(void);
 /* The count of stop signals so far (the handler's only state). */
 volatile sig_atomic_t *util_stop_signals(void);
 /* Reads the self-pipe empty; returns how many bytes (signals) it held. */

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
-#include "train_state.h"
+#include "train.h"
 #include "util.h"
 
 /* The step of a file named ckpt-<step>.safetensors as the trainer writes
@@ -57,9 +57,9 @@ static void rotate(struct train *t)
     int64_t keep = t->cfg.run.keep_ckpts;
     if (keep <= 0)
         return;
-    DIR *dir = opendir(t->run_dir);
+    DIR *dir = opendir(t->rundir.dir);
     if (!dir) {
-        train_log(t, "cannot list %s to rotate checkpoints: %s", t->run_dir,
+        train_log("cannot list %s to rotate checkpoints: %s", t->rundir.dir,
                   strerror(errno));
         return;
     }
@@ -80,15 +80,15 @@ static void rotate(struct train *t)
     if (n > 1)
         qsort(steps, n, sizeof *steps, cmp_u64_desc);
     for (size_t i = (size_t)keep; i < n; i++) {
-        if (steps[i] == t->step || steps[i] == t->total)
+        if (steps[i] == t->prog.step || steps[i] == t->prog.total)
             continue;
         char path[4200];
-        snprintf(path, sizeof path, "%s/ckpt-%" PRIu64 ".safetensors", t->run_dir,
+        snprintf(path, sizeof path, "%s/ckpt-%" PRIu64 ".safetensors", t->rundir.dir,
                  steps[i]);
         if (unlink(path) != 0)
-            train_log(t, "cannot delete old checkpoint %s: %s", path, strerror(errno));
+            train_log("cannot delete old checkpoint %s: %s", path, strerror(errno));
         else
-            train_log(t, "deleted old checkpoint %s (run.keep_ckpts = %" PRId64 ")",
+            train_log("deleted old checkpoint %s (run.keep_ckpts = %" PRId64 ")",
                       path, keep);
     }
     free(steps);
@@ -97,21 +97,21 @@ static void rotate(struct train *t)
 int train_ckpt_write(struct train *t, char *err)
 {
     /* the sampler state of the next step to train */
-    const struct train_slot *s = train_slot_find(t, t->step);
-    uint32_t epoch = s ? s->epoch : t->sampler.epoch;
-    uint64_t epoch_start = s ? s->epoch_start : t->sampler.epoch_start;
+    const struct train_slot *s = train_step_slot(&t->steps, t->prog.step);
+    uint32_t epoch = s ? s->epoch : t->steps.sampler.epoch;
+    uint64_t epoch_start = s ? s->epoch_start : t->steps.sampler.epoch_start;
     char step[32], total[32], ep[32], ep_start[32], seed[32], fp[32], ntr[32],
          nval[32], ncls[32];
-    snprintf(step, sizeof step, "%" PRIu64, t->step);
-    snprintf(total, sizeof total, "%" PRIu64, t->total);
+    snprintf(step, sizeof step, "%" PRIu64, t->prog.step);
+    snprintf(total, sizeof total, "%" PRIu64, t->prog.total);
     snprintf(ep, sizeof ep, "%" PRIu32, epoch);
     snprintf(ep_start, sizeof ep_start, "%" PRIu64, epoch_start);
-    snprintf(seed, sizeof seed, "%" PRIu64, t->sampler.seed);
+    snprintf(seed, sizeof seed, "%" PRIu64, t->steps.sampler.seed);
     snprintf(fp, sizeof fp, "%016" PRIx64, t->data.fingerprint);
     snprintf(ntr, sizeof ntr, "%" PRIu64, t->data.n_train);
     snprintf(nval, sizeof nval, "%" PRIu64, t->data.n_val);
     snprintf(ncls, sizeof ncls, "%" PRIu32, t->data.n_classes);
-    char *excluded = train_sampler_format_excluded(&t->sampler);
+    char *excluded = train_sampler_format_excluded(&t->steps.sampler);
     const char *keys[] = {
         "config", "run", "step", "total_steps", "sampler.epoch",
         "sampler.epoch_start", "sampler.seed", "sampler.excluded",
@@ -123,10 +123,10 @@ int train_ckpt_write(struct train *t, char *err)
         excluded, fp, ntr, nval, ncls,
     };
     char name[64], path[4200], latest[4200];
-    snprintf(name, sizeof name, "ckpt-%" PRIu64 ".safetensors", t->step);
-    snprintf(path, sizeof path, "%s/%s", t->run_dir, name);
-    snprintf(latest, sizeof latest, "%s/latest", t->run_dir);
-    int rc = ckpt_save(path, &t->model.p, &t->opt, keys, values,
+    snprintf(name, sizeof name, "ckpt-%" PRIu64 ".safetensors", t->prog.step);
+    snprintf(path, sizeof path, "%s/%s", t->rundir.dir, name);
+    snprintf(latest, sizeof latest, "%s/latest", t->rundir.dir);
+    int rc = ckpt_save(path, &t->engine.model.p, &t->engine.opt, keys, values,
                        sizeof keys / sizeof keys[0], err);
     free(excluded);
     if (rc != 0)
@@ -135,9 +135,9 @@ int train_ckpt_write(struct train *t, char *err)
     int n = snprintf(text, sizeof text, "%s\n", name);
     if (util_write_file_atomic(latest, text, (size_t)n, err) != 0)
         return -1;
-    t->last_ckpt_step = t->step;
-    t->have_ckpt = true;
-    train_log(t, "checkpoint %s (step %" PRIu64 ")", path, t->step);
+    t->prog.last_ckpt_step = t->prog.step;
+    t->prog.have_ckpt = true;
+    train_log("checkpoint %s (step %" PRIu64 ")", path, t->prog.step);
     rotate(t);
     return 0;
 }
@@ -224,7 +224,7 @@ int train_ckpt_read_dataset(const char *path, struct train_dataset *d, char *err
 int train_ckpt_restore(struct train *t, char *err)
 {
     struct st_file f;
-    if (ckpt_load(t->resume, &t->model.p, &t->opt, &f, err) != 0)
+    if (ckpt_load(t->resume, &t->engine.model.p, &t->engine.opt, &f, err) != 0)
         return -1;
     uint64_t step = 0, total = 0, epoch = 0, start = 0, seed = 0;
     int rc = -1;
@@ -239,23 +239,23 @@ int train_ckpt_restore(struct train *t, char *err)
         errf(err, "%s: metadata 'sampler.excluded' is missing", t->resume);
         goto cleanup;
     }
-    if (seed != t->sampler.seed || step > total || start > step ||
+    if (seed != t->steps.sampler.seed || step > total || start > step ||
         epoch >= TRAIN_NOT_EXCLUDED) {
         errf(err, "%s: inconsistent sampler state (seed %" PRIu64 " vs the "
              "config's %" PRIu64 ", step %" PRIu64 ", total %" PRIu64 ")",
-             t->resume, seed, t->sampler.seed, step, total);
+             t->resume, seed, t->steps.sampler.seed, step, total);
         goto cleanup;
     }
-    if (train_sampler_parse_excluded(&t->sampler, excluded, err) != 0)
+    if (train_sampler_parse_excluded(&t->steps.sampler, excluded, err) != 0)
         goto cleanup;
-    if (train_sampler_start_epoch(&t->sampler, (uint32_t)epoch, start, err) != 0)
+    if (train_sampler_start_epoch(&t->steps.sampler, (uint32_t)epoch, start, err) != 0)
         goto cleanup;
     /* the checkpoint may sit on an epoch boundary: nothing is in flight, so
      * the next epoch can be cut at once */
-    while (step >= t->sampler.epoch_start + t->sampler.steps_in_epoch)
-        if (train_sampler_start_epoch(&t->sampler, t->sampler.epoch + 1,
-                                      t->sampler.epoch_start +
-                                      t->sampler.steps_in_epoch, err) != 0)
+    while (step >= t->steps.sampler.epoch_start + t->steps.sampler.steps_in_epoch)
+        if (train_sampler_start_epoch(&t->steps.sampler, t->steps.sampler.epoch + 1,
+                                      t->steps.sampler.epoch_start +
+                                      t->steps.sampler.steps_in_epoch, err) != 0)
             goto cleanup;
     /* an explicit optim.steps on the command line may lengthen the run */
     if ((uint64_t)t->cfg.optim.steps != total) {
@@ -264,18 +264,18 @@ int train_ckpt_restore(struct train *t, char *err)
                  t->cfg.optim.steps, t->resume, step);
             goto cleanup;
         }
-        train_log(t, "optim.steps = %" PRId64 " instead of the checkpoint's %"
+        train_log("optim.steps = %" PRId64 " instead of the checkpoint's %"
                   PRIu64 ": the schedule changes from here on",
                   t->cfg.optim.steps, total);
         total = (uint64_t)t->cfg.optim.steps;
     }
     if (t->cfg.optim.minutes > 0)
-        train_log(t, "optim.minutes ignored: a resumed run keeps its step count");
-    t->step = t->next_open = step;
-    t->total = total;
-    t->total_fixed = true;
-    t->last_ckpt_step = step;
-    t->have_ckpt = true;
+        train_log("optim.minutes ignored: a resumed run keeps its step count");
+    t->prog.step = t->steps.next_open = step;
+    t->prog.total = total;
+    t->prog.total_fixed = true;
+    t->prog.last_ckpt_step = step;
+    t->prog.have_ckpt = true;
     rc = 0;
 cleanup:
     st_close(&f);

@@ -20,8 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "nn.h"
-#include "train_state.h"
+#include "train_log.h"
 #include "util.h"
 
 /* Pixel memory of the eval tickets in flight, and their number's bounds. */
@@ -50,6 +51,7 @@ struct eval_buf {
 #define EVAL_PAST 16
 
 struct train_eval {
+    const struct config *cfg;       /* the run's, read only */
     bool active, job_out;
     uint64_t step;                  /* snapshot id = its step */
     uint32_t epoch;
@@ -90,11 +92,6 @@ struct train_eval {
     uint64_t failed;
     int pub_hwm;
 };
-
-bool train_eval_ticket(uint64_t ticket)
-{
-    return (ticket & TRAIN_EVAL_TICKET_BIT) != 0;
-}
 
 static uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
@@ -139,40 +136,40 @@ static uint64_t ticket_rows(const struct train_eval *e, uint32_t k, uint32_t *n,
     return first;
 }
 
-static void ticket_msg(const struct train *t, uint32_t k, struct msg_ticket *out)
+static void ticket_msg(const struct train_eval *e, uint32_t k, struct msg_ticket *out)
 {
-    const struct train_eval *e = t->eval;
     uint32_t n;
     enum msg_split split;
     uint64_t first = ticket_rows(e, k, &n, &split);
     *out = (struct msg_ticket){
         .ticket = ticket_id(e, k), .step = e->step, .epoch = e->epoch,
-        .split = split, .work = MSG_WORK_EVAL, .seed = t->cfg.run.seed, .n = n,
+        .split = split, .work = MSG_WORK_EVAL, .seed = e->cfg->run.seed, .n = n,
         .indices = e->index + first,
     };
 }
 
-void train_eval_init(struct train *t)
+struct train_eval *train_eval_new(const struct config *c, uint64_t n_train,
+                                  uint64_t n_val, uint32_t n_classes,
+                                  struct lejepa *model)
 {
-    const struct config *c = &t->cfg;
     struct train_eval *e = xcalloc(1, sizeof *e);
-    t->eval = e;
+    e->cfg = c;
     e->pub_hwm = train_eval_pub_hwm(c);
     if (c->eval.every < 0)
-        return;
-    e->index = xmalloc((t->data.n_train + t->data.n_val + 1) * sizeof *e->index);
-    e->n_tr = pick_rows(e->index, t->data.n_train, (uint64_t)c->eval.train_subset);
+        return e;
+    e->index = xmalloc((n_train + n_val + 1) * sizeof *e->index);
+    e->n_tr = pick_rows(e->index, n_train, (uint64_t)c->eval.train_subset);
     if (c->eval.train_subset == 0)
         e->n_tr = 0;
-    e->n_va = pick_rows(e->index + e->n_tr, t->data.n_val, (uint64_t)c->eval.val_limit);
+    e->n_va = pick_rows(e->index + e->n_tr, n_val, (uint64_t)c->eval.val_limit);
     e->rows = e->n_tr + e->n_va;
     e->ts = (int)c->run.ticket_size;
     e->n_tk_tr = (uint32_t)ceil_div(e->n_tr, (uint64_t)e->ts);
     uint64_t n_tickets = e->n_tk_tr + ceil_div(e->n_va, (uint64_t)e->ts);
     CHECK(n_tickets < (UINT64_C(1) << TRAIN_EVAL_STEP_SHIFT));
     e->n_tickets = (uint32_t)n_tickets;
-    e->dim = t->model.emb_dim;
-    e->classes = (int)t->data.n_classes;
+    e->dim = model->emb_dim;
+    e->classes = (int)n_classes;
     e->labels = xcalloc(e->rows + 1, sizeof *e->labels);
     e->ok = xcalloc(e->rows + 1, 1);
     e->emb = xmalloc_aligned((e->rows + 1) * (size_t)e->dim * sizeof(float));
@@ -194,7 +191,7 @@ void train_eval_init(struct train *t)
         e->bufs[i].labels = xmalloc((size_t)e->ts * sizeof *e->bufs[i].labels);
     }
 
-    lejepa_eval_init(&e->ev, &t->model, e->ts);
+    lejepa_eval_init(&e->ev, model, e->ts);
     e->fdim = e->ev.feat_c;
     e->gh = e->ev.feat_h;
     e->gw = e->ev.feat_w;
@@ -239,7 +236,7 @@ void train_eval_init(struct train *t)
     if (c->eval.every > 0)
         snprintf(when, sizeof when, "every %" PRId64 " steps and at the end",
                  c->eval.every);
-    train_log(t, "eval snapshots %s: %" PRIu64
+    train_log("eval snapshots %s: %" PRIu64
               " train + %" PRIu64 " val rows, %" PRIu64 " EMBED chunks of <= %zu "
               "x %zu, FEATMAP %d images of %dx%dx%d features; messages up to %zu "
               "bytes; PUB high-water mark %d messages%s",
@@ -247,11 +244,11 @@ void train_eval_init(struct train *t)
               lim.max_msg_bytes, e->pub_hwm,
               chunks + 2 + EVAL_HWM_BASE > (uint64_t)e->pub_hwm ?
               " (below one snapshot: a slow subscriber loses more)" : "");
+    return e;
 }
 
-void train_eval_free(struct train *t)
+void train_eval_free(struct train_eval *e)
 {
-    struct train_eval *e = t->eval;
     if (!e)
         return;
     if (e->index) {
@@ -277,23 +274,19 @@ void train_eval_free(struct train *t)
         free(e->blob_c);
     }
     free(e);
-    t->eval = NULL;
 }
 
-bool train_eval_due(const struct train *t)
+bool train_eval_due(const struct train_eval *e, uint64_t step, bool end)
 {
-    const struct train_eval *e = t->eval;
     if (!e || !e->index || e->rows == 0)
         return false;
-    int64_t every = t->cfg.eval.every;
-    bool end = t->total_fixed && t->step == t->total;
-    return end || (every > 0 && t->step % (uint64_t)every == 0);
+    int64_t every = e->cfg->eval.every;
+    return end || (every > 0 && step % (uint64_t)every == 0);
 }
 
-bool train_eval_epoch_of(const struct train *t, uint64_t step,
+bool train_eval_epoch_of(const struct train_eval *e, uint64_t step,
                          uint32_t *epoch)
 {
-    const struct train_eval *e = t->eval;
     if (!e)
         return false;
     unsigned n = e->n_past < EVAL_PAST ? e->n_past : EVAL_PAST;
@@ -305,26 +298,24 @@ bool train_eval_epoch_of(const struct train *t, uint64_t step,
     return false;
 }
 
-double train_eval_estimate_seconds(const struct train *t, double flops_per_s)
+double train_eval_estimate_seconds(const struct train_eval *e, double flops_per_s)
 {
-    const struct train_eval *e = t->eval;
     if (!e || !e->index || e->rows == 0 || !(flops_per_s > 0))
         return 0;
     double per_row = graph_forward_flops(&e->ev.g) / e->ev.g.B;
     return (double)e->rows * per_row / flops_per_s;
 }
 
-bool train_eval_active(const struct train *t)
+bool train_eval_active(const struct train_eval *e)
 {
-    return t->eval && t->eval->active;
+    return e && e->active;
 }
 
-void train_eval_begin(struct train *t, uint32_t epoch)
+void train_eval_begin(struct train_eval *e, uint64_t step, uint32_t epoch)
 {
-    struct train_eval *e = t->eval;
     e->active = true;
     e->job_out = false;
-    e->step = t->step;
+    e->step = step;
     e->epoch = epoch;
     e->past_step[e->n_past % EVAL_PAST] = e->step;
     e->past_epoch[e->n_past % EVAL_PAST] = epoch;
@@ -340,7 +331,7 @@ void train_eval_begin(struct train *t, uint32_t epoch)
     e->failed = 0;
     e->forward_s = 0;
     e->t0 = util_time_mono();
-    train_log(t, "snapshot %" PRIu64 " begins: %" PRIu32 " eval tickets; training "
+    train_log("snapshot %" PRIu64 " begins: %" PRIu32 " eval tickets; training "
               "pauses", e->step, e->n_tickets);
 }
 
@@ -352,9 +343,9 @@ static int free_buf(const struct train_eval *e)
     return -1;
 }
 
-void train_eval_issue(struct train *t)
+void train_eval_issue(struct train_eval *e, struct train_tickets *tk,
+                      struct train_net *n)
 {
-    struct train_eval *e = t->eval;
     if (!e || !e->active)
         return;
     for (uint32_t k = e->issue_from; k < e->n_tickets; k++) {
@@ -366,16 +357,15 @@ void train_eval_issue(struct train *t)
         int b = e->buf_of[k] >= 0 ? e->buf_of[k] : free_buf(e);
         if (b < 0)
             return;
-        struct train_client *c = train_loader_with_credit(t);
+        struct train_client *c = train_tickets_loader(tk, n);
         if (!c)
             return;
         e->bufs[b].used = true;
         e->bufs[b].ticket = k;
         e->buf_of[k] = b;
-        struct msg m = {.kind = MSG_KIND_TICKET};
-        ticket_msg(t, k, &m.ticket);
-        train_send(t, c->id, c->id_len, &m);
-        c->held[c->n_held++] = m.ticket.ticket;
+        struct msg_ticket t;
+        ticket_msg(e, k, &t);
+        train_tickets_send(n, c, &t);
         e->state[k] = EVAL_OUT;
     }
 }
@@ -390,39 +380,40 @@ static int64_t current_ticket(const struct train_eval *e, uint64_t ticket)
     return (int64_t)k;
 }
 
-void train_eval_reissue(struct train *t, uint64_t ticket)
+void train_eval_reissue(struct train_eval *e, const struct train_net *n,
+                        uint64_t ticket)
 {
-    int64_t k = current_ticket(t->eval, ticket);
-    if (k < 0 || t->eval->state[k] != EVAL_OUT || train_ticket_held(t, ticket))
+    int64_t k = current_ticket(e, ticket);
+    if (k < 0 || e->state[k] != EVAL_OUT || train_tickets_held(n, ticket))
         return;
-    t->eval->state[k] = EVAL_UNISSUED;
-    if ((uint32_t)k < t->eval->issue_from)
-        t->eval->issue_from = (uint32_t)k;
+    e->state[k] = EVAL_UNISSUED;
+    if ((uint32_t)k < e->issue_from)
+        e->issue_from = (uint32_t)k;
 }
 
-void train_eval_accept(struct train *t, struct train_client *c,
+void train_eval_accept(struct train_eval *e, struct train_tickets *tk,
+                       struct train_net *n, struct train_client *c,
                        const struct msg_batch *b, bool was_held)
 {
-    struct train_eval *e = t->eval;
     char err[ERR_LEN];
     int64_t k = current_ticket(e, b->ticket);
     if (k < 0 || e->state[k] != EVAL_OUT) {
-        t->duplicates++;
-        train_log(t, "dropped a late or duplicate eval BATCH for ticket %016" PRIx64
+        tk->duplicates++;
+        train_log("dropped a late or duplicate eval BATCH for ticket %016" PRIx64
                   " from %s", b->ticket, c->name);
         return;
     }
-    struct msg_ticket tk;
-    ticket_msg(t, (uint32_t)k, &tk);
+    struct msg_ticket t;
+    ticket_msg(e, (uint32_t)k, &t);
     if (b->work != MSG_WORK_EVAL) {
         errf(err, "BATCH work '%s' for an eval ticket", msg_work_name(b->work));
-    } else if (msg_batch_check_ticket(b, &tk, err) == 0 &&
-               train_batch_check_groups(t, b, err) == 0) {
+    } else if (train_tickets_check_answer(e->cfg, (uint32_t)e->classes, b, &t,
+                                          err) == 0) {
         struct eval_buf *eb = &e->bufs[e->buf_of[k]];
-        uint64_t first = (uint64_t)(tk.indices - e->index);
+        uint64_t first = (uint64_t)(t.indices - e->index);
         uint32_t j = 0;
-        for (uint32_t i = 0; i < tk.n && j < b->n; i++)
-            if (tk.indices[i] == b->indices[j]) {
+        for (uint32_t i = 0; i < t.n && j < b->n; i++)
+            if (t.indices[i] == b->indices[j]) {
                 eb->rows[j] = first + i;
                 eb->labels[j] = b->labels[j];
                 e->labels[first + i] = b->labels[j];
@@ -433,42 +424,33 @@ void train_eval_accept(struct train *t, struct train_client *c,
             memcpy(eb->pixels, b->groups[0].pixels, (size_t)b->n * e->plane);
         for (uint32_t i = 0; i < b->n_failures; i++)
             if (++e->failed <= EVAL_FAIL_LOG)
-                train_log(t, "snapshot %" PRIu64 ": %s sample %" PRIu64 " (%s) "
-                          "failed: %s; left out", e->step, msg_split_name(tk.split),
+                train_log("snapshot %" PRIu64 ": %s sample %" PRIu64 " (%s) "
+                          "failed: %s; left out", e->step, msg_split_name(t.split),
                           b->failures[i].index, b->failures[i].path,
                           b->failures[i].reason);
         e->state[k] = EVAL_ARRIVED;
         c->batches++;
         return;
     }
-    train_bad_message(t, c->name, err);
+    train_net_bad_message(n, c->name, err);
     if (was_held)
-        train_eval_reissue(t, b->ticket);
+        train_eval_reissue(e, n, b->ticket);
 }
 
 /* Compute thread: embeds buffer job_buf's samples with the current weights,
  * keeps the FEATMAP rows' pixels and features, and scores the probe on val
  * rows. Reads the model, writes only this snapshot's rows. */
-void train_eval_forward(struct train *t)
+static void forward_job(struct train_engine *eng, void *arg)
 {
-    struct train_eval *e = t->eval;
+    struct train_eval *e = arg;
     double t0 = util_time_mono();
     struct eval_buf *eb = &e->bufs[e->job_buf];
     int n = (int)eb->n;
     if (n == 0)
         return;
-    const int C = (int)t->cfg.views.channels;
-    const size_t hw = e->plane / (size_t)C;
-    float *x = lejepa_eval_input(&e->ev);
-    for (int i = 0; i < n; i++)
-        for (int ch = 0; ch < C; ch++) {
-            const float scale = 1.0f / (255.0f * t->std[ch]);
-            const float shift = t->mean[ch] / t->std[ch];
-            const uint8_t *src = eb->pixels + ((size_t)i * C + ch) * hw;
-            float *dst = x + ((size_t)i * C + ch) * hw;
-            for (size_t k = 0; k < hw; k++)
-                dst[k] = (float)src[k] * scale - shift;
-        }
+    const int C = (int)e->cfg->views.channels;
+    nn_pixels_normalize(lejepa_eval_input(&e->ev), eb->pixels, eng->mean, eng->std,
+                        (size_t)n, C, e->plane / (size_t)C);
     graph_set_batch(&e->ev.g, n);
     const float *emb = lejepa_eval_forward(&e->ev);
     size_t D = (size_t)e->dim, fsz = (size_t)e->fdim * e->gh * e->gw;
@@ -486,7 +468,7 @@ void train_eval_forward(struct train *t)
         }
     }
     if (eb->rows[0] >= e->n_tr) {
-        const struct lejepa *m = &t->model;
+        const struct lejepa *m = &eng->model;
         const struct params *p = &m->p;
         nn_layernorm_forward(e->ln, e->ln_mean, e->ln_rstd, emb,
                              params_data(p, m->probe_ln_w),
@@ -504,42 +486,42 @@ void train_eval_forward(struct train *t)
 /* Publishes without blocking: with ZMQ_XPUB_NODROP set, a subscriber's full
  * queue makes the send fail with EAGAIN; the message is then counted as
  * dropped (for every subscriber of its kind). */
-static void publish(struct train *t, const struct msg *m, uint64_t *dropped)
+static void publish(void *pub, const struct msg *m, uint64_t *dropped)
 {
     char err[ERR_LEN];
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     if (msg_encode(m, &sb, err) != 0) {
-        train_log(t, "cannot encode %s: %s", msg_kind_name(m->kind), err);
+        train_log("cannot encode %s: %s", msg_kind_name(m->kind), err);
         msgpack_sbuffer_destroy(&sb);
         (*dropped)++;
         return;
     }
     const char *topic = msg_kind_name(m->kind);
-    if (zmq_send(t->pub, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+    if (zmq_send(pub, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         if (zmq_errno() != EAGAIN)
-            train_log(t, "publish %s: %s", topic, zmq_strerror(zmq_errno()));
+            train_log("publish %s: %s", topic, zmq_strerror(zmq_errno()));
         (*dropped)++;
-    } else if (zmq_send(t->pub, sb.data, sb.size, ZMQ_DONTWAIT) < 0) {
+    } else if (zmq_send(pub, sb.data, sb.size, ZMQ_DONTWAIT) < 0) {
         /* the topic went out: finish the message lossy, which never blocks */
         int lossy = 0;
-        if (zmq_setsockopt(t->pub, ZMQ_XPUB_NODROP, &lossy, sizeof lossy) != 0 ||
-            zmq_send(t->pub, sb.data, sb.size, 0) < 0)
-            train_log(t, "publish %s: %s", topic, zmq_strerror(zmq_errno()));
+        if (zmq_setsockopt(pub, ZMQ_XPUB_NODROP, &lossy, sizeof lossy) != 0 ||
+            zmq_send(pub, sb.data, sb.size, 0) < 0)
+            train_log("publish %s: %s", topic, zmq_strerror(zmq_errno()));
         int nodrop = 1;
-        if (zmq_setsockopt(t->pub, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop) != 0)
-            train_log(t, "ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
+        if (zmq_setsockopt(pub, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop) != 0)
+            train_log("ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
         (*dropped)++;
     }
     msgpack_sbuffer_destroy(&sb);
 }
 
 /* EMBED chunks of the embedded rows of [from, to) of one split. */
-static uint32_t publish_split(struct train *t, uint64_t from, uint64_t to,
-                              enum msg_split split, uint32_t seq, uint64_t *dropped)
+static uint32_t publish_split(struct train_eval *e, void *pub, uint64_t from,
+                              uint64_t to, enum msg_split split, uint32_t seq,
+                              uint64_t *dropped)
 {
-    struct train_eval *e = t->eval;
-    size_t chunk = (size_t)t->cfg.eval.chunk, D = (size_t)e->dim;
+    size_t chunk = (size_t)e->cfg->eval.chunk, D = (size_t)e->dim;
     uint64_t r = from;
     for (;;) {
         uint32_t n = 0;
@@ -556,13 +538,12 @@ static uint32_t publish_split(struct train *t, uint64_t from, uint64_t to,
             .snapshot = e->step, .step = e->step, .seq = seq++, .split = split,
             .n = n, .dim = (uint32_t)D, .labels = e->blob_a, .emb = e->blob_b,
         };
-        publish(t, &m, dropped);
+        publish(pub, &m, dropped);
     }
 }
 
-static void publish_featmap(struct train *t, uint64_t *dropped)
+static void publish_featmap(struct train_eval *e, void *pub, uint64_t *dropped)
 {
-    struct train_eval *e = t->eval;
     size_t fsz = (size_t)e->fdim * e->gh * e->gw;
     size_t asz = (size_t)e->heads * e->gh * e->gw;
     uint32_t n = 0;
@@ -580,28 +561,28 @@ static void publish_featmap(struct train *t, uint64_t *dropped)
     }
     if (n == 0)
         return;
-    size_t size = (size_t)t->cfg.views.global_size;
+    size_t size = (size_t)e->cfg->views.global_size;
     struct msg m = {.kind = MSG_KIND_FEATMAP};
     m.featmap = (struct msg_featmap){
         .snapshot = e->step, .step = e->step, .n = n,
-        .c = (uint32_t)t->cfg.views.channels, .h = (uint32_t)size, .w = (uint32_t)size,
+        .c = (uint32_t)e->cfg->views.channels, .h = (uint32_t)size, .w = (uint32_t)size,
         .pixels = e->fm_pixels, .labels = e->blob_a, .fdim = (uint32_t)e->fdim,
         .gh = (uint32_t)e->gh, .gw = (uint32_t)e->gw, .feats = e->blob_b,
         .heads = (uint32_t)e->heads, .attn = e->heads ? e->blob_c : NULL,
     };
-    publish(t, &m, dropped);
+    publish(pub, &m, dropped);
 }
 
-static void finish(struct train *t)
+/* Publishes the snapshot and writes its metrics; returns its seconds. */
+static double finish(struct train_eval *e, void *pub, struct train_rundir *rd)
 {
-    struct train_eval *e = t->eval;
     double t_pub = util_time_mono();
     uint64_t dropped = 0;
     int on = 1, off = 0;
-    if (zmq_setsockopt(t->pub, ZMQ_XPUB_NODROP, &on, sizeof on) != 0)
-        train_log(t, "ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
-    uint32_t chunks = publish_split(t, 0, e->n_tr, MSG_SPLIT_TRAIN, 0, &dropped);
-    chunks = publish_split(t, e->n_tr, e->rows, MSG_SPLIT_VAL, chunks, &dropped);
+    if (zmq_setsockopt(pub, ZMQ_XPUB_NODROP, &on, sizeof on) != 0)
+        train_log("ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
+    uint32_t chunks = publish_split(e, pub, 0, e->n_tr, MSG_SPLIT_TRAIN, 0, &dropped);
+    chunks = publish_split(e, pub, e->n_tr, e->rows, MSG_SPLIT_VAL, chunks, &dropped);
     struct msg end = {.kind = MSG_KIND_EMBED};
     end.embed = (struct msg_embed){
         .snapshot = e->step, .step = e->step, .seq = chunks,
@@ -609,10 +590,10 @@ static void finish(struct train *t)
         .chunks = chunks, .n = 0, .dim = (uint32_t)e->dim, .labels = e->blob_a,
         .emb = e->blob_b,
     };
-    publish(t, &end, &dropped);
-    publish_featmap(t, &dropped);
-    if (zmq_setsockopt(t->pub, ZMQ_XPUB_NODROP, &off, sizeof off) != 0)
-        train_log(t, "ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
+    publish(pub, &end, &dropped);
+    publish_featmap(e, pub, &dropped);
+    if (zmq_setsockopt(pub, ZMQ_XPUB_NODROP, &off, sizeof off) != 0)
+        train_log("ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
     double now = util_time_mono();
     double seconds = now - e->t0;
     uint64_t rows = 0;
@@ -620,9 +601,9 @@ static void finish(struct train *t)
         rows += e->ok[r];
     double acc = e->val_total ? (double)e->val_correct / (double)e->val_total : NAN;
     if (dropped)
-        train_log(t, "snapshot %" PRIu64 ": %" PRIu64 " messages dropped (slow "
+        train_log("snapshot %" PRIu64 ": %" PRIu64 " messages dropped (slow "
                   "subscriber)", e->step, dropped);
-    train_log(t, "snapshot %" PRIu64 ": %" PRIu64 " rows (%" PRIu64 " failed), %"
+    train_log("snapshot %" PRIu64 ": %" PRIu64 " rows (%" PRIu64 " failed), %"
               PRIu32 " EMBED chunks + FEATMAP, %.2f s (forward %.2f s, publish "
               "%.2f s), probe_acc_val %.4f", e->step, rows, e->failed, chunks,
               seconds, e->forward_s, now - t_pub, acc);
@@ -632,19 +613,18 @@ static void finish(struct train *t)
         {"eval_seconds", seconds},
         {"eval_dropped", (double)dropped},
     };
-    train_metrics_write(t, MSG_SOURCE_EVAL, e->step, e->epoch, v,
+    train_metrics_write(rd, MSG_SOURCE_EVAL, e->step, e->epoch, v,
                         (int)(sizeof v / sizeof v[0]), NULL);
-    /* the pause is not training time: images_per_s leaves it out */
-    t->interval_t0 += seconds;
     e->active = false;
+    return seconds;
 }
 
-void train_eval_poll(struct train *t)
+double train_eval_poll(struct train_eval *e, struct train_engine *eng,
+                       struct train_net *n, struct train_rundir *rd)
 {
-    struct train_eval *e = t->eval;
     if (e->job_out) {
-        if (!train_compute_poll_done(t))
-            return;
+        if (!train_engine_idle(eng))
+            return 0;
         e->job_out = false;
         struct eval_buf *eb = &e->bufs[e->job_buf];
         e->state[eb->ticket] = EVAL_FORWARDED;
@@ -653,26 +633,27 @@ void train_eval_poll(struct train *t)
         e->forwarded++;
     }
     if (e->forwarded == e->n_tickets) {
-        if (!train_clients_evaluators_settling(t))
-            finish(t);
-        return;
+        if (!train_net_evaluators_settling(n, TRAIN_SUBSCRIBE_SETTLE_S))
+            return finish(e, n->pub, rd);
+        return 0;
     }
     for (int i = 0; i < e->n_bufs; i++)
         if (e->bufs[i].used && e->state[e->bufs[i].ticket] == EVAL_ARRIVED) {
             e->job_buf = i;
             e->job_out = true;
-            train_compute_submit_eval(t);
-            return;
+            train_engine_submit(eng, forward_job, e);
+            return 0;
         }
+    return 0;
 }
 
-void train_eval_abandon(struct train *t, const char *why)
+void train_eval_abandon(struct train_eval *e, struct train_engine *eng,
+                        const char *why)
 {
-    struct train_eval *e = t->eval;
-    while (e->job_out && !train_compute_poll_done(t))
+    while (e->job_out && !train_engine_idle(eng))
         usleep(1000);
     e->job_out = false;
     e->active = false;
-    train_log(t, "snapshot %" PRIu64 " abandoned (%" PRIu32 " of %" PRIu32
+    train_log("snapshot %" PRIu64 " abandoned (%" PRIu32 " of %" PRIu32
               " tickets done): %s", e->step, e->forwarded, e->n_tickets, why);
 }

@@ -1,12 +1,12 @@
 /*
  * train_loop.c: the step loop of lejepa-train. The main thread polls the work
- * socket, the signal pipe and the compute thread's wake pipe; it serves
- * clients, keeps the window of steps filled with tickets and hands a step to
- * the compute thread as soon as all its tickets are back, so receiving the
- * next batches overlaps the current step. After each step: metrics, the time
- * budget (DESIGN.md §5), checkpoints and, when due, an eval snapshot
- * (train_eval.c), during which no step starts. Sockets and the run directory
- * are set up by train_main.c.
+ * socket, the signal pipe and the compute thread's wake pipe; the hub serves
+ * clients and keeps the window of steps filled with tickets, and one
+ * function (step_gate) decides when the next step may start, so receiving
+ * the next batches overlaps the current step. After each step: metrics, the
+ * time budget (DESIGN.md §5), checkpoints and, when due, an eval snapshot
+ * (train_eval.c), during which no step starts. Sockets and the run
+ * directory are set up by train_main.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,66 +14,55 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model_config.h"
-#include "train_state.h"
+#include "train.h"
 #include "util.h"
 
 static long warmup_steps(const struct train *t)
 {
-    double by_epochs = t->cfg.optim.warmup_epochs * (double)t->steps_per_epoch0;
-    double by_fraction = t->cfg.optim.warmup_fraction * (double)t->total;
+    double by_epochs = t->cfg.optim.warmup_epochs * (double)t->prog.steps_per_epoch0;
+    double by_fraction = t->cfg.optim.warmup_fraction * (double)t->prog.total;
     return (long)floor(by_epochs < by_fraction ? by_epochs : by_fraction);
 }
 
 static double lr_factor(const struct train *t, uint64_t step)
 {
-    return adamw_schedule((long)step, t->warmup, (long)t->total,
+    return adamw_schedule((long)step, t->prog.warmup, (long)t->prog.total,
                           t->cfg.optim.final_lr_ratio);
 }
 
-/* Builds the model once the dataset (hence the class count) is known. */
 void train_engine_init(struct train *t)
 {
     char err[ERR_LEN];
     const struct config *c = &t->cfg;
-    struct lejepa_config lc;
-    if (model_config_resolve(&lc, c, (int)t->data.n_classes, err) != 0)
-        die("%s", err);
-    if (lejepa_init(&t->model, &lc, err) != 0)
-        die("%s", err);
-    adamw_init(&t->opt, c->optim.beta1, c->optim.beta2, c->optim.eps);
-    t->opt.group[PARAMS_GROUP_ENCODER] =
-        (struct adamw_group){c->optim.lr, c->optim.weight_decay};
-    t->opt.group[PARAMS_GROUP_PROBE] =
-        (struct adamw_group){c->optim.probe_lr, c->optim.probe_weight_decay};
-    train_sampler_init(&t->sampler, c->run.seed, t->data.n_train,
-                       (int)c->optim.batch, (int)c->run.ticket_size);
-    t->steps_per_epoch0 = t->data.n_train / (uint64_t)c->optim.batch;
-    t->total = (uint64_t)c->optim.steps;
-    t->total_fixed = !(c->optim.minutes > 0);
+    struct train_progress *p = &t->prog;
+    train_engine_build(&t->engine, c, t->data.n_classes);
+    train_step_init(&t->steps, c, t->data.n_train, t->data.n_classes);
+    struct train_sampler *sm = &t->steps.sampler;
+    p->steps_per_epoch0 = t->data.n_train / (uint64_t)c->optim.batch;
+    p->total = (uint64_t)c->optim.steps;
+    p->total_fixed = !(c->optim.minutes > 0);
     if (t->resume[0]) {
         if (train_ckpt_restore(t, err) != 0)
             die("%s", err);
-        train_log(t, "resumed from %s at step %" PRIu64 " of %" PRIu64
-                  " (epoch %" PRIu32 ", %" PRIu64 " samples excluded)", t->resume,
-                  t->step, t->total, t->sampler.epoch, t->sampler.n_failed);
-    } else if (train_sampler_start_epoch(&t->sampler, 0, 0, err) != 0) {
+        train_log("resumed from %s at step %" PRIu64 " of %" PRIu64 " (epoch %"
+                  PRIu32 ", %" PRIu64 " samples excluded)", t->resume, p->step,
+                  p->total, sm->epoch, sm->n_failed);
+    } else if (train_sampler_start_epoch(sm, 0, 0, err) != 0) {
         die("%s", err);
     }
-    t->warmup = warmup_steps(t);
-    train_log(t, "model: %d parameters tensors, embedding %d, projection %d, "
-              "%" PRIu32 " classes; %" PRIu64 " steps per epoch (batch %d, the "
-              "last partial batch of each epoch is dropped), warm-up %ld steps, "
-              "%s %" PRIu64 " steps", (int)t->model.p.learn.n, t->model.emb_dim,
-              t->model.proj_dim, t->data.n_classes, t->sampler.steps_in_epoch,
-              t->sampler.batch, t->warmup,
-              t->total_fixed ? "total" : "provisional total while timing",
-              t->total);
-    train_slots_init(t);
-    train_eval_init(t);
-    train_compute_start(t);
+    p->warmup = warmup_steps(t);
+    train_log("model: %d parameters tensors, embedding %d, projection %d, %" PRIu32
+              " classes; %" PRIu64 " steps per epoch (batch %d, the last partial "
+              "batch of each epoch is dropped), warm-up %ld steps, %s %" PRIu64
+              " steps", (int)t->engine.model.p.learn.n, t->engine.model.emb_dim,
+              t->engine.model.proj_dim, t->data.n_classes, sm->steps_in_epoch,
+              sm->batch, p->warmup,
+              p->total_fixed ? "total" : "provisional total while timing", p->total);
+    t->eval = train_eval_new(c, t->data.n_train, t->data.n_val, t->data.n_classes,
+                             &t->engine.model);
+    train_engine_start(&t->engine);
     t->engine_ready = true;
-    t->interval_t0 = util_time_mono();
+    t->iv.t0 = util_time_mono();
 }
 
 /* Snapshots of steps (from, to), the final one excluded: it is evaluation,
@@ -94,52 +83,57 @@ static uint64_t snapshots_between(const struct train *t, uint64_t from,
  * the budget too. */
 static void fix_total(struct train *t)
 {
+    struct train_progress *p = &t->prog;
     double now = util_time_mono();
-    double per_step = t->step > 1 ? (now - t->timing_t0) / (double)(t->step - 1)
-                                  : now - t->start_time;
-    double left = t->cfg.optim.minutes * 60.0 - (now - t->start_time);
+    double per_step = p->step > 1 ? (now - p->timing_t0) / (double)(p->step - 1)
+                                  : now - p->start_time;
+    double left = t->cfg.optim.minutes * 60.0 - (now - p->start_time);
     double more = per_step > 0 ? floor(left / per_step) : 0;
-    uint64_t total = t->step + (uint64_t)(more > 0 ? more : 0);
+    uint64_t total = p->step + (uint64_t)(more > 0 ? more : 0);
     if (total > (uint64_t)t->cfg.optim.steps)
         total = (uint64_t)t->cfg.optim.steps;
     double snap = per_step > 0 ? train_eval_estimate_seconds(
-                      t, 3.0 * lejepa_forward_flops(&t->model) / per_step) : 0;
-    while (total > t->step &&
-           (double)(total - t->step) * per_step +
-                   (double)snapshots_between(t, t->step, total) * snap > left)
+                      t->eval, 3.0 * lejepa_forward_flops(&t->engine.model) /
+                      per_step) : 0;
+    while (total > p->step &&
+           (double)(total - p->step) * per_step +
+                   (double)snapshots_between(t, p->step, total) * snap > left)
         total--;
-    if (total < t->step)
-        total = t->step;
+    if (total < p->step)
+        total = p->step;
     char err[ERR_LEN], set[64];
     snprintf(set, sizeof set, "optim.steps=%" PRIu64, total);
     if (config_set(&t->cfg, set, err) != 0 ||
         config_set(&t->cfg, "optim.minutes=0", err) != 0)
         die("fixing the step count: %s", err);
-    t->total = total;
-    t->total_fixed = true;
-    t->warmup = warmup_steps(t);
+    p->total = total;
+    p->total_fixed = true;
+    p->warmup = warmup_steps(t);
     free(t->config_text);
     t->config_text = config_to_string(&t->cfg);
     train_save_config(t);
-    train_log(t, "time budget: %.3f s per step over %" PRIu64 " steps and "
-              "~%.1f s per snapshot (%" PRIu64 " before the end), so %" PRIu64
-              " steps in total (warm-up %ld); recorded in config.ini",
-              per_step, t->step, snap, snapshots_between(t, t->step, total),
-              total, t->warmup);
+    train_log("time budget: %.3f s per step over %" PRIu64 " steps and ~%.1f s "
+              "per snapshot (%" PRIu64 " before the end), so %" PRIu64 " steps in "
+              "total (warm-up %ld); recorded in config.ini", per_step, p->step,
+              snap, snapshots_between(t, p->step, total), total, p->warmup);
     struct msg_value v[] = {{"steps_total", (double)total}, {"step_s", per_step}};
-    train_metrics_write(t, MSG_SOURCE_SYSTEM, t->step, t->sampler.epoch, v, 2, NULL);
+    train_metrics_write(&t->rundir, MSG_SOURCE_SYSTEM, p->step,
+                        t->steps.sampler.epoch, v, 2, NULL);
 }
 
-static void write_metrics(struct train *t, const struct train_slot *s,
+static void write_metrics(struct train *t, uint32_t epoch,
                           const struct train_step_result *r)
 {
+    struct train_interval *iv = &t->iv;
     double now = util_time_mono();
-    double dt = now - t->interval_t0;
-    double ips = dt > 0 ? (double)t->interval_images / dt : 0;
-    double probe_loss = t->probe_steps ? t->probe_loss_sum / (double)t->probe_steps : NAN;
-    double probe_acc = t->probe_total ? (double)t->probe_correct / (double)t->probe_total : NAN;
+    double dt = now - iv->t0;
+    double ips = dt > 0 ? (double)iv->images / dt : 0;
+    double probe_loss = iv->probe_steps ? iv->probe_loss_sum / (double)iv->probe_steps : NAN;
+    double probe_acc = iv->probe_total ? (double)iv->probe_correct / (double)iv->probe_total : NAN;
     double nan = NAN;
     const struct lejepa_losses *L = &r->losses;
+    int loaders = train_net_count(&t->net, MSG_ROLE_LOADER);
+    uint64_t failures = t->steps.sampler.n_failed;
     struct msg_value v[] = {
         {"loss", r->skipped ? nan : L->loss},
         {"inv", r->skipped ? nan : L->inv},
@@ -148,67 +142,64 @@ static void write_metrics(struct train *t, const struct train_slot *s,
         {"images_per_s", ips},
         {"probe_loss", probe_loss},
         {"probe_acc_train", probe_acc},
-        {"loaders", (double)train_clients_loaders(t)},
-        {"failures", (double)t->sampler.n_failed},
+        {"loaders", (double)loaders},
+        {"failures", (double)failures},
         {"samples", (double)r->n},
-        {"bad_messages", (double)t->bad_messages},
+        {"bad_messages", (double)t->net.bad_messages},
     };
     char extra[64];
     snprintf(extra, sizeof extra, ",\"batch_hash\":\"%016" PRIx64 "\"", r->hash);
-    train_metrics_write(t, MSG_SOURCE_TRAIN, t->step, s->epoch, v,
+    train_metrics_write(&t->rundir, MSG_SOURCE_TRAIN, t->prog.step, epoch, v,
                         (int)(sizeof v / sizeof v[0]), extra);
-    train_log(t, "step %" PRIu64 "/%" PRIu64 " epoch %" PRIu32 " loss %.5f inv %.5f "
+    train_log("step %" PRIu64 "/%" PRIu64 " epoch %" PRIu32 " loss %.5f inv %.5f "
               "sigreg %.5f lr %.3g probe_acc %.3f %.1f img/s loaders %d "
-              "failures %" PRIu64, t->step, t->total, s->epoch, v[0].value,
-              v[1].value, v[2].value, v[3].value, probe_acc, ips,
-              train_clients_loaders(t), t->sampler.n_failed);
-    t->interval_t0 = now;
-    t->interval_images = 0;
-    t->probe_loss_sum = 0;
-    t->probe_steps = t->probe_correct = t->probe_total = 0;
+              "failures %" PRIu64, t->prog.step, t->prog.total, epoch, v[0].value,
+              v[1].value, v[2].value, v[3].value, probe_acc, ips, loaders, failures);
+    uint64_t skipped = iv->skipped_steps;
+    *iv = (struct train_interval){.t0 = now, .skipped_steps = skipped};
 }
 
-/* Called once the compute thread is done with the step t->step. */
-static void step_finish(struct train *t)
+/* Called once the compute thread is done with step t->prog.step. */
+static void step_finish(struct train *t, struct train_slot *s)
 {
-    struct train_slot *s = train_slot_find(t, t->step);
-    CHECK(s && s->computing);
+    struct train_progress *p = &t->prog;
+    struct train_interval *iv = &t->iv;
     uint32_t epoch = s->epoch;
-    const struct train_step_result *r = &t->compute.result;
+    const struct train_step_result *r = &t->steps.job.result;
     if (!r->finite) {
-        snprintf(t->fatal, sizeof t->fatal, "%s; stopping, the last good "
+        snprintf(t->ctl.fatal, sizeof t->ctl.fatal, "%s; stopping, the last good "
                  "checkpoint is kept", r->err);
-        t->fatal_code = 3;
-        write_metrics(t, s, r);
-        train_slot_release(t, s);
+        t->ctl.fatal_code = 3;
+        write_metrics(t, epoch, r);
+        train_step_release(s);
         return;
     }
     if (r->skipped) {
-        t->skipped_steps++;
-        train_log(t, "step %" PRIu64 " skipped: only %d of its %d samples loaded",
-                  t->step + 1, r->n, t->sampler.batch);
+        iv->skipped_steps++;
+        train_log("step %" PRIu64 " skipped: only %d of its %d samples loaded",
+                  p->step + 1, r->n, t->steps.sampler.batch);
     } else {
-        t->interval_images += (uint64_t)r->n;
-        t->probe_loss_sum += r->losses.probe_loss;
-        t->probe_steps++;
-        t->probe_correct += r->losses.probe_correct;
-        t->probe_total += r->losses.probe_total;
+        iv->images += (uint64_t)r->n;
+        iv->probe_loss_sum += r->losses.probe_loss;
+        iv->probe_steps++;
+        iv->probe_correct += r->losses.probe_correct;
+        iv->probe_total += r->losses.probe_total;
     }
-    t->step++;
-    if (t->step == 1)
-        t->timing_t0 = util_time_mono();
-    if (t->step % (uint64_t)t->cfg.run.log_every == 0 || t->step == t->total)
-        write_metrics(t, s, r);
-    train_slot_release(t, s);
-    if (!t->total_fixed && t->step >= (uint64_t)t->cfg.optim.timing_steps)
+    p->step++;
+    if (p->step == 1)
+        p->timing_t0 = util_time_mono();
+    if (p->step % (uint64_t)t->cfg.run.log_every == 0 || p->step == p->total)
+        write_metrics(t, epoch, r);
+    train_step_release(s);
+    if (!p->total_fixed && p->step >= (uint64_t)t->cfg.optim.timing_steps)
         fix_total(t);
     char err[ERR_LEN];
-    if (t->total_fixed && t->cfg.run.ckpt_every > 0 && t->step < t->total &&
-        t->step % (uint64_t)t->cfg.run.ckpt_every == 0 &&
+    if (p->total_fixed && t->cfg.run.ckpt_every > 0 && p->step < p->total &&
+        p->step % (uint64_t)t->cfg.run.ckpt_every == 0 &&
         train_ckpt_write(t, err) != 0)
-        train_log(t, "checkpoint failed: %s", err);
-    if (train_eval_due(t))
-        train_eval_begin(t, epoch);
+        train_log("checkpoint failed: %s", err);
+    if (train_eval_due(t->eval, p->step, p->total_fixed && p->step == p->total))
+        train_eval_begin(t->eval, p->step, epoch);
 }
 
 /* At the end of a run, evaluators are still scoring the final snapshot:
@@ -216,93 +207,156 @@ static void step_finish(struct train *t)
  * TRAIN_RESULT_QUIET_S (one RESULT per task), at most TRAIN_RESULT_WAIT_S. */
 static bool final_results_pending(struct train *t)
 {
-    if (t->cfg.eval.every < 0 || train_clients_evaluators(t) == 0)
+    struct train_control *ctl = &t->ctl;
+    if (t->cfg.eval.every < 0 || train_net_count(&t->net, MSG_ROLE_EVALUATOR) == 0)
         return false;
     double now = util_time_mono();
-    if (t->final_wait_from == 0) {
-        t->final_wait_from = now;
-        train_log(t, "waiting up to %d s for the evaluators' results of step %"
-                  PRIu64, TRAIN_RESULT_WAIT_S, t->step);
+    if (ctl->final_wait_from == 0) {
+        ctl->final_wait_from = now;
+        train_log("waiting up to %d s for the evaluators' results of step %" PRIu64,
+                  TRAIN_RESULT_WAIT_S, t->prog.step);
     }
-    if (now - t->final_wait_from > TRAIN_RESULT_WAIT_S) {
-        train_log(t, "evaluators' results of step %" PRIu64 " did not all "
-                  "arrive within %d s", t->step, TRAIN_RESULT_WAIT_S);
+    if (now - ctl->final_wait_from > TRAIN_RESULT_WAIT_S) {
+        train_log("evaluators' results of step %" PRIu64 " did not all arrive "
+                  "within %d s", t->prog.step, TRAIN_RESULT_WAIT_S);
         return false;
     }
-    return !(train_clients_evaluators_done(t, t->step) &&
-             now - t->last_result_at > TRAIN_RESULT_QUIET_S);
+    return !(train_net_evaluators_done(&t->net, t->prog.step) &&
+             now - ctl->last_result_at > TRAIN_RESULT_QUIET_S);
+}
+
+/* True while training waits for eval.wait_evaluators evaluators to join
+ * (at most TRAIN_EVALS_WAIT_S from the first call; logs the start and the
+ * end of the wait). */
+static bool awaiting_evaluators(struct train *t)
+{
+    struct train_control *ctl = &t->ctl;
+    const int want = (int)t->cfg.eval.wait_evaluators;
+    if (ctl->evals_wait_over || want <= 0 || t->prog.step > 0)
+        return false;
+    const int have = train_net_count(&t->net, MSG_ROLE_EVALUATOR);
+    const double now = util_time_mono();
+    if (ctl->evals_wait_t0 == 0) {
+        ctl->evals_wait_t0 = now;
+        if (have < want)
+            train_log("waiting up to %d s for %d evaluator(s) before the first "
+                      "step (eval.wait_evaluators)", TRAIN_EVALS_WAIT_S, want);
+    }
+    if (have >= want || now - ctl->evals_wait_t0 > TRAIN_EVALS_WAIT_S) {
+        ctl->evals_wait_over = true;
+        if (have < want)
+            train_log("only %d of %d evaluator(s) joined in %d s: training "
+                      "starts without the others", have, want, TRAIN_EVALS_WAIT_S);
+        return false;
+    }
+    return true;
+}
+
+enum step_gate { GATE_WAIT, GATE_GO, GATE_END };
+
+/* The one decision whether the next step may start, with the compute
+ * thread free and no snapshot active: the run stops (a signal, the last
+ * step done and the evaluators' final results in, no next epoch), waits
+ * (its batches are not all in, evaluators still joining or scoring) or
+ * goes with *ready. */
+static enum step_gate step_gate(struct train *t, struct train_slot **ready,
+                                int *code)
+{
+    struct train_control *ctl = &t->ctl;
+    *code = 0;
+    if (ctl->stopping)
+        return GATE_END;
+    if (t->prog.step >= t->prog.total)
+        return final_results_pending(t) ? GATE_WAIT : GATE_END;
+    if (t->steps.sampler_err[0] && t->prog.step == t->steps.next_open) {
+        snprintf(ctl->fatal, sizeof ctl->fatal, "%s", t->steps.sampler_err);
+        *code = ctl->fatal_code = 1;
+        return GATE_END;
+    }
+    *ready = train_step_ready(&t->steps, t->prog.step);
+    if (!*ready || awaiting_evaluators(t))
+        return GATE_WAIT;
+    return GATE_GO;
+}
+
+/* One turn of the main loop once the engine exists; returns -1 to go on or
+ * the exit status. */
+static int turn(struct train *t)
+{
+    struct train_slot *cur = train_step_slot(&t->steps, t->prog.step);
+    bool computing = cur && cur->computing;
+    if (computing && train_engine_idle(&t->engine)) {
+        step_finish(t, cur);
+        computing = false;
+    }
+    if (t->ctl.fatal[0])
+        return t->ctl.fatal_code;
+    if (computing)
+        return -1;
+    if (train_eval_active(t->eval)) {
+        /* a snapshot pauses training until it is published */
+        if (!t->ctl.stopping) {
+            /* the pause is not training time: images_per_s leaves it out */
+            t->iv.t0 += train_eval_poll(t->eval, &t->engine, &t->net, &t->rundir);
+            return -1;
+        }
+        train_eval_abandon(t->eval, &t->engine, "the run is stopping");
+    }
+    struct train_slot *ready = NULL;
+    int code;
+    switch (step_gate(t, &ready, &code)) {
+    case GATE_END:
+        return code;
+    case GATE_GO:
+        /* a time budget runs from the first step, not from start-up */
+        if (t->prog.start_time == 0)
+            t->prog.start_time = util_time_mono();
+        train_step_submit(&t->steps, &t->engine, ready, lr_factor(t, t->prog.step));
+        return -1;
+    case GATE_WAIT:
+        return -1;
+    }
+    return -1;
 }
 
 int train_loop_run(struct train *t, volatile sig_atomic_t *signals)
 {
-    bool stopping = false;
+    struct train_control *ctl = &t->ctl;
     for (;;) {
         if (*signals >= 2) {
-            train_log(t, "second signal: exiting without a checkpoint");
-            t->interrupted = true;
+            train_log("second signal: exiting without a checkpoint");
+            ctl->interrupted = true;
             return 130;
         }
-        if (*signals && !stopping) {
-            stopping = true;
-            t->interrupted = true;
-            train_log(t, "stopping: finishing the current step, then a final "
+        if (*signals && !ctl->stopping) {
+            ctl->stopping = true;
+            ctl->interrupted = true;
+            train_log("stopping: finishing the current step, then a final "
                       "checkpoint");
         }
+        int wake = train_engine_wake_fd(&t->engine);
+        int sig_fd = util_stop_fd();
         zmq_pollitem_t items[3] = {
-            {.socket = t->router, .events = ZMQ_POLLIN},
-            {.fd = t->sig_fd, .events = ZMQ_POLLIN},
-            {.fd = t->compute.started ? t->compute.wake[0] : t->sig_fd,
-             .events = ZMQ_POLLIN},
+            {.socket = t->net.router, .events = ZMQ_POLLIN},
+            {.fd = sig_fd, .events = ZMQ_POLLIN},
+            {.fd = wake >= 0 ? wake : sig_fd, .events = ZMQ_POLLIN},
         };
         if (zmq_poll(items, 3, TRAIN_POLL_MS) < 0 && zmq_errno() != EINTR)
             die("zmq_poll: %s", zmq_strerror(zmq_errno()));
         util_stop_drain();
-        train_clients_serve(t);
-        train_clients_heartbeat(t);
+        train_hub_serve(t);
         /* the engine is built where the dataset becomes known: at start-up
          * (--data, --resume) or at the first loader's HELLO */
         if (!t->engine_ready) {
-            if (stopping)
+            if (ctl->stopping)
                 return 0;
             continue;
         }
-        struct train_slot *cur = train_slot_find(t, t->step);
-        bool computing = cur && cur->computing;
-        if (computing && train_compute_poll_done(t)) {
-            step_finish(t);
-            computing = false;
-        }
-        if (t->fatal[0])
-            return t->fatal_code;
-        if (computing)
-            goto issue;
-        /* a snapshot pauses training until it is published */
-        if (train_eval_active(t) && stopping)
-            train_eval_abandon(t, "the run is stopping");
-        if (train_eval_active(t)) {
-            train_eval_poll(t);
-            goto issue;
-        }
-        if (stopping)
-            return 0;
-        if (t->step >= t->total) {
-            if (final_results_pending(t))
-                goto issue;
-            return 0;
-        }
-        if (t->sampler_err[0] && t->step == t->next_open) {
-            snprintf(t->fatal, sizeof t->fatal, "%s", t->sampler_err);
-            return t->fatal_code = 1;
-        }
-        struct train_slot *s = train_slot_find(t, t->step);
-        if (s && s->tickets_done == t->sampler.tickets_per_step) {
-            /* a time budget runs from the first step, not from start-up */
-            if (t->start_time == 0)
-                t->start_time = util_time_mono();
-            train_compute_submit(t, s, lr_factor(t, t->step));
-        }
-    issue:
-        train_slots_open(t);
-        train_tickets_issue(t);
+        int code = turn(t);
+        if (code >= 0)
+            return code;
+        if (!ctl->fatal[0])
+            train_step_open(&t->steps, t->prog.total);
+        train_hub_issue(t);
     }
 }

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "dataset.h"
-#include "train_state.h"
+#include "train.h"
 #include "compute.h"
 #include "util.h"
 
@@ -152,68 +152,34 @@ static void parse_args(struct train *t, int argc, char **argv)
 
 void train_save_config(struct train *t)
 {
-    char path[4200], err[ERR_LEN];
-    snprintf(path, sizeof path, "%s/config.ini", t->run_dir);
-    if (util_write_file_atomic(path, t->config_text, strlen(t->config_text), err) != 0)
+    char err[ERR_LEN];
+    if (train_rundir_save_config(&t->rundir, t->config_text, err) != 0)
         die("%s", err);
 }
 
 static void open_run_dir(struct train *t)
 {
-    char err[ERR_LEN], path[4200];
-    snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", t->cfg.run.dir, t->cfg.run.name);
-    if (util_mkdir_p(t->run_dir, err) != 0)
-        die("%s", err);
-    snprintf(path, sizeof path, "%s/log", t->run_dir);
-    t->log = fopen(path, "a");
-    if (!t->log)
-        die("%s: %s", path, strerror(errno));
-    if (train_metrics_open(t, err) != 0)
+    char err[ERR_LEN];
+    if (train_rundir_open(&t->rundir, t->cfg.run.dir, t->cfg.run.name, err) != 0)
         die("%s", err);
     t->config_text = config_to_string(&t->cfg);
-    train_log(t, "run %s in %s%s%s", t->cfg.run.name, t->run_dir,
+    train_log("run %s in %s%s%s", t->cfg.run.name, t->rundir.dir,
               t->resume[0] ? ", resuming " : "", t->resume);
-    fprintf(stderr, "effective config:\n%s", t->config_text);
-    fprintf(t->log, "effective config:\n%s", t->config_text);
+    train_log_raw("effective config:\n");
+    train_log_raw(t->config_text);
     train_save_config(t);
-}
-
-static void *open_socket(struct train *t, int type, const char *endpoint)
-{
-    char err[ERR_LEN];
-    void *s = zmq_socket(t->zctx, type);
-    if (!s)
-        die("zmq_socket: %s", zmq_strerror(zmq_errno()));
-    int linger = 1000;
-    if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0)
-        die("zmq_setsockopt(ZMQ_LINGER): %s", zmq_strerror(zmq_errno()));
-    if (msg_limits_apply(s, &t->limits, err) != 0)
-        die("%s", err);
-    /* before bind: a listener copies the options its connections get */
-    int hwm = train_eval_pub_hwm(&t->cfg);
-    if (type == ZMQ_PUB && zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0)
-        die("zmq_setsockopt(ZMQ_SNDHWM): %s", zmq_strerror(zmq_errno()));
-    if (zmq_bind(s, endpoint) != 0)
-        die("cannot bind %s: %s (another trainer running? change run.endpoint / "
-            "run.broadcast)", endpoint, zmq_strerror(zmq_errno()));
-    return s;
 }
 
 static void open_sockets(struct train *t)
 {
-    struct msg_limit_params lp;
-    msg_limit_params_from_config(&lp, &t->cfg);
-    msg_limits_compute(&t->limits, &lp);
-    msg_arena_init(&t->arena);
-    t->zctx = zmq_ctx_new();
-    if (!t->zctx)
-        die("zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
-    t->router = open_socket(t, ZMQ_ROUTER, t->cfg.run.endpoint);
-    t->pub = open_socket(t, ZMQ_PUB, t->cfg.run.broadcast);
-    train_log(t, "work endpoint %s, broadcast %s", t->cfg.run.endpoint,
+    char err[ERR_LEN];
+    if (train_net_open(&t->net, &t->cfg, train_eval_pub_hwm(&t->cfg), err) != 0)
+        die("%s", err);
+    t->rundir.pub = t->net.pub;
+    train_log("work endpoint %s, broadcast %s", t->cfg.run.endpoint,
               t->cfg.run.broadcast);
     if (!is_loopback(t->cfg.run.endpoint) || !is_loopback(t->cfg.run.broadcast))
-        train_log(t, "WARNING: bound beyond loopback; the traffic is not "
+        train_log("WARNING: bound beyond loopback; the traffic is not "
                   "authenticated (CurveZMQ comes later): anyone who reaches "
                   "these ports can join the run or read its metrics");
 }
@@ -245,22 +211,22 @@ static void load_dataset(struct train *t)
             die("--data %s has fingerprint %016" PRIx64 ", the checkpoint %s was "
                 "trained on %016" PRIx64, t->cfg.run.data, td->fingerprint,
                 t->resume, from_ckpt.fingerprint);
-        train_log(t, "dataset from %s: fingerprint %016" PRIx64 " (%" PRIu64
+        train_log("dataset from %s: fingerprint %016" PRIx64 " (%" PRIu64
                   " train, %" PRIu64 " val, %" PRIu32 " classes)", td->source,
                   td->fingerprint, td->n_train, td->n_val, td->n_classes);
     } else if (from_ckpt.known) {
         t->data = from_ckpt;
     } else {
-        train_log(t, "waiting for the first loader's dataset");
+        train_log("waiting for the first loader's dataset");
     }
 }
 
 /* The reason in the BYE every client gets at the end (PROTOCOL.md). */
 static const char *bye_reason(const struct train *t, int code)
 {
-    if (t->interrupted)
+    if (t->ctl.interrupted)
         return "interrupted by signal";
-    if (code == 0 && t->engine_ready && t->step >= t->total)
+    if (code == 0 && t->engine_ready && t->prog.step >= t->prog.total)
         return "run finished";
     return "trainer stopped";
 }
@@ -268,44 +234,38 @@ static const char *bye_reason(const struct train *t, int code)
 static int finish(struct train *t, int code)
 {
     char err[ERR_LEN];
+    const struct train_progress *p = &t->prog;
     if (t->engine_ready && code == 0) {
-        if (!t->total_fixed)
-            train_log(t, "no final checkpoint: the time budget's step count is "
-                      "not fixed yet");
-        else if ((!t->have_ckpt || t->last_ckpt_step != t->step) &&
+        if (!p->total_fixed)
+            train_log("no final checkpoint: the time budget's step count is not "
+                      "fixed yet");
+        else if ((!p->have_ckpt || p->last_ckpt_step != p->step) &&
                  train_ckpt_write(t, err) != 0) {
-            train_log(t, "final checkpoint failed: %s", err);
+            train_log("final checkpoint failed: %s", err);
             code = 1;
         }
     } else if (!t->engine_ready) {
-        train_log(t, "no checkpoint: the model was never built");
+        train_log("no checkpoint: the model was never built");
     }
-    if (t->fatal[0])
-        train_log(t, "error: %s", t->fatal);
-    train_clients_bye_all(t, bye_reason(t, code));
+    if (t->ctl.fatal[0])
+        train_log("error: %s", t->ctl.fatal);
+    train_hub_bye_all(t, bye_reason(t, code));
     if (t->engine_ready) {
-        train_compute_stop(t);
-        train_log(t, "%s at step %" PRIu64 " of %" PRIu64 " (%" PRIu64 " bad "
+        train_engine_stop(&t->engine);
+        train_log("%s at step %" PRIu64 " of %" PRIu64 " (%" PRIu64 " bad "
                   "messages, %" PRIu64 " duplicate batches, %" PRIu64 " skipped "
-                  "steps, %" PRIu64 " samples excluded)", code == 0 && t->step == t->total ? "done" :
-                  "stopped", t->step, t->total, t->bad_messages, t->duplicates,
-                  t->skipped_steps, t->sampler.n_failed);
-        train_slots_free(t);
-        train_eval_free(t);
-        train_sampler_free(&t->sampler);
-        lejepa_free(&t->model);
+                  "steps, %" PRIu64 " samples excluded)",
+                  code == 0 && p->step == p->total ? "done" : "stopped", p->step,
+                  p->total, t->net.bad_messages, t->tickets.duplicates,
+                  t->iv.skipped_steps, t->steps.sampler.n_failed);
+        train_eval_free(t->eval);
+        train_step_free(&t->steps);
+        train_engine_free(&t->engine);
     }
-    zmq_close(t->router);
-    zmq_close(t->pub);
-    zmq_ctx_term(t->zctx);
-    msg_arena_free(&t->arena);
+    train_net_close(&t->net);
     train_dataset_free(&t->data);
     free(t->config_text);
-    free(t->line_off);
-    if (t->metrics)
-        fclose(t->metrics);
-    if (t->log)
-        fclose(t->log);
+    train_rundir_close(&t->rundir);
     return code;
 }
 
@@ -315,11 +275,7 @@ int main(int argc, char **argv)
     struct train *t = xcalloc(1, sizeof *t);
     parse_args(t, argc, argv);
     compute_set_threads((int)t->cfg.run.threads);
-    for (int c = 0; c < t->cfg.views.mean.n; c++) {
-        t->mean[c] = (float)t->cfg.views.mean.v[c];
-        t->std[c] = (float)t->cfg.views.std.v[c];
-    }
-    t->sig_fd = util_stop_signals_init();
+    util_stop_signals_init();
     open_run_dir(t);
     load_dataset(t);
     /* With the dataset known, the model is built before the sockets open, so
@@ -327,7 +283,6 @@ int main(int argc, char **argv)
     if (t->data.known)
         train_engine_init(t);
     open_sockets(t);
-    t->last_beat = util_time_mono();
     int code = train_loop_run(t, util_stop_signals());
     code = finish(t, code);
     free(t);

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "rng.h"
-#include "train_state.h"
+#include "train_sampler.h"
 #include "util.h"
 
 /* Second stream key of the permutation: no loader stream (seed, epoch,

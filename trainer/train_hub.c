@@ -1,0 +1,294 @@
+/*
+ * train_hub.c: what a message on the work socket means (PROTOCOL.md). HELLO
+ * registers a client (a loader's dataset is checked against the run's: its
+ * own --data index, the checkpoint's, or the first loader's), HEARTBEATs
+ * keep it alive, a client silent for TRAIN_SILENCE_BEATS intervals is gone
+ * and its tickets are issued again, RETURN hands tickets back, BYE leaves,
+ * BATCH goes to the owner of its ticket (a step or a snapshot), RESULT and
+ * HISTORY to the run directory. The hub holds no state of its own: it routes
+ * between the parts of struct train. Malformed or unexpected messages are
+ * counted and logged, never fatal.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "train.h"
+#include "util.h"
+
+void train_dataset_free(struct train_dataset *d)
+{
+    for (uint32_t i = 0; d->classes && i < d->n_classes; i++)
+        free(d->classes[i]);
+    free(d->classes);
+    memset(d, 0, sizeof *d);
+}
+
+/* An out ticket's holder is gone or gave it back: its owner issues it again. */
+static void reissue(struct train *t, uint64_t ticket)
+{
+    if (train_tickets_kind(ticket) == TRAIN_TICKET_EVAL) {
+        if (t->eval)
+            train_eval_reissue(t->eval, &t->net, ticket);
+    } else if (t->engine_ready) {
+        train_step_reissue(&t->steps, &t->net, ticket);
+    }
+}
+
+void train_hub_remove(struct train *t, struct train_client *c, const char *why)
+{
+    train_net_detach(&t->net, c);
+    train_tickets_forget(&t->tickets);
+    if (c->hold.n_held)
+        train_log("%s %s: %" PRIu32 " tickets go to the others", c->name, why,
+                  c->hold.n_held);
+    else
+        train_log("%s %s", c->name, why);
+    for (uint32_t j = 0; j < c->hold.n_held; j++)
+        reissue(t, c->hold.held[j]);
+    train_net_free_client(c);
+}
+
+static void dataset_describe(char *out, size_t n, uint64_t fp, uint64_t n_train,
+                             uint64_t n_val, uint32_t n_classes)
+{
+    snprintf(out, n, "fingerprint %016" PRIx64 " (%" PRIu64 " train, %" PRIu64
+             " val, %" PRIu32 " classes)", fp, n_train, n_val, n_classes);
+}
+
+static void adopt_classes(struct train_dataset *d, const struct msg_dataset *ds)
+{
+    d->classes = xcalloc(ds->n_classes ? ds->n_classes : 1, sizeof *d->classes);
+    for (uint32_t i = 0; i < ds->n_classes; i++)
+        d->classes[i] = xstrdup(ds->classes[i]);
+}
+
+/* 0 when the loader's dataset is the run's (adopting it when the run has
+ * none yet); -1 with a reason naming both otherwise. */
+static int check_dataset(struct train_dataset *d, const struct msg_hello *h,
+                         char *err)
+{
+    const struct msg_dataset *ds = &h->dataset;
+    if (!d->known) {
+        d->known = true;
+        d->fingerprint = ds->fingerprint;
+        d->n_train = ds->n_train;
+        d->n_val = ds->n_val;
+        d->n_classes = ds->n_classes;
+        adopt_classes(d, ds);
+        snprintf(d->source, sizeof d->source, "loader %.200s", h->name);
+        char desc[160];
+        dataset_describe(desc, sizeof desc, d->fingerprint, d->n_train, d->n_val,
+                         d->n_classes);
+        train_log("dataset from %s: %s", d->source, desc);
+        return 0;
+    }
+    bool same = ds->fingerprint == d->fingerprint && ds->n_train == d->n_train &&
+                ds->n_val == d->n_val && ds->n_classes == d->n_classes;
+    for (uint32_t i = 0; same && d->classes && i < ds->n_classes; i++)
+        same = strcmp(ds->classes[i], d->classes[i]) == 0;
+    if (same) {
+        if (!d->classes)
+            adopt_classes(d, ds);
+        return 0;
+    }
+    char mine[160], theirs[160];
+    dataset_describe(mine, sizeof mine, d->fingerprint, d->n_train, d->n_val,
+                     d->n_classes);
+    dataset_describe(theirs, sizeof theirs, ds->fingerprint, ds->n_train,
+                     ds->n_val, ds->n_classes);
+    return errf(err, "dataset mismatch: loader %.100s has %s, the run's dataset "
+                "(from %.100s) has %s%s", h->name, theirs, d->source, mine,
+                ds->fingerprint == d->fingerprint ? " (class names differ)" : "");
+}
+
+static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
+                         const struct msg_hello *h)
+{
+    char err[ERR_LEN];
+    struct train_net *n = &t->net;
+    struct train_client *old = train_net_find(n, id, id_len);
+    if (old)
+        train_hub_remove(t, old, "said HELLO again");
+    if (n->n_clients == TRAIN_MAX_CLIENTS) {
+        train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, "too many clients");
+        train_log("refused %s: too many clients", h->name);
+        return;
+    }
+    if (h->role == MSG_ROLE_LOADER && check_dataset(&t->data, h, err) != 0) {
+        train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, err);
+        train_log("REFUSE: %s", err);
+        return;
+    }
+    /* The first loader's dataset fixes the class count: build the model
+     * before any WELCOME, so no welcomed client goes without heartbeats
+     * while the arenas are allocated. */
+    if (!t->engine_ready && t->data.known)
+        train_engine_init(t);
+    struct msg m = {.kind = MSG_KIND_WELCOME};
+    m.welcome = (struct msg_welcome){
+        .run = t->cfg.run.name, .broadcast = t->cfg.run.broadcast,
+        .config = t->config_text, .heartbeat_ms = TRAIN_HEARTBEAT_MS,
+        .client_id = n->next_client_id + 1,
+    };
+    if (!train_net_welcome(n, id, id_len, &m)) {
+        train_log("%s %s (pid %" PRIu64 ") left before its WELCOME (an earlier "
+                  "HELLO of a client that tried again)", msg_role_name(h->role),
+                  h->name, h->pid);
+        return;
+    }
+    uint32_t credit = h->role == MSG_ROLE_LOADER ? h->credit : 0;
+    if (credit > TRAIN_MAX_CREDIT)
+        credit = TRAIN_MAX_CREDIT;
+    struct train_client *c = train_net_add(n, id, id_len, h, credit);
+    train_log("%s %s joined (pid %" PRIu64 ", %s, credit %" PRIu32 ")",
+              msg_role_name(c->role), c->name, h->pid, h->software, credit);
+}
+
+static void handle_return(struct train *t, struct train_client *c,
+                          const struct msg_return *r)
+{
+    for (uint32_t i = 0; i < r->n; i++)
+        if (train_tickets_drop(c, r->tickets[i]))
+            reissue(t, r->tickets[i]);
+    train_log("%s returned %" PRIu32 " tickets", c->name, r->n);
+}
+
+static void handle_batch(struct train *t, struct train_client *c,
+                         const struct msg_batch *b)
+{
+    bool was_held = train_tickets_drop(c, b->ticket);
+    if (train_tickets_kind(b->ticket) == TRAIN_TICKET_EVAL)
+        train_eval_accept(t->eval, &t->tickets, &t->net, c, b, was_held);
+    else
+        train_step_accept(&t->steps, &t->tickets, &t->net, c, b, was_held);
+}
+
+static void handle_result(struct train *t, struct train_client *c,
+                          const struct msg_metric *m)
+{
+    c->has_result = true;
+    c->result_step = m->step;
+    t->ctl.last_result_at = util_time_mono();
+    struct msg_metric r = *m;
+    /* EMBED carries no epoch, so evaluators send 0: the trainer knows
+     * which epoch its snapshot was taken in. */
+    train_eval_epoch_of(t->eval, r.step, &r.epoch);
+    train_metrics_result(&t->rundir, &r);
+}
+
+static void send_history(struct train *t, const uint8_t *id, size_t id_len,
+                         uint64_t start)
+{
+    struct msg m = {.kind = MSG_KIND_HISTORY};
+    train_metrics_history(&t->rundir, start, &m.history);
+    train_net_send(&t->net, id, id_len, &m);
+    train_metrics_history_free(&m.history);
+}
+
+static void handle(struct train *t, const uint8_t *id, size_t id_len,
+                   const struct msg *m)
+{
+    char why[ERR_LEN];
+    if (m->kind == MSG_KIND_HELLO) {
+        handle_hello(t, id, id_len, &m->hello);
+        return;
+    }
+    struct train_client *c = train_net_find(&t->net, id, id_len);
+    if (!c) {
+        /* a history request needs no registration: answer it */
+        if (m->kind == MSG_KIND_HISTORY) {
+            send_history(t, id, id_len, m->history.start);
+            return;
+        }
+        /* a loader presumed gone that was only slow: its tickets went to
+         * others, so its late batch is dropped, like a duplicate */
+        if (m->kind == MSG_KIND_BATCH) {
+            t->tickets.duplicates++;
+            train_log("dropped a late BATCH for ticket %" PRIu64 " (step %"
+                      PRIu64 ") from a peer no longer registered",
+                      m->batch.ticket, m->batch.step);
+            return;
+        }
+        if (m->kind != MSG_KIND_HEARTBEAT && m->kind != MSG_KIND_BYE &&
+            m->kind != MSG_KIND_RETURN) {
+            errf(why, "%s from a peer that sent no HELLO", msg_kind_name(m->kind));
+            train_net_bad_message(&t->net, "unknown peer", why);
+        }
+        return;
+    }
+    c->last_seen = util_time_mono();
+    switch (m->kind) {
+    case MSG_KIND_HEARTBEAT:
+        return;
+    case MSG_KIND_BATCH:
+        if (c->role == MSG_ROLE_LOADER && t->engine_ready) {
+            handle_batch(t, c, &m->batch);
+            return;
+        }
+        break;
+    case MSG_KIND_RETURN:
+        handle_return(t, c, &m->ret);
+        return;
+    case MSG_KIND_BYE:
+        train_hub_remove(t, c, "said BYE");
+        return;
+    case MSG_KIND_RESULT:
+        handle_result(t, c, &m->result);
+        return;
+    case MSG_KIND_HISTORY:
+        send_history(t, id, id_len, m->history.start);
+        return;
+    default:
+        break;
+    }
+    errf(why, "unexpected %s from %s %s", msg_kind_name(m->kind),
+         msg_role_name(c->role), c->name);
+    train_net_bad_message(&t->net, c->name, why);
+}
+
+void train_hub_serve(struct train *t)
+{
+    /* a bounded burst, so heartbeats and the step loop keep their turn */
+    for (int burst = 0; burst < TRAIN_RECV_BURST; burst++) {
+        uint8_t id[256];
+        size_t id_len;
+        zmq_msg_t frame;
+        struct msg m;
+        int rc = train_net_recv(&t->net, id, &id_len, &frame, &m);
+        if (rc == 1)
+            handle(t, id, id_len, &m);
+        zmq_msg_close(&frame);
+        if (rc == 0)
+            break;
+    }
+    if (!train_net_beat_due(&t->net))
+        return;
+    char why[64];
+    struct train_client *c;
+    while ((c = train_net_silent(&t->net, why, sizeof why)))
+        train_hub_remove(t, c, why);
+    train_net_beat(&t->net);
+}
+
+void train_hub_bye_all(struct train *t, const char *reason)
+{
+    struct train_net *n = &t->net;
+    if (n->n_clients > 0)
+        train_log("BYE to %d client(s): %s", n->n_clients, reason);
+    while (n->n_clients > 0) {
+        struct train_client *c = n->clients[n->n_clients - 1];
+        train_net_send_text(n, c->id, c->id_len, MSG_KIND_BYE, reason);
+        c->hold.n_held = 0;
+        train_hub_remove(t, c, "was sent BYE");
+    }
+}
+
+void train_hub_issue(struct train *t)
+{
+    if (!t->engine_ready || t->net.n_clients == 0)
+        return;
+    /* a snapshot pauses training: its tickets go first */
+    if (train_eval_active(t->eval))
+        train_eval_issue(t->eval, &t->tickets, &t->net);
+    train_step_issue(&t->steps, &t->tickets, &t->net);
+}

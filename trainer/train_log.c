@@ -1,0 +1,64 @@
+/*
+ * train_log.c: the trainer's log (train_log.h). It never fails the run: a
+ * log file that cannot be written leaves stderr.
+ */
+#include "train_log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+static FILE *log_file;
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int train_log_open(const char *path, char *err)
+{
+    FILE *f = fopen(path, "a");
+    if (!f)
+        return errf(err, "%s: %s", path, strerror(errno));
+    pthread_mutex_lock(&log_mu);
+    log_file = f;
+    pthread_mutex_unlock(&log_mu);
+    return 0;
+}
+
+void train_log_close(void)
+{
+    pthread_mutex_lock(&log_mu);
+    if (log_file)
+        fclose(log_file);
+    log_file = NULL;
+    pthread_mutex_unlock(&log_mu);
+}
+
+void train_log_raw(const char *text)
+{
+    pthread_mutex_lock(&log_mu);
+    fputs(text, stderr);
+    if (log_file) {
+        fputs(text, log_file);
+        fflush(log_file);
+    }
+    pthread_mutex_unlock(&log_mu);
+}
+
+void train_log(const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
+    char line[2200];
+    snprintf(line, sizeof line, "%s lejepa-train: %s\n", stamp, msg);
+    train_log_raw(line);
+}

@@ -1,0 +1,256 @@
+/*
+ * train_net.c: the work and broadcast sockets and the client registry
+ * (train_net.h). Malformed messages are counted and logged, never fatal.
+ */
+#include "train_net.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "config.h"
+#include "train_log.h"
+#include "util.h"
+
+static void *open_socket(struct train_net *n, int type, const char *endpoint,
+                         int hwm, char *err)
+{
+    void *s = zmq_socket(n->zctx, type);
+    if (!s) {
+        errf(err, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+        return NULL;
+    }
+    int linger = 1000;
+    const char *what = NULL;
+    if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0)
+        what = "ZMQ_LINGER";
+    else if (msg_limits_apply(s, &n->limits, err) != 0)
+        what = "";
+    /* before bind: a listener copies the options its connections get */
+    else if (hwm > 0 && zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0)
+        what = "ZMQ_SNDHWM";
+    else if (zmq_bind(s, endpoint) != 0) {
+        errf(err, "cannot bind %s: %s (another trainer running? change "
+             "run.endpoint / run.broadcast)", endpoint, zmq_strerror(zmq_errno()));
+        what = "";
+    }
+    if (what) {
+        if (what[0])
+            errf(err, "zmq_setsockopt(%s): %s", what, zmq_strerror(zmq_errno()));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+int train_net_open(struct train_net *n, const struct config *c, int pub_hwm,
+                   char *err)
+{
+    struct msg_limit_params lp;
+    msg_limit_params_from_config(&lp, c);
+    msg_limits_compute(&n->limits, &lp);
+    msg_arena_init(&n->arena);
+    n->zctx = zmq_ctx_new();
+    if (!n->zctx)
+        return errf(err, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+    n->router = open_socket(n, ZMQ_ROUTER, c->run.endpoint, 0, err);
+    if (!n->router)
+        return -1;
+    n->pub = open_socket(n, ZMQ_PUB, c->run.broadcast, pub_hwm, err);
+    if (!n->pub)
+        return -1;
+    n->last_beat = util_time_mono();
+    return 0;
+}
+
+void train_net_close(struct train_net *n)
+{
+    for (int i = 0; i < n->n_clients; i++)
+        train_net_free_client(n->clients[i]);
+    n->n_clients = 0;
+    if (n->router)
+        zmq_close(n->router);
+    if (n->pub)
+        zmq_close(n->pub);
+    if (n->zctx)
+        zmq_ctx_term(n->zctx);
+    msg_arena_free(&n->arena);
+    n->router = n->pub = n->zctx = NULL;
+}
+
+void train_net_send(struct train_net *n, const uint8_t *id, size_t id_len,
+                    const struct msg *m)
+{
+    char err[ERR_LEN];
+    if (msg_send_to(n->router, id, id_len, m, err) != 0)
+        train_log("could not send %s: %s", msg_kind_name(m->kind), err);
+}
+
+void train_net_send_text(struct train_net *n, const uint8_t *id, size_t id_len,
+                         enum msg_kind kind, const char *reason)
+{
+    struct msg m = {.kind = kind};
+    if (kind == MSG_KIND_REFUSE)
+        m.refuse.reason = reason;
+    else
+        m.bye.reason = reason;
+    train_net_send(n, id, id_len, &m);
+}
+
+/* A client that got no WELCOME in time says HELLO again on a new socket (a
+ * new routing id) and closes the old one, so while the trainer is busy
+ * (building the model) several HELLOs of one process queue up, the dead
+ * connections' among them. With ZMQ_ROUTER_MANDATORY a send to a closed
+ * peer fails with EHOSTUNREACH instead of vanishing: such a HELLO registers
+ * no client (one that would be sent tickets it never answers until it
+ * counts as silent). */
+bool train_net_welcome(struct train_net *n, const uint8_t *id, size_t id_len,
+                       const struct msg *m)
+{
+    char err[ERR_LEN];
+    int on = 1, off = 0;
+    if (zmq_setsockopt(n->router, ZMQ_ROUTER_MANDATORY, &on, sizeof on) != 0)
+        die("zmq_setsockopt(ZMQ_ROUTER_MANDATORY): %s", zmq_strerror(zmq_errno()));
+    int rc = msg_send_to(n->router, id, id_len, m, err);
+    int e = zmq_errno();
+    if (zmq_setsockopt(n->router, ZMQ_ROUTER_MANDATORY, &off, sizeof off) != 0)
+        die("zmq_setsockopt(ZMQ_ROUTER_MANDATORY): %s", zmq_strerror(zmq_errno()));
+    if (rc != 0 && e != EHOSTUNREACH)
+        train_log("could not send WELCOME: %s", err);
+    return rc == 0;
+}
+
+void train_net_bad_message(struct train_net *n, const char *who,
+                           const char *reason)
+{
+    n->bad_messages++;
+    if (n->bad_messages <= TRAIN_BAD_LOG_FIRST || n->bad_messages % 1000 == 0)
+        train_log("bad message #%" PRIu64 " from %s: %s", n->bad_messages, who,
+                  reason);
+}
+
+int train_net_recv(struct train_net *n, uint8_t *id, size_t *id_len,
+                   zmq_msg_t *frame, struct msg *m)
+{
+    char err[ERR_LEN];
+    *id_len = 0;
+    int rc = msg_recv_from(n->router, ZMQ_DONTWAIT, id, id_len, frame, m,
+                           &n->limits, &n->arena, err);
+    if (rc == 0)
+        return 1;
+    if (errno == EAGAIN && *id_len == 0)
+        return 0;
+    struct train_client *c = *id_len ? train_net_find(n, id, *id_len) : NULL;
+    train_net_bad_message(n, c ? c->name : "unknown peer", err);
+    /* a HELLO of another protocol version is answered (PROTOCOL.md) */
+    if (!c && *id_len && strncmp(err, "protocol version", 16) == 0)
+        train_net_send_text(n, id, *id_len, MSG_KIND_REFUSE, err);
+    return -1;
+}
+
+struct train_client *train_net_find(struct train_net *n, const uint8_t *id,
+                                    size_t id_len)
+{
+    for (int i = 0; i < n->n_clients; i++)
+        if (n->clients[i]->id_len == id_len &&
+            memcmp(n->clients[i]->id, id, id_len) == 0)
+            return n->clients[i];
+    return NULL;
+}
+
+struct train_client *train_net_add(struct train_net *n, const uint8_t *id,
+                                   size_t id_len, const struct msg_hello *h,
+                                   uint32_t credit)
+{
+    CHECK(n->n_clients < TRAIN_MAX_CLIENTS && id_len <= sizeof n->clients[0]->id);
+    struct train_client *c = xcalloc(1, sizeof *c);
+    memcpy(c->id, id, id_len);
+    c->id_len = id_len;
+    c->client_id = ++n->next_client_id;
+    snprintf(c->name, sizeof c->name, "%s", h->name);
+    c->role = h->role;
+    c->hold.credit = credit;
+    c->hold.held = xcalloc(credit ? credit : 1, sizeof *c->hold.held);
+    c->last_seen = util_time_mono();
+    c->joined_at = c->last_seen;
+    n->clients[n->n_clients++] = c;
+    return c;
+}
+
+void train_net_detach(struct train_net *n, struct train_client *c)
+{
+    int at = -1;
+    for (int i = 0; i < n->n_clients; i++)
+        if (n->clients[i] == c)
+            at = i;
+    CHECK(at >= 0);
+    n->clients[at] = n->clients[--n->n_clients];
+}
+
+void train_net_free_client(struct train_client *c)
+{
+    free(c->hold.held);
+    free(c);
+}
+
+int train_net_count(const struct train_net *n, enum msg_role role)
+{
+    int k = 0;
+    for (int i = 0; i < n->n_clients; i++)
+        k += n->clients[i]->role == role;
+    return k;
+}
+
+bool train_net_beat_due(struct train_net *n)
+{
+    double now = util_time_mono();
+    if (now - n->last_beat < TRAIN_HEARTBEAT_MS / 1000.0)
+        return false;
+    n->last_beat = now;
+    return true;
+}
+
+struct train_client *train_net_silent(struct train_net *n, char *why, size_t len)
+{
+    double now = util_time_mono();
+    double silent = TRAIN_SILENCE_BEATS * TRAIN_HEARTBEAT_MS / 1000.0;
+    for (int i = n->n_clients - 1; i >= 0; i--) {
+        struct train_client *c = n->clients[i];
+        if (now - c->last_seen > silent) {
+            snprintf(why, len, "silent for %.1f s, presumed gone",
+                     now - c->last_seen);
+            return c;
+        }
+    }
+    return NULL;
+}
+
+void train_net_beat(struct train_net *n)
+{
+    struct msg m = {.kind = MSG_KIND_HEARTBEAT};
+    m.heartbeat = (struct msg_heartbeat){.time = util_time_unix(), .held = 0};
+    for (int i = 0; i < n->n_clients; i++)
+        train_net_send(n, n->clients[i]->id, n->clients[i]->id_len, &m);
+}
+
+bool train_net_evaluators_settling(const struct train_net *n, double settle_s)
+{
+    double now = util_time_mono();
+    for (int i = 0; i < n->n_clients; i++) {
+        const struct train_client *c = n->clients[i];
+        if (c->role == MSG_ROLE_EVALUATOR && now - c->joined_at < settle_s)
+            return true;
+    }
+    return false;
+}
+
+bool train_net_evaluators_done(const struct train_net *n, uint64_t step)
+{
+    for (int i = 0; i < n->n_clients; i++) {
+        const struct train_client *c = n->clients[i];
+        if (c->role == MSG_ROLE_EVALUATOR &&
+            !(c->has_result && c->result_step == step))
+            return false;
+    }
+    return true;
+}

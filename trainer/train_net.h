@@ -1,0 +1,115 @@
+/*
+ * train_net.h: lejepa-train's network side (DESIGN.md §3): the work socket
+ * (ROUTER) and the broadcast socket (PUB), the registry of connected
+ * clients, sends, WELCOME, heartbeats both ways and silence, and the count
+ * of bad messages. It knows who is connected, not what they are doing:
+ * tickets (train_tickets.h), batches (train_step.h) and snapshots
+ * (train_eval.h) keep their own state, and the hub (train_hub.c) decides
+ * what a message means.
+ */
+#ifndef LEJEPA_TRAIN_NET_H
+#define LEJEPA_TRAIN_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msg.h"
+
+struct config;
+
+/* Interval of HEARTBEATs both ways (WELCOME.heartbeat_ms). */
+#define TRAIN_HEARTBEAT_MS 1000
+/* A peer silent for this many intervals is gone. */
+#define TRAIN_SILENCE_BEATS 5
+/* Bad messages logged one by one before the log thins out to 1 in 1000. */
+#define TRAIN_BAD_LOG_FIRST 20
+/* Most clients at once; more HELLOs are refused. */
+#define TRAIN_MAX_CLIENTS 256
+/* Messages received per call of train_net_recv's caller burst. */
+#define TRAIN_RECV_BURST 256
+
+/* The tickets a loader holds (train_tickets.c owns these fields). */
+struct train_hold {
+    uint32_t credit;                /* most tickets it may hold */
+    uint64_t *held;                 /* (credit) ticket ids out to it */
+    uint32_t n_held;
+};
+
+struct train_client {
+    uint8_t id[256];                /* ROUTER routing id */
+    size_t id_len;
+    uint64_t client_id;
+    char name[128];
+    enum msg_role role;
+    struct train_hold hold;
+    double last_seen;               /* monotonic seconds */
+    double joined_at;               /* monotonic seconds of its HELLO */
+    uint64_t batches;
+    bool has_result;                /* an evaluator sent a RESULT ... */
+    uint64_t result_step;           /* ... for this step, last */
+};
+
+struct train_net {
+    void *zctx, *router, *pub;
+    struct msg_limits limits;
+    struct msg_arena arena;
+    struct train_client *clients[TRAIN_MAX_CLIENTS];
+    int n_clients;
+    uint64_t next_client_id;
+    double last_beat;
+    uint64_t bad_messages;
+};
+
+/* Binds the work and broadcast endpoints of the config; pub_hwm is the PUB
+ * socket's ZMQ_SNDHWM. 0, or -1 with err. */
+int train_net_open(struct train_net *n, const struct config *c, int pub_hwm,
+                   char *err);
+void train_net_close(struct train_net *n);
+
+/* Sends m to one peer; a failure is logged, never fatal. */
+void train_net_send(struct train_net *n, const uint8_t *id, size_t id_len,
+                    const struct msg *m);
+/* REFUSE (or BYE) with a reason. */
+void train_net_send_text(struct train_net *n, const uint8_t *id, size_t id_len,
+                         enum msg_kind kind, const char *reason);
+/* Sends WELCOME only when the peer is still connected; false when it left. */
+bool train_net_welcome(struct train_net *n, const uint8_t *id, size_t id_len,
+                       const struct msg *m);
+
+/* The next message of the work socket, ZMQ_DONTWAIT. 1: *m holds a message
+ * (the frame stays open until zmq_msg_close); 0: none waiting; -1: a bad
+ * message, counted and logged (a HELLO of another protocol version is
+ * answered with REFUSE). */
+int train_net_recv(struct train_net *n, uint8_t *id, size_t *id_len,
+                   zmq_msg_t *frame, struct msg *m);
+/* Counts and logs a malformed, oversized or unexpected message. */
+void train_net_bad_message(struct train_net *n, const char *who,
+                           const char *reason);
+
+struct train_client *train_net_find(struct train_net *n, const uint8_t *id,
+                                    size_t id_len);
+/* Registers a welcomed client (credit: the loader's, already capped). */
+struct train_client *train_net_add(struct train_net *n, const uint8_t *id,
+                                   size_t id_len, const struct msg_hello *h,
+                                   uint32_t credit);
+/* Takes c out of the registry; the caller frees it with train_net_free_client
+ * once its tickets are re-issued. */
+void train_net_detach(struct train_net *n, struct train_client *c);
+void train_net_free_client(struct train_client *c);
+int train_net_count(const struct train_net *n, enum msg_role role);
+
+/* Once per TRAIN_HEARTBEAT_MS: true when it is time to beat (then call
+ * train_net_silent until NULL, then train_net_beat). */
+bool train_net_beat_due(struct train_net *n);
+/* A client silent for TRAIN_SILENCE_BEATS intervals, or NULL. */
+struct train_client *train_net_silent(struct train_net *n, char *why, size_t len);
+void train_net_beat(struct train_net *n);
+
+/* Whether an evaluator joined less than settle_s ago: its SUB socket may
+ * not be subscribed yet (ZeroMQ's slow joiner). */
+bool train_net_evaluators_settling(const struct train_net *n, double settle_s);
+/* Whether every connected evaluator has sent a RESULT for step. */
+bool train_net_evaluators_done(const struct train_net *n, uint64_t step);
+
+#endif

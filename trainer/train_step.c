@@ -1,0 +1,337 @@
+/*
+ * train_step.c: the steps in flight and the step job (train_step.h). Tickets
+ * go out under credit-based flow control; an answered ticket is done and any
+ * later BATCH for it is a dropped duplicate.
+ */
+#include "train_step.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "config.h"
+#include "hash.h"
+#include "train_log.h"
+#include "util.h"
+
+static int group_views(const struct config *c, int g)
+{
+    return (int)(g == 0 ? c->views.global_count : c->views.local_count);
+}
+
+static size_t group_plane(const struct config *c, int g)
+{
+    size_t size = (size_t)(g == 0 ? c->views.global_size : c->views.local_size);
+    return (size_t)c->views.channels * size * size;
+}
+
+void train_step_init(struct train_step *st, const struct config *c,
+                     uint64_t n_train, uint32_t n_classes)
+{
+    memset(st, 0, sizeof *st);
+    st->cfg = c;
+    st->n_classes = n_classes;
+    train_sampler_init(&st->sampler, c->run.seed, n_train, (int)c->optim.batch,
+                       (int)c->run.ticket_size);
+    size_t B = (size_t)st->sampler.batch;
+    for (int i = 0; i < TRAIN_WINDOW; i++) {
+        struct train_slot *s = &st->slots[i];
+        s->indices = xmalloc(B * sizeof *s->indices);
+        s->ok = xmalloc(B);
+        s->labels = xmalloc(B * sizeof *s->labels);
+        for (int g = 0; g < 2; g++)
+            if (group_views(c, g) > 0)
+                s->pixels[g] = xmalloc_aligned((size_t)group_views(c, g) * B *
+                                               group_plane(c, g));
+        s->tstate = xmalloc((size_t)st->sampler.tickets_per_step);
+    }
+    struct train_step_job *j = &st->job;
+    j->batch = (int)B;
+    j->channels = (int)c->views.channels;
+    for (int g = 0; g < 2; g++) {
+        j->views[g] = group_views(c, g);
+        j->size[g] = (int)(g == 0 ? c->views.global_size : c->views.local_size);
+    }
+    j->keep = xmalloc(B * sizeof *j->keep);
+}
+
+void train_step_free(struct train_step *st)
+{
+    for (int i = 0; i < TRAIN_WINDOW; i++) {
+        struct train_slot *s = &st->slots[i];
+        free(s->indices);
+        free(s->ok);
+        free(s->labels);
+        for (int g = 0; g < 2; g++)
+            util_free_aligned(s->pixels[g]);
+        free(s->tstate);
+    }
+    free(st->job.keep);
+    train_sampler_free(&st->sampler);
+    memset(st, 0, sizeof *st);
+}
+
+struct train_slot *train_step_slot(struct train_step *st, uint64_t step)
+{
+    for (int i = 0; i < TRAIN_WINDOW; i++)
+        if (st->slots[i].used && st->slots[i].step == step)
+            return &st->slots[i];
+    return NULL;
+}
+
+void train_step_release(struct train_slot *s)
+{
+    s->used = false;
+    s->computing = false;
+}
+
+/* The next epoch is cut only once every ticket of the current one is back:
+ * then every failure of the epoch is known, whatever the loaders' speeds. */
+static bool epoch_complete(const struct train_step *st)
+{
+    for (int i = 0; i < TRAIN_WINDOW; i++) {
+        const struct train_slot *s = &st->slots[i];
+        if (s->used && s->epoch == st->sampler.epoch &&
+            s->tickets_done < st->sampler.tickets_per_step)
+            return false;
+    }
+    return true;
+}
+
+void train_step_open(struct train_step *st, uint64_t total)
+{
+    struct train_sampler *sm = &st->sampler;
+    while (st->next_open < total && !st->sampler_err[0]) {
+        struct train_slot *s = NULL;
+        for (int i = 0; i < TRAIN_WINDOW && !s; i++)
+            if (!st->slots[i].used)
+                s = &st->slots[i];
+        if (!s)
+            return;
+        uint64_t step = st->next_open;
+        if (step >= sm->epoch_start + sm->steps_in_epoch) {
+            if (!epoch_complete(st))
+                return;
+            if (train_sampler_start_epoch(sm, sm->epoch + 1, step, st->sampler_err) != 0)
+                return;
+            train_log("epoch %" PRIu32 " starts at step %" PRIu64 ": %" PRIu64
+                      " steps of %d (%" PRIu64 " usable samples, %" PRIu64
+                      " dropped as the last partial batch, %" PRIu64 " excluded)",
+                      sm->epoch, step, sm->steps_in_epoch, sm->batch, sm->n_perm,
+                      sm->n_perm % (uint64_t)sm->batch, sm->n_failed);
+        }
+        s->used = true;
+        s->computing = false;
+        s->step = step;
+        s->epoch = sm->epoch;
+        s->epoch_start = sm->epoch_start;
+        train_sampler_step_indices(sm, step, s->indices);
+        memset(s->ok, 0, (size_t)sm->batch);
+        memset(s->labels, 0, (size_t)sm->batch * sizeof *s->labels);
+        memset(s->tstate, TICKET_UNISSUED, (size_t)sm->tickets_per_step);
+        s->tickets_done = 0;
+        st->next_open++;
+    }
+}
+
+static void ticket_of(const struct train_step *st, const struct train_slot *s,
+                      int k, struct msg_ticket *out)
+{
+    const struct train_sampler *sm = &st->sampler;
+    int first = k * sm->ticket_size;
+    int n = sm->batch - first < sm->ticket_size ? sm->batch - first : sm->ticket_size;
+    *out = (struct msg_ticket){
+        .ticket = s->step * (uint64_t)sm->tickets_per_step + (uint64_t)k + 1,
+        .step = s->step, .epoch = s->epoch, .split = MSG_SPLIT_TRAIN,
+        .work = MSG_WORK_TRAIN, .seed = st->cfg->run.seed, .n = (uint32_t)n,
+        .indices = s->indices + first,
+    };
+}
+
+void train_step_issue(struct train_step *st, struct train_tickets *tk,
+                      struct train_net *n)
+{
+    /* slots in step order, so re-issued tickets of earlier steps go first */
+    struct train_slot *order[TRAIN_WINDOW];
+    int m = 0;
+    for (int i = 0; i < TRAIN_WINDOW; i++)
+        if (st->slots[i].used)
+            order[m++] = &st->slots[i];
+    for (int i = 1; i < m; i++)
+        for (int j = i; j > 0 && order[j]->step < order[j - 1]->step; j--) {
+            struct train_slot *tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    for (int i = 0; i < m; i++) {
+        struct train_slot *s = order[i];
+        for (int k = 0; k < st->sampler.tickets_per_step; k++) {
+            if (s->tstate[k] != TICKET_UNISSUED)
+                continue;
+            struct train_client *c = train_tickets_loader(tk, n);
+            if (!c)
+                return;
+            struct msg_ticket t;
+            ticket_of(st, s, k, &t);
+            train_tickets_send(n, c, &t);
+            s->tstate[k] = TICKET_OUT;
+        }
+    }
+}
+
+/* Slot and ticket number of a ticket id; NULL when its step is not open. */
+static struct train_slot *slot_of_ticket(struct train_step *st, uint64_t ticket,
+                                         int *k)
+{
+    if (ticket == 0)
+        return NULL;
+    uint64_t tps = (uint64_t)st->sampler.tickets_per_step;
+    *k = (int)((ticket - 1) % tps);
+    return train_step_slot(st, (ticket - 1) / tps);
+}
+
+void train_step_reissue(struct train_step *st, const struct train_net *n,
+                        uint64_t ticket)
+{
+    int k;
+    struct train_slot *s = slot_of_ticket(st, ticket, &k);
+    if (s && s->tstate[k] == TICKET_OUT && !train_tickets_held(n, ticket))
+        s->tstate[k] = TICKET_UNISSUED;
+}
+
+/* Copies the batch's samples into the slot at their place in the step. */
+static void copy_samples(const struct train_step *st, struct train_slot *s,
+                         const struct msg_ticket *tk, const struct msg_batch *b)
+{
+    size_t B = (size_t)st->sampler.batch;
+    size_t first = (size_t)(tk->indices - s->indices);
+    uint32_t j = 0;
+    for (uint32_t i = 0; i < tk->n && j < b->n; i++) {
+        if (tk->indices[i] != b->indices[j])
+            continue;
+        size_t pos = first + i;
+        for (uint32_t g = 0; g < b->n_groups; g++) {
+            size_t plane = group_plane(st->cfg, (int)g);
+            for (uint32_t v = 0; v < b->groups[g].views; v++)
+                memcpy(s->pixels[g] + ((size_t)v * B + pos) * plane,
+                       b->groups[g].pixels + ((size_t)v * b->n + j) * plane, plane);
+        }
+        s->labels[pos] = b->labels[j];
+        s->ok[pos] = 1;
+        j++;
+    }
+}
+
+void train_step_accept(struct train_step *st, struct train_tickets *tk,
+                       struct train_net *n, struct train_client *c,
+                       const struct msg_batch *b, bool was_held)
+{
+    char err[ERR_LEN];
+    int k = 0;
+    struct train_slot *s = slot_of_ticket(st, b->ticket, &k);
+    if (!s || s->tstate[k] == TICKET_DONE || s->computing) {
+        tk->duplicates++;
+        train_log("dropped a late or duplicate BATCH for ticket %" PRIu64
+                  " (step %" PRIu64 ") from %s", b->ticket, b->step, c->name);
+        return;
+    }
+    struct msg_ticket t;
+    ticket_of(st, s, k, &t);
+    if (b->work != MSG_WORK_TRAIN) {
+        errf(err, "BATCH work '%s' for a train ticket", msg_work_name(b->work));
+    } else if (train_tickets_check_answer(st->cfg, st->n_classes, b, &t, err) == 0) {
+        copy_samples(st, s, &t, b);
+        for (uint32_t i = 0; i < b->n_failures; i++) {
+            const struct msg_failure *f = &b->failures[i];
+            if (train_sampler_exclude(&st->sampler, f->index, s->epoch))
+                train_log("sample %" PRIu64 " (%s) failed: %s; excluded from "
+                          "epoch %" PRIu32 " on", f->index, f->path, f->reason,
+                          s->epoch + 1);
+        }
+        s->tstate[k] = TICKET_DONE;
+        s->tickets_done++;
+        c->batches++;
+        return;
+    }
+    train_net_bad_message(n, c->name, err);
+    if (was_held)
+        train_step_reissue(st, n, b->ticket);
+}
+
+struct train_slot *train_step_ready(struct train_step *st, uint64_t step)
+{
+    struct train_slot *s = train_step_slot(st, step);
+    return s && !s->computing && s->tickets_done == st->sampler.tickets_per_step
+               ? s : NULL;
+}
+
+/* Moves the surviving samples to the front of each view, in place (the
+ * destination v*n+i never lies after the source v*B+keep[i], and later
+ * sources lie after both), and hashes the assembled pixels and labels.
+ * Returns the number of samples kept. */
+static int assemble(struct train_step_job *j, uint64_t *hash)
+{
+    struct train_slot *s = j->slot;
+    size_t B = (size_t)j->batch;
+    size_t n = 0;
+    for (size_t b = 0; b < B; b++)
+        if (s->ok[b])
+            j->keep[n++] = (int)b;
+    uint64_t h = HASH_FNV_OFFSET;
+    for (int g = 0; g < 2; g++) {
+        size_t plane = (size_t)j->channels * (size_t)j->size[g] * (size_t)j->size[g];
+        for (int v = 0; v < j->views[g]; v++)
+            for (size_t i = 0; i < n; i++)
+                memmove(s->pixels[g] + ((size_t)v * n + i) * plane,
+                        s->pixels[g] + ((size_t)v * B + (size_t)j->keep[i]) * plane,
+                        plane);
+        if (j->views[g] > 0)
+            h = hash_fnv1a(h, s->pixels[g], (size_t)j->views[g] * n * plane);
+    }
+    for (size_t i = 0; i < n; i++) {
+        s->labels[i] = s->labels[j->keep[i]];
+        uint8_t le[4];
+        uint32_t u = (uint32_t)s->labels[i];
+        for (int k = 0; k < 4; k++)
+            le[k] = (uint8_t)(u >> (8 * k));
+        h = hash_fnv1a(h, le, 4);
+    }
+    *hash = h;
+    return (int)n;
+}
+
+/* Compute thread: one training step on the job's slot. */
+static void step_job(struct train_engine *e, void *arg)
+{
+    struct train_step_job *j = arg;
+    struct train_step_result *r = &j->result;
+    struct train_slot *s = j->slot;
+    double t0 = util_time_mono();
+    memset(r, 0, sizeof *r);
+    r->lr_factor = j->lr_factor;
+    r->finite = true;
+    r->n = assemble(j, &r->hash);
+    if (r->n < 2) {
+        r->skipped = true;
+        r->seconds = util_time_mono() - t0;
+        return;
+    }
+    struct lejepa *m = &e->model;
+    lejepa_set_batch(m, r->n);
+    for (int g = 0; g < m->n_groups; g++)
+        lejepa_load_pixels(m, g, s->pixels[g], e->mean, e->std);
+    lejepa_forward_backward(m, s->labels, s->step, &r->losses);
+    if (lejepa_check_finite(m, &r->losses, s->step, r->err) != 0)
+        r->finite = false;
+    else
+        adamw_step(&e->opt, &m->p, j->lr_factor);
+    r->seconds = util_time_mono() - t0;
+}
+
+void train_step_submit(struct train_step *st, struct train_engine *e,
+                       struct train_slot *s, double lr_factor)
+{
+    s->computing = true;
+    st->job.slot = s;
+    st->job.lr_factor = lr_factor;
+    train_engine_submit(e, step_job, &st->job);
+}

@@ -1,0 +1,106 @@
+/*
+ * train_step.h: the training steps in flight (DESIGN.md §3, §5). The sampler
+ * cuts each step into tickets; each of TRAIN_WINDOW slots holds one step: its
+ * sample indices, the state of its tickets and a uint8 staging buffer that
+ * BATCHes are copied into at their ticket's place, so the bytes of a step do
+ * not depend on which loader answered which ticket or when. A full slot
+ * becomes a job for the compute thread (train_engine.h): assemble the
+ * surviving samples, hash them, normalise, LeJEPA forward and backward, the
+ * online probe, the finiteness check, AdamW. No snapshot state here
+ * (train_eval.h) and no decision of when a step may start (train_loop.c).
+ */
+#ifndef LEJEPA_TRAIN_STEP_H
+#define LEJEPA_TRAIN_STEP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lejepa.h"
+#include "train_engine.h"
+#include "train_net.h"
+#include "train_sampler.h"
+#include "train_tickets.h"
+
+struct config;
+
+/* Steps whose tickets may be out at once, the computing one included: the
+ * bound on the trainer's batch memory whatever the loaders' credit. */
+#define TRAIN_WINDOW 3
+
+enum train_ticket_state { TICKET_UNISSUED, TICKET_OUT, TICKET_DONE };
+
+struct train_slot {
+    bool used, computing;
+    uint64_t step;
+    uint32_t epoch;
+    uint64_t epoch_start;           /* global step where its epoch began */
+    uint64_t *indices;              /* (batch) samples, permutation order */
+    uint8_t *ok;                    /* (batch) 1: pixels arrived */
+    int32_t *labels;                /* (batch) */
+    uint8_t *pixels[2];             /* group g: (views, batch, C, size, size) */
+    uint8_t *tstate;                /* (tickets_per_step) enum train_ticket_state */
+    int tickets_done;
+};
+
+struct train_step_result {
+    bool skipped;                   /* fewer than 2 samples survived */
+    bool finite;
+    int n;                          /* samples trained on */
+    uint64_t hash;                  /* FNV-1a 64 of the assembled pixels, labels */
+    struct lejepa_losses losses;
+    double lr_factor;
+    double seconds;
+    char err[256];
+};
+
+/* What the compute thread is handed: the slot's buffers and sizes. */
+struct train_step_job {
+    struct train_slot *slot;
+    int batch, channels;
+    int views[2], size[2];          /* per group: view count, crop size */
+    double lr_factor;
+    int *keep;                      /* (batch) scratch */
+    struct train_step_result result;
+};
+
+struct train_step {
+    const struct config *cfg;       /* the run's, read only */
+    uint32_t n_classes;
+    struct train_sampler sampler;
+    struct train_slot slots[TRAIN_WINDOW];
+    uint64_t next_open;             /* next step to open a slot for */
+    char sampler_err[256];          /* no next epoch: fatal once the open
+                                     * steps are trained */
+    struct train_step_job job;
+};
+
+void train_step_init(struct train_step *st, const struct config *c,
+                     uint64_t n_train, uint32_t n_classes);
+void train_step_free(struct train_step *st);
+struct train_slot *train_step_slot(struct train_step *st, uint64_t step);
+/* Opens slots for the next steps below total while the window and the
+ * epoch rule allow. */
+void train_step_open(struct train_step *st, uint64_t total);
+void train_step_release(struct train_slot *s);
+/* Hands out unissued tickets to loaders with free credit, earliest step
+ * first. */
+void train_step_issue(struct train_step *st, struct train_tickets *tk,
+                      struct train_net *n);
+/* Marks an out ticket unissued again (its loader is gone or returned it). */
+void train_step_reissue(struct train_step *st, const struct train_net *n,
+                        uint64_t ticket);
+/* A decoded BATCH for a train ticket from loader c (was_held: c held it):
+ * checked against its ticket and the run's views, copied into its step's
+ * slot, failures logged and excluded; a bad one is counted and its ticket
+ * issued again; a late one dropped. */
+void train_step_accept(struct train_step *st, struct train_tickets *tk,
+                       struct train_net *n, struct train_client *c,
+                       const struct msg_batch *b, bool was_held);
+/* The slot of step when all its tickets are back, else NULL. */
+struct train_slot *train_step_ready(struct train_step *st, uint64_t step);
+/* Hands the slot to the compute thread; the result is st->job.result once
+ * train_engine_idle. */
+void train_step_submit(struct train_step *st, struct train_engine *e,
+                       struct train_slot *s, double lr_factor);
+
+#endif

@@ -1,0 +1,95 @@
+/*
+ * train_tickets.c: the ticket ledger (train_tickets.h).
+ */
+#include "train_tickets.h"
+
+#include <inttypes.h>
+
+#include "config.h"
+#include "util.h"
+
+enum train_ticket_kind train_tickets_kind(uint64_t ticket)
+{
+    return (ticket & TRAIN_EVAL_TICKET_BIT) ? TRAIN_TICKET_EVAL : TRAIN_TICKET_TRAIN;
+}
+
+struct train_client *train_tickets_loader(struct train_tickets *tk,
+                                          struct train_net *n)
+{
+    for (int i = 0; i < n->n_clients; i++) {
+        struct train_client *c = n->clients[(tk->rr + i) % n->n_clients];
+        if (c->role == MSG_ROLE_LOADER && c->hold.n_held < c->hold.credit) {
+            tk->rr = (tk->rr + i + 1) % n->n_clients;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+void train_tickets_send(struct train_net *n, struct train_client *c,
+                        const struct msg_ticket *t)
+{
+    CHECK(c->hold.n_held < c->hold.credit);
+    struct msg m = {.kind = MSG_KIND_TICKET, .ticket = *t};
+    train_net_send(n, c->id, c->id_len, &m);
+    c->hold.held[c->hold.n_held++] = t->ticket;
+}
+
+bool train_tickets_drop(struct train_client *c, uint64_t ticket)
+{
+    struct train_hold *h = &c->hold;
+    for (uint32_t j = 0; j < h->n_held; j++)
+        if (h->held[j] == ticket) {
+            h->held[j] = h->held[--h->n_held];
+            return true;
+        }
+    return false;
+}
+
+bool train_tickets_held(const struct train_net *n, uint64_t ticket)
+{
+    for (int i = 0; i < n->n_clients; i++) {
+        const struct train_hold *h = &n->clients[i]->hold;
+        for (uint32_t j = 0; j < h->n_held; j++)
+            if (h->held[j] == ticket)
+                return true;
+    }
+    return false;
+}
+
+void train_tickets_forget(struct train_tickets *tk)
+{
+    tk->rr = 0;
+}
+
+int train_tickets_check_answer(const struct config *c, uint32_t n_classes,
+                               const struct msg_batch *b,
+                               const struct msg_ticket *tk, char *err)
+{
+    if (msg_batch_check_ticket(b, tk, err) != 0)
+        return -1;
+    bool eval = b->work == MSG_WORK_EVAL;
+    int want = !eval && c->views.local_count > 0 ? 2 : 1;
+    if ((int)b->n_groups != want)
+        return errf(err, "BATCH has %" PRIu32 " groups, the run's views need %d",
+                    b->n_groups, want);
+    for (int g = 0; g < want; g++) {
+        const struct msg_group *gr = &b->groups[g];
+        uint32_t size = (uint32_t)(g == 0 ? c->views.global_size
+                                          : c->views.local_size);
+        int views = eval ? 1 : (int)(g == 0 ? c->views.global_count
+                                            : c->views.local_count);
+        if (gr->views != (uint32_t)views ||
+            gr->c != (uint32_t)c->views.channels || gr->h != size || gr->w != size)
+            return errf(err, "BATCH group %d is %" PRIu32 " views of %" PRIu32 "x%"
+                        PRIu32 "x%" PRIu32 ", the run's config wants %d of %dx%"
+                        PRIu32 "x%" PRIu32, g, gr->views, gr->c, gr->h, gr->w,
+                        views, (int)c->views.channels, size, size);
+    }
+    for (uint32_t i = 0; i < b->n; i++)
+        if (b->labels[i] < 0 || (uint32_t)b->labels[i] >= n_classes)
+            return errf(err, "BATCH label %" PRId32 " of sample %" PRIu64
+                        " outside the %" PRIu32 " classes", b->labels[i],
+                        b->indices[i], n_classes);
+    return 0;
+}

@@ -1,0 +1,59 @@
+/*
+ * train_tickets.h: the ticket ledger (DESIGN.md §3, credit-based flow
+ * control): which loader holds which ticket, each loader's free credit and
+ * the round-robin choice of the next one, what kind a ticket id is, and the
+ * check of an answer against its ticket. The owners of the tickets, the
+ * training steps (train_step.h) and the eval snapshots (train_eval.h), ask
+ * the ledger for a loader and record what they send through it; neither
+ * calls the other: the hub (train_hub.c) routes by train_tickets_kind.
+ */
+#ifndef LEJEPA_TRAIN_TICKETS_H
+#define LEJEPA_TRAIN_TICKETS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "msg.h"
+#include "train_net.h"
+
+struct config;
+
+/* Most tickets one loader may hold (its credit is capped to this). */
+#define TRAIN_MAX_CREDIT 1024
+
+/* Eval ticket ids: this bit, the snapshot's step << TRAIN_EVAL_STEP_SHIFT and
+ * the ticket number, so they never collide with train tickets (step *
+ * tickets_per_step + k + 1) and a late BATCH of an older snapshot is known. */
+#define TRAIN_EVAL_TICKET_BIT (UINT64_C(1) << 63)
+#define TRAIN_EVAL_STEP_SHIFT 28
+
+enum train_ticket_kind { TRAIN_TICKET_TRAIN, TRAIN_TICKET_EVAL };
+
+enum train_ticket_kind train_tickets_kind(uint64_t ticket);
+
+struct train_tickets {
+    int rr;                         /* round-robin start among the clients */
+    uint64_t duplicates;            /* late or duplicate BATCHes dropped */
+};
+
+/* The next loader (round-robin) with free credit, or NULL. */
+struct train_client *train_tickets_loader(struct train_tickets *tk,
+                                          struct train_net *n);
+/* Sends ticket m to loader c and records that c holds it. */
+void train_tickets_send(struct train_net *n, struct train_client *c,
+                        const struct msg_ticket *m);
+/* Forgets that c holds the ticket; true when it did. */
+bool train_tickets_drop(struct train_client *c, uint64_t ticket);
+/* True when some client holds the ticket. */
+bool train_tickets_held(const struct train_net *n, uint64_t ticket);
+/* A client leaves: the round robin starts over. */
+void train_tickets_forget(struct train_tickets *tk);
+
+/* A BATCH against the ticket it answers and the run's views: for work =
+ * train the global group then the local one, for work = eval one view at
+ * the global size; labels below the class count. 0 or -1 with err. */
+int train_tickets_check_answer(const struct config *c, uint32_t n_classes,
+                               const struct msg_batch *b,
+                               const struct msg_ticket *tk, char *err);
+
+#endif
