@@ -4,7 +4,7 @@
 # Our side writes the initial weights and batches; PyTorch (float64) writes
 # the losses, gradients and AdamW steps the tests match. Commit the result.
 # Usage: tools/make-fixtures.sh [CASE ...]  (default: every case of
-# tests/lejepa_cases.h); BUILD=DIR picks the build directory (default build).
+# tools/lejepa_cases.h); BUILD=DIR picks the build directory (default build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then

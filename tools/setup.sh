@@ -20,6 +20,7 @@ packages=(
   zlib1g-dev                                      # gzip idx files of Fashion-MNIST
   libcunit1-dev                                   # unit tests
   clang libclang-rt-14-dev                        # libFuzzer + sanitizers
+  clang-format                                    # tools/check_format.sh
   dataset-fashion-mnist                           # the bundled default dataset
   chromium                                        # renders the dashboard in its test
 )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tools/test.sh: runs every unit test of ./build (built by tools/setup.sh),
-# then the message-decoder fuzzer for FUZZ_SECONDS (default 60) under
+# the folder rules (tools/check_layout.py, tools/check_format.sh), then the
+# message-decoder fuzzer for FUZZ_SECONDS (default 60) under
 # AddressSanitizer and UndefinedBehaviorSanitizer. Exits non-zero on any
 # failure and ends with one "N passed, N failed, N skipped" line.
 set -uo pipefail
@@ -22,6 +23,17 @@ if [ "$unit_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1   # meson failed before running tests (build error)
 fi
 
+# the folder rules (issue 17): link graph, includes, struct and file sizes,
+# and the formatting of the files .clang-format covers
+layout_rc=0
+echo "test: folder rules and formatting"
+if python3 tools/check_layout.py build && bash tools/check_format.sh; then
+  passed=$((passed + 1))
+else
+  layout_rc=1
+  failed=$((failed + 1))
+fi
+
 fuzz_rc=0
 if [ "$fuzz_seconds" -gt 0 ] && [ -x tools/fuzz.sh ]; then
   echo "test: fuzzing the message decoder for ${fuzz_seconds}s"
@@ -34,4 +46,4 @@ if [ "$fuzz_seconds" -gt 0 ] && [ -x tools/fuzz.sh ]; then
 fi
 
 echo "$passed passed, $failed failed, $skipped skipped"
-[ "$unit_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ]
+[ "$unit_rc" -eq 0 ] && [ "$layout_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ]

@@ -130,15 +130,18 @@ void nn_attention_backward(float *dqkv, const float *dout, const float *qkv,
             float *dq0 = dqkv + off, *dk0 = dq0 + D, *dv0 = dq0 + 2 * D;
             const float *g0 = dout + (size_t)b * T * D + (size_t)h * HD;
             const float *p = att + (size_t)bh * T * T;
-            /* dv += p^T g; dp = g v^T; ds = softmax'(dp); dq += ds k;
-             * dk += ds^T q */
+            /* forward: out = p v  =>  dv += p^T g, dp = g v^T */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T,
                         1.0f, p, T, g0, D, 1.0f, dv0, ld);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD,
                         1.0f, g0, D, v0, ld, 0.0f, dp, T);
+            /* forward: p = softmax(s) row by row, s = scale q k^T
+             *   =>  ds = scale * p (dp - <p, dp>) (written over dp) */
             for (int i = 0; i < T; i++)
                 attn_softmax_row_backward(dp + (size_t)i * T,
                                           p + (size_t)i * T, T, scale);
+            /* forward: s = q k^T (scale folded in above)
+             *   =>  dq += ds k, dk += ds^T q */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T,
                         1.0f, dp, T, k0, ld, 1.0f, dq0, ld);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T,

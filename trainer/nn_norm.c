@@ -162,12 +162,16 @@ static void bn2d_backward(float *dinp, float *dweight, float *dbias,
             sgx += pgx;
         }
         sgx *= r; /* sum of dout * xhat */
+        /* forward: y = xhat * weight[c] + bias[c], xhat = (x - m) * r */
         dbias[c] += (float)sg;
         dweight[c] += (float)sgx;
         if (!dinp)
             continue;
         const float k = weight[c] * r;
-        /* training: dx = k (g - mean(g) - xhat mean(g xhat)); eval: k g */
+        /* forward: m = mean(x), r = 1/sqrt(mean((x - m)^2) + eps), both
+         * functions of x in training, so dx gets their paths too:
+         * training: dx = k (g - mean(g) - xhat mean(g xhat)); eval (m, r
+         * fixed running statistics): dx = k g */
         const float mg = training ? (float)(sg / count) : 0.0f;
         const float mgx = training ? (float)(sgx / count) : 0.0f;
         for (int b = 0; b < B; b++) {
@@ -464,6 +468,10 @@ void nn_layernorm_backward(float *dinp, float *dweight, float *dbias,
             const float *restrict g = dout + (size_t)n * D;
             float *restrict dx = dinp + (size_t)n * D;
             const float m = mean[n], r = rstd[n];
+            /* forward: y[j] = (x[j] - m) * r * weight[j] + bias[j], with
+             * m = mean(x) and r = 1/sqrt(mean((x - m)^2) + eps); with
+             * dn = g * weight and xhat = (x - m) * r:
+             * dx = r (dn - mean(dn) - xhat mean(dn xhat)) */
             double sdn = 0.0, sdnx = 0.0;
 #pragma omp simd reduction(+ : sdn, sdnx)
             for (int j = 0; j < D; j++) {
@@ -484,6 +492,7 @@ void nn_layernorm_backward(float *dinp, float *dweight, float *dbias,
             const float *restrict x = inp + (size_t)n * D + j0;
             const float *restrict g = dout + (size_t)n * D + j0;
             const float m = mean[n], r = rstd[n];
+            /* forward: y[j] = xhat[j] * weight[j] + bias[j] */
             for (int j = 0; j < nj; j++) {
                 sb[j] += g[j];
                 sw[j] += g[j] * ((x[j] - m) * r);

@@ -9,7 +9,7 @@
 void nn_pixels_normalize(float *out, const uint8_t *inp, const float *mean,
                          const float *std, size_t images, int C, size_t plane)
 {
-    #pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < images; i++)
         for (int c = 0; c < C; c++) {
             /* one multiply-add per pixel instead of a divide */
@@ -23,7 +23,8 @@ void nn_pixels_normalize(float *out, const uint8_t *inp, const float *mean,
 }
 
 void nn_pixels_normalize_ref(float *out, const uint8_t *inp, const float *mean,
-                             const float *std, size_t images, int C, size_t plane)
+                             const float *std, size_t images, int C,
+                             size_t plane)
 {
     for (size_t i = 0; i < images; i++)
         for (int c = 0; c < C; c++)

@@ -45,17 +45,17 @@ struct train_dataset {
     bool known;
     uint64_t fingerprint, n_train, n_val;
     uint32_t n_classes;
-    char **classes;                 /* (n_classes) or NULL when unknown */
-    char source[256];               /* "--data DIR", "loader NAME", "checkpoint" */
+    char **classes;   /* (n_classes) or NULL when unknown */
+    char source[256]; /* "--data DIR", "loader NAME", "checkpoint" */
 };
 
 /* Where the run stands and its schedule (DESIGN.md §5 optimizer). */
 struct train_progress {
-    uint64_t step;                  /* optimizer steps done */
-    uint64_t total;                 /* steps of the run */
-    bool total_fixed;               /* false while timing a time budget */
+    uint64_t step;    /* optimizer steps done */
+    uint64_t total;   /* steps of the run */
+    bool total_fixed; /* false while timing a time budget */
     long warmup;
-    uint64_t steps_per_epoch0;      /* for the warm-up */
+    uint64_t steps_per_epoch0; /* for the warm-up */
     uint64_t last_ckpt_step;
     bool have_ckpt;
     double start_time, timing_t0;
@@ -67,25 +67,25 @@ struct train_interval {
     uint64_t images;
     double probe_loss_sum;
     long probe_steps, probe_correct, probe_total;
-    uint64_t skipped_steps;         /* the run's, not the interval's */
+    uint64_t skipped_steps; /* the run's, not the interval's */
 };
 
 /* Whether and how the run ends, and the waits for evaluators. */
 struct train_control {
-    bool stopping;                  /* a first signal: finish the step, stop */
-    bool interrupted;               /* SIGINT/SIGTERM stopped the run */
-    char fatal[512];                /* set: the run stops with this error */
-    int fatal_code;                 /* its exit status */
-    double evals_wait_t0;           /* eval.wait_evaluators: wait began (0: not) */
+    bool stopping;        /* a first signal: finish the step, stop */
+    bool interrupted;     /* SIGINT/SIGTERM stopped the run */
+    char fatal[512];      /* set: the run stops with this error */
+    int fatal_code;       /* its exit status */
+    double evals_wait_t0; /* eval.wait_evaluators: wait began (0: not) */
     bool evals_wait_over;
-    double last_result_at;          /* monotonic time of the last RESULT */
-    double final_wait_from;         /* when the end-of-run wait began */
+    double last_result_at;  /* monotonic time of the last RESULT */
+    double final_wait_from; /* when the end-of-run wait began */
 };
 
 struct train {
     struct config cfg;
-    char *config_text;              /* config_to_string(&cfg) */
-    char resume[4096];              /* checkpoint path, "" = fresh run */
+    char *config_text; /* config_to_string(&cfg) */
+    char resume[4096]; /* checkpoint path, "" = fresh run */
     struct train_rundir rundir;
     struct train_net net;
     struct train_tickets tickets;
@@ -132,6 +132,7 @@ char *train_ckpt_read_config(const char *arg, char *path, size_t path_len,
  * built. */
 int train_ckpt_restore(struct train *t, char *err);
 /* Reads the dataset identity a checkpoint was trained on. */
-int train_ckpt_read_dataset(const char *path, struct train_dataset *d, char *err);
+int train_ckpt_read_dataset(const char *path, struct train_dataset *d,
+                            char *err);
 
 #endif

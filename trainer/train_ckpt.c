@@ -83,12 +83,14 @@ static void rotate(struct train *t)
         if (steps[i] == t->prog.step || steps[i] == t->prog.total)
             continue;
         char path[4200];
-        snprintf(path, sizeof path, "%s/ckpt-%" PRIu64 ".safetensors", t->rundir.dir,
-                 steps[i]);
+        snprintf(path, sizeof path, "%s/ckpt-%" PRIu64 ".safetensors",
+                 t->rundir.dir, steps[i]);
         if (unlink(path) != 0)
-            train_log("cannot delete old checkpoint %s: %s", path, strerror(errno));
+            train_log("cannot delete old checkpoint %s: %s", path,
+                      strerror(errno));
         else
-            train_log("deleted old checkpoint %s (run.keep_ckpts = %" PRId64 ")",
+            train_log("deleted old checkpoint %s (run.keep_ckpts = %" PRId64
+                      ")",
                       path, keep);
     }
     free(steps);
@@ -101,7 +103,7 @@ int train_ckpt_write(struct train *t, char *err)
     uint32_t epoch = s ? s->epoch : t->steps.sampler.epoch;
     uint64_t epoch_start = s ? s->epoch_start : t->steps.sampler.epoch_start;
     char step[32], total[32], ep[32], ep_start[32], seed[32], fp[32], ntr[32],
-         nval[32], ncls[32];
+        nval[32], ncls[32];
     snprintf(step, sizeof step, "%" PRIu64, t->prog.step);
     snprintf(total, sizeof total, "%" PRIu64, t->prog.total);
     snprintf(ep, sizeof ep, "%" PRIu32, epoch);
@@ -113,14 +115,22 @@ int train_ckpt_write(struct train *t, char *err)
     snprintf(ncls, sizeof ncls, "%" PRIu32, t->data.n_classes);
     char *excluded = train_sampler_format_excluded(&t->steps.sampler);
     const char *keys[] = {
-        "config", "run", "step", "total_steps", "sampler.epoch",
-        "sampler.epoch_start", "sampler.seed", "sampler.excluded",
-        "dataset.fingerprint", "dataset.n_train", "dataset.n_val",
+        "config",
+        "run",
+        "step",
+        "total_steps",
+        "sampler.epoch",
+        "sampler.epoch_start",
+        "sampler.seed",
+        "sampler.excluded",
+        "dataset.fingerprint",
+        "dataset.n_train",
+        "dataset.n_val",
         "dataset.n_classes",
     };
     const char *values[] = {
-        t->config_text, t->cfg.run.name, step, total, ep, ep_start, seed,
-        excluded, fp, ntr, nval, ncls,
+        t->config_text, t->cfg.run.name, step, total, ep,   ep_start,
+        seed,           excluded,        fp,   ntr,   nval, ncls,
     };
     char name[64], path[4200], latest[4200];
     snprintf(name, sizeof name, "ckpt-%" PRIu64 ".safetensors", t->prog.step);
@@ -179,8 +189,10 @@ char *train_ckpt_read_config(const char *arg, char *path, size_t path_len,
     const char *fmt = st_meta(&f, "format"), *cfg = st_meta(&f, "config");
     char *out = NULL;
     if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0 || !cfg || !st_meta(&f, "step"))
-        errf(err, "%s: not a lejepa-train checkpoint (no config or step in its "
-             "metadata)", path);
+        errf(err,
+             "%s: not a lejepa-train checkpoint (no config or step in its "
+             "metadata)",
+             path);
     else
         out = xstrdup(cfg);
     st_close(&f);
@@ -194,17 +206,20 @@ static int meta_u64(const struct st_file *f, const char *key, int base,
     char *end;
     errno = 0;
     if (!v || !*v || (*out = strtoull(v, &end, base), errno != 0) || *end)
-        return errf(err, "%s: metadata '%s' is missing or not a number", path, key);
+        return errf(err, "%s: metadata '%s' is missing or not a number", path,
+                    key);
     return 0;
 }
 
-int train_ckpt_read_dataset(const char *path, struct train_dataset *d, char *err)
+int train_ckpt_read_dataset(const char *path, struct train_dataset *d,
+                            char *err)
 {
     struct st_file f;
     if (st_open(&f, path, err) != 0)
         return -1;
     uint64_t ncls = 0;
-    int rc = meta_u64(&f, "dataset.fingerprint", 16, &d->fingerprint, path, err);
+    int rc =
+        meta_u64(&f, "dataset.fingerprint", 16, &d->fingerprint, path, err);
     if (rc == 0)
         rc = meta_u64(&f, "dataset.n_train", 10, &d->n_train, path, err);
     if (rc == 0)
@@ -241,21 +256,25 @@ int train_ckpt_restore(struct train *t, char *err)
     }
     if (seed != t->steps.sampler.seed || step > total || start > step ||
         epoch >= TRAIN_NOT_EXCLUDED) {
-        errf(err, "%s: inconsistent sampler state (seed %" PRIu64 " vs the "
+        errf(err,
+             "%s: inconsistent sampler state (seed %" PRIu64 " vs the "
              "config's %" PRIu64 ", step %" PRIu64 ", total %" PRIu64 ")",
              t->resume, seed, t->steps.sampler.seed, step, total);
         goto cleanup;
     }
     if (train_sampler_parse_excluded(&t->steps.sampler, excluded, err) != 0)
         goto cleanup;
-    if (train_sampler_start_epoch(&t->steps.sampler, (uint32_t)epoch, start, err) != 0)
+    if (train_sampler_start_epoch(&t->steps.sampler, (uint32_t)epoch, start,
+                                  err) != 0)
         goto cleanup;
     /* the checkpoint may sit on an epoch boundary: nothing is in flight, so
      * the next epoch can be cut at once */
-    while (step >= t->steps.sampler.epoch_start + t->steps.sampler.steps_in_epoch)
-        if (train_sampler_start_epoch(&t->steps.sampler, t->steps.sampler.epoch + 1,
-                                      t->steps.sampler.epoch_start +
-                                      t->steps.sampler.steps_in_epoch, err) != 0)
+    while (step >=
+           t->steps.sampler.epoch_start + t->steps.sampler.steps_in_epoch)
+        if (train_sampler_start_epoch(
+                &t->steps.sampler, t->steps.sampler.epoch + 1,
+                t->steps.sampler.epoch_start + t->steps.sampler.steps_in_epoch,
+                err) != 0)
             goto cleanup;
     /* an explicit optim.steps on the command line may lengthen the run */
     if ((uint64_t)t->cfg.optim.steps != total) {
@@ -264,8 +283,9 @@ int train_ckpt_restore(struct train *t, char *err)
                  t->cfg.optim.steps, t->resume, step);
             goto cleanup;
         }
-        train_log("optim.steps = %" PRId64 " instead of the checkpoint's %"
-                  PRIu64 ": the schedule changes from here on",
+        train_log("optim.steps = %" PRId64
+                  " instead of the checkpoint's %" PRIu64
+                  ": the schedule changes from here on",
                   t->cfg.optim.steps, total);
         total = (uint64_t)t->cfg.optim.steps;
     }

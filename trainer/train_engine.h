@@ -26,13 +26,13 @@ typedef void (*train_job_fn)(struct train_engine *e, void *job);
 struct train_engine {
     struct lejepa model;
     struct adamw opt;
-    float mean[3], std[3];          /* pixel normalisation (views.mean/std) */
-    int threads;                    /* OpenMP/BLAS threads of the worker */
+    float mean[3], std[3]; /* pixel normalisation (views.mean/std) */
+    int threads;           /* OpenMP/BLAS threads of the worker */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool started, has_job, quit, busy;
-    int wake[2];                    /* the worker writes a byte when done */
+    int wake[2]; /* the worker writes a byte when done */
     train_job_fn job_fn;
     void *job;
 };

@@ -41,19 +41,19 @@ enum { EVAL_UNISSUED, EVAL_OUT, EVAL_ARRIVED, EVAL_FORWARDED };
 struct eval_buf {
     bool used;
     uint32_t ticket;
-    uint32_t n;                     /* samples that arrived */
-    uint8_t *pixels;                /* (n, C, size, size) */
-    uint64_t *rows;                 /* (ticket_size) row of each sample */
-    int32_t *labels;                /* (ticket_size) */
+    uint32_t n;      /* samples that arrived */
+    uint8_t *pixels; /* (n, C, size, size) */
+    uint64_t *rows;  /* (ticket_size) row of each sample */
+    int32_t *labels; /* (ticket_size) */
 };
 
 /* Snapshots whose epoch a late RESULT can still be matched to. */
 #define EVAL_PAST 16
 
 struct train_eval {
-    const struct config *cfg;       /* the run's, read only */
+    const struct config *cfg; /* the run's, read only */
     bool active, job_out;
-    uint64_t step;                  /* snapshot id = its step */
+    uint64_t step; /* snapshot id = its step */
     uint32_t epoch;
     /* the last EVAL_PAST snapshots' steps and epochs, for late RESULTs */
     uint64_t past_step[EVAL_PAST];
@@ -61,31 +61,31 @@ struct train_eval {
     unsigned n_past;
     /* rows: [0, n_tr) train subset, then [n_tr, rows) val */
     uint64_t n_tr, n_va, rows;
-    uint64_t *index;                /* (rows) sample index in its split */
-    int32_t *labels;                /* (rows) */
-    uint8_t *ok;                    /* (rows) 1: embedded */
-    float *emb;                     /* (rows, dim) */
+    uint64_t *index; /* (rows) sample index in its split */
+    int32_t *labels; /* (rows) */
+    uint8_t *ok;     /* (rows) 1: embedded */
+    float *emb;      /* (rows, dim) */
     int dim, classes;
     /* tickets */
-    int ts;                         /* samples per ticket */
+    int ts; /* samples per ticket */
     uint32_t n_tk_tr, n_tickets;
-    uint8_t *state;                 /* (n_tickets) */
-    int *buf_of;                    /* (n_tickets) buffer index or -1 */
-    uint32_t issue_from;            /* no unissued ticket below it */
+    uint8_t *state;      /* (n_tickets) */
+    int *buf_of;         /* (n_tickets) buffer index or -1 */
+    uint32_t issue_from; /* no unissued ticket below it */
     uint32_t forwarded;
     struct eval_buf *bufs;
     int n_bufs, job_buf;
-    size_t plane;                   /* C * size * size */
+    size_t plane; /* C * size * size */
     /* eval graph and the probe on its embeddings */
     struct lejepa_eval ev;
-    float *ln, *ln_mean, *ln_rstd, *logits;   /* (ts, dim) (ts) (ts) (ts, K) */
+    float *ln, *ln_mean, *ln_rstd, *logits; /* (ts, dim) (ts) (ts) (ts, K) */
     long val_correct, val_total;
     /* FEATMAP rows [fm_row, fm_row + fm_n) */
     uint64_t fm_row;
-    int fm_n, fdim, gh, gw, heads;  /* heads: ViT CLS attention, else 0 */
-    uint8_t *fm_pixels;             /* (fm_n, C, size, size) */
-    float *fm_feats;                /* (fm_n, fdim, gh, gw) */
-    float *fm_attn;                 /* (fm_n, heads, gh, gw) */
+    int fm_n, fdim, gh, gw, heads; /* heads: ViT CLS attention, else 0 */
+    uint8_t *fm_pixels;            /* (fm_n, C, size, size) */
+    float *fm_feats;               /* (fm_n, fdim, gh, gw) */
+    float *fm_attn;                /* (fm_n, heads, gh, gw) */
     /* publishing scratch: one EMBED chunk or the FEATMAP's blobs */
     uint8_t *blob_a, *blob_b, *blob_c;
     double t0, forward_s;
@@ -93,13 +93,17 @@ struct train_eval {
     int pub_hwm;
 };
 
-static uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+static uint64_t ceil_div(uint64_t a, uint64_t b)
+{
+    return (a + b - 1) / b;
+}
 
 int train_eval_pub_hwm(const struct config *c)
 {
-    uint64_t val = c->eval.val_limit ? (uint64_t)c->eval.val_limit : EVAL_HWM_VAL_ROWS;
-    uint64_t chunks = ceil_div((uint64_t)c->eval.train_subset + val,
-                               (uint64_t)c->eval.chunk);
+    uint64_t val =
+        c->eval.val_limit ? (uint64_t)c->eval.val_limit : EVAL_HWM_VAL_ROWS;
+    uint64_t chunks =
+        ceil_div((uint64_t)c->eval.train_subset + val, (uint64_t)c->eval.chunk);
     return EVAL_HWM_BASE + (int)chunks + 2;
 }
 
@@ -132,18 +136,25 @@ static uint64_t ticket_rows(const struct train_eval *e, uint32_t k, uint32_t *n,
         end = e->rows;
         *split = MSG_SPLIT_VAL;
     }
-    *n = (uint32_t)(end - first < (uint64_t)e->ts ? end - first : (uint64_t)e->ts);
+    *n = (uint32_t)(end - first < (uint64_t)e->ts ? end - first
+                                                  : (uint64_t)e->ts);
     return first;
 }
 
-static void ticket_msg(const struct train_eval *e, uint32_t k, struct msg_ticket *out)
+static void ticket_msg(const struct train_eval *e, uint32_t k,
+                       struct msg_ticket *out)
 {
     uint32_t n;
     enum msg_split split;
     uint64_t first = ticket_rows(e, k, &n, &split);
     *out = (struct msg_ticket){
-        .ticket = ticket_id(e, k), .step = e->step, .epoch = e->epoch,
-        .split = split, .work = MSG_WORK_EVAL, .seed = e->cfg->run.seed, .n = n,
+        .ticket = ticket_id(e, k),
+        .step = e->step,
+        .epoch = e->epoch,
+        .split = split,
+        .work = MSG_WORK_EVAL,
+        .seed = e->cfg->run.seed,
+        .n = n,
         .indices = e->index + first,
     };
 }
@@ -180,7 +191,9 @@ struct train_eval *train_eval_new(const struct config *c, uint64_t n_train,
     e->plane = (size_t)c->views.channels * size * size;
     size_t per = (size_t)e->ts * e->plane;
     size_t nb = EVAL_BUF_BYTES / per;
-    nb = nb < EVAL_MIN_BUFS ? EVAL_MIN_BUFS : nb > EVAL_MAX_BUFS ? EVAL_MAX_BUFS : nb;
+    nb = nb < EVAL_MIN_BUFS  ? EVAL_MIN_BUFS
+        : nb > EVAL_MAX_BUFS ? EVAL_MAX_BUFS
+                             : nb;
     if (nb > e->n_tickets)
         nb = e->n_tickets ? e->n_tickets : 1;
     e->n_bufs = (int)nb;
@@ -208,9 +221,11 @@ struct train_eval *train_eval_new(const struct config *c, uint64_t n_train,
     e->fm_n = (int)(fm < from_n ? fm : from_n);
     size_t fm_feat = (size_t)e->fdim * (size_t)e->gh * (size_t)e->gw;
     e->fm_pixels = xmalloc((size_t)e->fm_n * e->plane + 1);
-    e->fm_feats = xmalloc_aligned(((size_t)e->fm_n * fm_feat + 1) * sizeof(float));
+    e->fm_feats =
+        xmalloc_aligned(((size_t)e->fm_n * fm_feat + 1) * sizeof(float));
     size_t fm_attn = (size_t)e->heads * e->gh * e->gw;
-    e->fm_attn = xmalloc_aligned(((size_t)e->fm_n * fm_attn + 1) * sizeof(float));
+    e->fm_attn =
+        xmalloc_aligned(((size_t)e->fm_n * fm_attn + 1) * sizeof(float));
 
     /* blob_a: int32 labels, blob_b: float32 rows of an EMBED or a FEATMAP */
     size_t chunk = (size_t)c->eval.chunk, fm_n = (size_t)e->fm_n;
@@ -236,14 +251,16 @@ struct train_eval *train_eval_new(const struct config *c, uint64_t n_train,
     if (c->eval.every > 0)
         snprintf(when, sizeof when, "every %" PRId64 " steps and at the end",
                  c->eval.every);
-    train_log("eval snapshots %s: %" PRIu64
-              " train + %" PRIu64 " val rows, %" PRIu64 " EMBED chunks of <= %zu "
-              "x %zu, FEATMAP %d images of %dx%dx%d features; messages up to %zu "
-              "bytes; PUB high-water mark %d messages%s",
-              when, e->n_tr, e->n_va, chunks, chunk, D, e->fm_n, e->fdim, e->gh, e->gw,
-              lim.max_msg_bytes, e->pub_hwm,
-              chunks + 2 + EVAL_HWM_BASE > (uint64_t)e->pub_hwm ?
-              " (below one snapshot: a slow subscriber loses more)" : "");
+    train_log(
+        "eval snapshots %s: %" PRIu64 " train + %" PRIu64 " val rows, %" PRIu64
+        " EMBED chunks of <= %zu "
+        "x %zu, FEATMAP %d images of %dx%dx%d features; messages up to %zu "
+        "bytes; PUB high-water mark %d messages%s",
+        when, e->n_tr, e->n_va, chunks, chunk, D, e->fm_n, e->fdim, e->gh,
+        e->gw, lim.max_msg_bytes, e->pub_hwm,
+        chunks + 2 + EVAL_HWM_BASE > (uint64_t)e->pub_hwm
+            ? " (below one snapshot: a slow subscriber loses more)"
+            : "");
     return e;
 }
 
@@ -259,8 +276,8 @@ void train_eval_free(struct train_eval *e)
             free(e->bufs[i].labels);
         }
         free(e->bufs);
-        float *fl[] = {e->emb, e->ln, e->ln_mean, e->ln_rstd, e->logits, e->fm_feats,
-                       e->fm_attn};
+        float *fl[] = {e->emb,    e->ln,       e->ln_mean, e->ln_rstd,
+                       e->logits, e->fm_feats, e->fm_attn};
         for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++)
             util_free_aligned(fl[i]);
         free(e->index);
@@ -298,7 +315,8 @@ bool train_eval_epoch_of(const struct train_eval *e, uint64_t step,
     return false;
 }
 
-double train_eval_estimate_seconds(const struct train_eval *e, double flops_per_s)
+double train_eval_estimate_seconds(const struct train_eval *e,
+                                   double flops_per_s)
 {
     if (!e || !e->index || e->rows == 0 || !(flops_per_s > 0))
         return 0;
@@ -332,7 +350,8 @@ void train_eval_begin(struct train_eval *e, uint64_t step, uint32_t epoch)
     e->forward_s = 0;
     e->t0 = util_time_mono();
     train_log("snapshot %" PRIu64 " begins: %" PRIu32 " eval tickets; training "
-              "pauses", e->step, e->n_tickets);
+              "pauses",
+              e->step, e->n_tickets);
 }
 
 static int free_buf(const struct train_eval *e)
@@ -399,8 +418,10 @@ void train_eval_accept(struct train_eval *e, struct train_tickets *tk,
     int64_t k = current_ticket(e, b->ticket);
     if (k < 0 || e->state[k] != EVAL_OUT) {
         tk->duplicates++;
-        train_log("dropped a late or duplicate eval BATCH for ticket %016" PRIx64
-                  " from %s", b->ticket, c->name);
+        train_log(
+            "dropped a late or duplicate eval BATCH for ticket %016" PRIx64
+            " from %s",
+            b->ticket, c->name);
         return;
     }
     struct msg_ticket t;
@@ -425,7 +446,8 @@ void train_eval_accept(struct train_eval *e, struct train_tickets *tk,
         for (uint32_t i = 0; i < b->n_failures; i++)
             if (++e->failed <= EVAL_FAIL_LOG)
                 train_log("snapshot %" PRIu64 ": %s sample %" PRIu64 " (%s) "
-                          "failed: %s; left out", e->step, msg_split_name(t.split),
+                          "failed: %s; left out",
+                          e->step, msg_split_name(t.split),
                           b->failures[i].index, b->failures[i].path,
                           b->failures[i].reason);
         e->state[k] = EVAL_ARRIVED;
@@ -449,8 +471,8 @@ static void forward_job(struct train_engine *eng, void *arg)
     if (n == 0)
         return;
     const int C = (int)e->cfg->views.channels;
-    nn_pixels_normalize(lejepa_eval_input(&e->ev), eb->pixels, eng->mean, eng->std,
-                        (size_t)n, C, e->plane / (size_t)C);
+    nn_pixels_normalize(lejepa_eval_input(&e->ev), eb->pixels, eng->mean,
+                        eng->std, (size_t)n, C, e->plane / (size_t)C);
     graph_set_batch(&e->ev.g, n);
     const float *emb = lejepa_eval_forward(&e->ev);
     size_t D = (size_t)e->dim, fsz = (size_t)e->fdim * e->gh * e->gw;
@@ -461,8 +483,8 @@ static void forward_job(struct train_engine *eng, void *arg)
         e->ok[row] = 1;
         if (row >= e->fm_row && row < e->fm_row + (uint64_t)e->fm_n) {
             size_t f = (size_t)(row - e->fm_row);
-            memcpy(e->fm_pixels + f * e->plane, eb->pixels + (size_t)i * e->plane,
-                   e->plane);
+            memcpy(e->fm_pixels + f * e->plane,
+                   eb->pixels + (size_t)i * e->plane, e->plane);
             lejepa_eval_featmap(&e->ev, i, e->fm_feats + f * fsz,
                                 e->fm_attn + f * asz);
         }
@@ -470,13 +492,14 @@ static void forward_job(struct train_engine *eng, void *arg)
     if (eb->rows[0] >= e->n_tr) {
         const struct lejepa *m = &eng->model;
         const struct params *p = &m->p;
-        nn_layernorm_forward(e->ln, e->ln_mean, e->ln_rstd, emb,
-                             params_data(p, m->probe_ln_w),
-                             params_data(p, m->probe_ln_b), n, (int)D, NN_LN_EPS);
+        nn_layernorm_forward(
+            e->ln, e->ln_mean, e->ln_rstd, emb, params_data(p, m->probe_ln_w),
+            params_data(p, m->probe_ln_b), n, (int)D, NN_LN_EPS);
         nn_linear_forward(e->logits, e->ln, params_data(p, m->probe_w),
                           params_data(p, m->probe_b), n, (int)D, e->classes);
         int correct = 0;
-        nn_crossentropy_forward(NULL, &correct, e->logits, eb->labels, n, e->classes);
+        nn_crossentropy_forward(NULL, &correct, e->logits, eb->labels, n,
+                                e->classes);
         e->val_correct += correct;
         e->val_total += n;
     }
@@ -528,15 +551,22 @@ static uint32_t publish_split(struct train_eval *e, void *pub, uint64_t from,
         for (; r < to && n < chunk; r++)
             if (e->ok[r]) {
                 msg_blob_write_i32(e->blob_a + (size_t)n * 4, &e->labels[r], 1);
-                msg_blob_write_f32(e->blob_b + (size_t)n * D * 4, e->emb + r * D, D);
+                msg_blob_write_f32(e->blob_b + (size_t)n * D * 4,
+                                   e->emb + r * D, D);
                 n++;
             }
         if (n == 0)
             return seq;
         struct msg m = {.kind = MSG_KIND_EMBED};
         m.embed = (struct msg_embed){
-            .snapshot = e->step, .step = e->step, .seq = seq++, .split = split,
-            .n = n, .dim = (uint32_t)D, .labels = e->blob_a, .emb = e->blob_b,
+            .snapshot = e->step,
+            .step = e->step,
+            .seq = seq++,
+            .split = split,
+            .n = n,
+            .dim = (uint32_t)D,
+            .labels = e->blob_a,
+            .emb = e->blob_b,
         };
         publish(pub, &m, dropped);
     }
@@ -552,11 +582,13 @@ static void publish_featmap(struct train_eval *e, void *pub, uint64_t *dropped)
         uint64_t row = e->fm_row + (uint64_t)f;
         if (!e->ok[row])
             continue;
-        memmove(e->fm_pixels + n * e->plane, e->fm_pixels + (size_t)f * e->plane,
-                e->plane);
+        memmove(e->fm_pixels + n * e->plane,
+                e->fm_pixels + (size_t)f * e->plane, e->plane);
         msg_blob_write_i32(e->blob_a + (size_t)n * 4, &e->labels[row], 1);
-        msg_blob_write_f32(e->blob_b + n * fsz * 4, e->fm_feats + (size_t)f * fsz, fsz);
-        msg_blob_write_f32(e->blob_c + n * asz * 4, e->fm_attn + (size_t)f * asz, asz);
+        msg_blob_write_f32(e->blob_b + n * fsz * 4,
+                           e->fm_feats + (size_t)f * fsz, fsz);
+        msg_blob_write_f32(e->blob_c + n * asz * 4,
+                           e->fm_attn + (size_t)f * asz, asz);
         n++;
     }
     if (n == 0)
@@ -564,11 +596,20 @@ static void publish_featmap(struct train_eval *e, void *pub, uint64_t *dropped)
     size_t size = (size_t)e->cfg->views.global_size;
     struct msg m = {.kind = MSG_KIND_FEATMAP};
     m.featmap = (struct msg_featmap){
-        .snapshot = e->step, .step = e->step, .n = n,
-        .c = (uint32_t)e->cfg->views.channels, .h = (uint32_t)size, .w = (uint32_t)size,
-        .pixels = e->fm_pixels, .labels = e->blob_a, .fdim = (uint32_t)e->fdim,
-        .gh = (uint32_t)e->gh, .gw = (uint32_t)e->gw, .feats = e->blob_b,
-        .heads = (uint32_t)e->heads, .attn = e->heads ? e->blob_c : NULL,
+        .snapshot = e->step,
+        .step = e->step,
+        .n = n,
+        .c = (uint32_t)e->cfg->views.channels,
+        .h = (uint32_t)size,
+        .w = (uint32_t)size,
+        .pixels = e->fm_pixels,
+        .labels = e->blob_a,
+        .fdim = (uint32_t)e->fdim,
+        .gh = (uint32_t)e->gh,
+        .gw = (uint32_t)e->gw,
+        .feats = e->blob_b,
+        .heads = (uint32_t)e->heads,
+        .attn = e->heads ? e->blob_c : NULL,
     };
     publish(pub, &m, dropped);
 }
@@ -581,13 +622,21 @@ static double finish(struct train_eval *e, void *pub, struct train_rundir *rd)
     int on = 1, off = 0;
     if (zmq_setsockopt(pub, ZMQ_XPUB_NODROP, &on, sizeof on) != 0)
         train_log("ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
-    uint32_t chunks = publish_split(e, pub, 0, e->n_tr, MSG_SPLIT_TRAIN, 0, &dropped);
-    chunks = publish_split(e, pub, e->n_tr, e->rows, MSG_SPLIT_VAL, chunks, &dropped);
+    uint32_t chunks =
+        publish_split(e, pub, 0, e->n_tr, MSG_SPLIT_TRAIN, 0, &dropped);
+    chunks = publish_split(e, pub, e->n_tr, e->rows, MSG_SPLIT_VAL, chunks,
+                           &dropped);
     struct msg end = {.kind = MSG_KIND_EMBED};
     end.embed = (struct msg_embed){
-        .snapshot = e->step, .step = e->step, .seq = chunks,
-        .split = e->n_va ? MSG_SPLIT_VAL : MSG_SPLIT_TRAIN, .end = true,
-        .chunks = chunks, .n = 0, .dim = (uint32_t)e->dim, .labels = e->blob_a,
+        .snapshot = e->step,
+        .step = e->step,
+        .seq = chunks,
+        .split = e->n_va ? MSG_SPLIT_VAL : MSG_SPLIT_TRAIN,
+        .end = true,
+        .chunks = chunks,
+        .n = 0,
+        .dim = (uint32_t)e->dim,
+        .labels = e->blob_a,
         .emb = e->blob_b,
     };
     publish(pub, &end, &dropped);
@@ -599,14 +648,18 @@ static double finish(struct train_eval *e, void *pub, struct train_rundir *rd)
     uint64_t rows = 0;
     for (uint64_t r = 0; r < e->rows; r++)
         rows += e->ok[r];
-    double acc = e->val_total ? (double)e->val_correct / (double)e->val_total : NAN;
+    double acc =
+        e->val_total ? (double)e->val_correct / (double)e->val_total : NAN;
     if (dropped)
         train_log("snapshot %" PRIu64 ": %" PRIu64 " messages dropped (slow "
-                  "subscriber)", e->step, dropped);
-    train_log("snapshot %" PRIu64 ": %" PRIu64 " rows (%" PRIu64 " failed), %"
-              PRIu32 " EMBED chunks + FEATMAP, %.2f s (forward %.2f s, publish "
-              "%.2f s), probe_acc_val %.4f", e->step, rows, e->failed, chunks,
-              seconds, e->forward_s, now - t_pub, acc);
+                  "subscriber)",
+                  e->step, dropped);
+    train_log("snapshot %" PRIu64 ": %" PRIu64 " rows (%" PRIu64
+              " failed), %" PRIu32
+              " EMBED chunks + FEATMAP, %.2f s (forward %.2f s, publish "
+              "%.2f s), probe_acc_val %.4f",
+              e->step, rows, e->failed, chunks, seconds, e->forward_s,
+              now - t_pub, acc);
     struct msg_value v[] = {
         {"probe_acc_val", acc},
         {"eval_rows", (double)rows},
@@ -655,5 +708,6 @@ void train_eval_abandon(struct train_eval *e, struct train_engine *eng,
     e->job_out = false;
     e->active = false;
     train_log("snapshot %" PRIu64 " abandoned (%" PRIu32 " of %" PRIu32
-              " tickets done): %s", e->step, e->forwarded, e->n_tickets, why);
+              " tickets done): %s",
+              e->step, e->forwarded, e->n_tickets, why);
 }

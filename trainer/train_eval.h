@@ -55,7 +55,8 @@ bool train_eval_epoch_of(const struct train_eval *e, uint64_t step,
 /* Seconds one snapshot's forward should take at flops_per_s (the training
  * step's measured rate): rows times the eval graph's multiply-adds per
  * image; 0 without snapshots. The time budget reserves it per snapshot. */
-double train_eval_estimate_seconds(const struct train_eval *e, double flops_per_s);
+double train_eval_estimate_seconds(const struct train_eval *e,
+                                   double flops_per_s);
 void train_eval_begin(struct train_eval *e, uint64_t step, uint32_t epoch);
 bool train_eval_active(const struct train_eval *e);
 /* The main loop's turn while a snapshot is active (training is paused):

@@ -51,8 +51,10 @@ void train_hub_remove(struct train *t, struct train_client *c, const char *why)
 static void dataset_describe(char *out, size_t n, uint64_t fp, uint64_t n_train,
                              uint64_t n_val, uint32_t n_classes)
 {
-    snprintf(out, n, "fingerprint %016" PRIx64 " (%" PRIu64 " train, %" PRIu64
-             " val, %" PRIu32 " classes)", fp, n_train, n_val, n_classes);
+    snprintf(out, n,
+             "fingerprint %016" PRIx64 " (%" PRIu64 " train, %" PRIu64
+             " val, %" PRIu32 " classes)",
+             fp, n_train, n_val, n_classes);
 }
 
 static void adopt_classes(struct train_dataset *d, const struct msg_dataset *ds)
@@ -77,13 +79,14 @@ static int check_dataset(struct train_dataset *d, const struct msg_hello *h,
         adopt_classes(d, ds);
         snprintf(d->source, sizeof d->source, "loader %.200s", h->name);
         char desc[160];
-        dataset_describe(desc, sizeof desc, d->fingerprint, d->n_train, d->n_val,
-                         d->n_classes);
+        dataset_describe(desc, sizeof desc, d->fingerprint, d->n_train,
+                         d->n_val, d->n_classes);
         train_log("dataset from %s: %s", d->source, desc);
         return 0;
     }
-    bool same = ds->fingerprint == d->fingerprint && ds->n_train == d->n_train &&
-                ds->n_val == d->n_val && ds->n_classes == d->n_classes;
+    bool same = ds->fingerprint == d->fingerprint &&
+        ds->n_train == d->n_train && ds->n_val == d->n_val &&
+        ds->n_classes == d->n_classes;
     for (uint32_t i = 0; same && d->classes && i < ds->n_classes; i++)
         same = strcmp(ds->classes[i], d->classes[i]) == 0;
     if (same) {
@@ -96,9 +99,12 @@ static int check_dataset(struct train_dataset *d, const struct msg_hello *h,
                      d->n_classes);
     dataset_describe(theirs, sizeof theirs, ds->fingerprint, ds->n_train,
                      ds->n_val, ds->n_classes);
-    return errf(err, "dataset mismatch: loader %.100s has %s, the run's dataset "
-                "(from %.100s) has %s%s", h->name, theirs, d->source, mine,
-                ds->fingerprint == d->fingerprint ? " (class names differ)" : "");
+    return errf(err,
+                "dataset mismatch: loader %.100s has %s, the run's dataset "
+                "(from %.100s) has %s%s",
+                h->name, theirs, d->source, mine,
+                ds->fingerprint == d->fingerprint ? " (class names differ)"
+                                                  : "");
 }
 
 static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
@@ -126,14 +132,16 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
         train_engine_init(t);
     struct msg m = {.kind = MSG_KIND_WELCOME};
     m.welcome = (struct msg_welcome){
-        .run = t->cfg.run.name, .broadcast = t->cfg.run.broadcast,
-        .config = t->config_text, .heartbeat_ms = TRAIN_HEARTBEAT_MS,
+        .run = t->cfg.run.name,
+        .broadcast = t->cfg.run.broadcast,
+        .config = t->config_text,
+        .heartbeat_ms = TRAIN_HEARTBEAT_MS,
         .client_id = n->next_client_id + 1,
     };
     if (!train_net_welcome(n, id, id_len, &m)) {
         train_log("%s %s (pid %" PRIu64 ") left before its WELCOME (an earlier "
-                  "HELLO of a client that tried again)", msg_role_name(h->role),
-                  h->name, h->pid);
+                  "HELLO of a client that tried again)",
+                  msg_role_name(h->role), h->name, h->pid);
         return;
     }
     uint32_t credit = h->role == MSG_ROLE_LOADER ? h->credit : 0;
@@ -204,14 +212,15 @@ static void handle(struct train *t, const uint8_t *id, size_t id_len,
          * others, so its late batch is dropped, like a duplicate */
         if (m->kind == MSG_KIND_BATCH) {
             t->tickets.duplicates++;
-            train_log("dropped a late BATCH for ticket %" PRIu64 " (step %"
-                      PRIu64 ") from a peer no longer registered",
+            train_log("dropped a late BATCH for ticket %" PRIu64
+                      " (step %" PRIu64 ") from a peer no longer registered",
                       m->batch.ticket, m->batch.step);
             return;
         }
         if (m->kind != MSG_KIND_HEARTBEAT && m->kind != MSG_KIND_BYE &&
             m->kind != MSG_KIND_RETURN) {
-            errf(why, "%s from a peer that sent no HELLO", msg_kind_name(m->kind));
+            errf(why, "%s from a peer that sent no HELLO",
+                 msg_kind_name(m->kind));
             train_net_bad_message(&t->net, "unknown peer", why);
         }
         return;

@@ -19,7 +19,8 @@
 
 static long warmup_steps(const struct train *t)
 {
-    double by_epochs = t->cfg.optim.warmup_epochs * (double)t->prog.steps_per_epoch0;
+    double by_epochs =
+        t->cfg.optim.warmup_epochs * (double)t->prog.steps_per_epoch0;
     double by_fraction = t->cfg.optim.warmup_fraction * (double)t->prog.total;
     return (long)floor(by_epochs < by_fraction ? by_epochs : by_fraction);
 }
@@ -44,22 +45,24 @@ void train_engine_init(struct train *t)
     if (t->resume[0]) {
         if (train_ckpt_restore(t, err) != 0)
             die("%s", err);
-        train_log("resumed from %s at step %" PRIu64 " of %" PRIu64 " (epoch %"
-                  PRIu32 ", %" PRIu64 " samples excluded)", t->resume, p->step,
-                  p->total, sm->epoch, sm->n_failed);
+        train_log("resumed from %s at step %" PRIu64 " of %" PRIu64
+                  " (epoch %" PRIu32 ", %" PRIu64 " samples excluded)",
+                  t->resume, p->step, p->total, sm->epoch, sm->n_failed);
     } else if (train_sampler_start_epoch(sm, 0, 0, err) != 0) {
         die("%s", err);
     }
     p->warmup = warmup_steps(t);
-    train_log("model: %d parameters tensors, embedding %d, projection %d, %" PRIu32
-              " classes; %" PRIu64 " steps per epoch (batch %d, the last partial "
-              "batch of each epoch is dropped), warm-up %ld steps, %s %" PRIu64
-              " steps", (int)t->engine.model.p.learn.n, t->engine.model.emb_dim,
-              t->engine.model.proj_dim, t->data.n_classes, sm->steps_in_epoch,
-              sm->batch, p->warmup,
-              p->total_fixed ? "total" : "provisional total while timing", p->total);
-    t->eval = train_eval_new(c, t->data.n_train, t->data.n_val, t->data.n_classes,
-                             &t->engine.model);
+    train_log(
+        "model: %d parameters tensors, embedding %d, projection %d, %" PRIu32
+        " classes; %" PRIu64 " steps per epoch (batch %d, the last partial "
+        "batch of each epoch is dropped), warm-up %ld steps, %s %" PRIu64
+        " steps",
+        (int)t->engine.model.p.learn.n, t->engine.model.emb_dim,
+        t->engine.model.proj_dim, t->data.n_classes, sm->steps_in_epoch,
+        sm->batch, p->warmup,
+        p->total_fixed ? "total" : "provisional total while timing", p->total);
+    t->eval = train_eval_new(c, t->data.n_train, t->data.n_val,
+                             t->data.n_classes, &t->engine.model);
     train_engine_start(&t->engine);
     t->engine_ready = true;
     t->iv.t0 = util_time_mono();
@@ -92,12 +95,14 @@ static void fix_total(struct train *t)
     uint64_t total = p->step + (uint64_t)(more > 0 ? more : 0);
     if (total > (uint64_t)t->cfg.optim.steps)
         total = (uint64_t)t->cfg.optim.steps;
-    double snap = per_step > 0 ? train_eval_estimate_seconds(
-                      t->eval, 3.0 * lejepa_forward_flops(&t->engine.model) /
-                      per_step) : 0;
+    double snap = per_step > 0
+        ? train_eval_estimate_seconds(
+              t->eval, 3.0 * lejepa_forward_flops(&t->engine.model) / per_step)
+        : 0;
     while (total > p->step &&
            (double)(total - p->step) * per_step +
-                   (double)snapshots_between(t, p->step, total) * snap > left)
+                   (double)snapshots_between(t, p->step, total) * snap >
+               left)
         total--;
     if (total < p->step)
         total = p->step;
@@ -113,10 +118,13 @@ static void fix_total(struct train *t)
     t->config_text = config_to_string(&t->cfg);
     train_save_config(t);
     train_log("time budget: %.3f s per step over %" PRIu64 " steps and ~%.1f s "
-              "per snapshot (%" PRIu64 " before the end), so %" PRIu64 " steps in "
-              "total (warm-up %ld); recorded in config.ini", per_step, p->step,
-              snap, snapshots_between(t, p->step, total), total, p->warmup);
-    struct msg_value v[] = {{"steps_total", (double)total}, {"step_s", per_step}};
+              "per snapshot (%" PRIu64 " before the end), so %" PRIu64
+              " steps in "
+              "total (warm-up %ld); recorded in config.ini",
+              per_step, p->step, snap, snapshots_between(t, p->step, total),
+              total, p->warmup);
+    struct msg_value v[] = {{"steps_total", (double)total},
+                            {"step_s", per_step}};
     train_metrics_write(&t->rundir, MSG_SOURCE_SYSTEM, p->step,
                         t->steps.sampler.epoch, v, 2, NULL);
 }
@@ -128,8 +136,11 @@ static void write_metrics(struct train *t, uint32_t epoch,
     double now = util_time_mono();
     double dt = now - iv->t0;
     double ips = dt > 0 ? (double)iv->images / dt : 0;
-    double probe_loss = iv->probe_steps ? iv->probe_loss_sum / (double)iv->probe_steps : NAN;
-    double probe_acc = iv->probe_total ? (double)iv->probe_correct / (double)iv->probe_total : NAN;
+    double probe_loss =
+        iv->probe_steps ? iv->probe_loss_sum / (double)iv->probe_steps : NAN;
+    double probe_acc = iv->probe_total
+        ? (double)iv->probe_correct / (double)iv->probe_total
+        : NAN;
     double nan = NAN;
     const struct lejepa_losses *L = &r->losses;
     int loaders = train_net_count(&t->net, MSG_ROLE_LOADER);
@@ -148,13 +159,16 @@ static void write_metrics(struct train *t, uint32_t epoch,
         {"bad_messages", (double)t->net.bad_messages},
     };
     char extra[64];
-    snprintf(extra, sizeof extra, ",\"batch_hash\":\"%016" PRIx64 "\"", r->hash);
+    snprintf(extra, sizeof extra, ",\"batch_hash\":\"%016" PRIx64 "\"",
+             r->hash);
     train_metrics_write(&t->rundir, MSG_SOURCE_TRAIN, t->prog.step, epoch, v,
                         (int)(sizeof v / sizeof v[0]), extra);
-    train_log("step %" PRIu64 "/%" PRIu64 " epoch %" PRIu32 " loss %.5f inv %.5f "
+    train_log("step %" PRIu64 "/%" PRIu64 " epoch %" PRIu32
+              " loss %.5f inv %.5f "
               "sigreg %.5f lr %.3g probe_acc %.3f %.1f img/s loaders %d "
-              "failures %" PRIu64, t->prog.step, t->prog.total, epoch, v[0].value,
-              v[1].value, v[2].value, v[3].value, probe_acc, ips, loaders, failures);
+              "failures %" PRIu64,
+              t->prog.step, t->prog.total, epoch, v[0].value, v[1].value,
+              v[2].value, v[3].value, probe_acc, ips, loaders, failures);
     uint64_t skipped = iv->skipped_steps;
     *iv = (struct train_interval){.t0 = now, .skipped_steps = skipped};
 }
@@ -167,8 +181,10 @@ static void step_finish(struct train *t, struct train_slot *s)
     uint32_t epoch = s->epoch;
     const struct train_step_result *r = &t->steps.job.result;
     if (!r->finite) {
-        snprintf(t->ctl.fatal, sizeof t->ctl.fatal, "%s; stopping, the last good "
-                 "checkpoint is kept", r->err);
+        snprintf(t->ctl.fatal, sizeof t->ctl.fatal,
+                 "%s; stopping, the last good "
+                 "checkpoint is kept",
+                 r->err);
         t->ctl.fatal_code = 3;
         write_metrics(t, epoch, r);
         train_step_release(s);
@@ -208,17 +224,20 @@ static void step_finish(struct train *t, struct train_slot *s)
 static bool final_results_pending(struct train *t)
 {
     struct train_control *ctl = &t->ctl;
-    if (t->cfg.eval.every < 0 || train_net_count(&t->net, MSG_ROLE_EVALUATOR) == 0)
+    if (t->cfg.eval.every < 0 ||
+        train_net_count(&t->net, MSG_ROLE_EVALUATOR) == 0)
         return false;
     double now = util_time_mono();
     if (ctl->final_wait_from == 0) {
         ctl->final_wait_from = now;
-        train_log("waiting up to %d s for the evaluators' results of step %" PRIu64,
-                  TRAIN_RESULT_WAIT_S, t->prog.step);
+        train_log(
+            "waiting up to %d s for the evaluators' results of step %" PRIu64,
+            TRAIN_RESULT_WAIT_S, t->prog.step);
     }
     if (now - ctl->final_wait_from > TRAIN_RESULT_WAIT_S) {
         train_log("evaluators' results of step %" PRIu64 " did not all arrive "
-                  "within %d s", t->prog.step, TRAIN_RESULT_WAIT_S);
+                  "within %d s",
+                  t->prog.step, TRAIN_RESULT_WAIT_S);
         return false;
     }
     return !(train_net_evaluators_done(&t->net, t->prog.step) &&
@@ -240,13 +259,15 @@ static bool awaiting_evaluators(struct train *t)
         ctl->evals_wait_t0 = now;
         if (have < want)
             train_log("waiting up to %d s for %d evaluator(s) before the first "
-                      "step (eval.wait_evaluators)", TRAIN_EVALS_WAIT_S, want);
+                      "step (eval.wait_evaluators)",
+                      TRAIN_EVALS_WAIT_S, want);
     }
     if (have >= want || now - ctl->evals_wait_t0 > TRAIN_EVALS_WAIT_S) {
         ctl->evals_wait_over = true;
         if (have < want)
             train_log("only %d of %d evaluator(s) joined in %d s: training "
-                      "starts without the others", have, want, TRAIN_EVALS_WAIT_S);
+                      "starts without the others",
+                      have, want, TRAIN_EVALS_WAIT_S);
         return false;
     }
     return true;
@@ -297,7 +318,8 @@ static int turn(struct train *t)
         /* a snapshot pauses training until it is published */
         if (!t->ctl.stopping) {
             /* the pause is not training time: images_per_s leaves it out */
-            t->iv.t0 += train_eval_poll(t->eval, &t->engine, &t->net, &t->rundir);
+            t->iv.t0 +=
+                train_eval_poll(t->eval, &t->engine, &t->net, &t->rundir);
             return -1;
         }
         train_eval_abandon(t->eval, &t->engine, "the run is stopping");
@@ -311,7 +333,8 @@ static int turn(struct train *t)
         /* a time budget runs from the first step, not from start-up */
         if (t->prog.start_time == 0)
             t->prog.start_time = util_time_mono();
-        train_step_submit(&t->steps, &t->engine, ready, lr_factor(t, t->prog.step));
+        train_step_submit(&t->steps, &t->engine, ready,
+                          lr_factor(t, t->prog.step));
         return -1;
     case GATE_WAIT:
         return -1;

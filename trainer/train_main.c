@@ -22,31 +22,45 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-"usage: lejepa-train [--config FILE] [--set section.key=value ...] [--data DIR]\n"
-"                    [--resume CKPT] [--minutes M] [--steps N] [--name NAME]\n"
-"                    [--bind ADDR] [--out DIR]\n"
-"Trains a LeJEPA encoder on the batches lejepa-loader processes send. Binds the\n"
-"work endpoint (run.endpoint) and the broadcast endpoint (run.broadcast);\n"
-"loaders, evaluators and monitors connect to the work endpoint.\n"
-"  --config FILE   INI config (may repeat; later files override)\n"
-"  --set S.K=V     override one config key (may repeat; wins over files)\n"
-"  --data DIR      the dataset index to check loaders against (run.data);\n"
-"                  without it the first loader's dataset is the run's\n"
-"  --resume CKPT   continue from a checkpoint file or a run directory (its\n"
-"                  `latest`); the checkpoint's config applies, then flags\n"
-"  --minutes M     time budget (optim.minutes): the step count is fixed after\n"
-"                  optim.timing_steps steps, capped by optim.steps\n"
-"  --steps N       total steps (optim.steps)\n"
-"  --name NAME     run name (run.name); default run-YYYYmmdd-HHMMSS\n"
-"  --bind ADDR     bind both endpoints on ADDR instead of loopback (warns: the\n"
-"                  traffic is not authenticated)\n"
-"  --out DIR       parent of the run directories (run.dir, default runs)\n"
-"  --help-config   every config key with its bounds, default and help\n"
-"  --version       version, BLAS and threads\n"
-"Run directory DIR/NAME: config.ini, log, metrics.jsonl, ckpt-<step>.safetensors\n"
-"(the newest run.keep_ckpts), latest. SIGINT/SIGTERM: finish the step, checkpoint,\n"
-"exit 0.\n");
+    fprintf(
+        out,
+        "usage: lejepa-train [--config FILE] [--set section.key=value ...] "
+        "[--data DIR]\n"
+        "                    [--resume CKPT] [--minutes M] [--steps N] [--name "
+        "NAME]\n"
+        "                    [--bind ADDR] [--out DIR]\n"
+        "Trains a LeJEPA encoder on the batches lejepa-loader processes send. "
+        "Binds the\n"
+        "work endpoint (run.endpoint) and the broadcast endpoint "
+        "(run.broadcast);\n"
+        "loaders, evaluators and monitors connect to the work endpoint.\n"
+        "  --config FILE   INI config (may repeat; later files override)\n"
+        "  --set S.K=V     override one config key (may repeat; wins over "
+        "files)\n"
+        "  --data DIR      the dataset index to check loaders against "
+        "(run.data);\n"
+        "                  without it the first loader's dataset is the run's\n"
+        "  --resume CKPT   continue from a checkpoint file or a run directory "
+        "(its\n"
+        "                  `latest`); the checkpoint's config applies, then "
+        "flags\n"
+        "  --minutes M     time budget (optim.minutes): the step count is "
+        "fixed after\n"
+        "                  optim.timing_steps steps, capped by optim.steps\n"
+        "  --steps N       total steps (optim.steps)\n"
+        "  --name NAME     run name (run.name); default run-YYYYmmdd-HHMMSS\n"
+        "  --bind ADDR     bind both endpoints on ADDR instead of loopback "
+        "(warns: the\n"
+        "                  traffic is not authenticated)\n"
+        "  --out DIR       parent of the run directories (run.dir, default "
+        "runs)\n"
+        "  --help-config   every config key with its bounds, default and help\n"
+        "  --version       version, BLAS and threads\n"
+        "Run directory DIR/NAME: config.ini, log, metrics.jsonl, "
+        "ckpt-<step>.safetensors\n"
+        "(the newest run.keep_ckpts), latest. SIGINT/SIGTERM: finish the step, "
+        "checkpoint,\n"
+        "exit 0.\n");
 }
 
 /* --resume's value, looked up before the config is parsed. */
@@ -85,10 +99,11 @@ static void rebind(struct config *c, char *endpoint, const char *addr,
 
 static bool is_loopback(const char *endpoint)
 {
-    return strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0 ||
-           strncmp(endpoint, "tcp://127.", 10) == 0 ||
-           strncmp(endpoint, "tcp://localhost:", 16) == 0 ||
-           strncmp(endpoint, "tcp://[::1]:", 12) == 0;
+    return strncmp(endpoint, "ipc://", 6) == 0 ||
+        strncmp(endpoint, "inproc://", 9) == 0 ||
+        strncmp(endpoint, "tcp://127.", 10) == 0 ||
+        strncmp(endpoint, "tcp://localhost:", 16) == 0 ||
+        strncmp(endpoint, "tcp://[::1]:", 12) == 0;
 }
 
 static void parse_args(struct train *t, int argc, char **argv)
@@ -97,7 +112,8 @@ static void parse_args(struct train *t, int argc, char **argv)
     config_defaults(&t->cfg);
     const char *resume = find_resume(argc, argv);
     if (resume) {
-        char *text = train_ckpt_read_config(resume, t->resume, sizeof t->resume, err);
+        char *text =
+            train_ckpt_read_config(resume, t->resume, sizeof t->resume, err);
         if (!text || config_load_string(&t->cfg, text, t->resume, err) != 0)
             die("%s", err);
         free(text);
@@ -120,16 +136,35 @@ static void parse_args(struct train *t, int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case 'd': set_key(&t->cfg, "run.data", optarg); break;
-        case 'r': break;
-        case 'm': set_key(&t->cfg, "optim.minutes", optarg); break;
-        case 's': set_key(&t->cfg, "optim.steps", optarg); break;
-        case 'n': set_key(&t->cfg, "run.name", optarg); break;
-        case 'b': bind = optarg; break;
-        case 'o': set_key(&t->cfg, "run.dir", optarg); break;
-        case 'V': compute_print_build_info(stdout, "lejepa-train"); exit(0);
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); exit(2);
+        case 'd':
+            set_key(&t->cfg, "run.data", optarg);
+            break;
+        case 'r':
+            break;
+        case 'm':
+            set_key(&t->cfg, "optim.minutes", optarg);
+            break;
+        case 's':
+            set_key(&t->cfg, "optim.steps", optarg);
+            break;
+        case 'n':
+            set_key(&t->cfg, "run.name", optarg);
+            break;
+        case 'b':
+            bind = optarg;
+            break;
+        case 'o':
+            set_key(&t->cfg, "run.dir", optarg);
+            break;
+        case 'V':
+            compute_print_build_info(stdout, "lejepa-train");
+            exit(0);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
         }
     }
     if (optind < argc)
@@ -160,7 +195,8 @@ void train_save_config(struct train *t)
 static void open_run_dir(struct train *t)
 {
     char err[ERR_LEN];
-    if (train_rundir_open(&t->rundir, t->cfg.run.dir, t->cfg.run.name, err) != 0)
+    if (train_rundir_open(&t->rundir, t->cfg.run.dir, t->cfg.run.name, err) !=
+        0)
         die("%s", err);
     t->config_text = config_to_string(&t->cfg);
     train_log("run %s in %s%s%s", t->cfg.run.name, t->rundir.dir,
@@ -190,7 +226,8 @@ static void load_dataset(struct train *t)
 {
     char err[ERR_LEN];
     struct train_dataset from_ckpt = {0};
-    if (t->resume[0] && train_ckpt_read_dataset(t->resume, &from_ckpt, err) != 0)
+    if (t->resume[0] &&
+        train_ckpt_read_dataset(t->resume, &from_ckpt, err) != 0)
         die("%s", err);
     if (t->cfg.run.data[0]) {
         struct dataset d;
@@ -202,18 +239,23 @@ static void load_dataset(struct train *t)
         td->n_train = d.split[DATASET_TRAIN].n;
         td->n_val = d.split[DATASET_VAL].n;
         td->n_classes = (uint32_t)d.n_classes;
-        td->classes = xcalloc(d.n_classes ? d.n_classes : 1, sizeof *td->classes);
+        td->classes =
+            xcalloc(d.n_classes ? d.n_classes : 1, sizeof *td->classes);
         for (size_t i = 0; i < d.n_classes; i++)
             td->classes[i] = xstrdup(d.classes[i]);
-        snprintf(td->source, sizeof td->source, "--data %.200s", t->cfg.run.data);
+        snprintf(td->source, sizeof td->source, "--data %.200s",
+                 t->cfg.run.data);
         dataset_free(&d);
         if (from_ckpt.known && from_ckpt.fingerprint != td->fingerprint)
-            die("--data %s has fingerprint %016" PRIx64 ", the checkpoint %s was "
-                "trained on %016" PRIx64, t->cfg.run.data, td->fingerprint,
-                t->resume, from_ckpt.fingerprint);
+            die("--data %s has fingerprint %016" PRIx64
+                ", the checkpoint %s was "
+                "trained on %016" PRIx64,
+                t->cfg.run.data, td->fingerprint, t->resume,
+                from_ckpt.fingerprint);
         train_log("dataset from %s: fingerprint %016" PRIx64 " (%" PRIu64
-                  " train, %" PRIu64 " val, %" PRIu32 " classes)", td->source,
-                  td->fingerprint, td->n_train, td->n_val, td->n_classes);
+                  " train, %" PRIu64 " val, %" PRIu32 " classes)",
+                  td->source, td->fingerprint, td->n_train, td->n_val,
+                  td->n_classes);
     } else if (from_ckpt.known) {
         t->data = from_ckpt;
     } else {
@@ -237,8 +279,9 @@ static int finish(struct train *t, int code)
     const struct train_progress *p = &t->prog;
     if (t->engine_ready && code == 0) {
         if (!p->total_fixed)
-            train_log("no final checkpoint: the time budget's step count is not "
-                      "fixed yet");
+            train_log(
+                "no final checkpoint: the time budget's step count is not "
+                "fixed yet");
         else if ((!p->have_ckpt || p->last_ckpt_step != p->step) &&
                  train_ckpt_write(t, err) != 0) {
             train_log("final checkpoint failed: %s", err);
@@ -253,10 +296,11 @@ static int finish(struct train *t, int code)
     if (t->engine_ready) {
         train_engine_stop(&t->engine);
         train_log("%s at step %" PRIu64 " of %" PRIu64 " (%" PRIu64 " bad "
-                  "messages, %" PRIu64 " duplicate batches, %" PRIu64 " skipped "
+                  "messages, %" PRIu64 " duplicate batches, %" PRIu64
+                  " skipped "
                   "steps, %" PRIu64 " samples excluded)",
-                  code == 0 && p->step == p->total ? "done" : "stopped", p->step,
-                  p->total, t->net.bad_messages, t->tickets.duplicates,
+                  code == 0 && p->step == p->total ? "done" : "stopped",
+                  p->step, p->total, t->net.bad_messages, t->tickets.duplicates,
                   t->iv.skipped_steps, t->steps.sampler.n_failed);
         train_eval_free(t->eval);
         train_step_free(&t->steps);

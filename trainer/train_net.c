@@ -30,13 +30,16 @@ static void *open_socket(struct train_net *n, int type, const char *endpoint,
     else if (hwm > 0 && zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0)
         what = "ZMQ_SNDHWM";
     else if (zmq_bind(s, endpoint) != 0) {
-        errf(err, "cannot bind %s: %s (another trainer running? change "
-             "run.endpoint / run.broadcast)", endpoint, zmq_strerror(zmq_errno()));
+        errf(err,
+             "cannot bind %s: %s (another trainer running? change "
+             "run.endpoint / run.broadcast)",
+             endpoint, zmq_strerror(zmq_errno()));
         what = "";
     }
     if (what) {
         if (what[0])
-            errf(err, "zmq_setsockopt(%s): %s", what, zmq_strerror(zmq_errno()));
+            errf(err, "zmq_setsockopt(%s): %s", what,
+                 zmq_strerror(zmq_errno()));
         zmq_close(s);
         return NULL;
     }
@@ -110,11 +113,13 @@ bool train_net_welcome(struct train_net *n, const uint8_t *id, size_t id_len,
     char err[ERR_LEN];
     int on = 1, off = 0;
     if (zmq_setsockopt(n->router, ZMQ_ROUTER_MANDATORY, &on, sizeof on) != 0)
-        die("zmq_setsockopt(ZMQ_ROUTER_MANDATORY): %s", zmq_strerror(zmq_errno()));
+        die("zmq_setsockopt(ZMQ_ROUTER_MANDATORY): %s",
+            zmq_strerror(zmq_errno()));
     int rc = msg_send_to(n->router, id, id_len, m, err);
     int e = zmq_errno();
     if (zmq_setsockopt(n->router, ZMQ_ROUTER_MANDATORY, &off, sizeof off) != 0)
-        die("zmq_setsockopt(ZMQ_ROUTER_MANDATORY): %s", zmq_strerror(zmq_errno()));
+        die("zmq_setsockopt(ZMQ_ROUTER_MANDATORY): %s",
+            zmq_strerror(zmq_errno()));
     if (rc != 0 && e != EHOSTUNREACH)
         train_log("could not send WELCOME: %s", err);
     return rc == 0;
@@ -162,7 +167,8 @@ struct train_client *train_net_add(struct train_net *n, const uint8_t *id,
                                    size_t id_len, const struct msg_hello *h,
                                    uint32_t credit)
 {
-    CHECK(n->n_clients < TRAIN_MAX_CLIENTS && id_len <= sizeof n->clients[0]->id);
+    CHECK(n->n_clients < TRAIN_MAX_CLIENTS &&
+          id_len <= sizeof n->clients[0]->id);
     struct train_client *c = xcalloc(1, sizeof *c);
     memcpy(c->id, id, id_len);
     c->id_len = id_len;
@@ -210,7 +216,8 @@ bool train_net_beat_due(struct train_net *n)
     return true;
 }
 
-struct train_client *train_net_silent(struct train_net *n, char *why, size_t len)
+struct train_client *train_net_silent(struct train_net *n, char *why,
+                                      size_t len)
 {
     double now = util_time_mono();
     double silent = TRAIN_SILENCE_BEATS * TRAIN_HEARTBEAT_MS / 1000.0;

@@ -31,23 +31,23 @@ struct config;
 
 /* The tickets a loader holds (train_tickets.c owns these fields). */
 struct train_hold {
-    uint32_t credit;                /* most tickets it may hold */
-    uint64_t *held;                 /* (credit) ticket ids out to it */
+    uint32_t credit; /* most tickets it may hold */
+    uint64_t *held;  /* (credit) ticket ids out to it */
     uint32_t n_held;
 };
 
 struct train_client {
-    uint8_t id[256];                /* ROUTER routing id */
+    uint8_t id[256]; /* ROUTER routing id */
     size_t id_len;
     uint64_t client_id;
     char name[128];
     enum msg_role role;
     struct train_hold hold;
-    double last_seen;               /* monotonic seconds */
-    double joined_at;               /* monotonic seconds of its HELLO */
+    double last_seen; /* monotonic seconds */
+    double joined_at; /* monotonic seconds of its HELLO */
     uint64_t batches;
-    bool has_result;                /* an evaluator sent a RESULT ... */
-    uint64_t result_step;           /* ... for this step, last */
+    bool has_result;      /* an evaluator sent a RESULT ... */
+    uint64_t result_step; /* ... for this step, last */
 };
 
 struct train_net {
@@ -103,7 +103,8 @@ int train_net_count(const struct train_net *n, enum msg_role role);
  * train_net_silent until NULL, then train_net_beat). */
 bool train_net_beat_due(struct train_net *n);
 /* A client silent for TRAIN_SILENCE_BEATS intervals, or NULL. */
-struct train_client *train_net_silent(struct train_net *n, char *why, size_t len);
+struct train_client *train_net_silent(struct train_net *n, char *why,
+                                      size_t len);
 void train_net_beat(struct train_net *n);
 
 /* Whether an evaluator joined less than settle_s ago: its SUB socket may

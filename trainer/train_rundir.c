@@ -16,7 +16,8 @@ static void index_line(struct train_rundir *rd, uint64_t offset)
 {
     if (rd->lines == rd->line_cap) {
         rd->line_cap = rd->line_cap ? 2 * rd->line_cap : 1024;
-        rd->line_off = xrealloc(rd->line_off, rd->line_cap * sizeof *rd->line_off);
+        rd->line_off =
+            xrealloc(rd->line_off, rd->line_cap * sizeof *rd->line_off);
     }
     rd->line_off[rd->lines++] = offset;
 }
@@ -27,7 +28,8 @@ static int metrics_open(struct train_rundir *rd, char *err)
     snprintf(path, sizeof path, "%s/metrics.jsonl", rd->dir);
     rd->metrics = fopen(path, "a+");
     if (!rd->metrics)
-        return errf(err, "%s: cannot open for appending: %s", path, strerror(errno));
+        return errf(err, "%s: cannot open for appending: %s", path,
+                    strerror(errno));
     uint64_t off = 0;
     int c, last = '\n';
     rewind(rd->metrics);
@@ -107,27 +109,36 @@ static void emit(struct train_rundir *rd, const char *line,
 
 static size_t metric_head(char *out, size_t cap, const struct msg_metric *mm)
 {
-    return (size_t)snprintf(out, cap, "{\"time\":%.3f,\"step\":%" PRIu64
-                            ",\"epoch\":%" PRIu32 ",\"source\":\"%s\"", mm->time,
-                            mm->step, mm->epoch, msg_source_name(mm->source));
+    return (size_t)snprintf(out, cap,
+                            "{\"time\":%.3f,\"step\":%" PRIu64
+                            ",\"epoch\":%" PRIu32 ",\"source\":\"%s\"",
+                            mm->time, mm->step, mm->epoch,
+                            msg_source_name(mm->source));
 }
 
 void train_metrics_write(struct train_rundir *rd, enum msg_source source,
                          uint64_t step, uint32_t epoch,
-                         const struct msg_value *values, int n, const char *extra)
+                         const struct msg_value *values, int n,
+                         const char *extra)
 {
     struct msg_metric mm = {
-        .time = util_time_unix(), .step = step, .epoch = epoch, .source = source,
-        .n_values = (uint32_t)n, .values = values,
+        .time = util_time_unix(),
+        .step = step,
+        .epoch = epoch,
+        .source = source,
+        .n_values = (uint32_t)n,
+        .values = values,
     };
     char line[8192];
     size_t len = metric_head(line, sizeof line, &mm);
     for (int i = 0; i < n; i++)
-        len = append_number(line, sizeof line, len, values[i].key, values[i].value);
+        len = append_number(line, sizeof line, len, values[i].key,
+                            values[i].value);
     if (extra && len < sizeof line)
         len += (size_t)snprintf(line + len, sizeof line - len, "%s", extra);
     if (len + 2 >= sizeof line) {
-        train_log("metrics line of step %" PRIu64 " too long, not written", step);
+        train_log("metrics line of step %" PRIu64 " too long, not written",
+                  step);
         return;
     }
     snprintf(line + len, sizeof line - len, "}");
@@ -173,7 +184,8 @@ void train_metrics_history(const struct train_rundir *rd, uint64_t start,
         f = NULL;
     }
     while (f && start + n < rd->lines && (got = getline(&buf, &cap, f)) >= 0) {
-        if (n == TRAIN_HISTORY_PAGE_LINES || bytes + (size_t)got > TRAIN_HISTORY_PAGE_BYTES)
+        if (n == TRAIN_HISTORY_PAGE_LINES ||
+            bytes + (size_t)got > TRAIN_HISTORY_PAGE_BYTES)
             break;
         if (got > 0 && buf[got - 1] == '\n')
             buf[--got] = '\0';
@@ -184,7 +196,9 @@ void train_metrics_history(const struct train_rundir *rd, uint64_t start,
     if (f)
         fclose(f);
     *out = (struct msg_history){
-        .start = start, .n_lines = n, .lines = (const char *const *)lines,
+        .start = start,
+        .n_lines = n,
+        .lines = (const char *const *)lines,
         .done = start + n >= rd->lines,
     };
 }

@@ -20,11 +20,11 @@
 #define TRAIN_HISTORY_PAGE_LINES 1000
 
 struct train_rundir {
-    char dir[4096];                 /* runs/<name> */
-    FILE *metrics;                  /* metrics.jsonl, opened "a+" */
-    uint64_t *line_off;             /* (lines) where each line starts */
+    char dir[4096];     /* runs/<name> */
+    FILE *metrics;      /* metrics.jsonl, opened "a+" */
+    uint64_t *line_off; /* (lines) where each line starts */
     uint64_t lines, line_cap;
-    void *pub;                      /* METRIC copies go here; NULL before bind */
+    void *pub; /* METRIC copies go here; NULL before bind */
 };
 
 /* Makes parent/name, opens its log and metrics.jsonl (indexing the lines
@@ -41,7 +41,8 @@ int train_rundir_save_config(const struct train_rundir *rd, const char *text,
  * METRIC. extra: raw JSON members appended to the line (",\"k\":v") or NULL. */
 void train_metrics_write(struct train_rundir *rd, enum msg_source source,
                          uint64_t step, uint32_t epoch,
-                         const struct msg_value *values, int n, const char *extra);
+                         const struct msg_value *values, int n,
+                         const char *extra);
 /* An evaluator's RESULT, appended and republished the same way. */
 void train_metrics_result(struct train_rundir *rd, const struct msg_metric *r);
 /* One HISTORY reply from line `start` on, into *out (its lines malloc'd:

@@ -18,8 +18,8 @@
  * sample, view) can name it, sample indices being far below it. */
 #define SAMPLER_STREAM_TAG UINT64_C(0xfffffffffffffff0)
 
-void train_sampler_init(struct train_sampler *s, uint64_t seed, uint64_t n_train,
-                        int batch, int ticket_size)
+void train_sampler_init(struct train_sampler *s, uint64_t seed,
+                        uint64_t n_train, int batch, int ticket_size)
 {
     memset(s, 0, sizeof *s);
     s->seed = seed;
@@ -27,7 +27,8 @@ void train_sampler_init(struct train_sampler *s, uint64_t seed, uint64_t n_train
     s->batch = batch;
     s->ticket_size = ticket_size < batch ? ticket_size : batch;
     s->tickets_per_step = (batch + s->ticket_size - 1) / s->ticket_size;
-    s->failed_epoch = xmalloc((n_train ? n_train : 1) * sizeof *s->failed_epoch);
+    s->failed_epoch =
+        xmalloc((n_train ? n_train : 1) * sizeof *s->failed_epoch);
     for (uint64_t i = 0; i < n_train; i++)
         s->failed_epoch[i] = TRAIN_NOT_EXCLUDED;
     s->perm = xmalloc((n_train ? n_train : 1) * sizeof *s->perm);
@@ -45,7 +46,8 @@ int train_sampler_start_epoch(struct train_sampler *s, uint32_t epoch,
 {
     uint64_t n = 0;
     for (uint64_t i = 0; i < s->n_train; i++)
-        if (s->failed_epoch[i] == TRAIN_NOT_EXCLUDED || s->failed_epoch[i] >= epoch)
+        if (s->failed_epoch[i] == TRAIN_NOT_EXCLUDED ||
+            s->failed_epoch[i] >= epoch)
             s->perm[n++] = i;
     /* Fisher-Yates from the stream (seed, tag, epoch): same on every run. */
     struct rng r;
@@ -57,9 +59,12 @@ int train_sampler_start_epoch(struct train_sampler *s, uint32_t epoch,
         s->perm[j] = tmp;
     }
     if (n < (uint64_t)s->batch)
-        return errf(err, "epoch %" PRIu32 ": %" PRIu64 " usable training samples "
-                    "(%" PRIu64 " excluded after failures), fewer than one batch "
-                    "of %d", epoch, n, s->n_failed, s->batch);
+        return errf(err,
+                    "epoch %" PRIu32 ": %" PRIu64 " usable training samples "
+                    "(%" PRIu64
+                    " excluded after failures), fewer than one batch "
+                    "of %d",
+                    epoch, n, s->n_failed, s->batch);
     s->n_perm = n;
     s->epoch = epoch;
     s->epoch_start = start;
@@ -75,7 +80,8 @@ void train_sampler_step_indices(const struct train_sampler *s, uint64_t step,
     memcpy(out, s->perm + pos, (size_t)s->batch * sizeof *out);
 }
 
-int train_sampler_exclude(struct train_sampler *s, uint64_t index, uint32_t epoch)
+int train_sampler_exclude(struct train_sampler *s, uint64_t index,
+                          uint32_t epoch)
 {
     if (index >= s->n_train || s->failed_epoch[index] != TRAIN_NOT_EXCLUDED)
         return 0;
@@ -107,14 +113,18 @@ int train_sampler_parse_excluded(struct train_sampler *s, const char *text,
         char *end;
         uint64_t index = strtoull(p, &end, 10);
         if (end == p || *end != '@')
-            return errf(err, "sampler.excluded: expected index@epoch at '%.20s'", p);
+            return errf(err,
+                        "sampler.excluded: expected index@epoch at '%.20s'", p);
         p = end + 1;
         unsigned long epoch = strtoul(p, &end, 10);
-        if (end == p || (*end != ',' && *end != '\0') || epoch >= TRAIN_NOT_EXCLUDED)
+        if (end == p || (*end != ',' && *end != '\0') ||
+            epoch >= TRAIN_NOT_EXCLUDED)
             return errf(err, "sampler.excluded: bad epoch at '%.20s'", p);
         if (index >= s->n_train)
-            return errf(err, "sampler.excluded: index %" PRIu64 " beyond the %"
-                        PRIu64 " training samples", index, s->n_train);
+            return errf(err,
+                        "sampler.excluded: index %" PRIu64
+                        " beyond the %" PRIu64 " training samples",
+                        index, s->n_train);
         train_sampler_exclude(s, index, (uint32_t)epoch);
         p = *end == ',' ? end + 1 : end;
     }

@@ -111,13 +111,15 @@ void train_step_open(struct train_step *st, uint64_t total)
         if (step >= sm->epoch_start + sm->steps_in_epoch) {
             if (!epoch_complete(st))
                 return;
-            if (train_sampler_start_epoch(sm, sm->epoch + 1, step, st->sampler_err) != 0)
+            if (train_sampler_start_epoch(sm, sm->epoch + 1, step,
+                                          st->sampler_err) != 0)
                 return;
-            train_log("epoch %" PRIu32 " starts at step %" PRIu64 ": %" PRIu64
-                      " steps of %d (%" PRIu64 " usable samples, %" PRIu64
-                      " dropped as the last partial batch, %" PRIu64 " excluded)",
-                      sm->epoch, step, sm->steps_in_epoch, sm->batch, sm->n_perm,
-                      sm->n_perm % (uint64_t)sm->batch, sm->n_failed);
+            train_log(
+                "epoch %" PRIu32 " starts at step %" PRIu64 ": %" PRIu64
+                " steps of %d (%" PRIu64 " usable samples, %" PRIu64
+                " dropped as the last partial batch, %" PRIu64 " excluded)",
+                sm->epoch, step, sm->steps_in_epoch, sm->batch, sm->n_perm,
+                sm->n_perm % (uint64_t)sm->batch, sm->n_failed);
         }
         s->used = true;
         s->computing = false;
@@ -138,11 +140,16 @@ static void ticket_of(const struct train_step *st, const struct train_slot *s,
 {
     const struct train_sampler *sm = &st->sampler;
     int first = k * sm->ticket_size;
-    int n = sm->batch - first < sm->ticket_size ? sm->batch - first : sm->ticket_size;
+    int n = sm->batch - first < sm->ticket_size ? sm->batch - first
+                                                : sm->ticket_size;
     *out = (struct msg_ticket){
         .ticket = s->step * (uint64_t)sm->tickets_per_step + (uint64_t)k + 1,
-        .step = s->step, .epoch = s->epoch, .split = MSG_SPLIT_TRAIN,
-        .work = MSG_WORK_TRAIN, .seed = st->cfg->run.seed, .n = (uint32_t)n,
+        .step = s->step,
+        .epoch = s->epoch,
+        .split = MSG_SPLIT_TRAIN,
+        .work = MSG_WORK_TRAIN,
+        .seed = st->cfg->run.seed,
+        .n = (uint32_t)n,
         .indices = s->indices + first,
     };
 }
@@ -213,7 +220,8 @@ static void copy_samples(const struct train_step *st, struct train_slot *s,
             size_t plane = group_plane(st->cfg, (int)g);
             for (uint32_t v = 0; v < b->groups[g].views; v++)
                 memcpy(s->pixels[g] + ((size_t)v * B + pos) * plane,
-                       b->groups[g].pixels + ((size_t)v * b->n + j) * plane, plane);
+                       b->groups[g].pixels + ((size_t)v * b->n + j) * plane,
+                       plane);
         }
         s->labels[pos] = b->labels[j];
         s->ok[pos] = 1;
@@ -231,21 +239,23 @@ void train_step_accept(struct train_step *st, struct train_tickets *tk,
     if (!s || s->tstate[k] == TICKET_DONE || s->computing) {
         tk->duplicates++;
         train_log("dropped a late or duplicate BATCH for ticket %" PRIu64
-                  " (step %" PRIu64 ") from %s", b->ticket, b->step, c->name);
+                  " (step %" PRIu64 ") from %s",
+                  b->ticket, b->step, c->name);
         return;
     }
     struct msg_ticket t;
     ticket_of(st, s, k, &t);
     if (b->work != MSG_WORK_TRAIN) {
         errf(err, "BATCH work '%s' for a train ticket", msg_work_name(b->work));
-    } else if (train_tickets_check_answer(st->cfg, st->n_classes, b, &t, err) == 0) {
+    } else if (train_tickets_check_answer(st->cfg, st->n_classes, b, &t, err) ==
+               0) {
         copy_samples(st, s, &t, b);
         for (uint32_t i = 0; i < b->n_failures; i++) {
             const struct msg_failure *f = &b->failures[i];
             if (train_sampler_exclude(&st->sampler, f->index, s->epoch))
                 train_log("sample %" PRIu64 " (%s) failed: %s; excluded from "
-                          "epoch %" PRIu32 " on", f->index, f->path, f->reason,
-                          s->epoch + 1);
+                          "epoch %" PRIu32 " on",
+                          f->index, f->path, f->reason, s->epoch + 1);
         }
         s->tstate[k] = TICKET_DONE;
         s->tickets_done++;
@@ -261,7 +271,8 @@ struct train_slot *train_step_ready(struct train_step *st, uint64_t step)
 {
     struct train_slot *s = train_step_slot(st, step);
     return s && !s->computing && s->tickets_done == st->sampler.tickets_per_step
-               ? s : NULL;
+        ? s
+        : NULL;
 }
 
 /* Moves the surviving samples to the front of each view, in place (the
@@ -278,11 +289,13 @@ static int assemble(struct train_step_job *j, uint64_t *hash)
             j->keep[n++] = (int)b;
     uint64_t h = HASH_FNV_OFFSET;
     for (int g = 0; g < 2; g++) {
-        size_t plane = (size_t)j->channels * (size_t)j->size[g] * (size_t)j->size[g];
+        size_t plane =
+            (size_t)j->channels * (size_t)j->size[g] * (size_t)j->size[g];
         for (int v = 0; v < j->views[g]; v++)
             for (size_t i = 0; i < n; i++)
                 memmove(s->pixels[g] + ((size_t)v * n + i) * plane,
-                        s->pixels[g] + ((size_t)v * B + (size_t)j->keep[i]) * plane,
+                        s->pixels[g] +
+                            ((size_t)v * B + (size_t)j->keep[i]) * plane,
                         plane);
         if (j->views[g] > 0)
             h = hash_fnv1a(h, s->pixels[g], (size_t)j->views[g] * n * plane);

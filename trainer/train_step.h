@@ -33,20 +33,20 @@ struct train_slot {
     bool used, computing;
     uint64_t step;
     uint32_t epoch;
-    uint64_t epoch_start;           /* global step where its epoch began */
-    uint64_t *indices;              /* (batch) samples, permutation order */
-    uint8_t *ok;                    /* (batch) 1: pixels arrived */
-    int32_t *labels;                /* (batch) */
-    uint8_t *pixels[2];             /* group g: (views, batch, C, size, size) */
-    uint8_t *tstate;                /* (tickets_per_step) enum train_ticket_state */
+    uint64_t epoch_start; /* global step where its epoch began */
+    uint64_t *indices;    /* (batch) samples, permutation order */
+    uint8_t *ok;          /* (batch) 1: pixels arrived */
+    int32_t *labels;      /* (batch) */
+    uint8_t *pixels[2];   /* group g: (views, batch, C, size, size) */
+    uint8_t *tstate;      /* (tickets_per_step) enum train_ticket_state */
     int tickets_done;
 };
 
 struct train_step_result {
-    bool skipped;                   /* fewer than 2 samples survived */
+    bool skipped; /* fewer than 2 samples survived */
     bool finite;
-    int n;                          /* samples trained on */
-    uint64_t hash;                  /* FNV-1a 64 of the assembled pixels, labels */
+    int n;         /* samples trained on */
+    uint64_t hash; /* FNV-1a 64 of the assembled pixels, labels */
     struct lejepa_losses losses;
     double lr_factor;
     double seconds;
@@ -57,19 +57,19 @@ struct train_step_result {
 struct train_step_job {
     struct train_slot *slot;
     int batch, channels;
-    int views[2], size[2];          /* per group: view count, crop size */
+    int views[2], size[2]; /* per group: view count, crop size */
     double lr_factor;
-    int *keep;                      /* (batch) scratch */
+    int *keep; /* (batch) scratch */
     struct train_step_result result;
 };
 
 struct train_step {
-    const struct config *cfg;       /* the run's, read only */
+    const struct config *cfg; /* the run's, read only */
     uint32_t n_classes;
     struct train_sampler sampler;
     struct train_slot slots[TRAIN_WINDOW];
-    uint64_t next_open;             /* next step to open a slot for */
-    char sampler_err[256];          /* no next epoch: fatal once the open
+    uint64_t next_open;    /* next step to open a slot for */
+    char sampler_err[256]; /* no next epoch: fatal once the open
                                      * steps are trained */
     struct train_step_job job;
 };

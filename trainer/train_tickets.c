@@ -10,7 +10,8 @@
 
 enum train_ticket_kind train_tickets_kind(uint64_t ticket)
 {
-    return (ticket & TRAIN_EVAL_TICKET_BIT) ? TRAIN_TICKET_EVAL : TRAIN_TICKET_TRAIN;
+    return (ticket & TRAIN_EVAL_TICKET_BIT) ? TRAIN_TICKET_EVAL
+                                            : TRAIN_TICKET_TRAIN;
 }
 
 struct train_client *train_tickets_loader(struct train_tickets *tk,
@@ -71,25 +72,32 @@ int train_tickets_check_answer(const struct config *c, uint32_t n_classes,
     bool eval = b->work == MSG_WORK_EVAL;
     int want = !eval && c->views.local_count > 0 ? 2 : 1;
     if ((int)b->n_groups != want)
-        return errf(err, "BATCH has %" PRIu32 " groups, the run's views need %d",
+        return errf(err,
+                    "BATCH has %" PRIu32 " groups, the run's views need %d",
                     b->n_groups, want);
     for (int g = 0; g < want; g++) {
         const struct msg_group *gr = &b->groups[g];
-        uint32_t size = (uint32_t)(g == 0 ? c->views.global_size
-                                          : c->views.local_size);
-        int views = eval ? 1 : (int)(g == 0 ? c->views.global_count
-                                            : c->views.local_count);
+        uint32_t size =
+            (uint32_t)(g == 0 ? c->views.global_size : c->views.local_size);
+        int views = eval
+            ? 1
+            : (int)(g == 0 ? c->views.global_count : c->views.local_count);
         if (gr->views != (uint32_t)views ||
-            gr->c != (uint32_t)c->views.channels || gr->h != size || gr->w != size)
-            return errf(err, "BATCH group %d is %" PRIu32 " views of %" PRIu32 "x%"
-                        PRIu32 "x%" PRIu32 ", the run's config wants %d of %dx%"
-                        PRIu32 "x%" PRIu32, g, gr->views, gr->c, gr->h, gr->w,
-                        views, (int)c->views.channels, size, size);
+            gr->c != (uint32_t)c->views.channels || gr->h != size ||
+            gr->w != size)
+            return errf(err,
+                        "BATCH group %d is %" PRIu32 " views of %" PRIu32
+                        "x%" PRIu32 "x%" PRIu32
+                        ", the run's config wants %d of %dx%" PRIu32
+                        "x%" PRIu32,
+                        g, gr->views, gr->c, gr->h, gr->w, views,
+                        (int)c->views.channels, size, size);
     }
     for (uint32_t i = 0; i < b->n; i++)
         if (b->labels[i] < 0 || (uint32_t)b->labels[i] >= n_classes)
-            return errf(err, "BATCH label %" PRId32 " of sample %" PRIu64
-                        " outside the %" PRIu32 " classes", b->labels[i],
-                        b->indices[i], n_classes);
+            return errf(err,
+                        "BATCH label %" PRId32 " of sample %" PRIu64
+                        " outside the %" PRIu32 " classes",
+                        b->labels[i], b->indices[i], n_classes);
     return 0;
 }

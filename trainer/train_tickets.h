@@ -32,8 +32,8 @@ enum train_ticket_kind { TRAIN_TICKET_TRAIN, TRAIN_TICKET_EVAL };
 enum train_ticket_kind train_tickets_kind(uint64_t ticket);
 
 struct train_tickets {
-    int rr;                         /* round-robin start among the clients */
-    uint64_t duplicates;            /* late or duplicate BATCHes dropped */
+    int rr;              /* round-robin start among the clients */
+    uint64_t duplicates; /* late or duplicate BATCHes dropped */
 };
 
 /* The next loader (round-robin) with free credit, or NULL. */

@@ -2,7 +2,8 @@
  * lejepa_cases.h: the small models and batches that tools/ref_lejepa.py
  * reproduces in PyTorch. Shared by the generator of the fixture inputs
  * (tools/fixture_inputs.c) and the test that matches the fixtures
- * (tests/test_lejepa_ref.c), so both always mean the same model.
+ * (tests/test_lejepa_ref.c), so both always mean the same model. It lives
+ * in tools/ beside its generator; the tests include it from here.
  */
 #ifndef LEJEPA_CASES_H
 #define LEJEPA_CASES_H
