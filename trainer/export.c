@@ -49,10 +49,13 @@ int export_resolve_ckpt(const char *arg, char *path, size_t cap, char *err)
     base = base ? base + 1 : arg;
     if (S_ISDIR(st.st_mode)) {
         snprintf(dir, sizeof dir, "%s", arg);
-        snprintf(latest, sizeof latest, "%s/latest", arg);
+        size_t n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+            dir[--n] = '\0';
+        snprintf(latest, sizeof latest, "%s/latest", dir);
     } else if (strcmp(base, "latest") == 0) {
         /* runs/NAME/latest: a one-line text file naming the checkpoint */
-        snprintf(dir, sizeof dir, "%.*s", (int)(base - arg), arg);
+        snprintf(dir, sizeof dir, "%.*s", base > arg ? (int)(base - arg - 1) : 0, arg);
         if (!dir[0])
             snprintf(dir, sizeof dir, ".");
         snprintf(latest, sizeof latest, "%s", arg);
@@ -237,9 +240,9 @@ int export_load_backbone(struct params *p, const char *path, char *err)
     const struct st_tensor **src = xcalloc(n + 1, sizeof *src);
     if (!fmt || strcmp(fmt, EXPORT_FORMAT) != 0 || !ver ||
         strcmp(ver, EXPORT_VERSION) != 0) {
-        errf(err, "%s: not a lejepa backbone export of version %s (metadata format "
-             "'%s', version '%s')", path, EXPORT_VERSION, fmt ? fmt : "absent",
-             ver ? ver : "absent");
+        errf(err, "%s: not a %s file of version %s (metadata format '%s', version "
+             "'%s'; a checkpoint becomes one with lejepa export)", path, EXPORT_FORMAT,
+             EXPORT_VERSION, fmt ? fmt : "absent", ver ? ver : "absent");
         goto cleanup;
     }
     /* Validate every tensor first, copy after: never half-loaded. */
