@@ -24,6 +24,7 @@
 #include "ckpt.h"
 #include "config.h"
 #include "dataset.h"
+#include "export.h"
 #include "lejepa.h"
 #include "lejepa_cli.h"
 #include "model_config.h"
@@ -44,7 +45,7 @@ struct embed_opts {
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: lejepa embed --ckpt FILE --data DIR --split train|val --out PREFIX\n"
+        "usage: lejepa embed --ckpt RUN|FILE --data DIR --split train|val --out PREFIX\n"
         "                    [--batch B] [--threads N]\n"
         "\n"
         "Embeds every image of a dataset split with the backbone of a lejepa-train\n"
@@ -54,7 +55,8 @@ static void usage(FILE *out)
         "A file that cannot be decoded stops the export naming it (rows must\n"
         "align with the dataset; fix or remove the file). Progress on stderr.\n"
         "\n"
-        "  --ckpt FILE     a checkpoint (runs/NAME/ckpt-STEP.safetensors)\n"
+        "  --ckpt RUN|FILE a checkpoint (runs/NAME/ckpt-STEP.safetensors), a run\n"
+        "                  directory (its newest checkpoint) or RUN/latest\n"
         "  --data DIR      dataset root (DIR/train/<class>/..., DIR/val/...)\n"
         "  --split S       train or val\n"
         "  --out PREFIX    output prefix (its directory must exist)\n"
@@ -97,6 +99,11 @@ static void parse_args(int argc, char **argv, struct embed_opts *o)
     if (!o->ckpt || !o->data || !o->split || !o->out)
         die("embed: --ckpt, --data, --split and --out are required (see lejepa "
             "embed --help)");
+    static char ckpt[4096];
+    char err[ERR_LEN];
+    if (export_resolve_ckpt(o->ckpt, ckpt, sizeof ckpt, err) != 0)
+        die("embed: --ckpt %s", err);
+    o->ckpt = ckpt;
     /* fail before the work, not after it: the prefix's directory */
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", o->out);

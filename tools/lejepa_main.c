@@ -16,6 +16,8 @@ static void usage(FILE *out)
         "                                monitor as processes on this machine\n"
         "       lejepa embed [options]   a checkpoint's embeddings of a dataset split\n"
         "                                as .npy files\n"
+        "       lejepa export [options]  a checkpoint's backbone as torchvision /\n"
+        "                                timm weights (.safetensors)\n"
         "       lejepa COMMAND --help    the options of a command\n"
         "       lejepa --version\n");
 }
@@ -33,6 +35,8 @@ int main(int argc, char **argv)
         return lejepa_run_main(argc - 1, argv + 1);
     if (strcmp(cmd, "embed") == 0)
         return lejepa_embed_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0)
+        return lejepa_export_main(argc - 1, argv + 1);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return 0;

@@ -42,8 +42,12 @@ void monitor_history_free(struct monitor_history *h)
 void monitor_history_reset(struct monitor_history *h)
 {
     uint64_t version = h->version;
+    monitor_store_fn on_store = h->on_store;
+    void *ctx = h->store_ctx;
     monitor_history_free(h);
     h->version = version + 1;
+    h->on_store = on_store;
+    h->store_ctx = ctx;
 }
 
 /* FNV-1a over the source name and the step: the time is compared with a
@@ -156,6 +160,8 @@ int monitor_history_add(struct monitor_history *h, const struct monitor_record *
     h->has_records = true;
     h->records++;
     h->version++;
+    if (h->on_store)
+        h->on_store(h->store_ctx, r);
     return 1;
 }
 

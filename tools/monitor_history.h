@@ -56,6 +56,11 @@ struct monitor_record {
 
 struct monitor_key;     /* dedupe set entry (monitor_history.c) */
 
+/* Called for every record stored (not for duplicates), wherever it came
+ * from (file, HISTORY, METRIC): how records reach other writers (the
+ * TensorBoard event file) exactly once. */
+typedef void (*monitor_store_fn)(void *ctx, const struct monitor_record *r);
+
 struct monitor_history {
     struct monitor_series *series;  /* (n_series), creation order */
     size_t n_series;
@@ -67,6 +72,8 @@ struct monitor_history {
     uint64_t last_step;             /* max step over all records */
     uint32_t last_epoch;            /* epoch of the record with last_step */
     uint64_t version;               /* bumped by every stored record */
+    monitor_store_fn on_store;      /* optional; kept by reset */
+    void *store_ctx;
 };
 
 void monitor_history_init(struct monitor_history *h);

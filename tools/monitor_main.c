@@ -2,13 +2,14 @@
  * monitor_main.c: lejepa-monitor, a live view of a training run:
  *
  *   lejepa-monitor [--connect tcp://HOST:5555] [--out DIR] [--every S]
- *                  [--no-table] [--once]
- *   lejepa-monitor --from runs/NAME/metrics.jsonl [--out DIR]
+ *                  [--no-table] [--once] [--tensorboard DIR]
+ *   lejepa-monitor --from runs/NAME/metrics.jsonl [--out DIR] [--tensorboard DIR]
  *
  * attaches to the trainer at any time (monitor_conn.c), rebuilds the run's
  * metric history, then follows METRIC; shows a table in the terminal
  * (monitor_table.c) and rewrites DIR/dashboard.html every S seconds
- * (monitor_dash.c). This file holds the command line, signals and the main
+ * (monitor_dash.c); with --tensorboard, every record also goes to a
+ * TensorBoard event file (monitor_tb.c). This file holds the command line, signals and the main
  * loop only. Exit status: 0 done (SIGINT, BYE, --once, --from), 1 refused by
  * the trainer or no answer in --once, 2 bad arguments or start-up failure.
  */
@@ -27,6 +28,7 @@
 #include "monitor_dash.h"
 #include "monitor_history.h"
 #include "monitor_table.h"
+#include "monitor_tb.h"
 #include "util.h"
 
 #define MONITOR_DEFAULT_CONNECT "tcp://127.0.0.1:5555"
@@ -37,7 +39,7 @@
 #define MONITOR_RUN_NAME_MAX 200
 
 struct monitor_opts {
-    const char *connect, *out, *from;
+    const char *connect, *out, *from, *tensorboard;
     double every;
     bool no_table, once;
 };
@@ -53,6 +55,7 @@ struct monitor_app {
     double dash_mono;               /* monotonic time of the last write */
     uint64_t dash_version;          /* h.version at the last write */
     double segmap_mtime;            /* of the PNG shown at the last write */
+    struct monitor_tb tb;           /* tb.f NULL: no (more) TensorBoard */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -90,6 +93,9 @@ static void usage(FILE *out)
         "  --once              fetch the history, write the dashboard, exit\n"
         "  --from FILE         build the dashboard from a metrics.jsonl file, no\n"
         "                      trainer needed (default --out: FILE's directory)\n"
+        "  --tensorboard DIR   also write every metric to a TensorBoard event file\n"
+        "                      in DIR (tags like train/loss, knn/knn_top1); view\n"
+        "                      with tensorboard --logdir DIR\n"
         "  --help, --version\n"
         "\n"
         "Exit status: 0 done (Ctrl-C, end of run, --once, --from), 1 refused by\n"
@@ -106,6 +112,7 @@ static void parse_args(int argc, char **argv, struct monitor_opts *o)
         {"no-table", no_argument, NULL, 'n'},
         {"once", no_argument, NULL, '1'},
         {"from", required_argument, NULL, 'f'},
+        {"tensorboard", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -127,6 +134,7 @@ static void parse_args(int argc, char **argv, struct monitor_opts *o)
         case 'n': o->no_table = true; break;
         case '1': o->once = true; break;
         case 'f': o->from = optarg; break;
+        case 't': o->tensorboard = optarg; break;
         case 'h': usage(stdout); exit(0);
         case 'V': util_print_build_info(stdout, "lejepa-monitor"); exit(0);
         default: usage(stderr); exit(2);
@@ -209,6 +217,27 @@ static void print_metric(void *ctx, const struct monitor_record *r, int stored)
         monitor_table_log_record(stdout, r);
 }
 
+/* Every stored record, once, into the event file; a write error stops the
+ * TensorBoard output (said once), never the monitor. */
+static void tb_store(void *ctx, const struct monitor_record *r)
+{
+    struct monitor_app *a = ctx;
+    char err[ERR_LEN];
+    if (a->tb.f && monitor_tb_add(&a->tb, r, err) != 0) {
+        fprintf(stderr, "lejepa-monitor: TensorBoard output stopped: %s\n", err);
+        monitor_tb_close(&a->tb);
+    }
+}
+
+static void tb_flush(struct monitor_app *a)
+{
+    char err[ERR_LEN];
+    if (a->tb.f && monitor_tb_flush(&a->tb, err) != 0) {
+        fprintf(stderr, "lejepa-monitor: TensorBoard output stopped: %s\n", err);
+        monitor_tb_close(&a->tb);
+    }
+}
+
 static int run_from_file(struct monitor_app *a)
 {
     char err[ERR_LEN];
@@ -229,6 +258,8 @@ static int run_from_file(struct monitor_app *a)
         return 1;
     printf("%ld records (%zu duplicates dropped); dashboard %s\n", n, a->h.duplicates,
            a->dash_path);
+    if (a->tb.f)
+        printf("TensorBoard: %zu events in %s\n", a->tb.events, a->tb.path);
     return 0;
 }
 
@@ -295,6 +326,7 @@ static int run_live(struct monitor_app *a)
             continue;
         }
         maybe_write_dashboard(a);
+        tb_flush(a);
         double now = util_time_mono();
         if (a->table && now - drawn >= MONITOR_REDRAW_S &&
             (a->h.version != drawn_version || now - drawn >= 1.0)) {
@@ -323,7 +355,16 @@ int main(int argc, char **argv)
     static struct monitor_app app;
     parse_args(argc, argv, &app.o);
     monitor_history_init(&app.h);
+    if (app.o.tensorboard) {
+        char err[ERR_LEN];
+        if (monitor_tb_open(&app.tb, app.o.tensorboard, util_time_unix(), err) != 0)
+            die("--tensorboard %s: %s", app.o.tensorboard, err);
+        app.h.on_store = tb_store;
+        app.h.store_ctx = &app;
+    }
     int status = app.o.from ? run_from_file(&app) : run_live(&app);
+    tb_flush(&app);
+    monitor_tb_close(&app.tb);
     monitor_history_free(&app.h);
     return status;
 }
