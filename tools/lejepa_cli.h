@@ -2,7 +2,8 @@
  * lejepa_cli.h: the subcommands of the `lejepa` program (lejepa_main.c
  * dispatches): `run` starts a whole training pipeline on this machine
  * (lejepa_run.c), `embed` exports a checkpoint's embeddings of a dataset
- * split (lejepa_embed.c). Each takes the arguments after its name
+ * split (lejepa_embed.c), `keys` makes CurveZMQ key files (lejepa_keys.c).
+ * Each takes the arguments after its name
  * (argv[0] is the subcommand) and returns the process exit status.
  */
 #ifndef LEJEPA_CLI_H
@@ -10,5 +11,6 @@
 
 int lejepa_run_main(int argc, char **argv);
 int lejepa_embed_main(int argc, char **argv);
+int lejepa_keys_main(int argc, char **argv);
 
 #endif
