@@ -398,7 +398,7 @@ int client_welcome(struct client *c, const struct msg_welcome *w,
 int client_poll(struct client *c, zmq_pollitem_t *items, int n_items, long timeout_ms)
 {
     enum { MAX_ITEMS = 16 };
-    CHECK(n_items >= 0 && n_items <= MAX_ITEMS - 2);
+    CHECK(n_items >= 0 && n_items <= MAX_ITEMS - 4);
     zmq_pollitem_t all[MAX_ITEMS];
     int n = 0;
     for (int i = 0; i < n_items; i++)
@@ -407,6 +407,11 @@ int client_poll(struct client *c, zmq_pollitem_t *items, int n_items, long timeo
         all[n++] = (zmq_pollitem_t){.socket = c->work, .events = ZMQ_POLLIN};
     if (c->sub)
         all[n++] = (zmq_pollitem_t){.socket = c->sub, .events = ZMQ_POLLIN};
+    /* a failed handshake wakes the caller, who asks client_auth_failed */
+    if (c->watch_work.pair)
+        all[n++] = (zmq_pollitem_t){.socket = c->watch_work.pair, .events = ZMQ_POLLIN};
+    if (c->watch_sub.pair)
+        all[n++] = (zmq_pollitem_t){.socket = c->watch_sub.pair, .events = ZMQ_POLLIN};
     int rc = zmq_poll(all, n, timeout_ms);
     int e = rc < 0 ? zmq_errno() : 0;
     if (rc < 0 && e != EINTR)

@@ -580,6 +580,56 @@ static void test_cli(void)
     free(dir);
 }
 
+/* The client programs' --key/--server-key: each refuses a half-given pair,
+ * and lejepa-monitor and lejepa-eval exit 1 with the sentence when the
+ * trainer's handshake fails (keys on one side only, an unlisted key). */
+static void test_programs(void)
+{
+    char *dir = testing_tmpdir();
+    char err[ERR_LEN], args[8192], out[8192];
+    struct server s;
+    struct keys_pair client;
+    CU_ASSERT_EQUAL_FATAL(keys_generate(&client, err), 0);
+    CU_ASSERT_EQUAL_FATAL(keys_write_pair(dir, "c", &client, false, NULL, NULL, err), 0);
+    static const char *const progs[] = {"tools/lejepa-monitor", "eval/lejepa-eval",
+                                        "loaders/lejepa-loader"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "--connect tcp://127.0.0.1:1 %s%s --key %s/c.key",
+                 i == 2 ? "--data " : "", i == 2 ? dir : "", dir);
+        CU_ASSERT_EQUAL(testing_run_program(progs[i], args, out, sizeof out), 2);
+        HAS(out, "--key needs --server-key");
+        snprintf(args, sizeof args, "--help");
+        CU_ASSERT_EQUAL(testing_run_program(progs[i], args, out, sizeof out), 0);
+        HAS(out, "--server-key FILE");
+    }
+    char mon_args[] = "--once --no-table --out %s/m --connect %s";
+
+    /* keyed monitor, keyless trainer */
+    server_up(&s, ZMQ_ROUTER, false);
+    CU_ASSERT_EQUAL_FATAL(keys_write_pair(dir, "t", &s.key, false, NULL, NULL, err), 0);
+    int n = snprintf(args, sizeof args, mon_args, dir, s.endpoint);
+    snprintf(args + n, sizeof args - (size_t)n, " --key %s/c.key --server-key %s/t.pub", dir,
+             dir);
+    CU_ASSERT_EQUAL(testing_run_program("tools/lejepa-monitor", args, out, sizeof out), 1);
+    HAS(out, "speaks without keys");
+    server_down(&s);
+
+    /* keyless monitor and an unlisted evaluator key, keyed trainer */
+    server_up(&s, ZMQ_ROUTER, true);
+    CU_ASSERT_EQUAL_FATAL(keys_write_pair(dir, "t", &s.key, true, NULL, NULL, err), 0);
+    snprintf(args, sizeof args, mon_args, dir, s.endpoint);
+    CU_ASSERT_EQUAL(testing_run_program("tools/lejepa-monitor", args, out, sizeof out), 1);
+    HAS(out, "requires CurveZMQ keys");
+    snprintf(args, sizeof args, "--connect %s --out %s/e --key %s/c.key --server-key %s/t.pub",
+             s.endpoint, dir, dir, dir);
+    CU_ASSERT_EQUAL(testing_run_program("eval/lejepa-eval", args, out, sizeof out), 1);
+    HAS(out, "refused this client's key");
+    CU_ASSERT(zap_refused(&s.zap, ZAP_REFUSED_UNKNOWN_KEY) >= 1);
+    server_down(&s);
+    testing_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     if (!zmq_has("curve")) {
@@ -599,6 +649,7 @@ int main(void)
         {"pub/sub with keys", test_pub_sub},
         {"no keys without the handler", test_needs_handler},
         {"lejepa keys new", test_cli},
+        {"client programs with keys", test_programs},
         {NULL, NULL},
     };
     return testing_run("keys", cases);

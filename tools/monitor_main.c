@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "keys.h"
 #include "monitor_conn.h"
 #include "monitor_dash.h"
 #include "monitor_history.h"
@@ -40,6 +41,7 @@ struct monitor_opts {
     const char *connect, *out, *from;
     double every;
     bool no_table, once;
+    struct keys_client keys;        /* --key, --server-key */
 };
 
 struct monitor_app {
@@ -90,10 +92,11 @@ static void usage(FILE *out)
         "  --once              fetch the history, write the dashboard, exit\n"
         "  --from FILE         build the dashboard from a metrics.jsonl file, no\n"
         "                      trainer needed (default --out: FILE's directory)\n"
+        KEYS_CLIENT_HELP
         "  --help, --version\n"
         "\n"
         "Exit status: 0 done (Ctrl-C, end of run, --once, --from), 1 refused by\n"
-        "the trainer or no history within %g s with --once, 2 bad arguments.\n",
+        "the trainer (REFUSE, or its handshake: keys not accepted) or no history within %g s with --once, 2 bad arguments.\n",
         MONITOR_DEFAULT_CONNECT, MONITOR_DEFAULT_EVERY_S, MONITOR_ONCE_TIMEOUT_S);
 }
 
@@ -106,6 +109,7 @@ static void parse_args(int argc, char **argv, struct monitor_opts *o)
         {"no-table", no_argument, NULL, 'n'},
         {"once", no_argument, NULL, '1'},
         {"from", required_argument, NULL, 'f'},
+        KEYS_CLIENT_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -115,6 +119,8 @@ static void parse_args(int argc, char **argv, struct monitor_opts *o)
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         char *end;
+        if (keys_client_option(&o->keys, ch, optarg))
+            continue;
         switch (ch) {
         case 'c': o->connect = optarg; break;
         case 'o': o->out = optarg; break;
@@ -136,6 +142,9 @@ static void parse_args(int argc, char **argv, struct monitor_opts *o)
         die("unexpected argument '%s'; try lejepa-monitor --help", argv[optind]);
     if (o->from && o->once)
         die("--from already builds the dashboard once; drop --once");
+    if (o->from && (o->keys.key_path || o->keys.server_key_path))
+        die("--from reads a file: --key and --server-key are for a trainer connection");
+    keys_client_load(&o->keys);
 }
 
 /* A run name from the network becomes a directory name: only [A-Za-z0-9._-],
@@ -253,6 +262,7 @@ static int run_live(struct monitor_app *a)
     a->table = !a->o.no_table && !a->o.once && isatty(STDOUT_FILENO);
     monitor_log_set_stderr(!a->table);
     monitor_conn_init(&a->c, a->o.connect, !a->o.once);
+    a->c.cl.keys = &a->o.keys;
     a->c.on_metric = print_metric;
     a->c.cb_ctx = a;
     monitor_log("connecting to %s", a->o.connect);
