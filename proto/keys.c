@@ -39,7 +39,7 @@ bool keys_z85_valid(const char *s, char *err)
         return false;
     }
     for (size_t i = 0; i < n; i++)
-        if (!strchr(z85_chars, s[i]) || s[i] == '\0') {
+        if (!strchr(z85_chars, s[i])) {
             errf(err, "character %zu ('%c') is not Z85", i + 1, s[i]);
             return false;
         }

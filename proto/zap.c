@@ -167,11 +167,6 @@ static const char *decide(struct zap_handler *z, zmq_msg_t *f, int nf, char *use
     return "200";
 }
 
-static int send_str(void *s, const void *data, size_t n, bool more)
-{
-    return zmq_send(s, data, n, more ? ZMQ_SNDMORE : 0) < 0 ? -1 : 0;
-}
-
 /* One request in, one reply out. The REP socket must always answer, or
  * libzmq's handshakes stall; a send can fail only when the context ends. */
 static void serve_one(struct zap_handler *z)
@@ -196,15 +191,17 @@ static void serve_one(struct zap_handler *z)
     char user_id[ZAP_USER_ID_MAX] = "";
     const char *text = "";
     const char *status = decide(z, f, nf, user_id, &text);
-    const void *req_id = nf > 1 ? zmq_msg_data(&f[1]) : "";
-    size_t req_len = nf > 1 ? zmq_msg_size(&f[1]) : 0;
-    if (send_str(z->rep, "1.0", 3, true) < 0 || send_str(z->rep, req_id, req_len, true) < 0 ||
-        send_str(z->rep, status, 3, true) < 0 ||
-        send_str(z->rep, text, strlen(text), true) < 0 ||
-        send_str(z->rep, user_id, strlen(user_id), true) < 0 ||
-        send_str(z->rep, "", 0, false) < 0) {
-        /* only at context end; nothing to tell anyone */
-    }
+    const struct { const void *p; size_t n; } reply[6] = {
+        {"1.0", 3},
+        {nf > 1 ? zmq_msg_data(&f[1]) : "", nf > 1 ? zmq_msg_size(&f[1]) : 0},
+        {status, strlen(status)},
+        {text, strlen(text)},
+        {user_id, strlen(user_id)},
+        {"", 0},                        /* metadata: none */
+    };
+    for (int i = 0; i < 6; i++)
+        if (zmq_send(z->rep, reply[i].p, reply[i].n, i < 5 ? ZMQ_SNDMORE : 0) < 0)
+            break;                      /* only when the context ends */
     for (int i = 0; i < nf; i++)
         zmq_msg_close(&f[i]);
 }

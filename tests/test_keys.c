@@ -522,6 +522,61 @@ static void test_pub_sub(void)
     server_down(&s);
 }
 
+/* A socket with the ZAP domain but no CURVE (libzmq then asks ZAP about
+ * NULL connections), and a keyed socket in another domain: both refused
+ * and counted under their reason. */
+static void test_other_refusals(void)
+{
+    struct server s;
+    struct peer p;
+    char err[ERR_LEN];
+    zmq_msg_t body;
+    server_up(&s, ZMQ_ROUTER, true);
+    void *plain = zmq_socket(s.ctx, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt(plain, ZMQ_LINGER, &linger, sizeof linger);
+    CU_ASSERT_EQUAL_FATAL(zmq_setsockopt(plain, ZMQ_ZAP_DOMAIN, ZAP_DOMAIN, strlen(ZAP_DOMAIN)),
+                          0);
+    CU_ASSERT_EQUAL_FATAL(zmq_bind(plain, "tcp://127.0.0.1:*"), 0);
+    char ep[256];
+    size_t n = sizeof ep;
+    CU_ASSERT_EQUAL_FATAL(zmq_getsockopt(plain, ZMQ_LAST_ENDPOINT, ep, &n), 0);
+    peer_up(&p, ZMQ_DEALER, ep, NULL, NULL);
+    zmq_send(p.sock, "hello", 5, ZMQ_DONTWAIT);
+    double end = util_time_mono() + WAIT_S;
+    while (zap_refused(&s.zap, ZAP_REFUSED_MECHANISM) == 0 && util_time_mono() < end)
+        usleep(10000);
+    CU_ASSERT(zap_refused(&s.zap, ZAP_REFUSED_MECHANISM) >= 1);
+    CU_ASSERT_EQUAL(router_recv(plain, &body, QUIET_MS), 0);
+    peer_down(&p);
+    zmq_close(plain);
+
+    void *other = zmq_socket(s.ctx, ZMQ_ROUTER);
+    zmq_setsockopt(other, ZMQ_LINGER, &linger, sizeof linger);
+    CU_ASSERT_EQUAL_FATAL(zap_server_apply(other, &s.zap, &s.key, err), 0);
+    CU_ASSERT_EQUAL_FATAL(zmq_setsockopt(other, ZMQ_ZAP_DOMAIN, "elsewhere", 9), 0);
+    CU_ASSERT_EQUAL_FATAL(zmq_bind(other, "tcp://127.0.0.1:*"), 0);
+    n = sizeof ep;
+    CU_ASSERT_EQUAL_FATAL(zmq_getsockopt(other, ZMQ_LAST_ENDPOINT, ep, &n), 0);
+    peer_up(&p, ZMQ_DEALER, ep, &s.loader, s.key.public_z85);
+    zmq_send(p.sock, "hello", 5, ZMQ_DONTWAIT);
+    char text[ERR_LEN];
+    CU_ASSERT_EQUAL(wait_verdict(&p, text), CLIENT_AUTH_REFUSED);
+    CU_ASSERT(zap_refused(&s.zap, ZAP_REFUSED_DOMAIN) >= 1);
+    CU_ASSERT_EQUAL(router_recv(other, &body, QUIET_MS), 0);
+    CU_ASSERT_EQUAL(zap_accepted(&s.zap), 0);
+    struct zap_refusal r[ZAP_RING];
+    size_t k = zap_drain_refusals(&s.zap, r, ZAP_RING, NULL);
+    CU_ASSERT_FATAL(k >= 2);
+    CU_ASSERT_EQUAL(r[0].reason, ZAP_REFUSED_MECHANISM);
+    CU_ASSERT_STRING_EQUAL(r[0].mechanism, "NULL");
+    CU_ASSERT_EQUAL(r[k - 1].reason, ZAP_REFUSED_DOMAIN);
+    CU_ASSERT_EQUAL(zap_drain_refusals(&s.zap, r, ZAP_RING, NULL), 0);
+    peer_down(&p);
+    zmq_close(other);
+    server_down(&s);
+}
+
 static void test_needs_handler(void)
 {
     char err[ERR_LEN];
@@ -647,6 +702,7 @@ int main(void)
         {"keyed client, keyless server", test_keyless_server},
         {"wrong server key", test_wrong_server_key},
         {"pub/sub with keys", test_pub_sub},
+        {"wrong mechanism, wrong domain", test_other_refusals},
         {"no keys without the handler", test_needs_handler},
         {"lejepa keys new", test_cli},
         {"client programs with keys", test_programs},
