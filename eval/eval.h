@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keys.h"
 #include "msg.h"
 
 #define EVAL_TASK_KNN 1u
@@ -34,6 +35,7 @@ struct eval_opts {
     int threads;                /* 0 = all cores */
     size_t max_bytes;           /* per snapshot of embeddings */
     char name[256];             /* name in logs and HELLO */
+    struct keys_client keys;    /* --key, --server-key */
 };
 
 /* One RESULT to send (or, offline, to print). */
@@ -74,8 +76,9 @@ struct eval_featmap;
 int eval_tasks_segmap(const struct eval_featmap *f, const char *dir,
                       struct eval_result *out, char *err);
 
-/* Online mode (eval_conn.c): runs until SIGINT/SIGTERM (a byte on stop_fd)
- * or a REFUSE. Returns the exit status: 0 clean stop, 1 refused. */
+/* Online mode (eval_conn.c): runs until SIGINT/SIGTERM (a byte on stop_fd),
+ * a REFUSE or a handshake the trainer fails (keys). Returns the exit
+ * status: 0 clean stop, 1 refused. */
 int eval_run_online(const struct eval_opts *o, int stop_fd);
 
 /* Offline mode (eval_offline.c): PREFIX.emb.npy and PREFIX.labels.npy for

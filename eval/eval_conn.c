@@ -196,6 +196,7 @@ int eval_run_online(const struct eval_opts *o, int stop_fd)
         .credit = 0, .has_dataset = false,
     };
     client_init(&c.cl, o->endpoint, &hello, util_log);
+    c.cl.keys = &o->keys;
     c.cl.sub_hwm = EVAL_SUB_RCVHWM;
     int nt = 0;
     if (o->tasks & (EVAL_TASK_KNN | EVAL_TASK_LINEAR))
@@ -216,6 +217,12 @@ int eval_run_online(const struct eval_opts *o, int stop_fd)
         client_poll(&c.cl, items, 2, EVAL_POLL_MS);
         if (items[0].revents & ZMQ_POLLIN) {
             eval_log("stopping");
+            break;
+        }
+        char text[ERR_LEN];
+        if (client_auth_failed(&c.cl, text)) {
+            eval_log("%s", text);   /* like a REFUSE: the same keys fail again */
+            status = 1;
             break;
         }
         if (client_drain(&c.cl, false, EVAL_DRAIN_MAX, on_work, &c)) {

@@ -51,9 +51,11 @@ static void usage(FILE *out)
         "  --threads N          OpenMP/OpenBLAS threads (default all cores)\n"
         "  --name NAME          name in logs and HELLO (default eval@HOST)\n"
         "  --max-mb MB          memory bound of one snapshot (default %d)\n"
+        KEYS_CLIENT_HELP
         "  --help, --version\n"
         "\n"
-        "Exit status: 0 done, 1 refused by the trainer, 2 bad arguments or files.\n",
+        "Exit status: 0 done, 1 refused by the trainer (REFUSE, or its handshake:\n"
+        "keys not accepted), 2 bad arguments or files.\n",
         EVAL_DEFAULT_MAX_MB);
 }
 
@@ -69,6 +71,7 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
         {"threads", required_argument, NULL, 'p'},
         {"name", required_argument, NULL, 'n'},
         {"max-mb", required_argument, NULL, 'm'},
+        KEYS_CLIENT_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -78,6 +81,8 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
     char err[ERR_LEN];
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        if (keys_client_option(&o->keys, c, optarg))
+            continue;
         switch (c) {
         case 'c': o->endpoint = optarg; break;
         case 't':
@@ -114,6 +119,9 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
         die("--tasks segmap needs a trainer's FEATMAP (--connect); offline: knn,linear");
     if (!offline && o->json)
         die("--json is for offline mode (--train/--val)");
+    if (offline && (o->keys.key_path || o->keys.server_key_path))
+        die("--key and --server-key are for online mode (--connect)");
+    keys_client_load(&o->keys);
     if (!o->tasks_given)
         o->tasks = offline ? EVAL_TASK_KNN | EVAL_TASK_LINEAR
                            : EVAL_TASK_KNN | EVAL_TASK_LINEAR | EVAL_TASK_SEGMAP;

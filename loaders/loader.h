@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "dataset.h"
+#include "keys.h"
 
 /* Longest --name kept (the routing id adds pid and a counter within 255). */
 #define LOADER_NAME_MAX 200
@@ -27,6 +28,7 @@ struct loader_opts {
     int workers;                /* decode processes */
     uint32_t credit;            /* tickets held at once (HELLO.credit) */
     double sample_timeout_s;
+    struct keys_client keys;    /* --key, --server-key */
 };
 
 /* Log line on stderr: "<time> [<name>] message". */

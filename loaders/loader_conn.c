@@ -41,10 +41,14 @@ int conn_open(struct loader_conn *c, const char *name, const char *endpoint, cha
     msg_limits_default(&c->lim);
     /* This socket only receives small messages (WELCOME, TICKET, ...), so
      * the handshake limits bound what it accepts for the whole connection. */
-    const struct client_socket_opts o = {
+    struct client_socket_opts o = {
         .routing_id = c->routing_id, .send_timeout_ms = LOADER_SEND_TIMEOUT_MS,
-        .hwm = LOADER_HWM, .lim = &c->lim,
+        .hwm = LOADER_HWM, .lim = &c->lim, .watch = &c->watch,
     };
+    if (c->keys && c->keys->enabled) {
+        o.key = &c->keys->pair;
+        o.server_key = c->keys->server_public;
+    }
     c->sock = client_socket_open(c->ctx, ZMQ_DEALER, endpoint, &o, err);
     return c->sock ? 0 : -1;
 }
@@ -52,6 +56,12 @@ int conn_open(struct loader_conn *c, const char *name, const char *endpoint, cha
 void conn_close(struct loader_conn *c, int linger_ms)
 {
     client_socket_close(&c->sock, linger_ms, loader_log);
+    client_watch_close(&c->watch);
+}
+
+bool conn_auth_failed(struct loader_conn *c, const char *endpoint, char *text)
+{
+    return client_watch_check(&c->watch, endpoint, text) != CLIENT_AUTH_OK;
 }
 
 int conn_send(struct loader_conn *c, const struct msg *m)

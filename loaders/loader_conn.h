@@ -9,6 +9,7 @@
 #ifndef LEJEPA_LOADER_CONN_H
 #define LEJEPA_LOADER_CONN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "client.h"
@@ -19,6 +20,8 @@
 struct loader_conn {
     void *ctx;
     void *sock;                     /* NULL while disconnected */
+    const struct keys_client *keys; /* NULL or not enabled: no CURVE */
+    struct client_watch watch;      /* the socket's handshakes */
     char routing_id[CLIENT_ROUTING_ID_MAX];
     unsigned counter;               /* connections made so far */
     struct msg_limits lim;          /* decoding: defaults until WELCOME */
@@ -30,6 +33,9 @@ void conn_init(struct loader_conn *c);
 void conn_free(struct loader_conn *c);
 /* New socket, new routing id, handshake limits; connects. 0 or -1 with err. */
 int conn_open(struct loader_conn *c, const char *name, const char *endpoint, char *err);
+/* True when the trainer's handshake failed in a way retrying will not fix
+ * (client.h, client_auth), with the sentence for the log in text. */
+bool conn_auth_failed(struct loader_conn *c, const char *endpoint, char *text);
 /* Closes the socket, waiting at most linger_ms for queued messages. */
 void conn_close(struct loader_conn *c, int linger_ms);
 

@@ -330,7 +330,7 @@ static int loop_signal(struct loop *L, int stop_fd)
 
 static int loop_turn(struct loop *L, int stop_fd)
 {
-    enum { MAX_ITEMS = 2 + 1024 };
+    enum { MAX_ITEMS = 3 + 1024 };
     zmq_pollitem_t items[MAX_ITEMS];
     int n = 0;
     items[n++] = (zmq_pollitem_t){.fd = stop_fd, .events = ZMQ_POLLIN};
@@ -339,6 +339,8 @@ static int loop_turn(struct loop *L, int stop_fd)
         sock_item = n;
         items[n++] = (zmq_pollitem_t){.socket = L->conn.sock, .events = ZMQ_POLLIN};
     }
+    if (L->conn.watch.pair)     /* a failed handshake wakes the loop */
+        items[n++] = (zmq_pollitem_t){.socket = L->conn.watch.pair, .events = ZMQ_POLLIN};
     int first_worker = n;
     n += work_pool_poll_items(L->pool, items + n, MAX_ITEMS - n);
     if (zmq_poll(items, n, loop_timeout_ms(L)) < 0) {
@@ -349,6 +351,12 @@ static int loop_turn(struct loop *L, int stop_fd)
     int status = -1;
     if ((items[0].revents & ZMQ_POLLIN) && (status = loop_signal(L, stop_fd)) >= 0)
         return status;
+    char text[ERR_LEN];
+    if (conn_auth_failed(&L->conn, L->o->endpoint, text)) {
+        /* like a REFUSE: retrying with the same keys cannot succeed */
+        loader_log("%s", text);
+        return 1;
+    }
     if (sock_item >= 0 && (items[sock_item].revents & ZMQ_POLLIN) &&
         (status = loop_receive(L)) >= 0)
         return status;
@@ -373,6 +381,7 @@ int loader_run(const struct loader_opts *o, const struct dataset *d, int stop_fd
     L.o = o;
     L.d = d;
     conn_init(&L.conn);
+    L.conn.keys = &o->keys;
     tickets_init(&L.tickets);
     L.pool = work_pool_new(o->workers, o->sample_timeout_s);
     L.results = xcalloc((size_t)o->workers, sizeof *L.results);
@@ -381,8 +390,8 @@ int loader_run(const struct loader_opts *o, const struct dataset *d, int stop_fd
     L.heartbeat_s = LOADER_HEARTBEAT_MS_DEFAULT / 1000.0;
     L.window_start = now_s();
     L.state = STATE_DISCONNECTED;
-    loader_log("%d worker(s), credit %u, connecting to %s", o->workers, o->credit,
-               o->endpoint);
+    loader_log("%d worker(s), credit %u, connecting to %s%s", o->workers, o->credit,
+               o->endpoint, o->keys.enabled ? " with CurveZMQ keys" : "");
 
     int status;
     while ((status = loop_turn(&L, stop_fd)) < 0)

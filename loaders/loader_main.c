@@ -3,6 +3,7 @@
  *
  *   lejepa-loader --connect tcp://HOST:5555 --data DIR [--workers N]
  *                 [--name NAME] [--credit C] [--sample-timeout S]
+ *                 [--key FILE --server-key FILE]
  *
  * Opens the dataset index and hands over to loader_run (loader_loop.c).
  * Signal handlers only write a byte to a self-pipe the loop polls. Started
@@ -48,10 +49,11 @@ static void usage(FILE *out)
         "  --credit C           tickets held at once (default %d x workers)\n"
         "  --sample-timeout S   seconds one sample may take before its worker\n"
         "                       is killed and the sample fails (default %g)\n"
+        KEYS_CLIENT_HELP
         "  --help, --version\n"
         "\n"
-        "Exit status: 0 after a clean stop, 1 when refused by the trainer or\n"
-        "stopped by a second signal, 2 on bad arguments or an unreadable dataset.\n",
+        "Exit status: 0 after a clean stop, 1 when refused by the trainer (REFUSE,\n"
+        "or its handshake: keys not accepted) or stopped by a second signal, 2 on bad arguments or an unreadable dataset.\n",
         LOADER_CREDIT_PER_WORKER, LOADER_SAMPLE_TIMEOUT_S);
 }
 
@@ -64,6 +66,7 @@ static void parse_args(int argc, char **argv, struct loader_opts *o)
         {"name", required_argument, NULL, 'n'},
         {"credit", required_argument, NULL, 'k'},
         {"sample-timeout", required_argument, NULL, 't'},
+        KEYS_CLIENT_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -74,6 +77,8 @@ static void parse_args(int argc, char **argv, struct loader_opts *o)
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         char *end;
+        if (keys_client_option(&o->keys, c, optarg))
+            continue;
         switch (c) {
         case 'c': o->endpoint = optarg; break;
         case 'd': o->data = optarg; break;
@@ -102,6 +107,7 @@ static void parse_args(int argc, char **argv, struct loader_opts *o)
         die("--connect is required, e.g. --connect tcp://127.0.0.1:5555");
     if (!o->data)
         die("--data is required: the dataset root (DIR/train/<class>/...)");
+    keys_client_load(&o->keys);
     if (o->workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o->workers = n < 1 ? 1 : n > LOADER_WORKERS_MAX ? LOADER_WORKERS_MAX : (int)n;

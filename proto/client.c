@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,6 +45,21 @@ void *client_socket_open(void *ctx, int type, const char *endpoint,
                         set_int(s, ZMQ_RCVHWM, o->hwm, "ZMQ_RCVHWM", err) < 0)) ||
         msg_limits_apply(s, o->lim, err) < 0)
         goto fail;
+    if ((o->key != NULL) != (o->server_key != NULL)) {
+        errf(err, "internal: a client key pair needs the server's key and back");
+        goto fail;
+    }
+    if (o->key && (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, o->server_key,
+                                  KEYS_Z85_LEN + 1) != 0 ||
+                   zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, o->key->public_z85,
+                                  KEYS_Z85_LEN + 1) != 0 ||
+                   zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, o->key->secret_z85,
+                                  KEYS_Z85_LEN + 1) != 0)) {
+        errf(err, "cannot give the socket its CURVE keys: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    if (o->watch && client_watch_open(o->watch, ctx, s, o->key != NULL, err) < 0)
+        goto fail;
     for (int i = 0; o->topics && o->topics[i]; i++)
         if (zmq_setsockopt(s, ZMQ_SUBSCRIBE, o->topics[i], strlen(o->topics[i])) != 0) {
             errf(err, "zmq_setsockopt(ZMQ_SUBSCRIBE %s): %s", o->topics[i],
@@ -57,7 +73,126 @@ void *client_socket_open(void *ctx, int type, const char *endpoint,
     return s;
 fail:
     zmq_close(s);
+    if (o->watch)
+        client_watch_close(o->watch);
     return NULL;
+}
+
+/* ---- handshake failures ------------------------------------------------- */
+
+int client_watch_open(struct client_watch *w, void *ctx, void *sock, bool keyed, char *err)
+{
+    static atomic_uint counter;
+    memset(w, 0, sizeof *w);
+    w->keyed = keyed;
+    char ep[96];
+    snprintf(ep, sizeof ep, "inproc://lejepa-watch-%d-%u", (int)getpid(),
+             atomic_fetch_add(&counter, 1));
+    int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+    if (zmq_socket_monitor(sock, ep, events) != 0)
+        return errf(err, "zmq_socket_monitor: %s", zmq_strerror(zmq_errno()));
+    w->pair = zmq_socket(ctx, ZMQ_PAIR);
+    int linger = 0;
+    if (!w->pair || zmq_setsockopt(w->pair, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_connect(w->pair, ep) != 0) {
+        errf(err, "cannot watch the handshakes: %s", zmq_strerror(zmq_errno()));
+        client_watch_close(w);
+        zmq_socket_monitor(sock, NULL, 0);
+        return -1;
+    }
+    return 0;
+}
+
+void client_watch_close(struct client_watch *w)
+{
+    if (w->pair)
+        zmq_close(w->pair);
+    w->pair = NULL;
+}
+
+/* One event of the monitor (libzmq's v1 format: [u16 event, u32 value],
+ * [endpoint]); 0, or -1 when none waits. */
+static int watch_event(void *pair, uint16_t *event, uint32_t *value, char *ep, size_t cap)
+{
+    zmq_msg_t f;
+    zmq_msg_init(&f);
+    if (zmq_msg_recv(&f, pair, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&f);
+        return -1;
+    }
+    bool ok = zmq_msg_size(&f) == 6 && zmq_msg_more(&f);
+    if (ok) {
+        memcpy(event, zmq_msg_data(&f), 2);
+        memcpy(value, (char *)zmq_msg_data(&f) + 2, 4);
+    }
+    ep[0] = '\0';
+    while (zmq_msg_more(&f)) {
+        zmq_msg_close(&f);
+        zmq_msg_init(&f);
+        if (zmq_msg_recv(&f, pair, 0) < 0)
+            break;
+        size_t n = zmq_msg_size(&f) < cap - 1 ? zmq_msg_size(&f) : cap - 1;
+        memcpy(ep, zmq_msg_data(&f), n);
+        ep[n] = '\0';
+    }
+    zmq_msg_close(&f);
+    if (!ok)
+        *event = 0;
+    return 0;
+}
+
+enum client_auth client_watch_check(struct client_watch *w, const char *endpoint, char *text)
+{
+    uint16_t ev;
+    uint32_t value;
+    char ep[256];
+    while (w->pair && watch_event(w->pair, &ev, &value, ep, sizeof ep) == 0) {
+        const char *where = ep[0] ? ep : endpoint;
+        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            w->closed_in_row = 0;
+            continue;
+        }
+        if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            w->failures++;
+            errf(text, "the trainer at %s refused this client's key (status %u): it is not "
+                 "in the trainer's allow-list, or listed for another role", where,
+                 (unsigned)value);
+            return CLIENT_AUTH_REFUSED;
+        }
+        if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            w->failures++;
+            if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+                if (w->keyed)
+                    errf(text, "%s speaks without keys but this client was given --key and "
+                         "--server-key: both sides need keys, or neither", where);
+                else
+                    errf(text, "%s requires CurveZMQ keys: start this client with --key "
+                         "FILE --server-key FILE", where);
+                return CLIENT_AUTH_MISMATCH;
+            }
+            if (value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC && w->keyed) {
+                errf(text, "the server at %s did not prove the expected server key: not "
+                     "the trainer you were given (--server-key)", where);
+                return CLIENT_AUTH_SERVER_KEY;
+            }
+            errf(text, "handshake with %s failed: protocol error 0x%x", where,
+                 (unsigned)value);
+            return CLIENT_AUTH_PROTOCOL;
+        }
+        if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && w->keyed) {
+            /* A CURVE server that cannot open our HELLO (it was sealed for
+             * another server key) just closes the connection. */
+            w->failures++;
+            if (++w->closed_in_row >= CLIENT_AUTH_CLOSED_REPEAT) {
+                errf(text, "the server at %s closed %d CURVE handshakes in a row: it did "
+                     "not prove the expected server key, so it is not the trainer you were "
+                     "given (--server-key)", where, w->closed_in_row);
+                return CLIENT_AUTH_SERVER_KEY;
+            }
+        }
+    }
+    return CLIENT_AUTH_OK;
 }
 
 void client_socket_close(void **s, int linger_ms, client_log_fn log)
@@ -153,10 +288,32 @@ void client_init(struct client *c, const char *endpoint, const struct msg_hello 
     msg_arena_init(&c->arena);
 }
 
-void client_free(struct client *c, int linger_ms)
+/* Keys for a socket of c's, or none. */
+static void client_opts_keys(const struct client *c, struct client_socket_opts *o)
+{
+    if (c->keys && c->keys->enabled) {
+        o->key = &c->keys->pair;
+        o->server_key = c->keys->server_public;
+    }
+}
+
+static void client_close_all(struct client *c, int linger_ms)
 {
     client_socket_close(&c->work, linger_ms, c->log);
     client_socket_close(&c->sub, 0, c->log);
+    client_watch_close(&c->watch_work);
+    client_watch_close(&c->watch_sub);
+}
+
+bool client_auth_failed(struct client *c, char *text)
+{
+    return client_watch_check(&c->watch_work, c->endpoint, text) != CLIENT_AUTH_OK ||
+           client_watch_check(&c->watch_sub, c->broadcast, text) != CLIENT_AUTH_OK;
+}
+
+void client_free(struct client *c, int linger_ms)
+{
+    client_close_all(c, linger_ms);
     msg_arena_free(&c->arena);
     if (c->ctx && zmq_ctx_term(c->ctx) != 0)
         c->log("zmq_ctx_term: %s", zmq_strerror(zmq_errno()));
@@ -165,8 +322,7 @@ void client_free(struct client *c, int linger_ms)
 
 void client_disconnect(struct client *c, double now)
 {
-    client_socket_close(&c->work, 0, c->log);
-    client_socket_close(&c->sub, 0, c->log);
+    client_close_all(c, 0);
     c->welcomed = false;
     c->hello_sent = now;
     c->dropped = true;
@@ -185,10 +341,11 @@ void client_hello_retry(struct client *c, double now, double retry_s)
     c->last_heard = now;
     client_routing_id(c->routing_id, c->hello.name, ++c->connections);
     char err[ERR_LEN];
-    const struct client_socket_opts o = {
+    struct client_socket_opts o = {
         .routing_id = c->routing_id, .send_timeout_ms = c->send_timeout_ms,
-        .lim = &c->lim_work,
+        .lim = &c->lim_work, .watch = &c->watch_work,
     };
+    client_opts_keys(c, &o);
     c->work = client_socket_open(c->ctx, ZMQ_DEALER, c->endpoint, &o, err);
     if (!c->work) {
         c->log("%s", err);
@@ -218,10 +375,11 @@ int client_welcome(struct client *c, const struct msg_welcome *w,
     else
         msg_limits_default(&c->lim_sub);
     char err[ERR_LEN];
-    const struct client_socket_opts o = {
+    struct client_socket_opts o = {
         .send_timeout_ms = c->send_timeout_ms, .hwm = c->sub_hwm,
-        .lim = &c->lim_sub, .topics = topics,
+        .lim = &c->lim_sub, .topics = topics, .watch = &c->watch_sub,
     };
+    client_opts_keys(c, &o);
     c->sub = client_socket_open(c->ctx, ZMQ_SUB, c->broadcast, &o, err);
     if (!c->sub) {
         /* A client that cannot hear the broadcasts is no use to the run:
@@ -240,7 +398,7 @@ int client_welcome(struct client *c, const struct msg_welcome *w,
 int client_poll(struct client *c, zmq_pollitem_t *items, int n_items, long timeout_ms)
 {
     enum { MAX_ITEMS = 16 };
-    CHECK(n_items >= 0 && n_items <= MAX_ITEMS - 2);
+    CHECK(n_items >= 0 && n_items <= MAX_ITEMS - 4);
     zmq_pollitem_t all[MAX_ITEMS];
     int n = 0;
     for (int i = 0; i < n_items; i++)
@@ -249,6 +407,11 @@ int client_poll(struct client *c, zmq_pollitem_t *items, int n_items, long timeo
         all[n++] = (zmq_pollitem_t){.socket = c->work, .events = ZMQ_POLLIN};
     if (c->sub)
         all[n++] = (zmq_pollitem_t){.socket = c->sub, .events = ZMQ_POLLIN};
+    /* a failed handshake wakes the caller, who asks client_auth_failed */
+    if (c->watch_work.pair)
+        all[n++] = (zmq_pollitem_t){.socket = c->watch_work.pair, .events = ZMQ_POLLIN};
+    if (c->watch_sub.pair)
+        all[n++] = (zmq_pollitem_t){.socket = c->watch_sub.pair, .events = ZMQ_POLLIN};
     int rc = zmq_poll(all, n, timeout_ms);
     int e = rc < 0 ? zmq_errno() : 0;
     if (rc < 0 && e != EINTR)

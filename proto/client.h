@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keys.h"
 #include "msg.h"
 
 #define CLIENT_SILENT_BEATS 5               /* heartbeats of silence = trainer gone */
@@ -40,7 +41,47 @@ struct client_socket_opts {
     int hwm;                        /* ZMQ_SNDHWM and ZMQ_RCVHWM; 0: libzmq's */
     const struct msg_limits *lim;   /* ZMQ_MAXMSGSIZE (msg_limits_apply) */
     const char *const *topics;      /* SUB: NULL-terminated kind names */
+    /* CURVE (both or neither): this client's key pair and the trainer's
+     * public key (Z85). Without them the socket speaks without keys. */
+    const struct keys_pair *key;
+    const char *server_key;
+    struct client_watch *watch;     /* non-NULL: watch the handshakes */
 };
+
+/* ---- handshake failures ------------------------------------------------
+ * A CURVE handshake that fails is retried by libzmq every reconnect
+ * interval, silently: the client would wait forever for a WELCOME. A watch
+ * (zmq_socket_monitor on the socket, opened before it connects) turns the
+ * failures into one of these verdicts for a clear log line. */
+enum client_auth {
+    CLIENT_AUTH_OK,             /* no failure seen */
+    CLIENT_AUTH_REFUSED,        /* the trainer's ZAP handler refused our key */
+    CLIENT_AUTH_SERVER_KEY,     /* the server could not read our handshake:
+                                   not the key given to --server-key */
+    CLIENT_AUTH_MISMATCH,       /* keys on one side only */
+    CLIENT_AUTH_PROTOCOL,       /* another handshake error */
+};
+/* A keyed handshake the server just closes is what a wrong --server-key
+ * looks like from here, but a keyless server's first few refusals look the
+ * same before one arrives as a mechanism mismatch (libzmq 4.3 on loopback:
+ * 1-4 of them), and so does a trainer restarting mid-handshake: a verdict
+ * needs this many in a row without a mismatch or a success. */
+#define CLIENT_AUTH_CLOSED_REPEAT 10
+
+struct client_watch {
+    void *pair;                 /* the monitor's events; NULL when closed */
+    bool keyed;                 /* the watched socket was given keys */
+    int closed_in_row;          /* keyed handshakes closed by the server */
+    uint64_t failures;          /* handshake failures seen */
+};
+
+/* Watches sock (before it connects); keyed says whether it was given keys.
+ * 0 or -1 with err. */
+int client_watch_open(struct client_watch *w, void *ctx, void *sock, bool keyed, char *err);
+/* Reads the events waiting (never blocks): CLIENT_AUTH_OK, or a failure
+ * with a sentence for the user in text (ERR_LEN bytes) naming endpoint. */
+enum client_auth client_watch_check(struct client_watch *w, const char *endpoint, char *text);
+void client_watch_close(struct client_watch *w);
 
 /* "NAME/PID/COUNTER" into out (CLIENT_ROUTING_ID_MAX bytes). */
 void client_routing_id(char *out, const char *name, unsigned counter);
@@ -77,6 +118,8 @@ void client_broadcast_endpoint(char *out, size_t cap, const char *work,
 
 struct client {
     void *ctx, *work, *sub;         /* sockets NULL while disconnected */
+    const struct keys_client *keys; /* NULL or not enabled: no CURVE */
+    struct client_watch watch_work, watch_sub;
     const char *endpoint;           /* the work endpoint (caller-owned) */
     struct msg_hello hello;         /* sent on every connection; its strings
                                        are the caller's */
@@ -136,6 +179,11 @@ typedef int (*client_handler_fn)(void *ctx, const struct msg *m);
  * socket with fn; malformed ones are counted and skipped. Returns fn's first
  * nonzero value, else 0. */
 int client_drain(struct client *c, bool sub, int max, client_handler_fn fn, void *ctx);
+
+/* Every turn: true when a handshake of either socket failed in a way
+ * retrying will not fix (client_auth above), with the sentence in text
+ * (ERR_LEN bytes); the caller logs it and exits like on REFUSE. */
+bool client_auth_failed(struct client *c, char *text);
 
 /* Welcomed clients, every turn: a trainer silent for CLIENT_SILENT_BEATS
  * heartbeats is dropped (logged; HELLO again at the next retry) and true is

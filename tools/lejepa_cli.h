@@ -3,7 +3,8 @@
  * dispatches): `run` starts a whole training pipeline on this machine
  * (lejepa_run.c), `embed` exports a checkpoint's embeddings of a dataset
  * split (lejepa_embed.c), `export` writes its backbone's weights for
- * PyTorch (lejepa_export.c). Each takes the arguments after its name
+ * PyTorch (lejepa_export.c), `keys` makes CurveZMQ key files
+ * (lejepa_keys.c). Each takes the arguments after its name
  * (argv[0] is the subcommand) and returns the process exit status.
  */
 #ifndef LEJEPA_CLI_H
@@ -12,5 +13,6 @@
 int lejepa_run_main(int argc, char **argv);
 int lejepa_embed_main(int argc, char **argv);
 int lejepa_export_main(int argc, char **argv);
+int lejepa_keys_main(int argc, char **argv);
 
 #endif

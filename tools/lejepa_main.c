@@ -18,6 +18,8 @@ static void usage(FILE *out)
         "                                as .npy files\n"
         "       lejepa export [options]  a checkpoint's backbone as torchvision /\n"
         "                                timm weights (.safetensors)\n"
+        "       lejepa keys new NAME     a CurveZMQ key pair (NAME.key, NAME.pub) and\n"
+        "                                its allow-list line\n"
         "       lejepa COMMAND --help    the options of a command\n"
         "       lejepa --version\n");
 }
@@ -33,6 +35,8 @@ int main(int argc, char **argv)
         compute_passive_reexec(argv);
     if (strcmp(cmd, "run") == 0)
         return lejepa_run_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "keys") == 0)
+        return lejepa_keys_main(argc - 1, argv + 1);
     if (strcmp(cmd, "embed") == 0)
         return lejepa_embed_main(argc - 1, argv + 1);
     if (strcmp(cmd, "export") == 0)

@@ -186,6 +186,8 @@ enum monitor_conn_event monitor_conn_step(struct monitor_conn *c,
     zmq_pollitem_t wake = {.fd = wake_fd, .events = ZMQ_POLLIN};
     client_poll(&c->cl, &wake, wake_fd >= 0 ? 1 : 0, timeout_ms);
     struct drain d = {.c = c, .h = h, .text = text};
+    if (client_auth_failed(&c->cl, text))
+        return MONITOR_CONN_REFUSED;    /* the same keys would fail again */
     int ev = client_drain(&c->cl, false, MONITOR_DRAIN_MAX, on_work, &d);
     if (ev != MONITOR_CONN_OK)
         return (enum monitor_conn_event)ev;

@@ -33,7 +33,8 @@ enum monitor_conn_state {
 /* What one monitor_conn_step ended with. */
 enum monitor_conn_event {
     MONITOR_CONN_OK,
-    MONITOR_CONN_REFUSED,       /* REFUSE: reason in the text; exit 1 */
+    MONITOR_CONN_REFUSED,       /* REFUSE, or a failed handshake (keys):
+                                   reason in the text; exit 1 */
     MONITOR_CONN_BYE,           /* the trainer said BYE (run over) */
 };
 

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "keys.h"
 #include "monitor_conn.h"
 #include "monitor_dash.h"
 #include "monitor_history.h"
@@ -42,6 +43,7 @@ struct monitor_opts {
     const char *connect, *out, *from, *tensorboard;
     double every;
     bool no_table, once;
+    struct keys_client keys;        /* --key, --server-key */
 };
 
 struct monitor_app {
@@ -96,10 +98,11 @@ static void usage(FILE *out)
         "  --tensorboard DIR   also write every metric to a TensorBoard event file\n"
         "                      in DIR (tags like train/loss, knn/knn_top1); view\n"
         "                      with tensorboard --logdir DIR\n"
+        KEYS_CLIENT_HELP
         "  --help, --version\n"
         "\n"
         "Exit status: 0 done (Ctrl-C, end of run, --once, --from), 1 refused by\n"
-        "the trainer or no history within %g s with --once, 2 bad arguments.\n",
+        "the trainer (REFUSE, or its handshake: keys not accepted) or no history within %g s with --once, 2 bad arguments.\n",
         MONITOR_DEFAULT_CONNECT, MONITOR_DEFAULT_EVERY_S, MONITOR_ONCE_TIMEOUT_S);
 }
 
@@ -113,6 +116,7 @@ static void parse_args(int argc, char **argv, struct monitor_opts *o)
         {"once", no_argument, NULL, '1'},
         {"from", required_argument, NULL, 'f'},
         {"tensorboard", required_argument, NULL, 't'},
+        KEYS_CLIENT_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -122,6 +126,8 @@ static void parse_args(int argc, char **argv, struct monitor_opts *o)
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         char *end;
+        if (keys_client_option(&o->keys, ch, optarg))
+            continue;
         switch (ch) {
         case 'c': o->connect = optarg; break;
         case 'o': o->out = optarg; break;
@@ -144,6 +150,9 @@ static void parse_args(int argc, char **argv, struct monitor_opts *o)
         die("unexpected argument '%s'; try lejepa-monitor --help", argv[optind]);
     if (o->from && o->once)
         die("--from already builds the dashboard once; drop --once");
+    if (o->from && (o->keys.key_path || o->keys.server_key_path))
+        die("--from reads a file: --key and --server-key are for a trainer connection");
+    keys_client_load(&o->keys);
 }
 
 /* A run name from the network becomes a directory name: only [A-Za-z0-9._-],
@@ -284,6 +293,7 @@ static int run_live(struct monitor_app *a)
     a->table = !a->o.no_table && !a->o.once && isatty(STDOUT_FILENO);
     monitor_log_set_stderr(!a->table);
     monitor_conn_init(&a->c, a->o.connect, !a->o.once);
+    a->c.cl.keys = &a->o.keys;
     a->c.on_metric = print_metric;
     a->c.cb_ctx = a;
     monitor_log("connecting to %s", a->o.connect);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "dataset.h"
+#include "export.h"
 #include "train.h"
 #include "compute.h"
 #include "util.h"
@@ -289,6 +290,16 @@ static int finish(struct train *t, int code)
         }
     } else if (!t->engine_ready) {
         train_log("no checkpoint: the model was never built");
+    }
+    /* the backbone alone, named as torchvision/timm name it (lejepa export) */
+    if (t->engine_ready && code == 0 && p->have_ckpt) {
+        char out[4200];
+        snprintf(out, sizeof out, "%s/backbone.safetensors", t->rundir.dir);
+        if (export_backbone(t->rundir.dir, out, err) != 0)
+            train_log("backbone export failed: %s", err);
+        else
+            train_log("backbone weights of step %" PRIu64 " in %s",
+                      p->last_ckpt_step, out);
     }
     if (t->ctl.fatal[0])
         train_log("error: %s", t->ctl.fatal);
