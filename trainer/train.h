@@ -84,8 +84,10 @@ struct train_control {
 
 struct train {
     struct config cfg;
-    char *config_text; /* config_to_string(&cfg) */
-    char resume[4096]; /* checkpoint path, "" = fresh run */
+    char *config_text;          /* config_to_string(&cfg) */
+    char resume[4096];          /* checkpoint path, "" = fresh run */
+    struct train_net_keys keys; /* --key, --allow */
+    bool insecure;              /* --insecure */
     struct train_rundir rundir;
     struct train_net net;
     struct train_tickets tickets;

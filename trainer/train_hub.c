@@ -14,6 +14,7 @@
 
 #include "train.h"
 #include "util.h"
+#include "zap.h"
 
 void train_dataset_free(struct train_dataset *d)
 {
@@ -193,12 +194,37 @@ static void send_history(struct train *t, const uint8_t *id, size_t id_len,
     train_metrics_history_free(&m.history);
 }
 
+/* With keys, the role the sender's key is allowed (User-Id of the ZAP
+ * handler): a HELLO must claim that role. 0 when it may go on; -1 refused
+ * (REFUSE sent, logged, counted). */
+static int check_key_role(struct train *t, const uint8_t *id, size_t id_len,
+                          zmq_msg_t *frame, const struct msg_hello *h)
+{
+    char why[ERR_LEN], name[KEYS_NAME_MAX];
+    enum msg_role role;
+    if (!t->net.keyed)
+        return 0;
+    int who = zap_peer_of(frame, &role, name, sizeof name, why);
+    if (who == 1 && role == h->role)
+        return 0;
+    if (who == 1)
+        errf(why, "key %s is allowed as a %s, not as a %s", name,
+             msg_role_name(role), msg_role_name(h->role));
+    else if (who == 0)
+        errf(why, "connection without a key identity");
+    t->net.role_refusals++;
+    train_net_send_text(&t->net, id, id_len, MSG_KIND_REFUSE, why);
+    train_log("refused %s %s: %s", msg_role_name(h->role), h->name, why);
+    return -1;
+}
+
 static void handle(struct train *t, const uint8_t *id, size_t id_len,
-                   const struct msg *m)
+                   zmq_msg_t *frame, const struct msg *m)
 {
     char why[ERR_LEN];
     if (m->kind == MSG_KIND_HELLO) {
-        handle_hello(t, id, id_len, &m->hello);
+        if (check_key_role(t, id, id_len, frame, &m->hello) == 0)
+            handle_hello(t, id, id_len, &m->hello);
         return;
     }
     struct train_client *c = train_net_find(&t->net, id, id_len);
@@ -226,6 +252,14 @@ static void handle(struct train *t, const uint8_t *id, size_t id_len,
         return;
     }
     c->last_seen = util_time_mono();
+    /* each role sends only its kinds, with keys or without */
+    if (!zap_role_may_send(c->role, m->kind)) {
+        t->net.role_refusals++;
+        errf(why, "a %s may not send %s", msg_role_name(c->role),
+             msg_kind_name(m->kind));
+        train_net_bad_message(&t->net, c->name, why);
+        return;
+    }
     switch (m->kind) {
     case MSG_KIND_HEARTBEAT:
         return;
@@ -265,13 +299,14 @@ void train_hub_serve(struct train *t)
         struct msg m;
         int rc = train_net_recv(&t->net, id, &id_len, &frame, &m);
         if (rc == 1)
-            handle(t, id, id_len, &m);
+            handle(t, id, id_len, &frame, &m);
         zmq_msg_close(&frame);
         if (rc == 0)
             break;
     }
     if (!train_net_beat_due(&t->net))
         return;
+    train_net_log_refusals(&t->net);
     char why[64];
     struct train_client *c;
     while ((c = train_net_silent(&t->net, why, sizeof why)))

@@ -23,45 +23,49 @@
 
 static void usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: lejepa-train [--config FILE] [--set section.key=value ...] "
-        "[--data DIR]\n"
-        "                    [--resume CKPT] [--minutes M] [--steps N] [--name "
-        "NAME]\n"
-        "                    [--bind ADDR] [--out DIR]\n"
-        "Trains a LeJEPA encoder on the batches lejepa-loader processes send. "
-        "Binds the\n"
-        "work endpoint (run.endpoint) and the broadcast endpoint "
-        "(run.broadcast);\n"
-        "loaders, evaluators and monitors connect to the work endpoint.\n"
+    fputs(
+        "usage: lejepa-train [--config FILE] [--set section.key=value ...]\n"
+        "                    [--data DIR] [--resume CKPT] [--minutes M]\n"
+        "                    [--steps N] [--name NAME] [--out DIR]\n"
+        "                    [--bind ADDR] [--key FILE --allow FILE]\n"
+        "Trains a LeJEPA encoder on the batches lejepa-loader processes send.\n"
+        "Binds the work endpoint (run.endpoint) and the broadcast endpoint\n"
+        "(run.broadcast); loaders, evaluators and monitors connect to the "
+        "work\n"
+        "endpoint.\n"
         "  --config FILE   INI config (may repeat; later files override)\n"
         "  --set S.K=V     override one config key (may repeat; wins over "
         "files)\n"
-        "  --data DIR      the dataset index to check loaders against "
-        "(run.data);\n"
-        "                  without it the first loader's dataset is the run's\n"
-        "  --resume CKPT   continue from a checkpoint file or a run directory "
-        "(its\n"
-        "                  `latest`); the checkpoint's config applies, then "
-        "flags\n"
+        "  --data DIR      the dataset index to check loaders against\n"
+        "                  (run.data); without it the first loader's dataset\n"
+        "                  is the run's\n"
+        "  --resume CKPT   continue from a checkpoint file or a run directory\n"
+        "                  (its `latest`); the checkpoint's config applies,\n"
+        "                  then flags\n"
         "  --minutes M     time budget (optim.minutes): the step count is "
-        "fixed after\n"
-        "                  optim.timing_steps steps, capped by optim.steps\n"
+        "fixed\n"
+        "                  after optim.timing_steps steps, capped by "
+        "optim.steps\n"
         "  --steps N       total steps (optim.steps)\n"
         "  --name NAME     run name (run.name); default run-YYYYmmdd-HHMMSS\n"
-        "  --bind ADDR     bind both endpoints on ADDR instead of loopback "
-        "(warns: the\n"
-        "                  traffic is not authenticated)\n"
         "  --out DIR       parent of the run directories (run.dir, default "
         "runs)\n"
+        "  --bind ADDR     bind both endpoints on ADDR instead of loopback\n"
+        "                  (needs --key and --allow, or --insecure)\n"
+        "  --key FILE      the trainer's CurveZMQ key pair (lejepa keys new\n"
+        "                  trainer); both sockets then admit only the keys of\n"
+        "  --allow FILE    an allow-list, one `ROLE NAME PUBLICKEY` line per\n"
+        "                  client key, each in its role (PROTOCOL.md, Keys "
+        "and\n"
+        "                  roles)\n"
+        "  --insecure      bind beyond loopback without keys (warns)\n"
         "  --help-config   every config key with its bounds, default and help\n"
         "  --version       version, BLAS and threads\n"
-        "Run directory DIR/NAME: config.ini, log, metrics.jsonl, "
-        "ckpt-<step>.safetensors\n"
-        "(the newest run.keep_ckpts), latest. SIGINT/SIGTERM: finish the step, "
-        "checkpoint,\n"
-        "exit 0.\n");
+        "Run directory DIR/NAME: config.ini, log, metrics.jsonl,\n"
+        "ckpt-<step>.safetensors (the newest run.keep_ckpts), latest,\n"
+        "backbone.safetensors (torchvision/timm names, at the end).\n"
+        "SIGINT/SIGTERM: finish the step, checkpoint, exit 0.\n",
+        out);
 }
 
 /* --resume's value, looked up before the config is parsed. */
@@ -129,6 +133,9 @@ static void parse_args(struct train *t, int argc, char **argv)
         {"name", required_argument, NULL, 'n'},
         {"bind", required_argument, NULL, 'b'},
         {"out", required_argument, NULL, 'o'},
+        {"key", required_argument, NULL, 'k'},
+        {"allow", required_argument, NULL, 'a'},
+        {"insecure", no_argument, NULL, 'I'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -156,6 +163,15 @@ static void parse_args(struct train *t, int argc, char **argv)
             break;
         case 'o':
             set_key(&t->cfg, "run.dir", optarg);
+            break;
+        case 'k':
+            t->keys.key = optarg;
+            break;
+        case 'a':
+            t->keys.allow = optarg;
+            break;
+        case 'I':
+            t->insecure = true;
             break;
         case 'V':
             compute_print_build_info(stdout, "lejepa-train");
@@ -210,15 +226,31 @@ static void open_run_dir(struct train *t)
 static void open_sockets(struct train *t)
 {
     char err[ERR_LEN];
-    if (train_net_open(&t->net, &t->cfg, train_eval_pub_hwm(&t->cfg), err) != 0)
+    bool exposed =
+        !is_loopback(t->cfg.run.endpoint) || !is_loopback(t->cfg.run.broadcast);
+    bool keyed = t->keys.key && t->keys.key[0];
+    if (exposed && !keyed && !t->insecure)
+        die("%s / %s is beyond loopback and the trainer has no keys: anyone "
+            "who reaches these ports could join the run. Make keys with "
+            "`lejepa keys new trainer` and `lejepa keys new NAME --role ROLE` "
+            "per client, put the clients' lines in an allow-list file and "
+            "start with --key keys/trainer.key --allow FILE (README: Loaders "
+            "on other machines); --insecure binds without keys on a private "
+            "network",
+            t->cfg.run.endpoint, t->cfg.run.broadcast);
+    if (!keyed && t->keys.allow)
+        die("--allow %s needs --key FILE, the trainer's key pair",
+            t->keys.allow);
+    if (train_net_open(&t->net, &t->cfg, train_eval_pub_hwm(&t->cfg), &t->keys,
+                       err) != 0)
         die("%s", err);
     t->rundir.pub = t->net.pub;
-    train_log("work endpoint %s, broadcast %s", t->cfg.run.endpoint,
-              t->cfg.run.broadcast);
-    if (!is_loopback(t->cfg.run.endpoint) || !is_loopback(t->cfg.run.broadcast))
-        train_log("WARNING: bound beyond loopback; the traffic is not "
-                  "authenticated (CurveZMQ comes later): anyone who reaches "
-                  "these ports can join the run or read its metrics");
+    train_log("work endpoint %s, broadcast %s%s", t->cfg.run.endpoint,
+              t->cfg.run.broadcast, keyed ? " (CurveZMQ)" : "");
+    if (exposed && !keyed)
+        train_log("WARNING: --insecure: bound beyond loopback without keys; "
+                  "anyone who reaches these ports can join the run or read "
+                  "its metrics and embeddings");
 }
 
 /* The run's dataset from --data (or the checkpoint); otherwise the first

@@ -13,7 +13,7 @@
 #include "util.h"
 
 static void *open_socket(struct train_net *n, int type, const char *endpoint,
-                         int hwm, char *err)
+                         int hwm, const struct keys_pair *kp, char *err)
 {
     void *s = zmq_socket(n->zctx, type);
     if (!s) {
@@ -29,6 +29,8 @@ static void *open_socket(struct train_net *n, int type, const char *endpoint,
     /* before bind: a listener copies the options its connections get */
     else if (hwm > 0 && zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0)
         what = "ZMQ_SNDHWM";
+    else if (kp && zap_server_apply(s, &n->zap, kp, err) != 0)
+        what = "";
     else if (zmq_bind(s, endpoint) != 0) {
         errf(err,
              "cannot bind %s: %s (another trainer running? change "
@@ -46,8 +48,30 @@ static void *open_socket(struct train_net *n, int type, const char *endpoint,
     return s;
 }
 
+/* The key pair and the ZAP handler with its allow-list. */
+static int start_keys(struct train_net *n, const struct train_net_keys *k,
+                      struct keys_pair *kp, char *err)
+{
+    if (!k->allow || !k->allow[0])
+        return errf(err,
+                    "--key %s needs --allow FILE: the client keys and "
+                    "roles the trainer admits (see lejepa keys --help)",
+                    k->key);
+    struct keys_allow allow = {0};
+    if (keys_read_pair(k->key, kp, err) != 0 ||
+        keys_allow_load(&allow, k->allow, err) != 0)
+        return -1;
+    int rc = zap_start(&n->zap, n->zctx, &allow, err);
+    if (rc == 0)
+        train_log("CurveZMQ on: %zu allowed client key(s) from %s", allow.n,
+                  k->allow);
+    keys_allow_free(&allow);
+    n->keyed = rc == 0;
+    return rc;
+}
+
 int train_net_open(struct train_net *n, const struct config *c, int pub_hwm,
-                   char *err)
+                   const struct train_net_keys *k, char *err)
 {
     struct msg_limit_params lp;
     msg_limit_params_from_config(&lp, c);
@@ -56,10 +80,16 @@ int train_net_open(struct train_net *n, const struct config *c, int pub_hwm,
     n->zctx = zmq_ctx_new();
     if (!n->zctx)
         return errf(err, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
-    n->router = open_socket(n, ZMQ_ROUTER, c->run.endpoint, 0, err);
+    struct keys_pair kp;
+    bool keyed = k && k->key && k->key[0];
+    if (keyed && start_keys(n, k, &kp, err) != 0)
+        return -1;
+    n->router =
+        open_socket(n, ZMQ_ROUTER, c->run.endpoint, 0, keyed ? &kp : NULL, err);
     if (!n->router)
         return -1;
-    n->pub = open_socket(n, ZMQ_PUB, c->run.broadcast, pub_hwm, err);
+    n->pub = open_socket(n, ZMQ_PUB, c->run.broadcast, pub_hwm,
+                         keyed ? &kp : NULL, err);
     if (!n->pub)
         return -1;
     n->last_beat = util_time_mono();
@@ -75,6 +105,9 @@ void train_net_close(struct train_net *n)
         zmq_close(n->router);
     if (n->pub)
         zmq_close(n->pub);
+    if (n->keyed)
+        zap_stop(&n->zap);
+    n->keyed = false;
     if (n->zctx)
         zmq_ctx_term(n->zctx);
     msg_arena_free(&n->arena);
@@ -260,4 +293,28 @@ bool train_net_evaluators_done(const struct train_net *n, uint64_t step)
             return false;
     }
     return true;
+}
+
+void train_net_log_refusals(struct train_net *n)
+{
+    if (!n->keyed)
+        return;
+    struct zap_refusal r[16];
+    uint64_t lost = 0;
+    size_t got = zap_drain_refusals(&n->zap, r, 16, &lost);
+    for (size_t i = 0; i < got; i++)
+        train_log("refused a %s connection from %s (key %s): %s",
+                  r[i].mechanism, r[i].address[0] ? r[i].address : "?",
+                  r[i].key[0] ? r[i].key : "none",
+                  zap_reason_text(r[i].reason));
+    if (lost)
+        train_log("%" PRIu64 " more refusals not logged", lost);
+}
+
+uint64_t train_net_key_refusals(const struct train_net *n)
+{
+    uint64_t total = 0;
+    for (int r = 0; n->keyed && r < ZAP_REFUSED_COUNT; r++)
+        total += zap_refused(&n->zap, (enum zap_reason)r);
+    return total;
 }

@@ -14,7 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keys.h"
 #include "msg.h"
+#include "zap.h"
 
 struct config;
 
@@ -50,8 +52,18 @@ struct train_client {
     uint64_t result_step; /* ... for this step, last */
 };
 
+/* CurveZMQ (PROTOCOL.md "Keys and roles"): the trainer's key pair and the
+ * allow-list of client keys; both paths empty: no keys (loopback). */
+struct train_net_keys {
+    const char *key;   /* the trainer's NAME.key */
+    const char *allow; /* the allow-list file */
+};
+
 struct train_net {
     void *zctx, *router, *pub;
+    bool keyed;             /* both sockets are CURVE servers */
+    struct zap_handler zap; /* admits allow-listed keys (keyed) */
+    uint64_t role_refusals; /* HELLOs or kinds their key's role forbids */
     struct msg_limits limits;
     struct msg_arena arena;
     struct train_client *clients[TRAIN_MAX_CLIENTS];
@@ -62,9 +74,14 @@ struct train_net {
 };
 
 /* Binds the work and broadcast endpoints of the config; pub_hwm is the PUB
- * socket's ZMQ_SNDHWM. 0, or -1 with err. */
+ * socket's ZMQ_SNDHWM. With keys (k->key set) both sockets are CURVE
+ * servers behind the ZAP handler. 0, or -1 with err. */
 int train_net_open(struct train_net *n, const struct config *c, int pub_hwm,
-                   char *err);
+                   const struct train_net_keys *k, char *err);
+/* Logs the ZAP handler's refusals since the last call. */
+void train_net_log_refusals(struct train_net *n);
+/* Connections the ZAP handler refused so far (0 without keys). */
+uint64_t train_net_key_refusals(const struct train_net *n);
 void train_net_close(struct train_net *n);
 
 /* Sends m to one peer; a failure is logged, never fatal. */
