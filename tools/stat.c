@@ -9,8 +9,10 @@
  * directions (drawn as the trainer draws them for (seed, step), or read from
  * --directions), and prints SIGReg, a summary of the per-slice statistics,
  * the reference values on the same grid and a reading in plain words; --json
- * prints one JSON object instead. Rows are processed in chunks, so memory is
- * the matrix plus O(chunk * M). Start-up errors exit 2 with the file named.
+ * prints one JSON object instead. --tests adds the classical normality
+ * statistics of every slice (stat_tests.h). Rows are processed in chunks, so
+ * memory is the matrix plus O(chunk * M). Start-up errors exit 2 with the
+ * file named.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +25,7 @@
 #include "json.h"
 #include "npy.h"
 #include "sigreg.h"
+#include "stat_tests.h"
 #include "compute.h"
 #include "util.h"
 
@@ -34,6 +37,7 @@
 struct stat_opts {
     int slices, knots, threads, json, standardize;
     int slices_given, seed_given;
+    unsigned tests;                  /* enum stat_test bits; 0: none */
     double t_max;
     uint64_t seed, step;
     const char *emb_path, *dir_path;
@@ -66,6 +70,22 @@ static void usage(FILE *out)
         "                    official code does); excludes --slices/--seed/--step\n"
         "  --standardize     center and scale every column to mean 0, std 1\n"
         "                    first: tests the shape apart from the scale\n"
+        "  --tests LIST      also per-slice normality tests, a comma list of\n"
+        "                    ad, cvm, watson, jb, moments (or all); prints each\n"
+        "                    test's mean over slices and its per-slice values\n"
+        "                    (JSON) or a summary (text). Projections in double.\n"
+        "                    Anderson-Darling (ad), Cramer-von Mises (cvm) and\n"
+        "                    Watson's U^2 (watson) test against the fixed\n"
+        "                    N(0, 1) without standardising the projections (as\n"
+        "                    SIGReg: the target is N(0, I), scale included);\n"
+        "                    ad as scipy.stats.goodness_of_fit(norm,\n"
+        "                    known_params={'loc': 0, 'scale': 1},\n"
+        "                    statistic='ad'), cvm as scipy.stats.cramervonmises(\n"
+        "                    x, 'norm'), U^2 = W^2 - n (mean F(x) - 1/2)^2.\n"
+        "                    Jarque-Bera (jb) and moments (mean, variance with\n"
+        "                    ddof 1, biased skewness and excess kurtosis) use\n"
+        "                    the sample's own mean and spread, as\n"
+        "                    scipy.stats.jarque_bera and scipy.stats.describe\n"
         "  --threads N       OpenMP / BLAS threads (default: all cores)\n"
         "  --json            print one JSON object instead of text\n"
         "  --help, --version\n"
@@ -95,6 +115,7 @@ static void parse_args(int argc, char **argv, struct stat_opts *o)
         {"directions", required_argument, NULL, 'd'},
         {"standardize", no_argument, NULL, 'z'},
         {"threads", required_argument, NULL, 't'},
+        {"tests", required_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -128,6 +149,7 @@ static void parse_args(int argc, char **argv, struct stat_opts *o)
         case 'z': o->standardize = 1; break;
         case 't': o->threads = (int)util_parse_long("--threads", optarg, 1, 1024); break;
         case 'j': o->json = 1; break;
+        case 'T': o->tests = stat_tests_parse(optarg); break;
         case 'h': usage(stdout); exit(0);
         case 'V': compute_print_build_info(stdout, "lejepa-stat"); exit(0);
         default: usage(stderr); exit(2);
@@ -314,7 +336,8 @@ static void print_reading(FILE *out, const struct stat_result *r,
 }
 
 static void print_text(const struct stat_opts *o, const struct stat_result *r,
-                       int64_t n, int k_dim, int slices, int constant)
+                       const struct stat_tests *t, int64_t n, int k_dim,
+                       int slices, int constant)
 {
     struct stat_summary s = summarize(r->stat, slices);
     struct stat_summary sd = summarize(r->proj_std, slices);
@@ -338,10 +361,15 @@ static void print_text(const struct stat_opts *o, const struct stat_result *r,
            "N); %.6g for a collapsed (all-zero) one (%.6g * N)\n", r->floor,
            r->collapsed, r->collapsed / (double)n);
     print_reading(stdout, r, &sd, o->standardize);
+    if (t->mask) {
+        printf("tests       per slice, over %d slices:\n", slices);
+        stat_tests_print_text(stdout, t);
+    }
 }
 
 static void print_json(const struct stat_opts *o, const struct stat_result *r,
-                       int64_t n, int k_dim, int slices)
+                       const struct stat_tests *t, int64_t n, int k_dim,
+                       int slices)
 {
     struct stat_summary s = summarize(r->stat, slices);
     struct stat_summary sd = summarize(r->proj_std, slices);
@@ -362,8 +390,48 @@ static void print_json(const struct stat_opts *o, const struct stat_result *r,
     printf(", \"projection_std\": {\"min\": %.9g, \"p10\": %.9g, "
            "\"median\": %.9g, \"p90\": %.9g, \"max\": %.9g}", sd.min, sd.p10,
            sd.median, sd.p90, sd.max);
-    printf(", \"reference\": {\"gaussian\": %.9g, \"collapsed\": %.9g}}\n",
+    printf(", \"reference\": {\"gaussian\": %.9g, \"collapsed\": %.9g}",
            r->floor, r->collapsed);
+    if (t->mask) {
+        printf(", ");
+        stat_tests_print_json(stdout, t);
+    }
+    printf("}\n");
+}
+
+/* The directions for --tests in double, every column scaled to unit length
+ * in double: from the file as stored (float32 or float64), or the float
+ * random directions. (K, M); the caller frees it with free(). */
+static double *unit_directions_f64(const char *path, const float *a,
+                                   int k_dim, int slices)
+{
+    double *d = xmalloc((size_t)k_dim * (size_t)slices * sizeof *d);
+    size_t count = (size_t)k_dim * (size_t)slices;
+    if (path) {
+        char err[ERR_LEN];
+        struct npy_array arr;
+        if (npy_read(path, &arr, err) < 0)
+            die("%s", err);
+        /* load_matrix read the same file: shape and values are checked. */
+        for (size_t i = 0; i < count; i++)
+            d[i] = arr.dtype == NPY_F64 ? ((const double *)arr.data)[i]
+                                        : ((const float *)arr.data)[i];
+        npy_free(&arr);
+    } else {
+        for (size_t i = 0; i < count; i++)
+            d[i] = a[i];
+    }
+    for (int m = 0; m < slices; m++) {
+        double ss = 0.0;
+        for (int k = 0; k < k_dim; k++)
+            ss += d[(size_t)k * slices + m] * d[(size_t)k * slices + m];
+        /* a zero column becomes e_(m mod K), as sigreg_normalize_columns */
+        for (int k = 0; k < k_dim; k++)
+            d[(size_t)k * slices + m] =
+                ss > 0.0 ? d[(size_t)k * slices + m] / sqrt(ss)
+                         : (k == m % k_dim ? 1.0 : 0.0);
+    }
+    return d;
 }
 
 int main(int argc, char **argv)
@@ -389,6 +457,7 @@ int main(int argc, char **argv)
 
     float *a;
     int slices = o.slices;
+    double *a64 = NULL;
     if (o.dir_path) {
         int64_t rows, cols;
         a = load_matrix(o.dir_path, "direction", &rows, &cols);
@@ -400,22 +469,32 @@ int main(int argc, char **argv)
             die("%s: M = %lld directions; want 1..%d", o.dir_path,
                 (long long)cols, 1 << 20);
         slices = (int)cols;
+        if (o.tests)
+            a64 = unit_directions_f64(o.dir_path, NULL, k_dim, slices);
         sigreg_normalize_columns(a, k_dim, slices);
     } else {
         a = xmalloc_aligned((size_t)k_dim * (size_t)slices * sizeof *a);
         sigreg_directions(a, o.seed, o.step, k_dim, slices);
     }
 
+    if (o.tests && !a64)
+        a64 = unit_directions_f64(NULL, a, k_dim, slices);
+
     struct stat_result r;
     stat_compute(&r, z, a, &g, n, k_dim, slices);
+    struct stat_tests t = {0};
+    if (o.tests)
+        stat_tests_compute(&t, o.tests, z, a64, n, k_dim, slices);
     if (o.json)
-        print_json(&o, &r, n, k_dim, slices);
+        print_json(&o, &r, &t, n, k_dim, slices);
     else
-        print_text(&o, &r, n, k_dim, slices, constant);
+        print_text(&o, &r, &t, n, k_dim, slices, constant);
     if (fflush(stdout) != 0)
         die("writing the output failed: %s", strerror(errno));
     free(r.stat);
     free(r.proj_std);
+    stat_tests_free(&t);
+    free(a64);
     util_free_aligned(a);
     util_free_aligned(z);
     return 0;
