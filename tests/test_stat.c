@@ -329,6 +329,73 @@ static void test_bad_inputs_exit_2(void)
     CU_ASSERT_EQUAL(run_stat("", out, sizeof out), 2);
 }
 
+/* --debias: the same Gaussian sample as test_gaussian_sits_at_floor reads
+ * about 0 (the window of that test moved down by the floor: the debiased
+ * value is the biased one minus about the floor, sd unchanged), the
+ * reference says 0, collapse keeps 0.402048 N, and given directions match
+ * the debiased sigreg_forward_ref. */
+static void test_debias(void)
+{
+    free(write_normal("gauss_d.npy", N_ROWS, K_DIM, 1.0, 1));
+    char args[8400];
+    snprintf(args, sizeof args, "--debias '%s'", tmp_path("gauss_d.npy"));
+    struct json *j = run_json(args);
+    double v = num(j, "sigreg");
+    CU_ASSERT(v > 0.70 - GAUSS_FLOOR && v < 1.40 - GAUSS_FLOOR);
+    CU_ASSERT_EQUAL(json_get(j, "debias")->type, JSON_TRUE);
+    CU_ASSERT_EQUAL(num(json_get(j, "reference"), "gaussian"), 0.0);
+    json_free(j);
+    snprintf(args, sizeof args, "'%s'", tmp_path("gauss_d.npy"));
+    j = run_json(args);
+    CU_ASSERT(num(j, "sigreg") - v > 0.5 * GAUSS_FLOOR);
+    CU_ASSERT_EQUAL(json_get(j, "debias")->type, JSON_FALSE);
+    json_free(j);
+
+    char err[ERR_LEN];
+    enum { N = 300, K = 8, M = 5 };
+    float *z = xcalloc(N * K, sizeof *z);
+    int64_t shape[2] = {N, K};
+    CU_ASSERT_EQUAL_FATAL(npy_write(tmp_path("zero_d.npy"), NPY_F32, 2, shape,
+                                    z, err), 0);
+    snprintf(args, sizeof args, "--debias --slices %d '%s'", M,
+             tmp_path("zero_d.npy"));
+    j = run_json(args);
+    CU_ASSERT(fabs(num(j, "sigreg") - COLLAPSE_PER_N * N) <=
+              1e-5 * COLLAPSE_PER_N * N);
+    json_free(j);
+    free(z);
+
+    z = write_normal("small_d.npy", N, K, 1.5, 8);
+    float a[K * M];
+    double zd[N * K], ad[K * M];
+    uint64_t seed = 4;
+    for (int i = 0; i < K * M; i++)
+        a[i] = (float)testing_rand_normal(&seed);
+    for (int m = 0; m < M; m++) {
+        double ss = 0;
+        for (int k = 0; k < K; k++)
+            ss += (double)a[k * M + m] * a[k * M + m];
+        for (int k = 0; k < K; k++)
+            ad[k * M + m] = a[k * M + m] / sqrt(ss);
+    }
+    for (int i = 0; i < N * K; i++)
+        zd[i] = z[i];
+    int64_t ashape[2] = {K, M};
+    CU_ASSERT_EQUAL_FATAL(npy_write(tmp_path("dirs_d.npy"), NPY_F32, 2, ashape,
+                                    a, err), 0);
+    struct sigreg_grid g;
+    CU_ASSERT_EQUAL_FATAL(sigreg_grid_init(&g, SIGREG_DEFAULT_KNOTS,
+                                           SIGREG_DEFAULT_T_MAX, err), 0);
+    g.debias = true;
+    double ref = sigreg_forward_ref(NULL, zd, ad, &g, N, K, M);
+    snprintf(args, sizeof args, "--debias --directions '%s' '%s'",
+             tmp_path("dirs_d.npy"), tmp_path("small_d.npy"));
+    j = run_json(args);
+    CU_ASSERT(fabs(num(j, "sigreg") - ref) <= 1e-6 * (N + fabs(ref)));
+    json_free(j);
+    free(z);
+}
+
 /* Hand cases: one value at 0 has F = 1/2, so A^2 = -1 - 2 log(1/2) and
  * W^2 = 1/12; two values at -1, 1 are symmetric, so U^2 = W^2; the log-CDF
  * is continuous where its asymptotic series takes over and matches
@@ -501,6 +568,7 @@ int main(void)
         {"float64 input equals float32", test_f8_input_matches_f4},
         {"--directions matches sigreg_forward_ref", test_given_directions_match_reference},
         {"bad inputs exit 2 naming the file", test_bad_inputs_exit_2},
+        {"--debias reads ~0 on N(0,1), matches the reference", test_debias},
         {"normality statistics by hand", test_stattests_by_hand},
         {"--tests matches SciPy (fixtures)", test_tests_match_scipy},
         {"--tests tells Gaussian from not", test_tests_tell_gaussian_apart},

@@ -35,7 +35,7 @@
 #define STAT_WIDE_STD 2.0             /* projection std above: too wide */
 
 struct stat_opts {
-    int slices, knots, threads, json, standardize;
+    int slices, knots, threads, json, standardize, debias;
     int slices_given, seed_given;
     unsigned tests;                  /* enum stat_test bits; 0: none */
     double t_max;
@@ -68,6 +68,10 @@ static void usage(FILE *out)
         "  --directions FILE directions from a .npy (K x M, float32/float64);\n"
         "                    every column is scaled to unit length first (as the\n"
         "                    official code does); excludes --slices/--seed/--step\n"
+        "  --debias          the unbiased (U-statistic) SIGReg, as the config key\n"
+        "                    loss.sigreg_debias: drops the i = j terms, so a\n"
+        "                    perfect Gaussian sample reads about 0 (single\n"
+        "                    slices may go negative); all-zero still 0.402 * N\n"
         "  --standardize     center and scale every column to mean 0, std 1\n"
         "                    first: tests the shape apart from the scale\n"
         "  --tests LIST      also per-slice normality tests, a comma list of\n"
@@ -114,6 +118,7 @@ static void parse_args(int argc, char **argv, struct stat_opts *o)
         {"step", required_argument, NULL, 'p'},
         {"directions", required_argument, NULL, 'd'},
         {"standardize", no_argument, NULL, 'z'},
+        {"debias", no_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'},
         {"tests", required_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'j'},
@@ -147,6 +152,7 @@ static void parse_args(int argc, char **argv, struct stat_opts *o)
         case 'p': o->step = parse_u64("--step", optarg); o->seed_given = 1; break;
         case 'd': o->dir_path = optarg; break;
         case 'z': o->standardize = 1; break;
+        case 'b': o->debias = 1; break;
         case 't': o->threads = (int)util_parse_long("--threads", optarg, 1, 1024); break;
         case 'j': o->json = 1; break;
         case 'T': o->tests = stat_tests_parse(optarg); break;
@@ -246,7 +252,12 @@ struct stat_result {
     double sigreg;
     double *stat;        /* (M) per-slice statistic */
     double *proj_std;    /* (M) std of each slice's projections */
-    double floor;        /* E[SIGReg] for an N(0, I) sample: sum W (1 - phi^2) */
+    double floor;        /* E[biased SIGReg] for an N(0, I) sample:
+                            sum W (1 - phi^2) */
+    int debias;
+    double gaussian;     /* E[SIGReg] for N(0, I): the floor, or 0 debiased */
+    double biased;       /* SIGReg on the biased scale, for the reading:
+                            the debiased value + the floor on average */
     double collapsed;    /* SIGReg of all zeros: N sum W (1 - phi)^2 */
 };
 
@@ -299,6 +310,9 @@ static void stat_compute(struct stat_result *r, const float *z, const float *a,
         r->collapsed += g->weight[k] * (1 - g->phi[k]) * (1 - g->phi[k]);
     }
     r->collapsed *= (double)n;
+    r->debias = g->debias;
+    r->gaussian = g->debias ? 0.0 : r->floor;
+    r->biased = g->debias ? r->sigreg + r->floor : r->sigreg;
     util_free_aligned(x);
     util_free_aligned(cs);
     util_free_aligned(ss);
@@ -313,15 +327,17 @@ static void stat_compute(struct stat_result *r, const float *z, const float *a,
 static void print_reading(FILE *out, const struct stat_result *r,
                           const struct stat_summary *sd, int standardized)
 {
-    double ratio = r->sigreg / r->floor;
+    double ratio = r->biased / r->floor;
     if (ratio <= STAT_HEALTHY_RATIO) {
         fprintf(out, "reading     close to isotropic N(0, I): %.2fx the value "
                 "a perfect Gaussian sample gives (a healthy run sits near "
                 "1-2).\n", ratio);
         return;
     }
-    fprintf(out, "reading     not isotropic N(0, I): %.3gx the Gaussian floor, "
-            "%.3g of the all-zero value. ", ratio, r->sigreg / r->collapsed);
+    fprintf(out, "reading     not isotropic N(0, I): %.3gx the Gaussian floor%s, "
+            "%.3g of the all-zero value. ", ratio,
+            r->debias ? " (debiased value + the floor)" : "",
+            r->sigreg / r->collapsed);
     if (sd->median < STAT_NARROW_STD)
         fprintf(out, "Projections are too narrow (median std %.3g, want 1): "
                 "collapsing towards a point.\n", sd->median);
@@ -352,12 +368,18 @@ static void print_text(const struct stat_opts *o, const struct stat_result *r,
         printf("directions  M = %d random (seed %llu, step %llu)\n", slices,
                (unsigned long long)o->seed, (unsigned long long)o->step);
     printf("grid        T = %d knots on [0, %g]\n", o->knots, o->t_max);
-    printf("SIGReg      %.6g\n", r->sigreg);
+    printf("SIGReg      %.6g%s\n", r->sigreg, o->debias ? " (debiased)" : "");
     printf("per slice   min %.4g  p10 %.4g  median %.4g  p90 %.4g  max %.4g\n",
            s.min, s.p10, s.median, s.p90, s.max);
     printf("proj. std   min %.4g  p10 %.4g  median %.4g  p90 %.4g  max %.4g"
            "  (1 for N(0, I))\n", sd.min, sd.p10, sd.median, sd.p90, sd.max);
-    printf("reference   %.6g for a perfect N(0, I) sample (the bias floor, any "
+    if (o->debias)
+        printf("reference   0 on average for a perfect N(0, I) sample "
+               "(debiased; the biased floor is %.6g); %.6g for a collapsed "
+               "(all-zero) one (%.6g * N)\n", r->floor, r->collapsed,
+               r->collapsed / (double)n);
+    else
+        printf("reference   %.6g for a perfect N(0, I) sample (the bias floor, any "
            "N); %.6g for a collapsed (all-zero) one (%.6g * N)\n", r->floor,
            r->collapsed, r->collapsed / (double)n);
     print_reading(stdout, r, &sd, o->standardize);
@@ -384,14 +406,15 @@ static void print_json(const struct stat_opts *o, const struct stat_result *r,
         printf(", \"seed\": %llu, \"step\": %llu", (unsigned long long)o->seed,
                (unsigned long long)o->step);
     }
-    printf(", \"standardize\": %s", o->standardize ? "true" : "false");
+    printf(", \"standardize\": %s, \"debias\": %s",
+           o->standardize ? "true" : "false", o->debias ? "true" : "false");
     printf(", \"per_slice\": {\"min\": %.9g, \"p10\": %.9g, \"median\": %.9g, "
            "\"p90\": %.9g, \"max\": %.9g}", s.min, s.p10, s.median, s.p90, s.max);
     printf(", \"projection_std\": {\"min\": %.9g, \"p10\": %.9g, "
            "\"median\": %.9g, \"p90\": %.9g, \"max\": %.9g}", sd.min, sd.p10,
            sd.median, sd.p90, sd.max);
     printf(", \"reference\": {\"gaussian\": %.9g, \"collapsed\": %.9g}",
-           r->floor, r->collapsed);
+           r->gaussian, r->collapsed);
     if (t->mask) {
         printf(", ");
         stat_tests_print_json(stdout, t);
@@ -443,6 +466,7 @@ int main(int argc, char **argv)
     struct sigreg_grid g;
     if (sigreg_grid_init(&g, o.knots, o.t_max, err) < 0)
         die("%s", err);
+    g.debias = o.debias;
 
     int64_t n, k64;
     float *z = load_matrix(o.emb_path, "embedding", &n, &k64);
