@@ -146,6 +146,8 @@ int fewshot_run(const struct fewshot_options *o, bool knn, bool linear,
         int k = o->shots[s];
         struct linprobe_options lo;
         linprobe_default_options(&lo);
+        lo.stats_rows = train;
+        lo.n_stats_rows = n_train;
         if (k < FEWSHOT_SEARCH_MIN_SHOTS) {
             lo.n_lambdas = 1;
             lo.lambdas[0] = FEWSHOT_SMALL_LAMBDA;

@@ -14,7 +14,10 @@
  * row order.
  *
  * Probe: kNN with k = KNN_DEFAULT_K (clamped to the sample size by knn.h).
- * The linear probe searches its L2 strength on a held-out tenth, as the
+ * The linear probe standardises features with the mean and std of ALL
+ * train embeddings (no labels are used for that, and labels are what
+ * few-shot makes scarce): the std of a handful of rows can be near zero and
+ * blow a noise feature up. It searches its L2 strength on a held-out tenth, as the
  * full probe does, only when that tenth holds at least one row per class on
  * average (k >= 10); below, a held-out row or two would pick lambda at
  * random, so it fits FEWSHOT_SMALL_LAMBDA, the strongest of the default
