@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fewshot.h"
 #include "keys.h"
 #include "msg.h"
 
@@ -34,17 +35,22 @@ struct eval_opts {
     bool json;                  /* offline: also print one JSON object */
     int threads;                /* 0 = all cores */
     size_t max_bytes;           /* per snapshot of embeddings */
+    struct fewshot_options fewshot;  /* --shots, --seeds; n_shots 0: off */
     char name[256];             /* name in logs and HELLO */
     struct keys_client keys;    /* --key, --server-key */
 };
 
-/* One RESULT to send (or, offline, to print). */
-#define EVAL_RESULT_VALUES 4
+/* One RESULT to send (or, offline, to print): room for a few-shot mean
+ * and std per shot count. */
+#define EVAL_RESULT_VALUES (2 * FEWSHOT_MAX_SHOTS)
+/* Results of eval_tasks_embed: kNN, linear, few-shot kNN and linear. */
+#define EVAL_EMBED_RESULTS 4
 struct eval_result {
     enum msg_source source;
     uint64_t step;
     int n;
-    const char *keys[EVAL_RESULT_VALUES];    /* static strings */
+    const char *keys[EVAL_RESULT_VALUES];    /* static strings, or names in
+                                                the program's fewshot_options */
     double values[EVAL_RESULT_VALUES];
 };
 
@@ -57,13 +63,16 @@ int eval_parse_tasks(const char *s, unsigned *tasks, char *err);
 
 /* Runs kNN and/or the linear probe (tasks & (KNN | LINEAR)) on one pair of
  * splits; the class count is the largest label + 1 (labels were checked to
- * be in [0, EVAL_MAX_CLASSES)). Writes one result per task into out (room
- * for 2) with the given step; returns their count, or -1 with err. */
+ * be in [0, EVAL_MAX_CLASSES)). With fs->n_shots > 0 (fs may be NULL) also
+ * the few-shot versions of the same tasks (fewshot.h): one more result per
+ * task (source knn / linear) holding every shot's mean and std, under
+ * fs's names. Writes the results into out (room for EVAL_EMBED_RESULTS)
+ * with the given step; returns their count, or -1 with err. */
 int eval_tasks_embed(const float *train, const int32_t *train_labels,
                      int64_t n_train, const float *val,
                      const int32_t *val_labels, int64_t n_val, int dim,
-                     unsigned tasks, uint64_t step, struct eval_result *out,
-                     char *err);
+                     unsigned tasks, const struct fewshot_options *fs,
+                     uint64_t step, struct eval_result *out, char *err);
 
 /* Segmentation maps of one FEATMAP (eval_tasks.c): writes
  * DIR/segmaps/step-<step>.png and replaces DIR/segmaps/latest.png (both

@@ -205,7 +205,7 @@ int eval_run_online(const struct eval_opts *o, int stop_fd)
         c.topics[nt++] = "FEATMAP";
     c.topics[nt] = NULL;
     eval_assembler_init(&c.snaps, o->max_bytes);
-    eval_worker_start(&c.worker, o->tasks, o->threads);
+    eval_worker_start(&c.worker, o->tasks, &o->fewshot, o->threads);
 
     int status = 0;
     for (;;) {

@@ -29,6 +29,7 @@ static void usage(FILE *out)
     fprintf(out,
         "usage: lejepa-eval --connect tcp://HOST:5555 [--tasks LIST] [--out DIR]\n"
         "       lejepa-eval --train PREFIX --val PREFIX [--tasks knn,linear] [--json]\n"
+        "       (either with [--shots 1,5,10,100 [--seeds 3]] for few-shot scores)\n"
         "\n"
         "Online: follows a trainer's eval snapshots (EMBED chunks, FEATMAP) from\n"
         "the broadcast endpoint its WELCOME names, scores every complete snapshot\n"
@@ -48,6 +49,13 @@ static void usage(FILE *out)
         "  --train PREFIX       offline train split\n"
         "  --val PREFIX         offline val split\n"
         "  --json               offline: print one JSON object instead of lines\n"
+        "  --shots LIST         also few-shot: for each k of LIST and each seed, k\n"
+        "                       train rows per class (all of a smaller class),\n"
+        "                       drawn from the seed; the tasks' kNN and linear\n"
+        "                       probe trained on them, scored on all val rows;\n"
+        "                       reports fewshot_knn_top1_K, fewshot_linear_top1_K\n"
+        "                       (mean over seeds) and *_std (std over seeds)\n"
+        "  --seeds N            few-shot samples per k (default %d, at most %d)\n"
         "  --threads N          OpenMP/OpenBLAS threads (default all cores)\n"
         "  --name NAME          name in logs and HELLO (default eval@HOST)\n"
         "  --max-mb MB          memory bound of one snapshot (default %d)\n"
@@ -56,7 +64,7 @@ static void usage(FILE *out)
         "\n"
         "Exit status: 0 done, 1 refused by the trainer (REFUSE, or its handshake:\n"
         "keys not accepted), 2 bad arguments or files.\n",
-        EVAL_DEFAULT_MAX_MB);
+        FEWSHOT_DEFAULT_SEEDS, FEWSHOT_MAX_SEEDS, EVAL_DEFAULT_MAX_MB);
 }
 
 static void parse_args(int argc, char **argv, struct eval_opts *o)
@@ -72,6 +80,8 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
         {"name", required_argument, NULL, 'n'},
         {"max-mb", required_argument, NULL, 'm'},
         KEYS_CLIENT_LONGOPTS,
+        {"shots", required_argument, NULL, 's'},
+        {"seeds", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -79,6 +89,9 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
     memset(o, 0, sizeof *o);
     o->max_bytes = (size_t)EVAL_DEFAULT_MAX_MB << 20;
     char err[ERR_LEN];
+    const char *shots = NULL;
+    int seeds = FEWSHOT_DEFAULT_SEEDS;
+    bool seeds_given = false;
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         if (keys_client_option(&o->keys, c, optarg))
@@ -95,6 +108,11 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
         case 'v': o->val = optarg; break;
         case 'j': o->json = true; break;
         case 'p': o->threads = (int)util_parse_long("--threads", optarg, 1, 4096); break;
+        case 's': shots = optarg; break;
+        case 'S':
+            seeds = (int)util_parse_long("--seeds", optarg, 1, FEWSHOT_MAX_SEEDS);
+            seeds_given = true;
+            break;
         case 'm': o->max_bytes = (size_t)util_parse_long("--max-mb", optarg, 1, 1 << 20) << 20; break;
         case 'n':
             if (!optarg[0] || strlen(optarg) >= sizeof o->name)
@@ -125,6 +143,14 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
     if (!o->tasks_given)
         o->tasks = offline ? EVAL_TASK_KNN | EVAL_TASK_LINEAR
                            : EVAL_TASK_KNN | EVAL_TASK_LINEAR | EVAL_TASK_SEGMAP;
+    if (shots && fewshot_options_init(&o->fewshot, shots, seeds, err) < 0)
+        die("%s", err);
+    if (seeds_given && !shots)
+        die("--seeds %d: few-shot evaluation needs --shots (e.g. --shots 1,5,10,100)",
+            seeds);
+    if (shots && !(o->tasks & (EVAL_TASK_KNN | EVAL_TASK_LINEAR)))
+        die("--shots: few-shot runs the kNN and/or linear tasks; add knn or linear "
+            "to --tasks");
     if (!o->name[0]) {
         char host[128] = "localhost";
         if (gethostname(host, sizeof host) != 0)

@@ -95,9 +95,9 @@ int eval_run_offline(const struct eval_opts *o)
                  va.emb_path, (long long)va.dim);
         goto cleanup;
     }
-    struct eval_result r[2];
+    struct eval_result r[EVAL_EMBED_RESULTS];
     int n = eval_tasks_embed(tr.emb, tr.labels, tr.n, va.emb, va.labels, va.n,
-                             (int)tr.dim, o->tasks, 0, r, err);
+                             (int)tr.dim, o->tasks, &o->fewshot, 0, r, err);
     if (n < 0) {
         eval_log("%s", err);
         goto cleanup;

@@ -51,11 +51,65 @@ static int max_label(const int32_t *labels, int64_t n)
     return m;
 }
 
+/* The few-shot results of eval_tasks_embed: one per method asked. */
+static int fewshot_results(const float *train, const int32_t *train_labels,
+                           int64_t n_train, const float *val,
+                           const int32_t *val_labels, int64_t n_val, int dim,
+                           int n_classes, unsigned tasks,
+                           const struct fewshot_options *fs, uint64_t step,
+                           struct eval_result *out, char *err)
+{
+    static const enum msg_source source[FEWSHOT_METHODS] = {
+        [FEWSHOT_KNN] = MSG_SOURCE_KNN, [FEWSHOT_LINEAR] = MSG_SOURCE_LINEAR,
+    };
+    bool want[FEWSHOT_METHODS] = {
+        [FEWSHOT_KNN] = tasks & EVAL_TASK_KNN,
+        [FEWSHOT_LINEAR] = tasks & EVAL_TASK_LINEAR,
+    };
+    struct fewshot_result *res = xmalloc(sizeof *res);
+    double t0 = util_time_mono();
+    int n = -1;
+    if (fewshot_run(fs, want[FEWSHOT_KNN], want[FEWSHOT_LINEAR], train,
+                    train_labels, n_train, val, val_labels, n_val, dim,
+                    n_classes, res, err) < 0)
+        goto cleanup;
+    n = 0;
+    for (int s = 0; s < fs->n_shots; s++) {
+        if (res->short_classes[s])
+            eval_log("few-shot %d: %d classes have fewer than %d train rows; "
+                     "all of their rows are taken (%lld rows in all)",
+                     fs->shots[s], res->short_classes[s], fs->shots[s],
+                     (long long)res->rows[s]);
+        for (int m = 0; m < FEWSHOT_METHODS; m++)
+            if (want[m])
+                eval_log("few-shot %s %d-shot: top1 %.4f +- %.4f over %d seeds",
+                         m == FEWSHOT_KNN ? "knn" : "linear", fs->shots[s],
+                         res->stat[m][s].mean, res->stat[m][s].std, fs->seeds);
+    }
+    for (int m = 0; m < FEWSHOT_METHODS; m++) {
+        if (!want[m])
+            continue;
+        struct eval_result *r = &out[n++];
+        *r = (struct eval_result){.source = source[m], .step = step};
+        for (int s = 0; s < fs->n_shots; s++) {
+            r->keys[r->n] = fs->mean_name[m][s];
+            r->values[r->n++] = res->stat[m][s].mean;
+            r->keys[r->n] = fs->std_name[m][s];
+            r->values[r->n++] = res->stat[m][s].std;
+        }
+    }
+    eval_log("few-shot: %d shot counts x %d seeds (%.1f s)", fs->n_shots,
+             fs->seeds, util_time_mono() - t0);
+cleanup:
+    free(res);
+    return n;
+}
+
 int eval_tasks_embed(const float *train, const int32_t *train_labels,
                      int64_t n_train, const float *val,
                      const int32_t *val_labels, int64_t n_val, int dim,
-                     unsigned tasks, uint64_t step, struct eval_result *out,
-                     char *err)
+                     unsigned tasks, const struct fewshot_options *fs,
+                     uint64_t step, struct eval_result *out, char *err)
 {
     int a = max_label(train_labels, n_train), b = max_label(val_labels, n_val);
     int n_classes = (a > b ? a : b) + 1;
@@ -84,6 +138,14 @@ int eval_tasks_embed(const float *train, const int32_t *train_labels,
         out[n++] = (struct eval_result){.source = MSG_SOURCE_LINEAR, .step = step, .n = 2,
                                         .keys = {"linear_top1", "linear_lambda"},
                                         .values = {r.top1, r.lambda}};
+    }
+    if (fs && fs->n_shots > 0 && (tasks & (EVAL_TASK_KNN | EVAL_TASK_LINEAR))) {
+        int m = fewshot_results(train, train_labels, n_train, val, val_labels,
+                                n_val, dim, n_classes, tasks, fs, step, out + n,
+                                err);
+        if (m < 0)
+            return -1;
+        n += m;
     }
     return n;
 }

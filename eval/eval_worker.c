@@ -33,14 +33,14 @@ static void push_results(struct eval_worker *w, const struct eval_result *r, int
 
 static void run_snapshot(struct eval_worker *w, struct eval_snapshot *s)
 {
-    struct eval_result r[2];
+    struct eval_result r[EVAL_EMBED_RESULTS];
     char err[ERR_LEN];
     const struct eval_rows *tr = &s->split[MSG_SPLIT_TRAIN], *va = &s->split[MSG_SPLIT_VAL];
     eval_log("scoring snapshot %llu at step %llu (%lld train, %lld val rows, dim %u)",
              (unsigned long long)s->id, (unsigned long long)s->step, (long long)tr->n,
              (long long)va->n, s->dim);
     int n = eval_tasks_embed(tr->emb, tr->labels, tr->n, va->emb, va->labels, va->n,
-                             (int)s->dim, w->tasks, s->step, r, err);
+                             (int)s->dim, w->tasks, w->fewshot, s->step, r, err);
     if (n < 0)
         eval_log("snapshot %llu at step %llu not scored: %s", (unsigned long long)s->id,
                  (unsigned long long)s->step, err);
@@ -92,10 +92,12 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-void eval_worker_start(struct eval_worker *w, unsigned tasks, int threads)
+void eval_worker_start(struct eval_worker *w, unsigned tasks,
+                       const struct fewshot_options *fewshot, int threads)
 {
     memset(w, 0, sizeof *w);
     w->tasks = tasks;
+    w->fewshot = fewshot;
     w->threads = threads;
     if (pipe2(w->wake, O_NONBLOCK | O_CLOEXEC) != 0)
         die("pipe: %s", strerror(errno));

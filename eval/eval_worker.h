@@ -24,6 +24,7 @@ struct eval_worker {
     pthread_cond_t cv;
     int wake[2];                    /* pipe: [0] polled by the main thread */
     unsigned tasks;
+    const struct fewshot_options *fewshot;   /* the program's; may be NULL */
     int threads;
     bool stop, busy;
     struct eval_snapshot *snap;     /* waiting, or NULL */
@@ -33,8 +34,10 @@ struct eval_worker {
     int n_results;
 };
 
-/* Starts the thread; exits the program when it cannot. */
-void eval_worker_start(struct eval_worker *w, unsigned tasks, int threads);
+/* Starts the thread; exits the program when it cannot. fewshot (may be
+ * NULL) must outlive the worker: results point at its metric names. */
+void eval_worker_start(struct eval_worker *w, unsigned tasks,
+                       const struct fewshot_options *fewshot, int threads);
 /* Waits for the job in progress, then stops the thread; frees waiting jobs. */
 void eval_worker_stop(struct eval_worker *w);
 /* True while a job runs or waits. */

@@ -218,6 +218,9 @@ static int check_options(const struct linprobe_options *o, char *err)
         if (!(o->lambdas[i] >= 0.0) || !isfinite(o->lambdas[i]))
             return errf(err, "linprobe: lambda %d is %g, must be a finite "
                         "number >= 0", i, o->lambdas[i]);
+    if (o->stats_rows && o->n_stats_rows < 1)
+        return errf(err, "linprobe: stats_rows given with n_stats_rows = %lld",
+                    (long long)o->n_stats_rows);
     return 0;
 }
 
@@ -480,7 +483,9 @@ int linprobe_run(const float *train, const int32_t *train_labels,
     }
     for (int64_t i = 0; i < n_train; i++)
         ys[i] = train_labels[order[i]];
-    if (standard_stats(train, n_train, dim, mean, inv_std, err) != 0 ||
+    if (standard_stats(o->stats_rows ? o->stats_rows : train,
+                       o->stats_rows ? o->n_stats_rows : n_train, dim, mean,
+                       inv_std, err) != 0 ||
         standardise(xs, train, order, n_train, dim, mean, inv_std, "train",
                     err) != 0 ||
         standardise(xv, val, NULL, n_val, dim, mean, inv_std, "val", err) != 0)

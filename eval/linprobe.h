@@ -61,6 +61,12 @@ struct linprobe_options {
     uint64_t seed;         /* default 0 */
     int n_lambdas;         /* 1..LINPROBE_MAX_LAMBDAS; 1 skips the search */
     double lambdas[LINPROBE_MAX_LAMBDAS];   /* default 1e-1, 1e-2 .. 1e-6 */
+    /* Rows (n_stats_rows, dim) whose mean and std standardise train and
+     * val instead of train's own; default NULL. A few-shot probe passes
+     * all train embeddings: a handful of labelled rows gives near-zero
+     * stds that blow noise features up. */
+    const float *stats_rows;
+    int64_t n_stats_rows;
 };
 
 /* Fills o with the defaults above. */

@@ -109,6 +109,7 @@ struct config_loss {
     int64_t slices;                     /* M directions per step */
     int64_t knots;                      /* T */
     double t_max;
+    bool sigreg_debias;                 /* the unbiased (U-statistic) form */
 };
 
 /* [optim]: AdamW, the schedule and the length of the run. */

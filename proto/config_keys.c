@@ -192,6 +192,10 @@ static const struct config_key key_table[] = {
             "SIGReg quadrature knots on [0, t_max]"),
     KEY_FLOAT(loss, t_max, 0.1, 100.0, "3.0",
               "SIGReg integration limit"),
+    KEY_BOOL(loss, sigreg_debias, "false",
+             "SIGReg as an unbiased U-statistic: drops the i = j terms of "
+             "|mean e^(itx)|^2, so an N(0, I) batch reads about 0 instead "
+             "of the 1.05246 bias floor; off keeps the official statistic"),
 
     /* [optim] */
     KEY_INT(optim, batch, 2, 65536, "128", "samples per step"),

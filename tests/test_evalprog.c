@@ -16,6 +16,7 @@
  *             the evaluator's heartbeats must keep their pace meanwhile
  * then goes silent (the evaluator must say HELLO again), and finally the
  * evaluator gets SIGINT (BYE, exit 0). A REFUSE must exit 1 with the reason.
+ * With --shots, a snapshot also brings one few-shot RESULT per task.
  * Heartbeats of the evaluator must keep coming while it scores.
  */
 #include <math.h>
@@ -341,6 +342,60 @@ static void test_online(void)
     free(dir);
 }
 
+/* The value of key in any RESULT of source and step, or NaN. */
+static double any_value(const struct fake *f, enum msg_source source, uint64_t step,
+                        const char *key)
+{
+    for (int i = 0; i < f->n_results; i++)
+        if (f->results[i].source == source && f->results[i].step == step &&
+            !isnan(result_value(&f->results[i], key)))
+            return result_value(&f->results[i], key);
+    return NAN;
+}
+
+/* --shots 1,5 --seeds 2: after the usual knn and linear RESULTs of a
+ * snapshot, one more per task with the mean and std of each shot count.
+ * Three well-separated clusters: kNN is near perfect from one shot; the
+ * linear probe standardises, which lifts the 13 noise features to the
+ * scale of the 3 signal ones, so from one row per class it stays well
+ * above chance (1/3) but not perfect (measured 0.69). */
+static void test_online_fewshot(void)
+{
+    struct fake f;
+    fake_init(&f);
+    char *dir = testing_tmpdir(), args[8192], log[4200];
+    snprintf(log, sizeof log, "%s/eval.log", dir);
+    snprintf(args, sizeof args, "--connect %s --out '%s/out' --threads 1 --tasks "
+             "knn,linear --shots 5,1 --seeds 2", f.ft.work_ep, dir);
+    pid_t pid = fake_spawn("eval/lejepa-eval", args, log);
+    CU_ASSERT_FATAL(FAKE_SERVE_UNTIL(&f.ft, 15, fake_trainer_subscribed(&f.ft, "EMBED")));
+    publish_snapshot(&f, &SMALL, 1, 100, -1, -1);
+    CU_ASSERT(FAKE_SERVE_UNTIL(&f.ft, 30, count_results(&f, MSG_SOURCE_KNN, 100) == 2 &&
+                                      count_results(&f, MSG_SOURCE_LINEAR, 100) == 2));
+    static const char *const means[] = {"fewshot_knn_top1_1", "fewshot_knn_top1_5",
+                                        "fewshot_linear_top1_1", "fewshot_linear_top1_5"};
+    for (int i = 0; i < 4; i++) {
+        enum msg_source src = i < 2 ? MSG_SOURCE_KNN : MSG_SOURCE_LINEAR;
+        char std[64];
+        snprintf(std, sizeof std, "%s_std", means[i]);
+        double m = any_value(&f, src, 100, means[i]), sd = any_value(&f, src, 100, std);
+        double lo = i == 2 ? 0.5 : 0.9;
+        fprintf(stderr, "%s = %g, %s = %g\n", means[i], m, std, sd);
+        CU_ASSERT(m > lo && m <= 1.0);
+        CU_ASSERT(sd >= 0 && sd < 0.1);
+    }
+    CU_ASSERT(any_value(&f, MSG_SOURCE_KNN, 100, "knn_top1") > 0.9);
+    CU_ASSERT(any_value(&f, MSG_SOURCE_LINEAR, 100, "linear_top1") > 0.9);
+    CU_ASSERT(log_contains(log, "few-shot knn 5-shot"));
+    CU_ASSERT_EQUAL(kill(pid, SIGINT), 0);
+    CU_ASSERT_EQUAL(fake_wait_child(&f.ft, pid, 10), 0);
+    if (CU_get_number_of_failures())
+        fake_print_log("evaluator output", log);
+    fake_trainer_free(&f.ft);
+    testing_rmtree(dir);
+    free(dir);
+}
+
 /* An evaluator with default tasks against f; its output in dir/eval.log
  * (log, 4200 bytes). */
 static pid_t start_plain_eval(const struct fake *f, const char *dir, char *log)
@@ -407,6 +462,7 @@ int main(int argc, char **argv)
     }
     static const struct testing_case cases[] = {
         {"snapshots, incomplete ones, FEATMAP, reconnect, SIGINT", test_online},
+        {"--shots: few-shot RESULTs per snapshot", test_online_fewshot},
         {"REFUSE: exit 1 with the reason", test_refused},
         {"unusable broadcast endpoint: BYE, then a new connection", test_bad_broadcast},
         {NULL, NULL},

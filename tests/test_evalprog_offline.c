@@ -3,7 +3,8 @@
  * .npy files written here (three separated clusters; int32 labels for one
  * split, int64 for the other): the printed knn_top1 / linear_top1 must be
  * the numbers knn_top1() and linprobe_run() give in this process, --json
- * must parse and carry them, and bad files (missing, wrong label dtype or
+ * must parse and carry them, --shots adds the few-shot names (k above every
+ * class: the full kNN), and bad files (missing, wrong label dtype or
  * length, NaN embeddings, dim mismatch) must exit 2 naming the file.
  */
 #include <math.h>
@@ -114,6 +115,32 @@ static void test_offline(void)
     v = json_get(j, "n_val");
     CU_ASSERT(v && v->number == N_VAL);
     json_free(j);
+
+    /* few-shot: 1000 per class takes every row, so the kNN is the full one */
+    snprintf(args, sizeof args, "--train '%s' --val '%s' --tasks knn --shots 1000,2 "
+             "--seeds 2 --json --threads 2", tr, va);
+    CU_ASSERT_EQUAL(testing_run_program("eval/lejepa-eval", args, out, sizeof out), 0);
+    brace = strstr(out, "\n{");
+    brace = out[0] == '{' ? out : brace ? brace + 1 : NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(brace);
+    j = json_parse(brace, strcspn(brace, "\n"), 8, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    v = json_get(j, "fewshot_knn_top1_1000");
+    CU_ASSERT(v && v->number == knn);
+    v = json_get(j, "fewshot_knn_top1_1000_std");
+    CU_ASSERT(v && v->number == 0);
+    v = json_get(j, "fewshot_knn_top1_2");
+    CU_ASSERT(v && v->number > 0.25 && v->number <= 1);
+    CU_ASSERT_PTR_NOT_NULL(json_get(j, "fewshot_knn_top1_2_std"));
+    CU_ASSERT_PTR_NULL(json_get(j, "fewshot_linear_top1_2"));
+    json_free(j);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "all of their rows are taken"));
+    snprintf(args, sizeof args, "--train '%s' --val '%s' --shots 1,0", tr, va);
+    CU_ASSERT_EQUAL(testing_run_program("eval/lejepa-eval", args, out, sizeof out), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "--shots 1,0"));
+    snprintf(args, sizeof args, "--train '%s' --val '%s' --seeds 2", tr, va);
+    CU_ASSERT_EQUAL(testing_run_program("eval/lejepa-eval", args, out, sizeof out), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "needs --shots"));
 
     /* bad files: exit 2, the file named */
     char bad[4200], path[4300];

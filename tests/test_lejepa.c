@@ -1,8 +1,8 @@
 /*
  * test_lejepa.c: engine behaviour beyond the PyTorch match: a step on fewer
  * samples than the configured batch equals a step of a model built for that
- * batch (ResNet and ViT), and uint8 pixels are normalised per channel as
- * configured.
+ * batch (ResNet and ViT), uint8 pixels are normalised per channel as
+ * configured, and sigreg_debias reaches the step's SIGReg and loss.
  */
 #include <math.h>
 #include <string.h>
@@ -112,12 +112,48 @@ static void test_load_pixels_normalises(void)
     lejepa_free(&m);
 }
 
+/* The same weights and views with sigreg_debias on: SIGReg is the mean
+ * over views of the debiased statistic of the same sums (recomputed from
+ * the biased model's saved sums), and the loss moves by lambda times the
+ * change, since the invariance term does not depend on it. */
+static void test_debias_reaches_step(void)
+{
+    struct lejepa_config c = lejepa_cases[0].c, cd = c;
+    cd.sigreg_debias = true;
+    char err[ERR_LEN];
+    struct lejepa a, b;
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&a, &c, err), 0);
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&b, &cd, err), 0);
+    CU_ASSERT_FALSE(a.grid.debias);
+    CU_ASSERT_TRUE(b.grid.debias);
+    fill_views(&a, c.batch);
+    fill_views(&b, c.batch);
+    int32_t labels[6] = {1, 2, 3, 1, 0, 5};
+    struct lejepa_losses la, lb;
+    lejepa_forward_backward(&a, labels, 3, &la);
+    lejepa_forward_backward(&b, labels, 3, &lb);
+    struct sigreg_grid gd = a.grid;
+    gd.debias = true;
+    double want = 0;
+    for (int v = 0; v < a.views; v++)
+        want += sigreg_statistic(NULL, a.ss[v].cos_sum, a.ss[v].sin_sum, &gd,
+                                 c.batch, c.slices) / a.views;
+    CU_ASSERT_DOUBLE_EQUAL(lb.sigreg, want, 1e-9 * (1 + fabs(want)));
+    CU_ASSERT(la.sigreg - lb.sigreg > 0.1);
+    CU_ASSERT_DOUBLE_EQUAL(lb.inv, la.inv, 1e-12 * la.inv);
+    CU_ASSERT_DOUBLE_EQUAL(la.loss - lb.loss, c.lambda * (la.sigreg - lb.sigreg),
+                           1e-6 * fabs(la.loss));
+    lejepa_free(&a);
+    lejepa_free(&b);
+}
+
 int main(void)
 {
     static const struct testing_case cases[] = {
         {"a smaller step equals a smaller model", test_smaller_step_equals_smaller_model},
         {"the same with a ViT", test_smaller_step_vit},
         {"pixels normalised per channel", test_load_pixels_normalises},
+        {"sigreg_debias reaches the step", test_debias_reaches_step},
         {NULL, NULL},
     };
     return testing_run("lejepa", cases);

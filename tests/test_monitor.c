@@ -212,6 +212,10 @@ static void write_synth(const char *path, long steps, struct synth *s)
                        "\"knn_top1\":%.4f}\n", t + 0.2, i, i / 400, u);
             fprintf(f, "{\"time\":%.3f,\"step\":%ld,\"epoch\":%ld,\"source\":\"linear\","
                        "\"linear_top1\":%.4f}\n", t + 0.3, i, i / 400, u);
+            fprintf(f, "{\"time\":%.3f,\"step\":%ld,\"epoch\":%ld,\"source\":\"linear\","
+                       "\"fewshot_linear_top1_5\":%.4f,\"fewshot_linear_top1_5_std\":0.01}\n",
+                    t + 0.4, i, i / 400, 0.9 * u);
+            s->linear++;
             s->eval++;
             s->knn++;
             s->linear++;
@@ -264,12 +268,16 @@ static void test_file_to_dashboard(void)
     static const char *const acc_names[] = {"probe_acc_train", "probe_acc_val", "knn_top1",
                                             "linear_top1"};
     /* probe_acc_train at step 0 is exactly 0: still drawn on a linear axis. */
-    long acc_totals[] = {s.train, s.eval, s.knn, s.linear};
+    long acc_totals[] = {s.train, s.eval, s.knn, s.linear / 2};
     check_chart(html, "acc_step", acc_names, acc_totals, 4);
     check_chart(html, "acc_time", acc_names, acc_totals, 4);
     static const char *const tp_names[] = {"images_per_s"};
     long tp_totals[] = {s.train};
     check_chart(html, "throughput", tp_names, tp_totals, 1);
+    /* few-shot: drawn in its own chart; the _std companions are not */
+    static const char *const fs_names[] = {"fewshot_linear_top1_5"};
+    long fs_totals[] = {s.linear / 2};
+    check_chart(html, "fewshot", fs_names, fs_totals, 1);
     /* No data: a placeholder and no polyline. */
     struct check_poly polys[4];
     CU_ASSERT_EQUAL(check_chart_polylines(html, "system", polys, 4), 0);

@@ -3,7 +3,9 @@
  * matrices written with npy_write: a standard-normal sample sits at the
  * Gaussian floor, an all-zero one at 0.402048 * N, a scaled one far above;
  * given directions reproduce sigreg_forward_ref; --json parses with json.h;
- * bad inputs exit 2 naming the file.
+ * bad inputs exit 2 naming the file; --tests matches SciPy's values
+ * (tests/fixtures/stat/, written by tools/ref_stattests.py) and the
+ * statistics of trainer/stattests.h agree with hand-computed cases.
  */
 #include <math.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include "json.h"
 #include "npy.h"
 #include "sigreg.h"
+#include "stattests.h"
 #include "testing.h"
 #include "util.h"
 
@@ -326,6 +329,235 @@ static void test_bad_inputs_exit_2(void)
     CU_ASSERT_EQUAL(run_stat("", out, sizeof out), 2);
 }
 
+/* --debias: the same Gaussian sample as test_gaussian_sits_at_floor reads
+ * about 0 (the window of that test moved down by the floor: the debiased
+ * value is the biased one minus about the floor, sd unchanged), the
+ * reference says 0, collapse keeps 0.402048 N, and given directions match
+ * the debiased sigreg_forward_ref. */
+static void test_debias(void)
+{
+    free(write_normal("gauss_d.npy", N_ROWS, K_DIM, 1.0, 1));
+    char args[8400];
+    snprintf(args, sizeof args, "--debias '%s'", tmp_path("gauss_d.npy"));
+    struct json *j = run_json(args);
+    double v = num(j, "sigreg");
+    CU_ASSERT(v > 0.70 - GAUSS_FLOOR && v < 1.40 - GAUSS_FLOOR);
+    CU_ASSERT_EQUAL(json_get(j, "debias")->type, JSON_TRUE);
+    CU_ASSERT_EQUAL(num(json_get(j, "reference"), "gaussian"), 0.0);
+    json_free(j);
+    snprintf(args, sizeof args, "'%s'", tmp_path("gauss_d.npy"));
+    j = run_json(args);
+    CU_ASSERT(num(j, "sigreg") - v > 0.5 * GAUSS_FLOOR);
+    CU_ASSERT_EQUAL(json_get(j, "debias")->type, JSON_FALSE);
+    json_free(j);
+
+    char err[ERR_LEN];
+    enum { N = 300, K = 8, M = 5 };
+    float *z = xcalloc(N * K, sizeof *z);
+    int64_t shape[2] = {N, K};
+    CU_ASSERT_EQUAL_FATAL(npy_write(tmp_path("zero_d.npy"), NPY_F32, 2, shape,
+                                    z, err), 0);
+    snprintf(args, sizeof args, "--debias --slices %d '%s'", M,
+             tmp_path("zero_d.npy"));
+    j = run_json(args);
+    CU_ASSERT(fabs(num(j, "sigreg") - COLLAPSE_PER_N * N) <=
+              1e-5 * COLLAPSE_PER_N * N);
+    json_free(j);
+    free(z);
+
+    z = write_normal("small_d.npy", N, K, 1.5, 8);
+    float a[K * M];
+    double zd[N * K], ad[K * M];
+    uint64_t seed = 4;
+    for (int i = 0; i < K * M; i++)
+        a[i] = (float)testing_rand_normal(&seed);
+    for (int m = 0; m < M; m++) {
+        double ss = 0;
+        for (int k = 0; k < K; k++)
+            ss += (double)a[k * M + m] * a[k * M + m];
+        for (int k = 0; k < K; k++)
+            ad[k * M + m] = a[k * M + m] / sqrt(ss);
+    }
+    for (int i = 0; i < N * K; i++)
+        zd[i] = z[i];
+    int64_t ashape[2] = {K, M};
+    CU_ASSERT_EQUAL_FATAL(npy_write(tmp_path("dirs_d.npy"), NPY_F32, 2, ashape,
+                                    a, err), 0);
+    struct sigreg_grid g;
+    CU_ASSERT_EQUAL_FATAL(sigreg_grid_init(&g, SIGREG_DEFAULT_KNOTS,
+                                           SIGREG_DEFAULT_T_MAX, err), 0);
+    g.debias = true;
+    double ref = sigreg_forward_ref(NULL, zd, ad, &g, N, K, M);
+    snprintf(args, sizeof args, "--debias --directions '%s' '%s'",
+             tmp_path("dirs_d.npy"), tmp_path("small_d.npy"));
+    j = run_json(args);
+    CU_ASSERT(fabs(num(j, "sigreg") - ref) <= 1e-6 * (N + fabs(ref)));
+    json_free(j);
+    free(z);
+}
+
+/* Hand cases: one value at 0 has F = 1/2, so A^2 = -1 - 2 log(1/2) and
+ * W^2 = 1/12; two values at -1, 1 are symmetric, so U^2 = W^2; the log-CDF
+ * is continuous where its asymptotic series takes over and matches
+ * log(Phi(x)) from erfc. */
+static void test_stattests_by_hand(void)
+{
+    double zero = 0.0;
+    CU_ASSERT_DOUBLE_EQUAL(stattest_anderson_darling(&zero, 1),
+                           -1.0 + 2.0 * log(2.0), 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(stattest_cramer_von_mises(&zero, 1), 1.0 / 12,
+                           1e-15);
+    double pm[2] = {-1.0, 1.0};
+    double f = 0.5 * erfc(1.0 / sqrt(2.0));   /* Phi(-1) */
+    double w2 = 1.0 / 24 + 2 * (0.25 - f) * (0.25 - f);
+    CU_ASSERT_DOUBLE_EQUAL(stattest_cramer_von_mises(pm, 2), w2, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(stattest_watson(pm, 2), w2, 1e-15);
+    double ad = -2 - 0.5 * (log(f) + log(f)) - 1.5 * (log(1 - f) + log(1 - f));
+    CU_ASSERT_DOUBLE_EQUAL(stattest_anderson_darling(pm, 2), ad, 1e-14);
+    for (double x = -37.0; x <= 0.0; x += 0.5) {
+        double want = log(0.5 * erfc(-x / sqrt(2.0)));
+        CU_ASSERT(fabs(stattest_norm_logcdf(x) - want) <= 1e-13 * fabs(want));
+    }
+    /* upper tail: log(1 - q) = -q - q^2/2 - ..., q = Phi(-5) ~ 2.9e-7 */
+    double q = 0.5 * erfc(5.0 / sqrt(2.0));
+    CU_ASSERT(fabs(stattest_norm_logcdf(5.0) + q + q * q / 2) <= 1e-12 * q);
+    CU_ASSERT(fabs(stattest_norm_logcdf(-20.0) -
+                   stattest_norm_logcdf(-20.0 - 1e-9)) < 1e-6);
+    CU_ASSERT(isfinite(stattest_norm_logcdf(-1e3)));
+    CU_ASSERT_DOUBLE_EQUAL(stattest_norm_logcdf(40.0), 0.0, 1e-300);
+
+    /* 1, 2, 3, 10: mean 4, m2 = 12.5, m3 = 37.5 - ... by hand below. */
+    double v[4] = {1, 2, 3, 10};
+    struct stattest_moments mo;
+    stattest_moments(&mo, v, 4);
+    double d[4] = {-3, -2, -1, 6}, m2 = 0, m3 = 0, m4 = 0;
+    for (int i = 0; i < 4; i++) {
+        m2 += d[i] * d[i] / 4;
+        m3 += d[i] * d[i] * d[i] / 4;
+        m4 += d[i] * d[i] * d[i] * d[i] / 4;
+    }
+    CU_ASSERT_DOUBLE_EQUAL(mo.mean, 4.0, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(mo.variance, 50.0 / 3, 1e-13);
+    CU_ASSERT_DOUBLE_EQUAL(mo.skewness, m3 / pow(m2, 1.5), 1e-13);
+    CU_ASSERT_DOUBLE_EQUAL(mo.kurtosis, m4 / (m2 * m2) - 3, 1e-13);
+    CU_ASSERT_DOUBLE_EQUAL(stattest_jarque_bera(v, 4),
+                           4.0 / 6 * (mo.skewness * mo.skewness +
+                                      mo.kurtosis * mo.kurtosis / 4), 1e-13);
+    double same[3] = {2, 2, 2};
+    stattest_moments(&mo, same, 3);
+    CU_ASSERT_DOUBLE_EQUAL(mo.variance, 0.0, 0.0);
+    CU_ASSERT(isnan(mo.skewness) && isnan(mo.kurtosis));
+}
+
+/* The rows of tools/ref_stattests.py's NAME_ref.npy, in its order. */
+static const char *const ref_rows[8][2] = {
+    {"ad", NULL}, {"cvm", NULL}, {"watson", NULL}, {"jb", NULL},
+    {"moments", "mean"}, {"moments", "variance"}, {"moments", "skewness"},
+    {"moments", "kurtosis"},
+};
+
+/* lejepa-stat --tests all --directions dirs.npy --json NAME.npy against
+ * SciPy's per-slice values, to 1e-9 relative (1e-12 absolute for the
+ * moments near 0); the mean over slices is the mean of those. */
+static void check_scipy_fixture(const char *name)
+{
+    char dirs[4096], emb[4096], refp[4096], err[ERR_LEN];
+    char file[64];
+    snprintf(dirs, sizeof dirs, "%s", testing_fixture("stat/dirs.npy"));
+    snprintf(file, sizeof file, "stat/%s.npy", name);
+    snprintf(emb, sizeof emb, "%s", testing_fixture(file));
+    snprintf(file, sizeof file, "stat/%s_ref.npy", name);
+    snprintf(refp, sizeof refp, "%s", testing_fixture(file));
+    struct npy_array ref;
+    if (npy_read(refp, &ref, err) != 0)
+        fprintf(stderr, "%s\n", err);
+    CU_ASSERT_EQUAL_FATAL(npy_read(refp, &ref, err), 0);
+    CU_ASSERT_FATAL(ref.dtype == NPY_F64 && ref.ndim == 2 &&
+                    ref.shape[0] == 8);
+    int slices = (int)ref.shape[1];
+    const double *want = ref.data;
+
+    char args[8400];
+    snprintf(args, sizeof args, "--json --tests all --directions '%s' '%s'",
+             dirs, emb);
+    static char out[1 << 16];
+    int rc = run_stat(args, out, sizeof out);
+    if (rc != 0)
+        fprintf(stderr, "lejepa-stat %s: exit %d: %s\n", args, rc, out);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    struct json *j = json_parse(out, strlen(out), 8, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(num(j, "slices"), slices);
+    const struct json *tests = json_get(j, "tests");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tests);
+    for (int r = 0; r < 8; r++) {
+        const struct json *t = json_get(tests, ref_rows[r][0]);
+        if (t && ref_rows[r][1])
+            t = json_get(t, ref_rows[r][1]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+        const struct json *ps = json_get(t, "per_slice");
+        CU_ASSERT_FATAL(ps && ps->type == JSON_ARRAY &&
+                        (int)ps->len == slices);
+        double mean = 0;
+        const struct json *e = ps->child;
+        for (int m = 0; m < slices; m++, e = e->next) {
+            double w = want[r * slices + m];
+            mean += w / slices;
+            CU_ASSERT_FATAL(e->type == JSON_NUMBER);
+            double tol = 1e-9 * fabs(w) + 1e-12;
+            if (fabs(e->number - w) > tol)
+                fprintf(stderr, "%s: %s slice %d: %.17g, SciPy %.17g\n",
+                        name, ref_rows[r][1] ? ref_rows[r][1] : ref_rows[r][0],
+                        m, e->number, w);
+            CU_ASSERT(fabs(e->number - w) <= tol);
+        }
+        CU_ASSERT(fabs(num(t, "mean") - mean) <= 1e-9 * fabs(mean) + 1e-12);
+    }
+    json_free(j);
+    npy_free(&ref);
+}
+
+static void test_tests_match_scipy(void)
+{
+    check_scipy_fixture("gauss");
+    check_scipy_fixture("heavy");
+}
+
+/* The Gaussian fixture passes where the non-Gaussian one fails: AD's 5%
+ * critical value for a fully specified null is 2.49, CvM's 0.461. */
+static void test_tests_tell_gaussian_apart(void)
+{
+    char args[8400], dirs[4096], out[1 << 14], err[ERR_LEN];
+    snprintf(dirs, sizeof dirs, "%s", testing_fixture("stat/dirs.npy"));
+    const char *names[2] = {"stat/gauss.npy", "stat/heavy.npy"};
+    double ad[2], cvm[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "--json --tests ad,cvm --directions '%s' "
+                 "'%s'", dirs, testing_fixture(names[i]));
+        CU_ASSERT_EQUAL_FATAL(run_stat(args, out, sizeof out), 0);
+        struct json *j = json_parse(out, strlen(out), 8, err);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        const struct json *t = json_get(j, "tests");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+        CU_ASSERT_PTR_NULL(json_get(t, "jb"));
+        CU_ASSERT_PTR_NULL(json_get(t, "moments"));
+        ad[i] = num(json_get(t, "ad"), "mean");
+        cvm[i] = num(json_get(t, "cvm"), "mean");
+        json_free(j);
+    }
+    CU_ASSERT(ad[0] < 2.49 && ad[1] > 2.49);
+    CU_ASSERT(cvm[0] < 0.461 && cvm[1] > 0.461);
+    snprintf(args, sizeof args, "--tests ad,bogus '%s'",
+             testing_fixture("stat/gauss.npy"));
+    CU_ASSERT_EQUAL(run_stat(args, out, sizeof out), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "unknown test 'bogus'"));
+    snprintf(args, sizeof args, "--tests all '%s'",
+             testing_fixture("stat/gauss.npy"));
+    CU_ASSERT_EQUAL(run_stat(args, out, sizeof out), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "Anderson-Darling"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "excess kurtosis"));
+}
+
 int main(void)
 {
     tmp_dir = testing_tmpdir();
@@ -336,6 +568,10 @@ int main(void)
         {"float64 input equals float32", test_f8_input_matches_f4},
         {"--directions matches sigreg_forward_ref", test_given_directions_match_reference},
         {"bad inputs exit 2 naming the file", test_bad_inputs_exit_2},
+        {"--debias reads ~0 on N(0,1), matches the reference", test_debias},
+        {"normality statistics by hand", test_stattests_by_hand},
+        {"--tests matches SciPy (fixtures)", test_tests_match_scipy},
+        {"--tests tells Gaussian from not", test_tests_tell_gaussian_apart},
         {NULL, NULL},
     };
     int rc = testing_run("stat", cases);

@@ -243,6 +243,12 @@ static void test_presets_and_errors(void)
                                         "\"embed\":\"cls_mean\""));
     CU_ASSERT_PTR_NULL(strstr(json, "\"stem\""));     /* no ResNet keys */
     CU_ASSERT_PTR_NULL(strstr(json, "\"widths\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"sigreg_debias\":false"));
+    CU_ASSERT_FALSE(lc.sigreg_debias);
+    CU_ASSERT_EQUAL_FATAL(resolve("[loss]\nsigreg_debias = true\n", &lc, err), 0);
+    CU_ASSERT_TRUE(lc.sigreg_debias);
+    lejepa_config_json(json, sizeof json, &lc, NULL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"sigreg_debias\":true"));
     CU_ASSERT_EQUAL_FATAL(resolve("[model]\ndepths = 1,1\nwidths = 8,16\n", &lc,
                                   err), 0);
     lejepa_config_json(json, sizeof json, &lc, NULL);

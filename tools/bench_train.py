@@ -61,7 +61,8 @@ def main():
         g = torch.Generator().manual_seed(step)
         dirs = torch.randn(k, cfg["slices"], generator=g)
         dirs /= dirs.norm(p=2, dim=0)
-        sig = torch.stack([sigreg(p[v], dirs, cfg["knots"], cfg["t_max"])
+        sig = torch.stack([sigreg(p[v], dirs, cfg["knots"], cfg["t_max"],
+                                  cfg.get("sigreg_debias", False))
                            for v in range(p.shape[0])]).mean()
         loss = (1 - cfg["lambda"]) * inv + cfg["lambda"] * sig
         emb = torch.cat(embs, 0).detach()

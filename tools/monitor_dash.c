@@ -26,6 +26,13 @@ static const struct monitor_chart CHARTS[] = {
      {"probe_acc_train", "probe_acc_val", "knn_top1", "linear_top1", "segmap_iou", NULL}},
     {"acc_time", "Accuracy vs wall time", "accuracy", MONITOR_X_MINUTES, false, true,
      {"probe_acc_train", "probe_acc_val", "knn_top1", "linear_top1", "segmap_iou", NULL}},
+    /* The shot counts lejepa-eval --help suggests; other counts are in
+     * metrics.jsonl but not drawn. */
+    {"fewshot", "Few-shot top-1 vs step (mean over seeds; lejepa-eval --shots)",
+     "accuracy", MONITOR_X_STEP, false, true,
+     {"fewshot_linear_top1_1", "fewshot_linear_top1_5", "fewshot_linear_top1_10",
+      "fewshot_linear_top1_100", "fewshot_knn_top1_1", "fewshot_knn_top1_5",
+      "fewshot_knn_top1_10", "fewshot_knn_top1_100", NULL}},
     {"throughput", "Throughput vs step", "images / s", MONITOR_X_STEP, false, false,
      {"images_per_s", NULL}},
     {"probe_loss", "Online probe loss vs step", "cross-entropy", MONITOR_X_STEP, false,

@@ -78,6 +78,10 @@ const char *monitor_svg_color(const char *name)
         {"probe_acc_train", "#9467bd"}, {"probe_acc_val", "#d62728"},
         {"knn_top1", "#8c564b"}, {"linear_top1", "#e377c2"},
         {"segmap_iou", "#17becf"}, {"images_per_s", "#1f77b4"},
+        {"fewshot_linear_top1_1", "#fbb4c9"}, {"fewshot_linear_top1_5", "#f768a1"},
+        {"fewshot_linear_top1_10", "#c51b8a"}, {"fewshot_linear_top1_100", "#7a0177"},
+        {"fewshot_knn_top1_1", "#d9c3a8"}, {"fewshot_knn_top1_5", "#bf9b70"},
+        {"fewshot_knn_top1_10", "#a6761d"}, {"fewshot_knn_top1_100", "#4d2f29"},
         {"lr", "#bcbd22"}, {"probe_loss", "#9467bd"}, {"loaders", "#2ca02c"},
         {"failures", "#d62728"},
     };

@@ -248,15 +248,22 @@ class Model(nn.Module):
         self.probe = nn.Sequential(nn.LayerNorm(emb), nn.Linear(emb, cfg["n_classes"]))
 
 
-def sigreg(z, dirs, knots, t_max):
-    """The official formulation with (N, M, T) tensors (DESIGN.md §5)."""
+def sigreg(z, dirs, knots, t_max, debias=False):
+    """The official formulation with (N, M, T) tensors (DESIGN.md §5);
+    debias: the U-statistic form of trainer/sigreg.h, which replaces
+    |C + iS|^2 by (N |C + iS|^2 - 1) / (N - 1)."""
     t = torch.linspace(0, t_max, knots, dtype=z.dtype)
     dt = t_max / (knots - 1)
     w = torch.full((knots,), 2 * dt, dtype=z.dtype)
     w[0] = w[-1] = dt
     phi = torch.exp(-0.5 * t ** 2)
     xt = (z @ dirs).unsqueeze(2) * t
-    err = (torch.cos(xt).mean(0) - phi) ** 2 + torch.sin(xt).mean(0) ** 2
+    c, s = torch.cos(xt).mean(0), torch.sin(xt).mean(0)
+    if debias:
+        n = z.shape[0]
+        err = (n * (c ** 2 + s ** 2) - 1) / (n - 1) - 2 * c * phi + phi ** 2
+    else:
+        err = (c - phi) ** 2 + s ** 2
     return ((err * (w * phi)).sum(1) * z.shape[0]).mean()
 
 
@@ -272,7 +279,8 @@ def step_losses(model, cfg, inp, labels, dirs):
     p = torch.cat([x.view(-1, n, k) for x in projs], 0)          # (V, N, K)
     mu = p[:cfg["global_views"]].mean(0)
     inv = (mu - p).square().mean()
-    sig = torch.stack([sigreg(p[v], dirs, cfg["knots"], cfg["t_max"])
+    sig = torch.stack([sigreg(p[v], dirs, cfg["knots"], cfg["t_max"],
+                              cfg.get("sigreg_debias", False))
                        for v in range(p.shape[0])]).mean()
     lam = cfg["lambda"]
     loss = (1 - lam) * inv + lam * sig

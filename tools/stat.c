@@ -9,8 +9,10 @@
  * directions (drawn as the trainer draws them for (seed, step), or read from
  * --directions), and prints SIGReg, a summary of the per-slice statistics,
  * the reference values on the same grid and a reading in plain words; --json
- * prints one JSON object instead. Rows are processed in chunks, so memory is
- * the matrix plus O(chunk * M). Start-up errors exit 2 with the file named.
+ * prints one JSON object instead. --tests adds the classical normality
+ * statistics of every slice (stat_tests.h). Rows are processed in chunks, so
+ * memory is the matrix plus O(chunk * M). Start-up errors exit 2 with the
+ * file named.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +25,7 @@
 #include "json.h"
 #include "npy.h"
 #include "sigreg.h"
+#include "stat_tests.h"
 #include "compute.h"
 #include "util.h"
 
@@ -32,8 +35,9 @@
 #define STAT_WIDE_STD 2.0             /* projection std above: too wide */
 
 struct stat_opts {
-    int slices, knots, threads, json, standardize;
+    int slices, knots, threads, json, standardize, debias;
     int slices_given, seed_given;
+    unsigned tests;                  /* enum stat_test bits; 0: none */
     double t_max;
     uint64_t seed, step;
     const char *emb_path, *dir_path;
@@ -64,8 +68,28 @@ static void usage(FILE *out)
         "  --directions FILE directions from a .npy (K x M, float32/float64);\n"
         "                    every column is scaled to unit length first (as the\n"
         "                    official code does); excludes --slices/--seed/--step\n"
+        "  --debias          the unbiased (U-statistic) SIGReg, as the config key\n"
+        "                    loss.sigreg_debias: drops the i = j terms, so a\n"
+        "                    perfect Gaussian sample reads about 0 (single\n"
+        "                    slices may go negative); all-zero still 0.402 * N\n"
         "  --standardize     center and scale every column to mean 0, std 1\n"
         "                    first: tests the shape apart from the scale\n"
+        "  --tests LIST      also per-slice normality tests, a comma list of\n"
+        "                    ad, cvm, watson, jb, moments (or all); prints each\n"
+        "                    test's mean over slices and its per-slice values\n"
+        "                    (JSON) or a summary (text). Projections in double.\n"
+        "                    Anderson-Darling (ad), Cramer-von Mises (cvm) and\n"
+        "                    Watson's U^2 (watson) test against the fixed\n"
+        "                    N(0, 1) without standardising the projections (as\n"
+        "                    SIGReg: the target is N(0, I), scale included);\n"
+        "                    ad as scipy.stats.goodness_of_fit(norm,\n"
+        "                    known_params={'loc': 0, 'scale': 1},\n"
+        "                    statistic='ad'), cvm as scipy.stats.cramervonmises(\n"
+        "                    x, 'norm'), U^2 = W^2 - n (mean F(x) - 1/2)^2.\n"
+        "                    Jarque-Bera (jb) and moments (mean, variance with\n"
+        "                    ddof 1, biased skewness and excess kurtosis) use\n"
+        "                    the sample's own mean and spread, as\n"
+        "                    scipy.stats.jarque_bera and scipy.stats.describe\n"
         "  --threads N       OpenMP / BLAS threads (default: all cores)\n"
         "  --json            print one JSON object instead of text\n"
         "  --help, --version\n"
@@ -94,7 +118,9 @@ static void parse_args(int argc, char **argv, struct stat_opts *o)
         {"step", required_argument, NULL, 'p'},
         {"directions", required_argument, NULL, 'd'},
         {"standardize", no_argument, NULL, 'z'},
+        {"debias", no_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'},
+        {"tests", required_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -126,8 +152,10 @@ static void parse_args(int argc, char **argv, struct stat_opts *o)
         case 'p': o->step = parse_u64("--step", optarg); o->seed_given = 1; break;
         case 'd': o->dir_path = optarg; break;
         case 'z': o->standardize = 1; break;
+        case 'b': o->debias = 1; break;
         case 't': o->threads = (int)util_parse_long("--threads", optarg, 1, 1024); break;
         case 'j': o->json = 1; break;
+        case 'T': o->tests = stat_tests_parse(optarg); break;
         case 'h': usage(stdout); exit(0);
         case 'V': compute_print_build_info(stdout, "lejepa-stat"); exit(0);
         default: usage(stderr); exit(2);
@@ -224,7 +252,12 @@ struct stat_result {
     double sigreg;
     double *stat;        /* (M) per-slice statistic */
     double *proj_std;    /* (M) std of each slice's projections */
-    double floor;        /* E[SIGReg] for an N(0, I) sample: sum W (1 - phi^2) */
+    double floor;        /* E[biased SIGReg] for an N(0, I) sample:
+                            sum W (1 - phi^2) */
+    int debias;
+    double gaussian;     /* E[SIGReg] for N(0, I): the floor, or 0 debiased */
+    double biased;       /* SIGReg on the biased scale, for the reading:
+                            the debiased value + the floor on average */
     double collapsed;    /* SIGReg of all zeros: N sum W (1 - phi)^2 */
 };
 
@@ -277,6 +310,9 @@ static void stat_compute(struct stat_result *r, const float *z, const float *a,
         r->collapsed += g->weight[k] * (1 - g->phi[k]) * (1 - g->phi[k]);
     }
     r->collapsed *= (double)n;
+    r->debias = g->debias;
+    r->gaussian = g->debias ? 0.0 : r->floor;
+    r->biased = g->debias ? r->sigreg + r->floor : r->sigreg;
     util_free_aligned(x);
     util_free_aligned(cs);
     util_free_aligned(ss);
@@ -291,15 +327,17 @@ static void stat_compute(struct stat_result *r, const float *z, const float *a,
 static void print_reading(FILE *out, const struct stat_result *r,
                           const struct stat_summary *sd, int standardized)
 {
-    double ratio = r->sigreg / r->floor;
+    double ratio = r->biased / r->floor;
     if (ratio <= STAT_HEALTHY_RATIO) {
         fprintf(out, "reading     close to isotropic N(0, I): %.2fx the value "
                 "a perfect Gaussian sample gives (a healthy run sits near "
                 "1-2).\n", ratio);
         return;
     }
-    fprintf(out, "reading     not isotropic N(0, I): %.3gx the Gaussian floor, "
-            "%.3g of the all-zero value. ", ratio, r->sigreg / r->collapsed);
+    fprintf(out, "reading     not isotropic N(0, I): %.3gx the Gaussian floor%s, "
+            "%.3g of the all-zero value. ", ratio,
+            r->debias ? " (debiased value + the floor)" : "",
+            r->sigreg / r->collapsed);
     if (sd->median < STAT_NARROW_STD)
         fprintf(out, "Projections are too narrow (median std %.3g, want 1): "
                 "collapsing towards a point.\n", sd->median);
@@ -314,7 +352,8 @@ static void print_reading(FILE *out, const struct stat_result *r,
 }
 
 static void print_text(const struct stat_opts *o, const struct stat_result *r,
-                       int64_t n, int k_dim, int slices, int constant)
+                       const struct stat_tests *t, int64_t n, int k_dim,
+                       int slices, int constant)
 {
     struct stat_summary s = summarize(r->stat, slices);
     struct stat_summary sd = summarize(r->proj_std, slices);
@@ -329,19 +368,30 @@ static void print_text(const struct stat_opts *o, const struct stat_result *r,
         printf("directions  M = %d random (seed %llu, step %llu)\n", slices,
                (unsigned long long)o->seed, (unsigned long long)o->step);
     printf("grid        T = %d knots on [0, %g]\n", o->knots, o->t_max);
-    printf("SIGReg      %.6g\n", r->sigreg);
+    printf("SIGReg      %.6g%s\n", r->sigreg, o->debias ? " (debiased)" : "");
     printf("per slice   min %.4g  p10 %.4g  median %.4g  p90 %.4g  max %.4g\n",
            s.min, s.p10, s.median, s.p90, s.max);
     printf("proj. std   min %.4g  p10 %.4g  median %.4g  p90 %.4g  max %.4g"
            "  (1 for N(0, I))\n", sd.min, sd.p10, sd.median, sd.p90, sd.max);
-    printf("reference   %.6g for a perfect N(0, I) sample (the bias floor, any "
+    if (o->debias)
+        printf("reference   0 on average for a perfect N(0, I) sample "
+               "(debiased; the biased floor is %.6g); %.6g for a collapsed "
+               "(all-zero) one (%.6g * N)\n", r->floor, r->collapsed,
+               r->collapsed / (double)n);
+    else
+        printf("reference   %.6g for a perfect N(0, I) sample (the bias floor, any "
            "N); %.6g for a collapsed (all-zero) one (%.6g * N)\n", r->floor,
            r->collapsed, r->collapsed / (double)n);
     print_reading(stdout, r, &sd, o->standardize);
+    if (t->mask) {
+        printf("tests       per slice, over %d slices:\n", slices);
+        stat_tests_print_text(stdout, t);
+    }
 }
 
 static void print_json(const struct stat_opts *o, const struct stat_result *r,
-                       int64_t n, int k_dim, int slices)
+                       const struct stat_tests *t, int64_t n, int k_dim,
+                       int slices)
 {
     struct stat_summary s = summarize(r->stat, slices);
     struct stat_summary sd = summarize(r->proj_std, slices);
@@ -356,14 +406,55 @@ static void print_json(const struct stat_opts *o, const struct stat_result *r,
         printf(", \"seed\": %llu, \"step\": %llu", (unsigned long long)o->seed,
                (unsigned long long)o->step);
     }
-    printf(", \"standardize\": %s", o->standardize ? "true" : "false");
+    printf(", \"standardize\": %s, \"debias\": %s",
+           o->standardize ? "true" : "false", o->debias ? "true" : "false");
     printf(", \"per_slice\": {\"min\": %.9g, \"p10\": %.9g, \"median\": %.9g, "
            "\"p90\": %.9g, \"max\": %.9g}", s.min, s.p10, s.median, s.p90, s.max);
     printf(", \"projection_std\": {\"min\": %.9g, \"p10\": %.9g, "
            "\"median\": %.9g, \"p90\": %.9g, \"max\": %.9g}", sd.min, sd.p10,
            sd.median, sd.p90, sd.max);
-    printf(", \"reference\": {\"gaussian\": %.9g, \"collapsed\": %.9g}}\n",
-           r->floor, r->collapsed);
+    printf(", \"reference\": {\"gaussian\": %.9g, \"collapsed\": %.9g}",
+           r->gaussian, r->collapsed);
+    if (t->mask) {
+        printf(", ");
+        stat_tests_print_json(stdout, t);
+    }
+    printf("}\n");
+}
+
+/* The directions for --tests in double, every column scaled to unit length
+ * in double: from the file as stored (float32 or float64), or the float
+ * random directions. (K, M); the caller frees it with free(). */
+static double *unit_directions_f64(const char *path, const float *a,
+                                   int k_dim, int slices)
+{
+    double *d = xmalloc((size_t)k_dim * (size_t)slices * sizeof *d);
+    size_t count = (size_t)k_dim * (size_t)slices;
+    if (path) {
+        char err[ERR_LEN];
+        struct npy_array arr;
+        if (npy_read(path, &arr, err) < 0)
+            die("%s", err);
+        /* load_matrix read the same file: shape and values are checked. */
+        for (size_t i = 0; i < count; i++)
+            d[i] = arr.dtype == NPY_F64 ? ((const double *)arr.data)[i]
+                                        : ((const float *)arr.data)[i];
+        npy_free(&arr);
+    } else {
+        for (size_t i = 0; i < count; i++)
+            d[i] = a[i];
+    }
+    for (int m = 0; m < slices; m++) {
+        double ss = 0.0;
+        for (int k = 0; k < k_dim; k++)
+            ss += d[(size_t)k * slices + m] * d[(size_t)k * slices + m];
+        /* a zero column becomes e_(m mod K), as sigreg_normalize_columns */
+        for (int k = 0; k < k_dim; k++)
+            d[(size_t)k * slices + m] =
+                ss > 0.0 ? d[(size_t)k * slices + m] / sqrt(ss)
+                         : (k == m % k_dim ? 1.0 : 0.0);
+    }
+    return d;
 }
 
 int main(int argc, char **argv)
@@ -375,6 +466,7 @@ int main(int argc, char **argv)
     struct sigreg_grid g;
     if (sigreg_grid_init(&g, o.knots, o.t_max, err) < 0)
         die("%s", err);
+    g.debias = o.debias;
 
     int64_t n, k64;
     float *z = load_matrix(o.emb_path, "embedding", &n, &k64);
@@ -389,6 +481,7 @@ int main(int argc, char **argv)
 
     float *a;
     int slices = o.slices;
+    double *a64 = NULL;
     if (o.dir_path) {
         int64_t rows, cols;
         a = load_matrix(o.dir_path, "direction", &rows, &cols);
@@ -400,22 +493,32 @@ int main(int argc, char **argv)
             die("%s: M = %lld directions; want 1..%d", o.dir_path,
                 (long long)cols, 1 << 20);
         slices = (int)cols;
+        if (o.tests)
+            a64 = unit_directions_f64(o.dir_path, NULL, k_dim, slices);
         sigreg_normalize_columns(a, k_dim, slices);
     } else {
         a = xmalloc_aligned((size_t)k_dim * (size_t)slices * sizeof *a);
         sigreg_directions(a, o.seed, o.step, k_dim, slices);
     }
 
+    if (o.tests && !a64)
+        a64 = unit_directions_f64(NULL, a, k_dim, slices);
+
     struct stat_result r;
     stat_compute(&r, z, a, &g, n, k_dim, slices);
+    struct stat_tests t = {0};
+    if (o.tests)
+        stat_tests_compute(&t, o.tests, z, a64, n, k_dim, slices);
     if (o.json)
-        print_json(&o, &r, n, k_dim, slices);
+        print_json(&o, &r, &t, n, k_dim, slices);
     else
-        print_text(&o, &r, n, k_dim, slices, constant);
+        print_text(&o, &r, &t, n, k_dim, slices, constant);
     if (fflush(stdout) != 0)
         die("writing the output failed: %s", strerror(errno));
     free(r.stat);
     free(r.proj_std);
+    stat_tests_free(&t);
+    free(a64);
     util_free_aligned(a);
     util_free_aligned(z);
     return 0;

@@ -84,6 +84,7 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
         return -1;
     if (sigreg_grid_init(&m->grid, c->knots, c->t_max, err) != 0)
         return -1;
+    m->grid.debias = c->sigreg_debias;
     m->c = *c;
     m->n_groups = c->local_views > 0 ? 2 : 1;
     m->views = c->global_views + c->local_views;

@@ -37,6 +37,7 @@ struct lejepa_config {
     double lambda;
     int slices, knots;
     double t_max;
+    bool sigreg_debias;              /* unbiased SIGReg (sigreg.h) */
     uint64_t seed;
 };
 

@@ -110,6 +110,7 @@ int model_config_resolve(struct lejepa_config *out, const struct config *c,
     out->slices = (int)c->loss.slices;
     out->knots = (int)c->loss.knots;
     out->t_max = c->loss.t_max;
+    out->sigreg_debias = c->loss.sigreg_debias;
     out->seed = c->run.seed;
     return 0;
 }
@@ -150,11 +151,13 @@ void lejepa_config_json(char *out, size_t cap, const struct lejepa_config *c,
         "{\"backbone\":\"%s\",\"in_channels\":%d,%s,"
         "\"proj\":[%s],\"n_classes\":%d,\"batch\":%d,\"global_views\":%d,"
         "\"global_size\":%d,\"local_views\":%d,\"local_size\":%d,"
-        "\"lambda\":%.17g,\"slices\":%d,\"knots\":%d,\"t_max\":%.17g%s%s}",
+        "\"lambda\":%.17g,\"slices\":%d,\"knots\":%d,\"t_max\":%.17g,"
+        "\"sigreg_debias\":%s%s%s}",
         c->backbone == LEJEPA_BACKBONE_VIT ? "vit" : "resnet",
         lejepa_in_channels(c), shape, proj, c->n_classes, c->batch,
         c->global_views, c->global_size, c->local_views, c->local_size,
-        c->lambda, c->slices, c->knots, c->t_max, extra ? "," : "",
+        c->lambda, c->slices, c->knots, c->t_max,
+        c->sigreg_debias ? "true" : "false", extra ? "," : "",
         extra ? extra : "");
     CHECK(n > 0 && (size_t)n < cap);
 }

@@ -20,7 +20,7 @@ int model_config_resolve(struct lejepa_config *out, const struct config *c,
  * in_channels, then the backbone's shape: patch, dim, depth, heads,
  * mlp_ratio, embed ("cls" | "cls_mean") for a ViT, stem, depths, widths for
  * a ResNet; then proj, n_classes, batch, global/local views and sizes, lambda,
- * slices, knots, t_max, then the caller's extra members (text such as
+ * slices, knots, t_max, sigreg_debias, then the caller's extra members (text such as
  * "\"steps\":5", or NULL). CHECKs that cap suffices. */
 void lejepa_config_json(char *out, size_t cap, const struct lejepa_config *c,
                         const char *extra);

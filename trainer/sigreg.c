@@ -250,19 +250,36 @@ void sigreg_sums(double *cos_sum, double *sin_sum, const float *x,
     }
 }
 
+/* One knot's term of stat_m / N from the means C, S: |C + iS - phi|^2, or
+ * its unbiased form (sigreg.h). */
+static double term(const struct sigreg_grid *g, double c, double s,
+                   double phi, long n)
+{
+    if (!g->debias)
+        return (c - phi) * (c - phi) + s * s;
+    return ((double)n * (c * c + s * s) - 1.0) / (double)(n - 1) -
+           2.0 * c * phi + phi * phi;
+}
+
+/* The factor r on C and S in the gradient: N / (N - 1) debiased, else 1. */
+static double grad_ratio(const struct sigreg_grid *g, long n)
+{
+    return g->debias ? (double)n / (double)(n - 1) : 1.0;
+}
+
 double sigreg_statistic(double *stat, const double *cos_sum,
                         const double *sin_sum, const struct sigreg_grid *g,
                         long n_total, int slices)
 {
-    CHECK(n_total > 0 && slices > 0);
+    CHECK(n_total > (g->debias ? 1 : 0) && slices > 0);
     const int nk = g->knots;
     double total = 0.0;
     for (int m = 0; m < slices; m++) {
         double e = 0.0;
         for (int k = 0; k < nk; k++) {
-            double cm = cos_sum[(size_t)m * nk + k] / n_total - g->phi[k];
+            double cm = cos_sum[(size_t)m * nk + k] / n_total;
             double sm = sin_sum[(size_t)m * nk + k] / n_total;
-            e += g->weight[k] * (cm * cm + sm * sm);
+            e += g->weight[k] * term(g, cm, sm, g->phi[k], n_total);
         }
         e *= n_total;
         if (stat)
@@ -316,13 +333,14 @@ static void backward_tile(float *dx, float dloss, const float *x,
     float ca[SIGREG_MAX_KNOTS][SIGREG_LANES];
     float cb[SIGREG_MAX_KNOTS][SIGREG_LANES];
     double scale = 2.0 * (double)dloss / slices;
+    double r = grad_ratio(g, n_total);
     for (int k = 1; k < nk; k++)
         for (int j = 0; j < SIGREG_LANES; j++) {
             double cm = 0.0, sm = 0.0;
             if (j < w) {
                 size_t at = (size_t)(m0 + j) * nk + k;
-                cm = cos_sum[at] / n_total - g->phi[k];
-                sm = sin_sum[at] / n_total;
+                cm = r * (cos_sum[at] / n_total) - g->phi[k];
+                sm = r * (sin_sum[at] / n_total);
             }
             double f = scale * g->weight[k] * g->t[k];
             ca[k][j] = (float)(f * sm);
@@ -344,6 +362,7 @@ void sigreg_backward_x(float *dx, float dloss, const float *x,
                        int slices)
 {
     CHECK(n > 0 && n_total >= n && slices > 0 && g->knots >= 2);
+    CHECK(n_total > 1 || !g->debias);
     int tiles = (slices + SIGREG_LANES - 1) / SIGREG_LANES;
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < tiles; b++) {
@@ -444,10 +463,8 @@ double sigreg_forward_ref(double *stat, const double *z, const double *a,
         double cm[SIGREG_MAX_KNOTS], sm[SIGREG_MAX_KNOTS];
         ref_slice_means(cm, sm, z, a, g, n, k_dim, slices, m);
         double e = 0.0;
-        for (int k = 0; k < g->knots; k++) {
-            double d = cm[k] - g->phi[k];
-            e += g->weight[k] * (d * d + sm[k] * sm[k]);
-        }
+        for (int k = 0; k < g->knots; k++)
+            e += g->weight[k] * term(g, cm[k], sm[k], g->phi[k], n);
         e *= n;
         if (stat)
             stat[m] = e;
@@ -460,6 +477,7 @@ void sigreg_backward_ref(double *dz, double dloss, const double *z,
                          const double *a, const struct sigreg_grid *g, int n,
                          int k_dim, int slices)
 {
+    double r = grad_ratio(g, n);
     for (int m = 0; m < slices; m++) {
         double cm[SIGREG_MAX_KNOTS], sm[SIGREG_MAX_KNOTS];
         ref_slice_means(cm, sm, z, a, g, n, k_dim, slices, m);
@@ -468,9 +486,9 @@ void sigreg_backward_ref(double *dz, double dloss, const double *z,
             double d = 0.0;
             for (int k = 0; k < g->knots; k++) {
                 double tk = g->t[k];
-                double dc = cm[k] - g->phi[k];
+                double dc = r * cm[k] - g->phi[k];
                 d += g->weight[k] * tk *
-                     (sm[k] * cos(tk * xv) - dc * sin(tk * xv));
+                     (r * sm[k] * cos(tk * xv) - dc * sin(tk * xv));
             }
             d *= 2.0 * dloss / slices;
             for (int k = 0; k < k_dim; k++)

@@ -11,6 +11,20 @@
  *   dSIGReg/dX_nm = (2/M) sum_k W_k t_k [S_mk cos(t_k X_nm)
  *                                        - (C_mk - phi_k) sin(t_k X_nm)]
  *
+ * Debiased (grid.debias, config loss.sigreg_debias): C^2 + S^2 =
+ * (1/N^2) sum_{i,j} cos(t (x_i - x_j)) holds N diagonal terms equal to 1, so
+ * E[stat] of an exact N(0, 1) sample is sum_k W_k (1 - phi_k^2) (1.05246 on
+ * the default grid: the "bias floor"), not 0. Dropping them gives the
+ * U-statistic (N (C^2 + S^2) - 1) / (N - 1), unbiased for |phi_X(t)|^2; C is
+ * already unbiased for Re phi_X(t), so
+ *   stat_m = N * sum_k W_k [(N (C^2 + S^2) - 1)/(N - 1) - 2 C phi_k + phi_k^2]
+ * has expectation N * sum_k W_k |phi_X(t_k) - phi_k|^2: 0 for a Gaussian
+ * (single slices may go negative). With r = N / (N - 1) the gradient is the
+ * biased one with S -> r S and C - phi -> r C - phi:
+ *   dSIGReg/dX_nm = (2/M) sum_k W_k t_k [r S cos(t_k X_nm)
+ *                                        - (r C - phi_k) sin(t_k X_nm)]
+ * It needs N >= 2 (the global N under data parallelism).
+ *
  * The step is split so that data-parallel training only inserts one
  * all-reduce: sigreg_sums() gives per-slice SUMS of cos and sin over this
  * rank's samples; sum them (and N) across ranks, then sigreg_statistic() and
@@ -29,6 +43,7 @@
 #ifndef LEJEPA_SIGREG_H
 #define LEJEPA_SIGREG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,9 +67,11 @@ struct sigreg_grid {
     double phi[SIGREG_MAX_KNOTS];     /* exp(-t_k^2 / 2), the N(0,1) CF */
     double weight[SIGREG_MAX_KNOTS];  /* W_k = w_k * phi_k, w = 2 dt inside,
                                          dt at both ends */
+    bool debias;                      /* the U-statistic form (above); the
+                                         grid's users follow it */
 };
 
-/* Fills the grid; returns 0, or -1 with the reason in err (ERR_LEN) when
+/* Fills the grid (debias false: set it after); returns 0, or -1 with the reason in err (ERR_LEN) when
  * knots is outside [2, SIGREG_MAX_KNOTS] or t_max is not a positive finite
  * number. (The official code asserts an odd knot count; any count works.) */
 int sigreg_grid_init(struct sigreg_grid *g, int knots, double t_max,
