@@ -121,6 +121,8 @@ static void test_inconsistent_headers_refused(void)
          "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2,
          "twice"},
         {"{\"__metadata__\":{\"k\":1}}", 0, "not a string"},
+        {"{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}}", 0, "twice"},
+        {"{\"__metadata__\":{},\"__metadata__\":{\"k\":\"2\"}}", 0, "twice"},
         {"[1,2]", 0, "not a JSON object"},
         {"{\"a\":", 0, "bad header"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[9223372036854775807,4],"
@@ -150,12 +152,72 @@ static void test_inconsistent_headers_refused(void)
     free(dir);
 }
 
+/* n one-byte tensors "blocks.<i>.w" (data byte i % 251), except that the
+ * tensor at index dup_at (if < n) repeats the name of tensor dup_of. */
+static int write_many(const char *path, size_t n, size_t dup_at, size_t dup_of,
+                      char *err)
+{
+    struct st_tensor *t = xcalloc(n, sizeof *t);
+    char (*names)[32] = xcalloc(n, sizeof *names);
+    unsigned char *data = xcalloc(n, 1);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "blocks.%zu.w", i == dup_at ? dup_of : i);
+        data[i] = (unsigned char)(i % 251);
+        t[i] = (struct st_tensor){.name = names[i], .dtype = ST_U8, .ndim = 1,
+                                  .shape = {1}, .data = data + i, .nbytes = 1};
+    }
+    int rc = st_write(path, t, n, NULL, NULL, 0, err);
+    free(t);
+    free(names);
+    free(data);
+    return rc;
+}
+
+/* Row 13 of issue 11: names are checked unique by sorting, so a header of
+ * 100k entries opens, finds every tensor, and a single repeated name is
+ * caught wherever the two copies are. */
+static void test_many_tensors(void)
+{
+    const size_t n = 100000;
+    char *dir = testing_tmpdir();
+    char path[4096], err[ERR_LEN] = "";
+    snprintf(path, sizeof path, "%s/many.safetensors", dir);
+    CU_ASSERT_EQUAL_FATAL(write_many(path, n, n, 0, err), 0);
+    struct st_file f;
+    CU_ASSERT_EQUAL_FATAL(st_open(&f, path, err), 0);
+    CU_ASSERT_EQUAL(f.n, n);
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "blocks.%zu.w", i);
+        const struct st_tensor *t = st_find(&f, name);
+        found += t && *(const unsigned char *)t->data == i % 251;
+    }
+    CU_ASSERT_EQUAL(found, n);
+    CU_ASSERT_PTR_NULL(st_find(&f, "blocks.100000.w"));
+    CU_ASSERT_PTR_NULL(st_find(&f, ""));
+    st_close(&f);
+    const size_t pairs[][2] = {{1, 0}, {n - 1, 0}, {54321, 54320}, {n - 1, n - 2}};
+    for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
+        CU_ASSERT_EQUAL_FATAL(write_many(path, n, pairs[k][0], pairs[k][1], err), 0);
+        char want[64];
+        snprintf(want, sizeof want, "'blocks.%zu.w' appears twice", pairs[k][1]);
+        err[0] = '\0';
+        CU_ASSERT_EQUAL(st_open(&f, path, err), -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+    }
+    testing_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     static const struct testing_case cases[] = {
         {"round trip", test_roundtrip},
         {"every truncation refused", test_every_truncation_refused},
         {"inconsistent headers refused", test_inconsistent_headers_refused},
+        {"many tensors, one name twice", test_many_tensors},
         {NULL, NULL},
     };
     return testing_run("safetensors", cases);

@@ -163,6 +163,30 @@ static int parse_entry(const struct json *e, struct st_tensor *t,
     return 0;
 }
 
+static int cmp_tensor_name(const void *a, const void *b)
+{
+    const struct st_tensor *x = *(const struct st_tensor *const *)a;
+    const struct st_tensor *y = *(const struct st_tensor *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+/* Sorts the tensors by name for st_find and refuses a name given twice by
+ * comparing neighbours: n log n, where a scan per entry was quadratic (11 s
+ * at 80k entries). The JSON reader already refuses duplicate member names;
+ * this keeps the format's rule true whatever the reader does. */
+static int index_names(struct st_file *f, const char *path, char *err)
+{
+    f->by_name = xcalloc(f->n + 1, sizeof *f->by_name);
+    for (size_t i = 0; i < f->n; i++)
+        f->by_name[i] = &f->tensors[i];
+    qsort(f->by_name, f->n, sizeof *f->by_name, cmp_tensor_name);
+    for (size_t i = 1; i < f->n; i++)
+        if (strcmp(f->by_name[i - 1]->name, f->by_name[i]->name) == 0)
+            return errf(err, "%s: tensor '%s' appears twice", path,
+                        f->by_name[i]->name);
+    return 0;
+}
+
 int st_open(struct st_file *f, const char *path, char *err)
 {
     memset(f, 0, sizeof *f);
@@ -192,6 +216,7 @@ int st_open(struct st_file *f, const char *path, char *err)
     }
     char *data = f->buf + 8 + hlen;
     size_t data_len = f->len - 8 - hlen;
+    f->header_len = (size_t)hlen;
     f->tensors = xcalloc(f->header->len, sizeof *f->tensors);
     spans = xcalloc(f->header->len, sizeof *spans);
     for (const struct json *e = f->header->child; e; e = e->next) {
@@ -207,10 +232,6 @@ int st_open(struct st_file *f, const char *path, char *err)
                 }
             f->meta = e;
             continue;
-        }
-        if (st_find(f, e->key)) {
-            errf(err, "%s: tensor '%s' appears twice", path, e->key);
-            goto fail;
         }
         if (parse_entry(e, &f->tensors[f->n], &spans[f->n], data_len, path,
                         err) != 0)
@@ -231,6 +252,8 @@ int st_open(struct st_file *f, const char *path, char *err)
              "(%zu bytes described, %zu present)", path, expect, data_len);
         goto fail;
     }
+    if (index_names(f, path, err) != 0)
+        goto fail;
     free(spans);
     return 0;
 fail:
@@ -242,6 +265,7 @@ fail:
 void st_close(struct st_file *f)
 {
     json_free(f->header);
+    free(f->by_name);
     free(f->tensors);
     free(f->buf);
     memset(f, 0, sizeof *f);
@@ -249,9 +273,17 @@ void st_close(struct st_file *f)
 
 const struct st_tensor *st_find(const struct st_file *f, const char *name)
 {
-    for (size_t i = 0; i < f->n; i++)
-        if (strcmp(f->tensors[i].name, name) == 0)
-            return &f->tensors[i];
+    size_t lo = 0, hi = f->by_name ? f->n : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(f->by_name[mid]->name, name);
+        if (c == 0)
+            return f->by_name[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 

@@ -35,14 +35,18 @@ int st_write(const char *path, const struct st_tensor *tensors, size_t n,
              size_t n_meta, char *err);
 
 /* A file read whole and validated: every tensor's dtype, shape and offsets
- * are consistent, offsets tile the data area exactly, metadata values are
- * strings. Tensor data points into buf. */
+ * are consistent, offsets tile the data area exactly, names are unique,
+ * metadata values are strings. Tensor data points into buf. Opening costs
+ * O(n log n) in the header's entries (tools/bench_safetensors measures it),
+ * so a hostile 64 MiB header cannot stall the reader. */
 struct st_file {
     char *buf;
     size_t len;
+    size_t header_len;         /* JSON header bytes; buf + 8 is its start */
     struct json *header;
-    struct st_tensor *tensors;
+    struct st_tensor *tensors; /* in file order */
     size_t n;
+    const struct st_tensor **by_name; /* the n tensors sorted by name */
     const struct json *meta;   /* __metadata__ object, or NULL */
 };
 
@@ -50,6 +54,7 @@ struct st_file {
 int st_open(struct st_file *f, const char *path, char *err);
 void st_close(struct st_file *f);
 
+/* The tensor called name, or NULL; O(log n). */
 const struct st_tensor *st_find(const struct st_file *f, const char *name);
 /* Metadata value for key, or NULL. */
 const char *st_meta(const struct st_file *f, const char *key);
