@@ -189,10 +189,21 @@ static int index_names(struct st_file *f, const char *path, char *err)
 
 int st_open(struct st_file *f, const char *path, char *err)
 {
-    memset(f, 0, sizeof *f);
-    f->buf = util_read_file(path, &f->len, err);
-    if (!f->buf)
+    size_t len;
+    char *buf = util_read_file(path, &len, err);
+    if (!buf) {
+        memset(f, 0, sizeof *f);
         return -1;
+    }
+    return st_open_buffer(f, buf, len, path, err);
+}
+
+int st_open_buffer(struct st_file *f, char *buf, size_t len, const char *path,
+                   char *err)
+{
+    memset(f, 0, sizeof *f);
+    f->buf = buf;
+    f->len = len;
     uint64_t hlen = 0;
     struct span *spans = NULL;
     if (f->len < 8) {

@@ -52,6 +52,11 @@ struct st_file {
 
 /* Returns 0, or -1 with a reason naming the path (nothing is kept). */
 int st_open(struct st_file *f, const char *path, char *err);
+/* The same checks on a file already in memory: takes buf (malloc'd, len
+ * bytes) whatever the outcome; st_close or a failure frees it.
+ * name stands for the path in messages. */
+int st_open_buffer(struct st_file *f, char *buf, size_t len, const char *name,
+                   char *err);
 void st_close(struct st_file *f);
 
 /* The tensor called name, or NULL; O(log n). */
