@@ -82,6 +82,55 @@ static void test_every_truncation_refused(void)
     free(dir);
 }
 
+/* The checksum st_write adds catches a corrupted byte anywhere (CRC-32C
+ * detects every burst up to 32 bits), with a message naming the file. The
+ * one way through is a flip inside the checksum's own key, which makes the
+ * file look like one without a checksum: it then opens with checksummed
+ * false, and ckpt.c refuses a checkpoint version that must have one. */
+static void test_every_flipped_byte_refused(void)
+{
+    char *dir = testing_tmpdir();
+    float w[6];
+    int64_t steps[2];
+    const char *path = write_sample(dir, w, steps);
+    size_t len;
+    char err[ERR_LEN];
+    char *full = util_read_file(path, &len, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(full);
+    struct st_file f;
+    CU_ASSERT_EQUAL_FATAL(st_open(&f, path, err), 0);
+    CU_ASSERT(f.checksummed);
+    CU_ASSERT_PTR_NOT_NULL(st_meta(&f, ST_META_CHECKSUM));
+    st_close(&f);
+    char bad[4096];
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
+    size_t refused = 0, named = 0, mismatch = 0, unchecked = 0;
+    for (size_t i = 0; i < len; i++)
+        for (int bit = 0; bit < 8; bit += 7) {
+            full[i] ^= (char)(1 << bit);
+            CU_ASSERT_EQUAL_FATAL(util_write_file_atomic(bad, full, len, err), 0);
+            full[i] ^= (char)(1 << bit);
+            err[0] = '\0';
+            int rc = st_open(&f, bad, err);
+            if (rc == 0) {
+                CU_ASSERT_FALSE(f.checksummed);
+                unchecked++;
+                st_close(&f);
+            }
+            refused += rc == -1;
+            named += rc == -1 && strstr(err, bad) != NULL;
+            mismatch += strstr(err, "checksum mismatch") != NULL;
+        }
+    CU_ASSERT_EQUAL(refused + unchecked, 2 * len);
+    CU_ASSERT_EQUAL(named, refused);
+    CU_ASSERT(unchecked <= 2 * strlen(ST_META_CHECKSUM));
+    /* every flip in the tensor data is a mismatch, not some other error */
+    CU_ASSERT(mismatch >= 2 * (24 + 16));
+    free(full);
+    testing_rmtree(dir);
+    free(dir);
+}
+
 /* Writes a file with the given JSON header and data bytes. */
 static void write_raw(const char *path, const char *header, size_t data_len)
 {
@@ -141,6 +190,18 @@ static void test_inconsistent_headers_refused(void)
                     bad[i].reason);
         CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].reason));
     }
+    /* A file without a checksum (PyTorch's) opens, and says so. */
+    write_raw(path, "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2);
+    struct st_file plain;
+    char perr[ERR_LEN];
+    CU_ASSERT_EQUAL(st_open(&plain, path, perr), 0);
+    CU_ASSERT_FALSE(plain.checksummed);
+    st_close(&plain);
+    /* A checksum somewhere else than st_write puts it is refused. */
+    write_raw(path, "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
+              "\"__metadata__\":{\"checksum\":\"crc32c:00000000\"}}", 2);
+    CU_ASSERT_EQUAL(st_open(&plain, path, perr), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(perr, "not in the form and place"));
     /* A header length beyond the file is refused before any parsing. */
     char raw[16] = {(char)0xff, (char)0xff, 0, 0, 0, 0, 0, 0, '{', '}'};
     char err[ERR_LEN];
@@ -217,6 +278,7 @@ int main(void)
         {"round trip", test_roundtrip},
         {"every truncation refused", test_every_truncation_refused},
         {"inconsistent headers refused", test_inconsistent_headers_refused},
+        {"every flipped byte refused", test_every_flipped_byte_refused},
         {"many tensors, one name twice", test_many_tensors},
         {NULL, NULL},
     };
