@@ -2,7 +2,7 @@
  * json.h: a small strict JSON reader and writer helpers for the project's own
  * files: safetensors headers, metrics.jsonl lines, marker files. It parses a
  * whole document into a tree held in one allocation; it is not a streaming
- * parser and not meant for untrusted documents larger than a few MB.
+ * parser. Hostile input costs at most O(n log n) time and bounded stack.
  */
 #ifndef LEJEPA_JSON_H
 #define LEJEPA_JSON_H
@@ -31,9 +31,15 @@ struct json {
     struct json *next;       /* next sibling */
 };
 
+/* Nesting deeper than this is refused whatever max_depth says: the parser
+ * recurses once per level, and its stack must stay small. */
+#define JSON_DEPTH_CAP 256
+
 /* Parses text[0..len) as one JSON value (surrounding whitespace allowed),
- * with nesting at most max_depth. Returns the root, or NULL with the reason
- * (and byte offset) in err. The whole tree is one allocation: free it with
+ * with nesting at most max_depth (and JSON_DEPTH_CAP). An object that names
+ * a member twice is refused. Time is O(len log len), memory a small
+ * multiple of len. Returns the root, or NULL with the reason (and byte
+ * offset) in err. The whole tree is one allocation: free it with
  * json_free(root). */
 struct json *json_parse(const char *text, size_t len, int max_depth, char *err);
 void json_free(struct json *root);

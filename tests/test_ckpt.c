@@ -1,11 +1,14 @@
 /*
  * test_ckpt.c: a checkpoint loaded in a fresh process continues training
  * with exactly the losses of a run that never stopped; damaged or foreign
- * checkpoints are refused and leave the model untouched.
+ * checkpoints are refused and leave the model untouched; a run directory
+ * whose newest checkpoints are damaged resumes from the newest good one;
+ * dead writers' temp files are removed.
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -222,6 +225,253 @@ static void test_non_finite_named(void)
     lejepa_free(&m);
 }
 
+/* Rewrites path with byte at (or, for at < 0, at from the end) xor'ed. */
+static void flip_byte(const char *path, long at)
+{
+    size_t len;
+    char err[ERR_LEN];
+    char *b = util_read_file(path, &len, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    size_t i = at < 0 ? len - (size_t)(-at) : (size_t)at;
+    b[i] ^= 0x10;
+    CU_ASSERT_EQUAL_FATAL(util_write_file_atomic(path, b, len, err), 0);
+    free(b);
+}
+
+static void truncate_file(const char *path, size_t drop)
+{
+    size_t len;
+    char err[ERR_LEN];
+    char *b = util_read_file(path, &len, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    CU_ASSERT_EQUAL_FATAL(util_write_file_atomic(path, b, len - drop, err), 0);
+    free(b);
+}
+
+/* Issue 11: a flipped byte in the tensor data and a truncated file are both
+ * refused, naming the file, and the model is left as it was. */
+static void test_corruption_detected(void)
+{
+    struct lejepa m, other;
+    struct adamw o, oo;
+    build(&m, &o, 0);
+    build(&other, &oo, 1);
+    char *dir = testing_tmpdir(), path[4096], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/ckpt-7.safetensors", dir);
+    CU_ASSERT_EQUAL_FATAL(ckpt_save(path, &m.p, &o, NULL, NULL, 0, err), 0);
+    CU_ASSERT_EQUAL(ckpt_verify(path, NULL, err), 0);
+    size_t nbytes = other.p.learn.total * sizeof(float);
+    float *before = xmalloc(nbytes);
+    memcpy(before, other.p.data, nbytes);
+    struct st_file f;
+    const long where[] = {-1, -4000, -(long)(nbytes / 2)};
+    for (size_t k = 0; k < sizeof where / sizeof where[0]; k++) {
+        flip_byte(path, where[k]);
+        err[0] = '\0';
+        CU_ASSERT_EQUAL(ckpt_load(path, &other.p, &oo, &f, err), -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "checksum mismatch"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+        CU_ASSERT_EQUAL(ckpt_verify(path, NULL, err), -1);
+        CU_ASSERT_EQUAL(memcmp(before, other.p.data, nbytes), 0);
+        flip_byte(path, where[k]);
+        CU_ASSERT_EQUAL(ckpt_verify(path, NULL, err), 0);
+    }
+    truncate_file(path, 4);
+    err[0] = '\0';
+    CU_ASSERT_EQUAL(ckpt_load(path, &other.p, &oo, &f, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "truncated"));
+    CU_ASSERT_EQUAL(ckpt_verify(path, NULL, err), -1);
+    CU_ASSERT_EQUAL(memcmp(before, other.p.data, nbytes), 0);
+    free(before);
+    lejepa_free(&other);
+    lejepa_free(&m);
+    testing_rmtree(dir);
+    free(dir);
+}
+
+/* Replaces the first occurrence of from in path's bytes by to (the same
+ * length), so a header can be edited in place. */
+static void edit_file(const char *path, const char *from, const char *to)
+{
+    size_t len, n = strlen(from);
+    char err[ERR_LEN];
+    CU_ASSERT_EQUAL_FATAL(strlen(to), n);
+    char *b = util_read_file(path, &len, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    char *at = strstr(b + 8, from);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+    memcpy(at, to, n);
+    CU_ASSERT_EQUAL_FATAL(util_write_file_atomic(path, b, len, err), 0);
+    free(b);
+}
+
+/* A file as written before checksums: version 1, no checksum key (blanked
+ * to spaces, which JSON ignores). It loads, with a note; a version 2 file
+ * that lost its checksum key is corrupt. */
+static void test_unchecked_version_1(void)
+{
+    struct lejepa m, other;
+    struct adamw o, oo;
+    build(&m, &o, 0);
+    build(&other, &oo, 1);
+    char *dir = testing_tmpdir(), path[4096], err[ERR_LEN], note[CKPT_NOTE_LEN];
+    snprintf(path, sizeof path, "%s/old.safetensors", dir);
+    CU_ASSERT_EQUAL_FATAL(ckpt_save(path, &m.p, &o, NULL, NULL, 0, err), 0);
+    size_t len;
+    char *b = util_read_file(path, &len, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    const char *key = strstr(b + 8, "\"checksum\":\"crc32c:");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(key);
+    char checksum[64] = "", blank[64];
+    memcpy(checksum, key, strlen("\"checksum\":\"crc32c:01234567\","));
+    memset(blank, ' ', sizeof blank);
+    blank[strlen(checksum)] = '\0';
+    free(b);
+    edit_file(path, checksum, blank);
+    CU_ASSERT_EQUAL(ckpt_verify(path, note, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "without its checksum"));
+    edit_file(path, "\"version\":\"2\"", "\"version\":\"1\"");
+    CU_ASSERT_EQUAL(ckpt_verify(path, note, err), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(note, "no checksum"));
+    struct st_file f;
+    CU_ASSERT_EQUAL(ckpt_load(path, &other.p, &oo, &f, err), 0);
+    st_close(&f);
+    for (size_t i = 0; i < m.p.learn.n; i++)
+        CU_ASSERT_EQUAL(memcmp(params_data(&m.p, (int)i), params_data(&other.p, (int)i),
+                               m.p.learn.e[i].numel * sizeof(float)), 0);
+    lejepa_free(&other);
+    lejepa_free(&m);
+    testing_rmtree(dir);
+    free(dir);
+}
+
+/* A run directory with ckpt-1..3 and `latest` naming ckpt-3. */
+static void make_run_dir(const char *dir, struct lejepa *m, struct adamw *o)
+{
+    char path[4096], err[ERR_LEN];
+    for (int s = 1; s <= 3; s++) {
+        snprintf(path, sizeof path, "%s/ckpt-%d.safetensors", dir, s);
+        m->p.data[0] = (float)s;
+        CU_ASSERT_EQUAL_FATAL(ckpt_save(path, &m->p, o, NULL, NULL, 0, err), 0);
+    }
+    snprintf(path, sizeof path, "%s/latest", dir);
+    CU_ASSERT_EQUAL_FATAL(util_write_file_atomic(path, "ckpt-3.safetensors\n", 19, err), 0);
+}
+
+static void expect_found(const char *dir, int step, const char *note_has)
+{
+    char path[4096], want[4096], note[CKPT_NOTE_LEN], err[ERR_LEN] = "";
+    snprintf(want, sizeof want, "%s/ckpt-%d.safetensors", dir, step);
+    int rc = ckpt_find_newest_valid(dir, path, sizeof path, note, err);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc != 0)
+        return;
+    CU_ASSERT_STRING_EQUAL(path, want);
+    if (note_has) {
+        CU_ASSERT_PTR_NOT_NULL(strstr(note, note_has));
+        CU_ASSERT_PTR_NOT_NULL(strstr(note, want));
+    } else {
+        CU_ASSERT_STRING_EQUAL(note, "");
+    }
+}
+
+static void test_fallback_to_newest_good(void)
+{
+    struct lejepa m;
+    struct adamw o;
+    build(&m, &o, 0);
+    char *dir = testing_tmpdir(), path[4096], link[4200], note[CKPT_NOTE_LEN],
+         err[ERR_LEN];
+    make_run_dir(dir, &m, &o);
+    expect_found(dir, 3, NULL);
+    /* `latest` as a symlink (relative) is followed as well */
+    snprintf(link, sizeof link, "%s/latest", dir);
+    CU_ASSERT_EQUAL_FATAL(unlink(link), 0);
+    CU_ASSERT_EQUAL_FATAL(symlink("ckpt-2.safetensors", link), 0);
+    expect_found(dir, 2, NULL);
+    CU_ASSERT_EQUAL_FATAL(unlink(link), 0);
+    CU_ASSERT_EQUAL_FATAL(util_write_file_atomic(link, "ckpt-3.safetensors\n", 19, err), 0);
+    /* the newest is corrupt: the note names it and the one chosen */
+    snprintf(path, sizeof path, "%s/ckpt-3.safetensors", dir);
+    flip_byte(path, -100);
+    expect_found(dir, 2, "checksum mismatch");
+    ckpt_find_newest_valid(dir, link, sizeof link, note, err);
+    CU_ASSERT_PTR_NOT_NULL(strstr(note, path));
+    /* and the next one truncated */
+    snprintf(path, sizeof path, "%s/ckpt-2.safetensors", dir);
+    truncate_file(path, 1000);
+    expect_found(dir, 1, "skipped");
+    /* without `latest` at all, the newest that verifies */
+    snprintf(link, sizeof link, "%s/latest", dir);
+    CU_ASSERT_EQUAL_FATAL(unlink(link), 0);
+    expect_found(dir, 1, "no usable `latest`");
+    /* a `latest` of garbage */
+    CU_ASSERT_EQUAL_FATAL(util_write_file_atomic(link, "\x01\xff/zz", 5, err), 0);
+    expect_found(dir, 1, "expected a checkpoint file name");
+    /* nothing verifies: an error naming the directory */
+    snprintf(path, sizeof path, "%s/ckpt-1.safetensors", dir);
+    flip_byte(path, 20);
+    err[0] = '\0';
+    CU_ASSERT_EQUAL(ckpt_find_newest_valid(dir, link, sizeof link, note, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, dir));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "no checkpoint verifies"));
+    lejepa_free(&m);
+    testing_rmtree(dir);
+    free(dir);
+}
+
+/* A pid that was a process and is no more: a child that exited, reaped. */
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, NULL, 0);
+    return pid;
+}
+
+static void test_stale_tmp_removed(void)
+{
+    char *dir = testing_tmpdir(), path[4200], err[ERR_LEN];
+    pid_t dead = dead_pid();
+    struct {
+        char name[128];
+        bool removed;
+    } files[] = {
+        {"", true}, {"", true}, {"", false}, {"", false},
+        {"notes.tmp.abc", false}, {"metrics.jsonl", false}, {".tmp.", false},
+    };
+    snprintf(files[0].name, sizeof files[0].name, "ckpt-5.safetensors.tmp.%d", (int)dead);
+    snprintf(files[1].name, sizeof files[1].name, "latest.tmp.%d", (int)dead);
+    /* a live writer: our parent (the test runner) and ourselves */
+    snprintf(files[2].name, sizeof files[2].name, "dashboard.html.tmp.%d", (int)getppid());
+    snprintf(files[3].name, sizeof files[3].name, "ckpt-6.safetensors.tmp.%d", (int)getpid());
+    size_t n = sizeof files / sizeof files[0];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+        FILE *f = fopen(path, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        fclose(f);
+    }
+    int removed = -1;
+    CU_ASSERT_EQUAL(ckpt_remove_stale_tmp(dir, &removed, err), 0);
+    CU_ASSERT_EQUAL(removed, 2);
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+        CU_ASSERT_EQUAL(stat(path, &st) != 0, files[i].removed);
+    }
+    CU_ASSERT_EQUAL(ckpt_remove_stale_tmp(dir, &removed, err), 0);
+    CU_ASSERT_EQUAL(removed, 0);
+    snprintf(path, sizeof path, "%s/absent", dir);
+    CU_ASSERT_EQUAL(ckpt_remove_stale_tmp(path, &removed, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+    testing_rmtree(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
@@ -232,6 +482,10 @@ int main(int argc, char **argv)
         {"bad checkpoints refused, model untouched",
          test_bad_checkpoints_refused_model_untouched},
         {"non-finite loss and gradients named", test_non_finite_named},
+        {"corruption detected", test_corruption_detected},
+        {"version 1 without checksum", test_unchecked_version_1},
+        {"fallback to the newest good checkpoint", test_fallback_to_newest_good},
+        {"stale temp files removed", test_stale_tmp_removed},
         {NULL, NULL},
     };
     return testing_run("checkpoints", cases);

@@ -1,6 +1,7 @@
 /*
  * test_json.c: the JSON reader accepts what RFC 8259 allows, rejects what it
- * does not with the byte offset, unescapes strings, and bounds nesting.
+ * does not with the byte offset, unescapes strings, bounds nesting, and
+ * refuses an object that names a member twice, at any size.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,90 @@ static void test_depth_limit(void)
     j = json_parse(deep, sizeof deep, 100, err);
     CU_ASSERT_PTR_NOT_NULL(j);
     json_free(j);
+    /* the hard cap holds whatever depth the caller asks for */
+    size_t n = 2 * (JSON_DEPTH_CAP + 1);
+    char *deeper = xmalloc(n);
+    memset(deeper, '[', n / 2);
+    memset(deeper + n / 2, ']', n / 2);
+    j = json_parse(deeper, n, 1 << 30, err);
+    CU_ASSERT_PTR_NULL(j);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "nesting too deep"));
+    j = json_parse(deeper + 1, n - 2, 1 << 30, err);
+    CU_ASSERT_PTR_NOT_NULL(j);
+    json_free(j);
+    free(deeper);
+}
+
+static void test_duplicate_names(void)
+{
+    static const char *bad[] = {
+        "{\"a\": 1, \"b\": 2, \"a\": 3}",
+        "{\"x\": {\"k\": 1, \"k\": [2]}}",
+        "[{\"\\u0041\": 1, \"A\": 2}]",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char err[ERR_LEN] = "";
+        CU_ASSERT_PTR_NULL(parse(bad[i], err));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "appears twice"));
+    }
+    char err[ERR_LEN];
+    struct json *j = parse("[{\"k\": 1}, {\"k\": {\"k\": 2}}, {\"ka\": 0, \"k\": 3}]", err);
+    CU_ASSERT_PTR_NOT_NULL(j);
+    json_free(j);
+}
+
+/* An object of n members "m<i>", the last one named like member dup (or a
+ * fresh name when dup < 0). Caller frees. */
+static char *many_members(size_t n, long dup, size_t *len)
+{
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    fputc('{', f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s\"m%zu\":%zu", i ? "," : "",
+                i == n - 1 && dup >= 0 ? (size_t)dup : i, i);
+    fputc('}', f);
+    fclose(f);
+    return buf;
+}
+
+static void test_duplicate_names_at_scale(void)
+{
+    const size_t n = 200000;
+    size_t len;
+    char err[ERR_LEN] = "";
+    char *text = many_members(n, -1, &len);
+    struct json *j = json_parse(text, len, 4, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(j->len, n);
+    uint64_t u = 0;
+    CU_ASSERT_EQUAL(json_get_u64(json_get(j, "m199999"), &u), 0);
+    CU_ASSERT_EQUAL(u, n - 1);
+    json_free(j);
+    free(text);
+    const long dups[] = {0, 123457, (long)n - 2};
+    for (size_t k = 0; k < sizeof dups / sizeof dups[0]; k++) {
+        char want[64];
+        snprintf(want, sizeof want, "'m%ld' appears twice", dups[k]);
+        text = many_members(n, dups[k], &len);
+        CU_ASSERT_PTR_NULL(json_parse(text, len, 4, err));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
+        free(text);
+    }
+}
+
+/* Node storage is sized by counting ',', '[' and '{': documents made of
+ * the smallest possible values must fit it exactly. */
+static void test_dense_documents(void)
+{
+    const char *docs[] = {"[0,0,0,0]", "[[],[],[[]],{}]", "{\"a\":[{},[0]],\"b\":0}",
+                          "0", "[]", "\"[,{\""};
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        char err[ERR_LEN];
+        struct json *j = parse(docs[i], err);
+        CU_ASSERT_PTR_NOT_NULL(j);
+        json_free(j);
+    }
 }
 
 static void test_write_string_roundtrip(void)
@@ -116,6 +201,9 @@ int main(void)
         {"object members", test_object_members},
         {"rejects with offset", test_rejects_with_offset},
         {"depth limit", test_depth_limit},
+        {"duplicate names", test_duplicate_names},
+        {"duplicate names at scale", test_duplicate_names_at_scale},
+        {"dense documents", test_dense_documents},
         {"write string round trip", test_write_string_roundtrip},
         {NULL, NULL},
     };

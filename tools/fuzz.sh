@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# tools/fuzz.sh [SECONDS]: fuzzes the wire protocol decoder (msg_decode) with
-# libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer for SECONDS
-# (default 60). Configures its own build dir (build-fuzz, CC=clang,
-# -Dfuzzing=true), writes a seed corpus of valid messages of every kind, runs
-# the fuzzer and exits non-zero on any finding (crash, leak, UBSan error,
-# failed re-encode check); the reproducer lands in build-fuzz/fuzz-artifacts/.
+# tools/fuzz.sh [SECONDS [TARGETS]]: fuzzes the parsers that read untrusted
+# bytes with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer,
+# SECONDS in total (default 60), split between the targets: the wire
+# protocol decoder (fuzz_msg) gets half, the JSON reader (fuzz_json) and the
+# safetensors reader (fuzz_safetensors) a quarter each. TARGETS (e.g.
+# "json safetensors") runs only those, each for SECONDS. Configures its own
+# build dir (build-fuzz, CC=clang, -Dfuzzing=true), writes seed corpora,
+# runs the fuzzers and exits non-zero on any finding (crash, leak, UBSan
+# error, failed round-trip check); the reproducer lands in
+# build-fuzz/fuzz-artifacts/.
 #
 #   bash tools/fuzz.sh 60
+#   bash tools/fuzz.sh 300 json
 #   build-fuzz/tests/fuzz/fuzz_msg build-fuzz/fuzz-artifacts/crash-...  # replay
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
+targets="${2:-}"
 build="${FUZZ_BUILD_DIR:-build-fuzz}"
-corpus="$build/fuzz-corpus/msg"
 artifacts="$build/fuzz-artifacts"
 
 if ! command -v clang >/dev/null; then
@@ -23,23 +28,49 @@ fi
 if [ ! -f "$build/build.ninja" ]; then
   CC=clang meson setup "$build" -Dfuzzing=true -Dbuildtype=debugoptimized >/dev/null
 fi
-ninja -C "$build" -j 2 tests/fuzz/fuzz_msg tests/fuzz/fuzz_msg_seeds >/dev/null
+ninja -C "$build" -j 2 tests/fuzz/fuzz_msg tests/fuzz/fuzz_msg_seeds \
+  tests/fuzz/fuzz_json tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_parsers_seeds >/dev/null
 
-mkdir -p "$corpus" "$artifacts"
-"$build/tests/fuzz/fuzz_msg_seeds" "$corpus"
+mkdir -p "$build/fuzz-corpus/msg" "$artifacts"
+"$build/tests/fuzz/fuzz_msg_seeds" "$build/fuzz-corpus/msg"
+"$build/tests/fuzz/fuzz_parsers_seeds" "$build/fuzz-corpus" >/dev/null
 
-log="$build/fuzz-msg.log"
-echo "fuzz: running fuzz_msg for ${seconds}s (log: $log)"
-rc=0
-"$build/tests/fuzz/fuzz_msg" -max_total_time="$seconds" -timeout=10 \
-  -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts/" \
-  "$corpus" >"$log" 2>&1 || rc=$?
+# run_one NAME SECONDS [libFuzzer options...]
+run_one() {
+  local name="$1" secs="$2"
+  shift 2
+  local log="$build/fuzz-$name.log" corpus="$build/fuzz-corpus/$name" rc=0
+  echo "fuzz: running fuzz_$name for ${secs}s (log: $log)"
+  "$build/tests/fuzz/fuzz_$name" -max_total_time="$secs" -timeout=10 \
+    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts/" \
+    "$@" "$corpus" >"$log" 2>&1 || rc=$?
+  local execs rate
+  execs=$(awk '/stat::number_of_executed_units:/ {print $2}' "$log" | tail -n 1)
+  rate=$(awk '/stat::average_exec_per_sec:/ {print $2}' "$log" | tail -n 1)
+  if [ "$rc" -ne 0 ] || grep -qE "runtime error|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)" "$log"; then
+    echo "fuzz: FINDING in fuzz_$name (exit $rc); last lines of $log:" >&2
+    tail -n 40 "$log" >&2
+    return 1
+  fi
+  echo "fuzz: fuzz_$name clean: ${execs:-?} inputs in ${secs}s (${rate:-?} exec/s), corpus $(ls "$corpus" | wc -l) files"
+}
 
-execs=$(awk '/stat::number_of_executed_units:/ {print $2}' "$log" | tail -n 1)
-rate=$(awk '/stat::average_exec_per_sec:/ {print $2}' "$log" | tail -n 1)
-if [ "$rc" -ne 0 ] || grep -qE "runtime error|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)" "$log"; then
-  echo "fuzz: FINDING (exit $rc); last lines of $log:" >&2
-  tail -n 40 "$log" >&2
-  exit 1
+# The JSON and safetensors readers get inputs up to 64 KiB so that long
+# names, many members and deep nesting are reachable.
+status=0
+if [ -z "$targets" ]; then
+  half=$(( seconds / 2 > 0 ? seconds / 2 : 1 ))
+  quarter=$(( seconds / 4 > 0 ? seconds / 4 : 1 ))
+  run_one msg "$half" || status=1
+  run_one json "$quarter" -max_len=65536 || status=1
+  run_one safetensors "$quarter" -max_len=65536 || status=1
+else
+  for t in $targets; do
+    case "$t" in
+      msg) run_one msg "$seconds" || status=1 ;;
+      json|safetensors) run_one "$t" "$seconds" -max_len=65536 || status=1 ;;
+      *) echo "fuzz: unknown target '$t' (msg, json, safetensors)" >&2; exit 2 ;;
+    esac
+  done
 fi
-echo "fuzz: clean: ${execs:-?} inputs in ${seconds}s (${rate:-?} exec/s), corpus $(ls "$corpus" | wc -l) files"
+exit "$status"

@@ -1,5 +1,7 @@
 /*
- * ckpt.c: checkpoints over safetensors (see ckpt.h).
+ * ckpt.c: checkpoints over safetensors (see ckpt.h): one file's save,
+ * verification and load. The run directory's set of them (which one to
+ * resume from, stale temp files) is ckpt_dir.c.
  */
 #include "ckpt.h"
 
@@ -83,22 +85,60 @@ static const struct st_tensor *expect(const struct st_file *f, const char *name,
     return t;
 }
 
+/* Format and version of an open file, and whether its version needs the
+ * checksum st_open verified: 0 verified, 1 a version 1 file without one
+ * (note says so), -1 with err. */
+static int check_header(const struct st_file *f, const char *path, char *note,
+                        char *err)
+{
+    const char *fmt = st_meta(f, "format"), *ver = st_meta(f, "version");
+    if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0)
+        return errf(err, "%s: not a lejepa checkpoint (metadata format is '%s')",
+                    path, fmt ? fmt : "absent");
+    /* Checkpoints written before checksums existed are version 1: they
+     * still load (a run must be able to resume across the upgrade), with a
+     * warning, since nothing can tell whether their bytes are intact. */
+    if (ver && strcmp(ver, CKPT_VERSION_UNCHECKED) == 0 && !f->checksummed) {
+        if (note)
+            snprintf(note, CKPT_NOTE_LEN, "%s: checkpoint version 1 has no "
+                     "checksum; loaded without verifying its bytes", path);
+        return 1;
+    }
+    if (!ver || strcmp(ver, CKPT_VERSION) != 0)
+        return errf(err, "%s: checkpoint version '%s', this build reads versions "
+                    "%s and %s", path, ver ? ver : "absent",
+                    CKPT_VERSION_UNCHECKED, CKPT_VERSION);
+    /* A version 2 file always has one: its absence means the header's
+     * checksum key itself was damaged. */
+    if (!f->checksummed)
+        return errf(err, "%s: version %s checkpoint without its checksum: the "
+                    "file is corrupt", path, CKPT_VERSION);
+    return 0;
+}
+
+int ckpt_verify(const char *path, char *note, char *err)
+{
+    struct st_file f;
+    if (note)
+        note[0] = '\0';
+    if (st_open(&f, path, err) != 0)
+        return -1;
+    int rc = check_header(&f, path, note, err);
+    st_close(&f);
+    return rc;
+}
+
 int ckpt_load(const char *path, struct params *p, struct adamw *o,
               struct st_file *f, char *err)
 {
     if (st_open(f, path, err) != 0)
         return -1;
-    const char *fmt = st_meta(f, "format"), *ver = st_meta(f, "version");
-    if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0) {
-        errf(err, "%s: not a lejepa checkpoint (metadata format is '%s')", path,
-             fmt ? fmt : "absent");
+    char note[CKPT_NOTE_LEN];
+    int hc = check_header(f, path, note, err);
+    if (hc < 0)
         goto fail;
-    }
-    if (!ver || strcmp(ver, CKPT_VERSION) != 0) {
-        errf(err, "%s: checkpoint version '%s', this build reads version %s",
-             path, ver ? ver : "absent", CKPT_VERSION);
-        goto fail;
-    }
+    if (hc == 1)
+        util_log("warning: %s", note);
     long t = 0;
     if (o) {
         const char *ts = st_meta(f, "optim.t");
