@@ -92,6 +92,25 @@ static void test_crc32c_check_values(void)
     CU_ASSERT_EQUAL(hash_crc32c(hash_crc32c(0, "1234", 4), "56789", 5),
                     0xE3069283u);
     CU_ASSERT_EQUAL(hash_crc32c(0, "", 0), 0u);
+    /* Slicing by 8 equals the byte loop at every length, alignment and
+     * split point (seeded bytes). */
+    unsigned char buf[300];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        x = x * 1664525u + 1013904223u;
+        buf[i] = (unsigned char)(x >> 24);
+    }
+    int same = 1;
+    for (size_t off = 0; off < 8; off++)
+        for (size_t len = 0; len + off <= 64; len++)
+            for (size_t cut = 0; cut <= len; cut += 5) {
+                uint32_t ref = hash_crc32c_ref(0, buf + off, len);
+                uint32_t fast = hash_crc32c(hash_crc32c(0, buf + off, cut),
+                                            buf + off + cut, len - cut);
+                same &= ref == fast;
+            }
+    CU_ASSERT(same);
+    CU_ASSERT_EQUAL(hash_crc32c(7, buf, sizeof buf), hash_crc32c_ref(7, buf, sizeof buf));
 }
 
 /* A child holds the lock; the parent's attempt fails naming the directory
