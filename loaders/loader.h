@@ -20,6 +20,11 @@
 #define LOADER_NAME_MAX 200
 /* Seconds one sample may take before its worker is killed ("timed out"). */
 #define LOADER_SAMPLE_TIMEOUT_S 60.0
+/* Address space of one decode worker, MB (--worker-memory-mb; 0: no
+ * limit). Generous: a worker holds one decoded image (views.max_pixels
+ * bounds it) plus libvips, glib and the C library's reservations. */
+#define LOADER_WORKER_MEMORY_MB 2048
+#define LOADER_WORKER_MEMORY_MB_MAX (1L << 24)
 
 struct loader_opts {
     const char *endpoint;       /* trainer's work socket, tcp://HOST:5555 */
@@ -29,6 +34,7 @@ struct loader_opts {
     uint32_t credit;            /* tickets held at once (HELLO.credit) */
     double sample_timeout_s;
     struct keys_client keys;    /* --key, --server-key */
+    long worker_memory_mb;      /* RLIMIT_AS per worker; 0: none */
 };
 
 /* Log line on stderr: "<time> [<name>] message". */

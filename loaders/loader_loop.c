@@ -383,7 +383,7 @@ int loader_run(const struct loader_opts *o, const struct dataset *d, int stop_fd
     conn_init(&L.conn);
     L.conn.keys = &o->keys;
     tickets_init(&L.tickets);
-    L.pool = work_pool_new(o->workers, o->sample_timeout_s);
+    L.pool = work_pool_new(o->workers, o->sample_timeout_s, o->worker_memory_mb);
     L.results = xcalloc((size_t)o->workers, sizeof *L.results);
     L.late = xmalloc(sizeof *L.late * LOADER_RETURN_MAX);
     L.backoff_s = LOADER_BACKOFF_MIN_MS / 1000.0;

@@ -3,7 +3,7 @@
  *
  *   lejepa-loader --connect tcp://HOST:5555 --data DIR [--workers N]
  *                 [--name NAME] [--credit C] [--sample-timeout S]
- *                 [--key FILE --server-key FILE]
+ *                 [--key FILE --server-key FILE] [--worker-memory-mb MB]
  *
  * Opens the dataset index and hands over to loader_run (loader_loop.c).
  * Signal handlers only write a byte to a self-pipe the loop polls. Started
@@ -49,12 +49,15 @@ static void usage(FILE *out)
         "  --credit C           tickets held at once (default %d x workers)\n"
         "  --sample-timeout S   seconds one sample may take before its worker\n"
         "                       is killed and the sample fails (default %g)\n"
+        "  --worker-memory-mb MB  address space of one decode process; a sample\n"
+        "                       that needs more fails as 'env' (default %d, 0: none)\n"
         KEYS_CLIENT_HELP
         "  --help, --version\n"
         "\n"
         "Exit status: 0 after a clean stop, 1 when refused by the trainer (REFUSE,\n"
-        "or its handshake: keys not accepted) or stopped by a second signal, 2 on bad arguments or an unreadable dataset.\n",
-        LOADER_CREDIT_PER_WORKER, LOADER_SAMPLE_TIMEOUT_S);
+        "or its handshake: keys not accepted) or stopped by a second signal, 2 on\n"
+        "bad arguments or an unreadable dataset.\n",
+        LOADER_CREDIT_PER_WORKER, LOADER_SAMPLE_TIMEOUT_S, LOADER_WORKER_MEMORY_MB);
 }
 
 static void parse_args(int argc, char **argv, struct loader_opts *o)
@@ -67,12 +70,14 @@ static void parse_args(int argc, char **argv, struct loader_opts *o)
         {"credit", required_argument, NULL, 'k'},
         {"sample-timeout", required_argument, NULL, 't'},
         KEYS_CLIENT_LONGOPTS,
+        {"worker-memory-mb", required_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
     o->sample_timeout_s = LOADER_SAMPLE_TIMEOUT_S;
+    o->worker_memory_mb = LOADER_WORKER_MEMORY_MB;
     long credit = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -95,6 +100,10 @@ static void parse_args(int argc, char **argv, struct loader_opts *o)
             if (errno || end == optarg || *end || !(o->sample_timeout_s > 0) ||
                 o->sample_timeout_s > 86400)
                 die("--sample-timeout %s: expected seconds in (0, 86400]", optarg);
+            break;
+        case 'm':
+            o->worker_memory_mb = util_parse_long("--worker-memory-mb", optarg, 0,
+                                                  LOADER_WORKER_MEMORY_MB_MAX);
             break;
         case 'h': usage(stdout); exit(0);
         case 'V': util_print_build_info(stdout, "lejepa-loader"); exit(0);

@@ -68,10 +68,12 @@ static struct held_ticket *find(const struct ticket_set *s, uint32_t serial)
     return NULL;
 }
 
-static void sample_fail(struct held_ticket *h, uint32_t pos, const char *reason)
+static void sample_fail(struct held_ticket *h, uint32_t pos, const char *reason,
+                        enum msg_fail_class fail_class)
 {
     h->s[pos].state = HELD_FAILED;
     h->s[pos].reason = xstrdup(reason);
+    h->s[pos].fail_class = fail_class;
     h->done++;
     h->failed++;
 }
@@ -92,7 +94,8 @@ int tickets_next_job(struct ticket_set *s, const struct dataset *d,
                 snprintf(reason, sizeof reason, "index %" PRIu64 " out of range for "
                          "split %s (%zu samples)", hs->index, dataset_split_name(split),
                          d->split[split].n);
-                sample_fail(h, pos, reason);
+                /* not this file's fault: a loader with the sample may serve it */
+                sample_fail(h, pos, reason, MSG_FAIL_ENV);
                 continue;
             }
             job->work = (int32_t)h->t.work;
@@ -135,7 +138,7 @@ void tickets_complete(struct ticket_set *s, struct work_result *r)
         r->pixels = NULL;
         h->done++;
     } else {
-        sample_fail(h, pos, r->reason[0] ? r->reason : "unknown error");
+        sample_fail(h, pos, r->reason[0] ? r->reason : "unknown error", r->fail_class);
     }
 }
 
@@ -204,6 +207,7 @@ void tickets_pack_batch(struct msg *m, struct batch_buf *b, const struct held_ti
             b->failures[f].index = hs->index;
             b->failures[f].path = hs->index < d->split[split].n
                                 ? d->split[split].paths[hs->index] : "";
+            b->failures[f].fail_class = hs->fail_class;
             b->failures[f++].reason = hs->reason;
         }
     }

@@ -23,6 +23,7 @@ struct held_sample {
     enum held_state state;
     uint8_t *pixels;            /* HELD_OK: work_sample_bytes bytes, owned */
     char *reason;               /* HELD_FAILED: owned */
+    enum msg_fail_class fail_class; /* HELD_FAILED: the file's fault or ours */
 };
 
 struct held_ticket {

@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -45,6 +46,7 @@ struct worker {
 struct work_pool {
     int n;
     double timeout_s;
+    long memory_mb;             /* RLIMIT_AS of each worker; 0: none */
     struct worker *w;
 };
 
@@ -102,7 +104,7 @@ size_t work_sample_bytes(const struct config_views *v, int work)
     return (size_t)v->global_count * g + (size_t)v->local_count * l;
 }
 
-static void worker_spawn(struct worker *w)
+static void worker_spawn(struct worker *w, long memory_mb)
 {
     int sv[2];
     w->state = WORKER_DEAD;
@@ -127,6 +129,15 @@ static void worker_spawn(struct worker *w)
             _exit(126);
         syscall(SYS_close_range, WORK_CHILD_FD + 1, ~0U, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* The limit survives exec; setrlimit is a bare system call. An
+         * allocation past it fails (libvips reports "out of memory", glib
+         * aborts): either way one sample fails and the worker is replaced. */
+        if (memory_mb > 0) {
+            rlim_t bytes = (rlim_t)memory_mb << 20;
+            struct rlimit rl = {bytes, bytes};
+            if (setrlimit(RLIMIT_AS, &rl) != 0)
+                _exit(125);
+        }
         if (getppid() != parent)
             _exit(0);
         execl("/proc/self/exe", "lejepa-loader", "--worker", (char *)NULL);
@@ -157,17 +168,18 @@ static int worker_reap(struct worker *w, int kill_it)
     return status;
 }
 
-struct work_pool *work_pool_new(int n, double timeout_s)
+struct work_pool *work_pool_new(int n, double timeout_s, long memory_mb)
 {
     CHECK(n > 0);
     signal(SIGPIPE, SIG_IGN);   /* a dead worker's pipe gives EPIPE instead */
     struct work_pool *p = xcalloc(1, sizeof *p);
     p->n = n;
     p->timeout_s = timeout_s;
+    p->memory_mb = memory_mb;
     p->w = xcalloc((size_t)n, sizeof *p->w);
     for (int i = 0; i < n; i++) {
         p->w[i].fd = -1;
-        worker_spawn(&p->w[i]);
+        worker_spawn(&p->w[i], p->memory_mb);
     }
     return p;
 }
@@ -207,7 +219,7 @@ int work_pool_submit(struct work_pool *p, const struct work_job *job, uint64_t t
         if (work_write_full(w->fd, job, sizeof *job) < 0) {
             int st = worker_reap(w, 1);
             loader_log("worker %d died while idle (status 0x%x); restarting", (int)w->pid, st);
-            worker_spawn(w);
+            worker_spawn(w, p->memory_mb);
             return -1;
         }
         w->state = WORKER_BUSY;
@@ -262,6 +274,9 @@ result_fail(struct work_result *r, const struct worker *w, double now, const cha
     memset(r, 0, sizeof *r);
     r->tag = w->tag;
     r->ms = (now - w->start) * 1000.0;
+    /* The worker died or hung: nothing says the file is bad (a decoder
+     * bug on one file would repeat, but so would an OOM on a busy host). */
+    r->fail_class = MSG_FAIL_ENV;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->reason, sizeof r->reason, fmt, ap);
@@ -270,7 +285,8 @@ result_fail(struct work_result *r, const struct worker *w, double now, const cha
 
 /* Reads a BUSY worker's reply into r; on any failure fails the sample with
  * what happened to the worker and replaces it. */
-static void worker_read_reply(struct worker *w, struct work_result *r)
+static void worker_read_reply(const struct work_pool *p, struct worker *w,
+                              struct work_result *r)
 {
     struct work_reply h;
     double now;
@@ -284,6 +300,8 @@ static void worker_read_reply(struct worker *w, struct work_result *r)
             r->tag = w->tag;
             r->ms = (now - w->start) * 1000.0;
             r->ok = h.ok != 0;
+            r->fail_class = h.fail_class == MSG_FAIL_DECODE ? MSG_FAIL_DECODE
+                                                            : MSG_FAIL_ENV;
             r->pixels = body;
             r->len = h.ok ? h.len : 0;
             snprintf(r->reason, sizeof r->reason, "%s", reason);
@@ -294,16 +312,21 @@ static void worker_read_reply(struct worker *w, struct work_result *r)
     }
     now = util_time_mono();
     int st = worker_reap(w, 1);
+    /* Past RLIMIT_AS, glib aborts and our xmalloc exits: name the limit so
+     * that whoever reads the reason can tell. */
+    char limit[64] = "";
+    if (p->memory_mb > 0)
+        snprintf(limit, sizeof limit, "; worker memory limit %ld MB", p->memory_mb);
     if (WIFSIGNALED(st)) {
-        result_fail(r, w, now, "worker crashed (signal %d)", WTERMSIG(st));
-        loader_log("worker crashed (signal %d) on sample %llu (%s); restarting",
-                   WTERMSIG(st), (unsigned long long)w->index, w->path);
+        result_fail(r, w, now, "worker crashed (signal %d%s)", WTERMSIG(st), limit);
+        loader_log("worker crashed (signal %d%s) on sample %llu (%s); restarting",
+                   WTERMSIG(st), limit, (unsigned long long)w->index, w->path);
     } else {
-        result_fail(r, w, now, "worker exited (status %d)", WEXITSTATUS(st));
-        loader_log("worker exited (status %d) on sample %llu (%s); restarting",
-                   WEXITSTATUS(st), (unsigned long long)w->index, w->path);
+        result_fail(r, w, now, "worker exited (status %d%s)", WEXITSTATUS(st), limit);
+        loader_log("worker exited (status %d%s) on sample %llu (%s); restarting",
+                   WEXITSTATUS(st), limit, (unsigned long long)w->index, w->path);
     }
-    worker_spawn(w);
+    worker_spawn(w, p->memory_mb);
 }
 
 int work_pool_collect(struct work_pool *p, const zmq_pollitem_t *items, int n_items,
@@ -329,15 +352,15 @@ int work_pool_collect(struct work_pool *p, const zmq_pollitem_t *items, int n_it
                        WORK_RESPAWN_DELAY_S);
             w->retry_at = now + WORK_RESPAWN_DELAY_S;
         } else if (w->state == WORKER_BUSY && k < max && fd_ready(w->fd, items, n_items)) {
-            worker_read_reply(w, &out[k++]);
+            worker_read_reply(p, w, &out[k++]);
         } else if (w->state == WORKER_BUSY && k < max && now - w->start > p->timeout_s) {
             result_fail(&out[k++], w, now, "timed out after %g s", p->timeout_s);
             loader_log("sample %llu (%s) timed out after %g s; worker killed",
                        (unsigned long long)w->index, w->path, p->timeout_s);
             worker_reap(w, 1);
-            worker_spawn(w);
+            worker_spawn(w, p->memory_mb);
         } else if (w->state == WORKER_DEAD && now >= w->retry_at) {
-            worker_spawn(w);
+            worker_spawn(w, p->memory_mb);
         }
     }
     return k;

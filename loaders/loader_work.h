@@ -39,6 +39,7 @@ struct work_result {
     uint8_t *pixels;                /* ok: len bytes, malloc'd; the caller frees */
     size_t len;
     char reason[ERR_LEN];           /* !ok: why */
+    enum msg_fail_class fail_class; /* !ok: the file's fault or the loader's */
     double ms;                      /* wall time the job took */
 };
 
@@ -47,6 +48,7 @@ struct work_result {
 struct work_reply {
     int32_t ok;
     uint32_t len;
+    int32_t fail_class;             /* !ok: enum msg_fail_class */
 };
 
 /* Blocking full reads/writes on a pipe (EINTR retried): 0, or -1 on EOF or
@@ -64,8 +66,10 @@ size_t work_sample_bytes(const struct config_views *v, int work);
 struct work_pool;
 
 /* Starts n workers. timeout_s bounds one job (and a worker's start-up);
- * a worker that fails to start is logged and retried. */
-struct work_pool *work_pool_new(int n, double timeout_s);
+ * memory_mb (0: none) is each worker's address-space limit (RLIMIT_AS), so
+ * a decompression bomb costs one sample, not the machine. A worker that
+ * fails to start is logged and retried. */
+struct work_pool *work_pool_new(int n, double timeout_s, long memory_mb);
 /* Kills and reaps every worker, frees the pool. */
 void work_pool_free(struct work_pool *p);
 

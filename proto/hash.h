@@ -17,5 +17,7 @@ uint64_t hash_fnv1a(uint64_t h, const void *data, size_t len);
 /* CRC-32C of len bytes continuing crc (start from 0): the standard check
  * value is hash_crc32c(0, "123456789", 9) == 0xE3069283. */
 uint32_t hash_crc32c(uint32_t crc, const void *data, size_t len);
+/* The same, a byte at a time: the reference the test compares against. */
+uint32_t hash_crc32c_ref(uint32_t crc, const void *data, size_t len);
 
 #endif

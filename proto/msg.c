@@ -20,6 +20,7 @@ static const char *const kind_names[] = {
 static const char *const role_names[] = {"loader", "evaluator", "monitor"};
 static const char *const split_names[] = {"train", "val"};
 static const char *const work_names[] = {"train", "eval"};
+static const char *const fail_class_names[] = {"decode", "env"};
 static const char *const source_names[] = {"train", "eval", "knn", "linear",
                                            "segmap", "system"};
 
@@ -30,6 +31,10 @@ const char *msg_kind_name(enum msg_kind k) { return NAME_OF(kind_names, k); }
 const char *msg_role_name(enum msg_role r) { return NAME_OF(role_names, r); }
 const char *msg_split_name(enum msg_split s) { return NAME_OF(split_names, s); }
 const char *msg_work_name(enum msg_work w) { return NAME_OF(work_names, w); }
+const char *msg_fail_class_name(enum msg_fail_class c)
+{
+    return NAME_OF(fail_class_names, c);
+}
 const char *msg_source_name(enum msg_source s) { return NAME_OF(source_names, s); }
 
 /* ---- arena ------------------------------------------------------------ */

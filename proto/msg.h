@@ -60,6 +60,14 @@ enum msg_kind {
 enum msg_role { MSG_ROLE_LOADER, MSG_ROLE_EVALUATOR, MSG_ROLE_MONITOR };
 enum msg_split { MSG_SPLIT_TRAIN, MSG_SPLIT_VAL };
 enum msg_work { MSG_WORK_TRAIN, MSG_WORK_EVAL };   /* TICKET/BATCH "kind" */
+/* Whose fault a BATCH failure is (BATCH.failures[].class). DECODE: the
+ * file itself (corrupt, unsupported, too many pixels): excluding it is
+ * right, another try gives the same answer. ENV: the loader's situation
+ * (missing or unreadable file, I/O error, worker crashed, killed by its
+ * memory limit or timed out, index not held): another loader or a later
+ * try may succeed. DECODE is 0, so code that predates the field means
+ * what it meant then. */
+enum msg_fail_class { MSG_FAIL_DECODE, MSG_FAIL_ENV };
 enum msg_source {
     MSG_SOURCE_TRAIN, MSG_SOURCE_EVAL, MSG_SOURCE_KNN, MSG_SOURCE_LINEAR,
     MSG_SOURCE_SEGMAP, MSG_SOURCE_SYSTEM,
@@ -70,6 +78,7 @@ const char *msg_kind_name(enum msg_kind k);
 const char *msg_role_name(enum msg_role r);
 const char *msg_split_name(enum msg_split s);
 const char *msg_work_name(enum msg_work w);
+const char *msg_fail_class_name(enum msg_fail_class c);
 const char *msg_source_name(enum msg_source s);
 
 /* Loader's copy of the dataset (HELLO.dataset). */
@@ -132,6 +141,7 @@ struct msg_failure {
     uint64_t index;
     const char *path;               /* relative path of the sample */
     const char *reason;
+    enum msg_fail_class fail_class; /* wire "class"; absent decodes as DECODE */
 };
 
 struct msg_batch {

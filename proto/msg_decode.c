@@ -200,6 +200,27 @@ static int get_enum(const struct dec *d, const msgpack_object *map, const char *
 static const char *role_of(int i) { return msg_role_name((enum msg_role)i); }
 static const char *split_of(int i) { return msg_split_name((enum msg_split)i); }
 static const char *work_of(int i) { return msg_work_name((enum msg_work)i); }
+static const char *fail_class_of(int i)
+{
+    return msg_fail_class_name((enum msg_fail_class)i);
+}
+
+/* BATCH.failures[].class: optional, so that loaders built before it keep
+ * working; their failures meant "the file cannot be decoded" (DECODE). */
+static int get_fail_class(const struct dec *d, const msgpack_object *map,
+                          enum msg_fail_class *out)
+{
+    *out = MSG_FAIL_DECODE;
+    for (uint32_t i = 0; i < map->via.map.size; i++)
+        if (key_is(&map->via.map.ptr[i].key, "class")) {
+            int c = MSG_FAIL_DECODE;
+            if (get_enum(d, map, "class", fail_class_of, &c) < 0)
+                return -1;
+            *out = (enum msg_fail_class)c;
+            break;   /* map_check refused duplicate keys */
+        }
+    return 0;
+}
 static const char *source_of(int i) { return msg_source_name((enum msg_source)i); }
 
 /* A bin of exactly `want` bytes (computed by the caller, overflow-checked). */
@@ -388,7 +409,8 @@ static int decode_batch(struct dec *d, const msgpack_object *r, struct msg_batch
         if (map_check(d, o, MSG_MAX_FIELDS) ||
             get_uint(d, o, "index", UINT64_MAX, &fs[i].index) ||
             get_str(d, o, "path", MSG_NAME_MAX, &fs[i].path) ||
-            get_str(d, o, "reason", d->lim->max_str, &fs[i].reason))
+            get_str(d, o, "reason", d->lim->max_str, &fs[i].reason) ||
+            get_fail_class(d, o, &fs[i].fail_class))
             return -1;
     }
     b->n_failures = fails->size;

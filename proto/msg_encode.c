@@ -144,7 +144,9 @@ static int encode_check(const struct msg *m, char *err)
         }
         for (uint32_t i = 0; i < b->n_failures; i++)
             if (need_str(b->failures[i].path, "BATCH.failures.path", err) ||
-                need_str(b->failures[i].reason, "BATCH.failures.reason", err))
+                need_str(b->failures[i].reason, "BATCH.failures.reason", err) ||
+                need_str(msg_fail_class_name(b->failures[i].fail_class),
+                         "BATCH.failures.class", err))
                 return -1;
         return 0;
     }
@@ -233,8 +235,9 @@ static int pack_batch(msgpack_packer *pk, const struct msg *m)
         return -1;
     for (uint32_t i = 0; i < b->n_failures; i++) {
         const struct msg_failure *f = &b->failures[i];
-        if (msgpack_pack_map(pk, 3) || put_u64(pk, "index", f->index) ||
-            put_str(pk, "path", f->path) || put_str(pk, "reason", f->reason))
+        if (msgpack_pack_map(pk, 4) || put_u64(pk, "index", f->index) ||
+            put_str(pk, "path", f->path) || put_str(pk, "reason", f->reason) ||
+            put_str(pk, "class", msg_fail_class_name(f->fail_class)))
             return -1;
     }
     return put_f64(pk, "decode_ms", b->decode_ms);

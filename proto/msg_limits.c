@@ -14,7 +14,8 @@
 #include "util.h"
 
 /* Bytes of msgpack framing and small fields per message, and per sample of a
- * batch (index, label, and a failure's path and reason at worst). */
+ * batch (index, label, and a failure's path, reason and class at worst;
+ * the keys and small fields fit the 64). */
 #define LIMITS_MSG_OVERHEAD (64u * 1024u)
 #define LIMITS_SAMPLE_OVERHEAD (2u * MSG_NAME_MAX + 64u)
 

@@ -9,6 +9,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -194,6 +195,45 @@ int util_write_file_atomic(const char *path, const void *data, size_t len,
         util_atomic_write(&f, data, len, err) != 0)
         return -1;
     return util_atomic_commit(&f, err);
+}
+
+int util_lock_dir(const char *dir, int *fd, char *err)
+{
+    char path[4200];
+    *fd = -1;
+    if ((size_t)snprintf(path, sizeof path, "%s/.lock", dir) >= sizeof path)
+        return errf(err, "%s: path too long", dir);
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0)
+        return errf(err, "%s: cannot create %s: %s", dir, path, strerror(errno));
+    int rc;
+    while ((rc = flock(f, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+        ;
+    if (rc != 0) {
+        int e = errno;
+        char text[32] = "";
+        ssize_t n = pread(f, text, sizeof text - 1, 0);
+        close(f);
+        if (e != EWOULDBLOCK)
+            return errf(err, "%s: cannot lock %s: %s", dir, path, strerror(e));
+        long pid = n > 0 ? strtol(text, NULL, 10) : 0;
+        /* The holder may not have written its pid yet: say what we know. */
+        if (pid > 0)
+            return errf(err, "%s is in use by process %ld (it holds %s); stop "
+                        "it or use another run directory", dir, pid, path);
+        return errf(err, "%s is in use by another process (it holds %s); stop "
+                    "it or use another run directory", dir, path);
+    }
+    char text[32];
+    int n = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    if (ftruncate(f, 0) != 0 || pwrite(f, text, (size_t)n, 0) != n) {
+        int e = errno;
+        close(f);
+        return errf(err, "%s: cannot write the pid into %s: %s", dir, path,
+                    strerror(e));
+    }
+    *fd = f;
+    return 0;
 }
 
 char *util_read_file(const char *path, size_t *len, char *err)

@@ -74,6 +74,15 @@ int util_write_file_atomic(const char *path, const void *data, size_t len,
  * returns NULL with the reason in err. */
 char *util_read_file(const char *path, size_t *len, char *err);
 
+/* Locks a run directory for this process: flock(LOCK_EX | LOCK_NB) on
+ * dir/.lock (created if absent), into which the holder's pid is written.
+ * Keep *fd open for the process lifetime; the kernel drops the lock when
+ * the process exits however it exits, so a crash leaves no stale lock.
+ * The fd is close-on-exec, but a fork()ed child shares the lock while it
+ * lives. Returns 0, or -1 with a message naming dir and, when the file
+ * says, the holder's pid. */
+int util_lock_dir(const char *dir, int *fd, char *err);
+
 /* Creates a directory and its parents (mode 0755); 0 or -1 with err. */
 int util_mkdir_p(const char *path, char *err);
 

@@ -83,7 +83,8 @@ static void answer(struct fake *f, const struct held *h)
         if (f->fail_mod && idx % f->fail_mod == 0) {
             snprintf(paths[nf % 64], sizeof paths[0], "train/c%" PRIu64 "/%06" PRIu64 ".png",
                      idx % f->classes, idx);
-            fails[nf] = (struct msg_failure){idx, paths[nf % 64], "fake decode failure"};
+            fails[nf] = (struct msg_failure){idx, paths[nf % 64], "fake decode failure",
+                                                MSG_FAIL_DECODE};
             nf++;
         } else {
             ok[n] = idx;

@@ -305,9 +305,9 @@ static void send_ticket(struct trainer *t, const struct peer *p, uint64_t id,
 /* ---- loader processes -------------------------------------------------- */
 
 /* Starts the loader; stderr goes to err_path when given. fault sets the
- * worker test hook. */
+ * worker test hook; memory_mb, when given, --worker-memory-mb. */
 static pid_t loader_start(const char *name, const char *credit, const char *timeout,
-                          const char *fault, const char *err_path)
+                          const char *fault, const char *err_path, const char *memory_mb)
 {
     const char *root = getenv("LEJEPA_BUILD_ROOT");
     CU_ASSERT_PTR_NOT_NULL_FATAL(root);
@@ -323,9 +323,13 @@ static pid_t loader_start(const char *name, const char *credit, const char *time
             if (fd < 0 || dup2(fd, 2) < 0)
                 _exit(120);
         }
-        execl(prog, prog, "--connect", endpoint, "--data", data_dir, "--workers", "2",
-              "--name", name, "--credit", credit, "--sample-timeout", timeout,
-              (char *)NULL);
+        const char *args[] = {prog, "--connect", endpoint, "--data", data_dir,
+                              "--workers", "2", "--name", name, "--credit", credit,
+                              "--sample-timeout", timeout, "--worker-memory-mb",
+                              memory_mb, NULL};
+        if (!memory_mb)
+            args[13] = NULL;
+        execv(prog, (char *const *)args);
         _exit(121);
     }
     return pid;
@@ -428,6 +432,14 @@ static const char *failure_reason(const struct msg_batch *b, uint64_t index)
     return NULL;
 }
 
+static int failure_class(const struct msg_batch *b, uint64_t index)
+{
+    for (uint32_t i = 0; i < b->n_failures; i++)
+        if (b->failures[i].index == index)
+            return (int)b->failures[i].fail_class;
+    return -1;
+}
+
 static const char *failure_path(const struct msg_batch *b, uint64_t index)
 {
     for (uint32_t i = 0; i < b->n_failures; i++)
@@ -468,8 +480,8 @@ static void test_serve(void)
 {
     struct trainer t;
     trainer_open(&t);
-    pid_t a = loader_start("loader-a", "3", "30", "crash:zz_fault", NULL);
-    pid_t b = loader_start("loader-b", "5", "30", NULL, NULL);
+    pid_t a = loader_start("loader-a", "3", "30", "crash:zz_fault", NULL, NULL);
+    pid_t b = loader_start("loader-b", "5", "30", NULL, NULL, NULL);
     struct peer pa, pb;
     trainer_welcome(&t, &pa, 0);
     trainer_welcome(&t, &pb, 0);
@@ -546,8 +558,13 @@ static void test_serve(void)
                 const char *r = failure_reason(bt, bad[i]);
                 CU_ASSERT(r && r[0]);
             }
+            /* the files' own faults, then the loader's (index, crash) */
+            for (int i = 1; i < 5; i++)
+                CU_ASSERT_EQUAL(failure_class(bt, bad[i]), MSG_FAIL_DECODE);
+            CU_ASSERT_EQUAL(failure_class(bt, 999), MSG_FAIL_ENV);
+            CU_ASSERT_EQUAL(failure_class(bt, bad[6]), MSG_FAIL_ENV);
             const char *r = failure_reason(bt, bad[6]);
-            CU_ASSERT(r && strstr(r, "worker crashed (signal 11)"));
+            CU_ASSERT(r && strstr(r, "worker crashed (signal 11"));
             r = failure_reason(bt, 999);
             CU_ASSERT(r && strstr(r, "out of range"));
         }
@@ -600,7 +617,7 @@ static void test_refuse(void)
     trainer_open(&t);
     char err_path[4200];
     snprintf(err_path, sizeof err_path, "%s/refuse.err", tmp_dir);
-    pid_t a = loader_start("loader-r", "2", "30", NULL, err_path);
+    pid_t a = loader_start("loader-r", "2", "30", NULL, err_path, NULL);
     CU_ASSERT_EQUAL_FATAL(trainer_expect(&t, MSG_KIND_HELLO, RECV_TIMEOUT_MS), 0);
     struct msg r = {.kind = MSG_KIND_REFUSE};
     r.refuse.reason = "dataset fingerprint differs (testing)";
@@ -618,7 +635,7 @@ static void test_refuse(void)
  * new routing id. Also: the loader started before any trainer. */
 static void test_reconnect(void)
 {
-    pid_t a = loader_start("loader-c", "2", "30", NULL, NULL);
+    pid_t a = loader_start("loader-c", "2", "30", NULL, NULL, NULL);
     usleep(1200000);   /* no trainer yet: the loader keeps trying */
     struct trainer t;
     trainer_open(&t);
@@ -649,6 +666,35 @@ static void test_reconnect(void)
     trainer_close(&t);
 }
 
+/* --worker-memory-mb: a sample that allocates past the limit (the hook
+ * touches 1 GiB; without the limit it would decode) fails as env, naming
+ * the limit; the worker is replaced and serves the next sample. */
+static void test_memory_limit(void)
+{
+    struct trainer t;
+    trainer_open(&t);
+    pid_t a = loader_start("loader-m", "2", "30", "alloc:ant/00", NULL, "512");
+    struct peer p;
+    trainer_welcome(&t, &p, 0);
+    uint64_t idx[2] = {sample_index(DATASET_TRAIN, "train/ant/00.png"),
+                       sample_index(DATASET_TRAIN, "train/ant/01.png")};
+    /* twice: the replaced worker runs under the same limit */
+    for (uint64_t id = 301; id <= 302; id++) {
+        send_ticket(&t, &p, id, MSG_SPLIT_TRAIN, MSG_WORK_TRAIN, idx, 2);
+        CU_ASSERT_EQUAL_FATAL(trainer_expect(&t, MSG_KIND_BATCH, RECV_TIMEOUT_MS), 0);
+        const struct msg_batch *bt = &t.m.batch;
+        CU_ASSERT_EQUAL(bt->n, 1);
+        CU_ASSERT_EQUAL(bt->n_failures, 1);
+        const char *r = failure_reason(bt, idx[0]);
+        CU_ASSERT(r && strstr(r, "worker memory limit 512 MB"));
+        CU_ASSERT_EQUAL(failure_class(bt, idx[0]), MSG_FAIL_ENV);
+    }
+    kill(a, SIGTERM);
+    CU_ASSERT_EQUAL(trainer_expect(&t, MSG_KIND_BYE, RECV_TIMEOUT_MS), 0);
+    CU_ASSERT_EQUAL(loader_wait(a, 15), 0);
+    trainer_close(&t);
+}
+
 /* A hanging sample times out (worker killed); SIGTERM while a ticket is
  * stuck: after the grace period RETURN names it and the ticket that came
  * after the signal, then BYE and exit 0. */
@@ -656,8 +702,8 @@ static void test_hang_and_stop(void)
 {
     struct trainer t;
     trainer_open(&t);
-    pid_t a = loader_start("loader-h", "4", "1.5", "hang:zz_fault", NULL);
-    pid_t b = loader_start("loader-s", "4", "50", "hang:zz_fault", NULL);
+    pid_t a = loader_start("loader-h", "4", "1.5", "hang:zz_fault", NULL, NULL);
+    pid_t b = loader_start("loader-s", "4", "50", "hang:zz_fault", NULL, NULL);
     struct peer pa, pb;
     trainer_welcome(&t, &pa, 4);
     trainer_welcome(&t, &pb, 4);
@@ -718,6 +764,7 @@ int main(void)
         {"refuse", test_refuse},
         {"reconnect", test_reconnect},
         {"hang_and_stop", test_hang_and_stop},
+        {"memory_limit", test_memory_limit},
         {NULL, NULL},
     };
     make_dataset();

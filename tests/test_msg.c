@@ -288,6 +288,83 @@ static void edit_two_empty_keys(msgpack_object *r, msgpack_zone *z)
     obj_add(z, r, "", obj_uint(2));
 }
 
+/* The second failure of BATCH variant 1 (class "env"). */
+static msgpack_object *second_failure(msgpack_object *r)
+{
+    return &obj_field(r, "failures")->via.array.ptr[1];
+}
+static void edit_class_bogus(msgpack_object *r, msgpack_zone *z)
+{
+    (void)z;
+    *obj_field(second_failure(r), "class") = obj_str("maybe");
+}
+static void edit_class_uint(msgpack_object *r, msgpack_zone *z)
+{
+    (void)z;
+    *obj_field(second_failure(r), "class") = obj_uint(1);
+}
+
+/* Sample (k, variant) edited by fn must decode; out holds it (in arena). */
+static void decode_edited(enum msg_kind k, int variant, edit_fn fn, struct msg *out)
+{
+    struct msg in;
+    msgpack_sbuffer sb, edited;
+    msg_sample(&in, k, variant);
+    encode_ok(&in, &sb);
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    CU_ASSERT_EQUAL_FATAL(msgpack_unpack_next(&up, sb.data, sb.size, &off),
+                          MSGPACK_UNPACK_SUCCESS);
+    if (fn)
+        fn(&up.data, up.zone);
+    msgpack_sbuffer_init(&edited);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &edited, msgpack_sbuffer_write);
+    CU_ASSERT_EQUAL_FATAL(msgpack_pack_object(&pk, up.data), 0);
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL(msg_decode(out, edited.data, edited.size, &lim, &arena, err), 0);
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_sbuffer_destroy(&edited);
+}
+
+static void edit_drop_class(msgpack_object *r, msgpack_zone *z)
+{
+    (void)z;
+    obj_remove(second_failure(r), "class");
+}
+
+/* BATCH.failures[].class: travels both ways, is validated, and a loader
+ * that predates it (no field) reads as "decode", what it meant then. */
+static void test_failure_class(void)
+{
+    struct msg out;
+    decode_edited(MSG_KIND_BATCH, 1, NULL, &out);
+    CU_ASSERT_EQUAL_FATAL(out.batch.n_failures, 2);
+    CU_ASSERT_EQUAL(out.batch.failures[0].fail_class, MSG_FAIL_DECODE);
+    CU_ASSERT_EQUAL(out.batch.failures[1].fail_class, MSG_FAIL_ENV);
+    decode_edited(MSG_KIND_BATCH, 1, edit_drop_class, &out);
+    CU_ASSERT_EQUAL_FATAL(out.batch.n_failures, 2);
+    CU_ASSERT_EQUAL(out.batch.failures[1].fail_class, MSG_FAIL_DECODE);
+    expect_reject(MSG_KIND_BATCH, 1, edit_class_bogus,
+                  "BATCH.failures[].class: unknown value 'maybe'");
+    expect_reject(MSG_KIND_BATCH, 1, edit_class_uint, "class must be str, got uint");
+    CU_ASSERT_STRING_EQUAL(msg_fail_class_name(MSG_FAIL_ENV), "env");
+    CU_ASSERT_STRING_EQUAL(msg_fail_class_name(MSG_FAIL_DECODE), "decode");
+    struct msg m;
+    msgpack_sbuffer sb;
+    char err[ERR_LEN] = "";
+    msgpack_sbuffer_init(&sb);
+    msg_sample(&m, MSG_KIND_BATCH, 1);
+    struct msg_failure f[2] = {m.batch.failures[0], m.batch.failures[1]};
+    f[1].fail_class = (enum msg_fail_class)7;
+    m.batch.failures = f;
+    CU_ASSERT_EQUAL(msg_encode(&m, &sb, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "BATCH.failures.class"));
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void test_rejects_with_reason(void)
 {
     expect_reject(MSG_KIND_TICKET, 0, edit_step_as_str, "TICKET.step must be uint, got str");
@@ -604,6 +681,7 @@ int main(void)
         {"roundtrip_every_kind", test_roundtrip_every_kind},
         {"blobs_point_into_the_buffer", test_blobs_point_into_the_buffer},
         {"rejects_with_reason", test_rejects_with_reason},
+        {"failure class", test_failure_class},
         {"rejects_raw_bytes", test_rejects_raw_bytes},
         {"rejects_oversized_message", test_rejects_oversized_message},
         {"unknown_fields_are_ignored", test_unknown_fields_are_ignored},

@@ -56,8 +56,8 @@ void msg_sample(struct msg *m, enum msg_kind k, int variant)
     static const int32_t batch_lab[] = {1, -2, 9};
     static const uint64_t returned[] = {3, 4, 5};
     static const struct msg_failure fails[] = {
-        {99, "train/sandal/0001.png", "vips: not a PNG file"},
-        {10, "train/bag/0002.png", "truncated"},
+        {99, "train/sandal/0001.png", "vips: not a PNG file", MSG_FAIL_DECODE},
+        {10, "train/bag/0002.png", "worker crashed (signal 9)", MSG_FAIL_ENV},
     };
     static struct msg_group groups[2];
     static const struct msg_value train_vals[] = {
@@ -190,7 +190,8 @@ static bool batch_equal(const struct msg_batch *a, const struct msg_batch *b, ch
     for (uint32_t i = 0; i < a->n_failures; i++)
         DIFF(a->failures[i].index != b->failures[i].index ||
              !str_eq(a->failures[i].path, b->failures[i].path) ||
-             !str_eq(a->failures[i].reason, b->failures[i].reason), "failure");
+             !str_eq(a->failures[i].reason, b->failures[i].reason) ||
+             a->failures[i].fail_class != b->failures[i].fail_class, "failure");
     return true;
 }
 

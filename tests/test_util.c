@@ -1,11 +1,13 @@
 /*
  * test_util.c: the shared helpers: atomic writes leave either the old or the
  * new file, never a temp file; mkdir_p and read_file report the path at fault;
- * the checksums give their published check values.
+ * the checksums give their published check values; a run directory is
+ * locked by one process at a time, and the refusal names the holder.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hash.h"
@@ -90,6 +92,79 @@ static void test_crc32c_check_values(void)
     CU_ASSERT_EQUAL(hash_crc32c(hash_crc32c(0, "1234", 4), "56789", 5),
                     0xE3069283u);
     CU_ASSERT_EQUAL(hash_crc32c(0, "", 0), 0u);
+    /* Slicing by 8 equals the byte loop at every length, alignment and
+     * split point (seeded bytes). */
+    unsigned char buf[300];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        x = x * 1664525u + 1013904223u;
+        buf[i] = (unsigned char)(x >> 24);
+    }
+    int same = 1;
+    for (size_t off = 0; off < 8; off++)
+        for (size_t len = 0; len + off <= 64; len++)
+            for (size_t cut = 0; cut <= len; cut += 5) {
+                uint32_t ref = hash_crc32c_ref(0, buf + off, len);
+                uint32_t fast = hash_crc32c(hash_crc32c(0, buf + off, cut),
+                                            buf + off + cut, len - cut);
+                same &= ref == fast;
+            }
+    CU_ASSERT(same);
+    CU_ASSERT_EQUAL(hash_crc32c(7, buf, sizeof buf), hash_crc32c_ref(7, buf, sizeof buf));
+}
+
+/* A child holds the lock; the parent's attempt fails naming the directory
+ * and the child's pid; once the child exits the parent gets it. */
+static void test_lock_dir(void)
+{
+    char *dir = testing_tmpdir(), err[ERR_LEN] = "";
+    int ready[2], release[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(ready), 0);
+    CU_ASSERT_EQUAL_FATAL(pipe(release), 0);
+    pid_t child = fork();
+    CU_ASSERT_FATAL(child >= 0);
+    if (child == 0) {
+        /* only the parent's copy of the write end may keep release open */
+        close(release[1]);
+        int fd;
+        char c = util_lock_dir(dir, &fd, err) == 0 ? 'y' : 'n';
+        if (write(ready[1], &c, 1) != 1 || read(release[0], &c, 1) < 0)
+            _exit(2);
+        _exit(0);
+    }
+    close(release[0]);
+    char c = 0;
+    CU_ASSERT_EQUAL_FATAL(read(ready[0], &c, 1), 1);
+    CU_ASSERT_EQUAL(c, 'y');
+    int fd = -1;
+    CU_ASSERT_EQUAL(util_lock_dir(dir, &fd, err), -1);
+    CU_ASSERT_EQUAL(fd, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, dir));
+    char pid[32];
+    snprintf(pid, sizeof pid, "process %ld ", (long)child);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, pid));
+    close(release[1]);
+    int status;
+    CU_ASSERT_EQUAL(waitpid(child, &status, 0), child);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT_EQUAL(util_lock_dir(dir, &fd, err), 0);
+    CU_ASSERT(fd >= 0);
+    /* a second lock, even from this process, is refused while fd is open */
+    int fd2 = -1;
+    CU_ASSERT_EQUAL(util_lock_dir(dir, &fd2, err), -1);
+    snprintf(pid, sizeof pid, "process %ld ", (long)getpid());
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, pid));
+    close(fd);
+    CU_ASSERT_EQUAL(util_lock_dir(dir, &fd2, err), 0);
+    close(fd2);
+    char missing[4200];
+    snprintf(missing, sizeof missing, "%s/absent", dir);
+    CU_ASSERT_EQUAL(util_lock_dir(missing, &fd, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, missing));
+    close(ready[0]);
+    close(ready[1]);
+    testing_rmtree(dir);
+    free(dir);
 }
 
 int main(void)
@@ -100,6 +175,7 @@ int main(void)
         {"aligned alloc", test_aligned_alloc_is_aligned_and_zeroed},
         {"errf", test_errf_truncates_and_returns_minus_one},
         {"crc32c check values", test_crc32c_check_values},
+        {"run directory lock", test_lock_dir},
         {NULL, NULL},
     };
     return testing_run("util", cases);
