@@ -137,6 +137,17 @@ struct config_eval {
     int64_t wait_evaluators;            /* evaluators awaited before step 1 */
 };
 
+/* [limits]: what the trainer grants one client (DESIGN.md §3: the hub never
+ * blocks and never trusts a number). */
+struct config_limits {
+    int64_t client_queue;               /* messages queued to one client */
+    int64_t result_bytes;               /* longest RESULT metrics line */
+    double results_per_s;               /* RESULTs per evaluator, sustained */
+    int64_t results_burst;              /* ... and at once */
+    double ticket_timeout_s;            /* least time a loader gets a ticket */
+    double max_excluded;                /* share of excluded samples: stop */
+};
+
 struct config {
     struct config_run run;
     struct config_views views;
@@ -144,6 +155,7 @@ struct config {
     struct config_loss loss;
     struct config_optim optim;
     struct config_eval eval;
+    struct config_limits limits;
 };
 
 enum config_type {

@@ -247,6 +247,28 @@ static const struct config_key key_table[] = {
     KEY_STRING(eval, tasks, 0, 64, "A-Za-z0-9,._-", "knn,linear,segmap",
                "evaluator tasks the launcher starts (knn, linear, segmap); "
                "the trainer ignores it"),
+
+    /* [limits] */
+    KEY_INT(limits, client_queue, 64, 1000000, "4096",
+            "messages the trainer queues to one client (ZMQ_SNDHWM of the "
+            "work socket); a client whose queue is full is dropped, its "
+            "tickets go to others, and it says HELLO again"),
+    KEY_INT(limits, result_bytes, 1024, 1048576, "16384",
+            "longest metrics line one RESULT may make; a longer RESULT is "
+            "refused (counted in results_limited)"),
+    KEY_FLOAT(limits, results_per_s, 0.01, 10000, "10",
+              "RESULTs one evaluator may send per second, sustained; more "
+              "are dropped (counted in results_limited)"),
+    KEY_INT(limits, results_burst, 1, 100000, "100",
+            "RESULTs one evaluator may send at once before results_per_s "
+            "applies"),
+    KEY_FLOAT(limits, ticket_timeout_s, 0.5, 86400, "10",
+              "least time a loader gets to answer a ticket; the deadline is "
+              "the larger of this and 4 times the measured ticket time; an "
+              "expired ticket goes to another loader (the first answer wins)"),
+    KEY_FLOAT(limits, max_excluded, 0, 1, "0.05",
+              "share of the training samples that may be excluded after "
+              "decode failures; past it the run stops with a message"),
 };
 
 const struct config_key *config_keys(size_t *count)

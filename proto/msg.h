@@ -334,6 +334,11 @@ int msg_send(void *sock, const struct msg *m, char *err);
 /* Work socket, ROUTER side: identity frame then the msgpack frame. */
 int msg_send_to(void *sock, const void *id, size_t id_len, const struct msg *m,
                 char *err);
+/* msg_send_to that never blocks (ZMQ_DONTWAIT on both frames): with
+ * ZMQ_ROUTER_MANDATORY, -1 with errno EAGAIN when the peer's queue is full
+ * and EHOSTUNREACH when the peer is gone. */
+int msg_send_to_nb(void *sock, const void *id, size_t id_len, const struct msg *m,
+                   char *err);
 /* PUB socket: topic frame (the kind name) then the msgpack frame. */
 int msg_publish(void *sock, const struct msg *m, char *err);
 

@@ -22,7 +22,7 @@ static void free_buffer(void *data, void *hint)
 }
 
 /* Encodes m and sends it as the last frame (zero copy). */
-static int send_body(void *sock, const struct msg *m, char *err)
+static int send_body(void *sock, const struct msg *m, int flags, char *err)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -37,24 +37,39 @@ static int send_body(void *sock, const struct msg *m, char *err)
         free(data);
         return errf(err, "zmq_msg_init_data: %s", zmq_strerror(zmq_errno()));
     }
-    if (zmq_msg_send(&frame, sock, 0) < 0) {
+    if (zmq_msg_send(&frame, sock, flags) < 0) {
         int e = zmq_errno();
         zmq_msg_close(&frame);
-        return errf(err, "send %s: %s", msg_kind_name(m->kind), zmq_strerror(e));
+        errf(err, "send %s: %s", msg_kind_name(m->kind), zmq_strerror(e));
+        errno = e;
+        return -1;
     }
     return 0;
 }
 
 int msg_send(void *sock, const struct msg *m, char *err)
 {
-    return send_body(sock, m, err);
+    return send_body(sock, m, 0, err);
 }
 
 int msg_send_to(void *sock, const void *id, size_t id_len, const struct msg *m, char *err)
 {
     if (zmq_send(sock, id, id_len, ZMQ_SNDMORE) < 0)
         return errf(err, "send identity frame: %s", zmq_strerror(zmq_errno()));
-    return send_body(sock, m, err);
+    return send_body(sock, m, 0, err);
+}
+
+int msg_send_to_nb(void *sock, const void *id, size_t id_len, const struct msg *m,
+                   char *err)
+{
+    if (zmq_send(sock, id, id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        int e = zmq_errno();
+        errf(err, "send identity frame: %s", zmq_strerror(e));
+        errno = e;
+        return -1;
+    }
+    /* the identity frame took the pipe: the body frame follows it there */
+    return send_body(sock, m, ZMQ_DONTWAIT, err);
 }
 
 int msg_publish(void *sock, const struct msg *m, char *err)
@@ -64,7 +79,7 @@ int msg_publish(void *sock, const struct msg *m, char *err)
         return errf(err, "publish: unknown kind %d", (int)m->kind);
     if (zmq_send(sock, topic, strlen(topic), ZMQ_SNDMORE) < 0)
         return errf(err, "send topic %s: %s", topic, zmq_strerror(zmq_errno()));
-    return send_body(sock, m, err);
+    return send_body(sock, m, 0, err);
 }
 
 static int has_more(void *sock)

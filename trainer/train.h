@@ -116,6 +116,8 @@ int train_loop_run(struct train *t, volatile sig_atomic_t *signals);
 void train_hub_serve(struct train *t);
 /* A client leaves (BYE, silence, HELLO again): its tickets go to others. */
 void train_hub_remove(struct train *t, struct train_client *c, const char *why);
+/* Removes the clients a send marked to drop (train_client.drop). */
+void train_hub_sweep(struct train *t);
 /* BYE with the reason to every client (the run ends). */
 void train_hub_bye_all(struct train *t, const char *reason);
 /* Hands out tickets: a snapshot's first, then the steps'. */

@@ -172,25 +172,79 @@ static void handle_batch(struct train *t, struct train_client *c,
         train_step_accept(&t->steps, &t->tickets, &t->net, c, b, was_held);
 }
 
+/* A RESULT carries an evaluator's scores (knn, linear, segmap sources
+ * only: train, eval and system lines are the trainer's own), within the
+ * client's rate budget and the line size; the trainer stamps its time. */
 static void handle_result(struct train *t, struct train_client *c,
                           const struct msg_metric *m)
 {
-    c->has_result = true;
-    c->result_step = m->step;
-    t->ctl.last_result_at = util_time_mono();
+    char err[ERR_LEN];
+    const struct config_limits *lim = &t->cfg.limits;
+    struct train_net *n = &t->net;
+    if (m->source != MSG_SOURCE_KNN && m->source != MSG_SOURCE_LINEAR &&
+        m->source != MSG_SOURCE_SEGMAP) {
+        n->role_refusals++;
+        errf(err,
+             "RESULT with source '%s' (an evaluator reports knn, linear "
+             "or segmap)",
+             msg_source_name(m->source));
+        train_net_bad_message(n, c->name, err);
+        return;
+    }
+    double now = util_time_mono();
+    double burst = (double)lim->results_burst;
+    if (c->result_tokens_at == 0)
+        c->result_tokens = burst;
+    else
+        c->result_tokens += (now - c->result_tokens_at) * lim->results_per_s;
+    c->result_tokens = c->result_tokens > burst ? burst : c->result_tokens;
+    c->result_tokens_at = now;
+    if (c->result_tokens < 1) {
+        if (n->results_limited++ % 1000 == 0)
+            train_log("%s sends RESULTs faster than limits.results_per_s = %g: "
+                      "dropped (%" PRIu64 " so far)",
+                      c->name, lim->results_per_s, n->results_limited);
+        return;
+    }
+    c->result_tokens -= 1;
     struct msg_metric r = *m;
+    r.time = util_time_unix();
     /* EMBED carries no epoch, so evaluators send 0: the trainer knows
      * which epoch its snapshot was taken in. */
     train_eval_epoch_of(t->eval, r.step, &r.epoch);
-    train_metrics_result(&t->rundir, &r);
+    if (train_metrics_result(&t->rundir, &r, (size_t)lim->result_bytes, err) !=
+        0) {
+        n->results_limited++;
+        train_net_bad_message(n, c->name, err);
+        return;
+    }
+    c->has_result = true;
+    c->result_step = m->step;
+    t->ctl.last_result_at = now;
 }
 
-static void send_history(struct train *t, const uint8_t *id, size_t id_len,
+/* HISTORY pages to a registered client, at most twice the file plus a
+ * page in all: a late monitor fetches the whole history (and may retry
+ * once); a client that asks again and again without reading cannot fill
+ * the trainer's memory with copies. */
+static void send_history(struct train *t, struct train_client *c,
                          uint64_t start)
 {
+    struct train_rundir *rd = &t->rundir;
+    long size = rd->metrics ? ftell(rd->metrics) : 0;
+    uint64_t budget =
+        2 * (uint64_t)(size > 0 ? size : 0) + TRAIN_HISTORY_PAGE_BYTES;
+    if (c->history_bytes > budget) {
+        t->net.role_refusals++;
+        train_net_bad_message(&t->net, c->name,
+                              "HISTORY beyond twice the metrics file");
+        return;
+    }
     struct msg m = {.kind = MSG_KIND_HISTORY};
-    train_metrics_history(&t->rundir, start, &m.history);
-    train_net_send(&t->net, id, id_len, &m);
+    train_metrics_history(rd, start, &m.history);
+    for (uint32_t i = 0; i < m.history.n_lines; i++)
+        c->history_bytes += strlen(m.history.lines[i]) + 16;
+    train_net_send_client(&t->net, c, &m);
     train_metrics_history_free(&m.history);
 }
 
@@ -229,11 +283,6 @@ static void handle(struct train *t, const uint8_t *id, size_t id_len,
     }
     struct train_client *c = train_net_find(&t->net, id, id_len);
     if (!c) {
-        /* a history request needs no registration: answer it */
-        if (m->kind == MSG_KIND_HISTORY) {
-            send_history(t, id, id_len, m->history.start);
-            return;
-        }
         /* a loader presumed gone that was only slow: its tickets went to
          * others, so its late batch is dropped, like a duplicate */
         if (m->kind == MSG_KIND_BATCH) {
@@ -279,7 +328,7 @@ static void handle(struct train *t, const uint8_t *id, size_t id_len,
         handle_result(t, c, &m->result);
         return;
     case MSG_KIND_HISTORY:
-        send_history(t, id, id_len, m->history.start);
+        send_history(t, c, m->history.start);
         return;
     default:
         break;
@@ -304,6 +353,7 @@ void train_hub_serve(struct train *t)
         if (rc == 0)
             break;
     }
+    train_hub_sweep(t);
     if (!train_net_beat_due(&t->net))
         return;
     train_net_log_refusals(&t->net);
@@ -312,6 +362,22 @@ void train_hub_serve(struct train *t)
     while ((c = train_net_silent(&t->net, why, sizeof why)))
         train_hub_remove(t, c, why);
     train_net_beat(&t->net);
+    train_hub_sweep(t);
+}
+
+void train_hub_sweep(struct train *t)
+{
+    struct train_net *n = &t->net;
+    for (int i = n->n_clients - 1; i >= 0; i--) {
+        struct train_client *c = n->clients[i];
+        if (c->drop[0]) {
+            char why[80];
+            snprintf(why, sizeof why, "%s: dropped", c->drop);
+            n->clients_dropped++;
+            train_hub_remove(t, c, why);
+            i = n->n_clients; /* removal reorders the array: start over */
+        }
+    }
 }
 
 void train_hub_bye_all(struct train *t, const char *reason)
@@ -335,4 +401,5 @@ void train_hub_issue(struct train *t)
     if (train_eval_active(t->eval))
         train_eval_issue(t->eval, &t->tickets, &t->net);
     train_step_issue(&t->steps, &t->tickets, &t->net);
+    train_hub_sweep(t);
 }

@@ -20,7 +20,7 @@ static void *open_socket(struct train_net *n, int type, const char *endpoint,
         errf(err, "zmq_socket: %s", zmq_strerror(zmq_errno()));
         return NULL;
     }
-    int linger = 1000;
+    int linger = 1000, on = 1;
     const char *what = NULL;
     if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0)
         what = "ZMQ_LINGER";
@@ -29,6 +29,9 @@ static void *open_socket(struct train_net *n, int type, const char *endpoint,
     /* before bind: a listener copies the options its connections get */
     else if (hwm > 0 && zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0)
         what = "ZMQ_SNDHWM";
+    else if (type == ZMQ_ROUTER &&
+             zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &on, sizeof on) != 0)
+        what = "ZMQ_ROUTER_MANDATORY";
     else if (kp && zap_server_apply(s, &n->zap, kp, err) != 0)
         what = "";
     else if (zmq_bind(s, endpoint) != 0) {
@@ -85,7 +88,8 @@ int train_net_open(struct train_net *n, const struct config *c, int pub_hwm,
     if (keyed && start_keys(n, k, &kp, err) != 0)
         return -1;
     n->router =
-        open_socket(n, ZMQ_ROUTER, c->run.endpoint, 0, keyed ? &kp : NULL, err);
+        open_socket(n, ZMQ_ROUTER, c->run.endpoint, (int)c->limits.client_queue,
+                    keyed ? &kp : NULL, err);
     if (!n->router)
         return -1;
     n->pub = open_socket(n, ZMQ_PUB, c->run.broadcast, pub_hwm,
@@ -114,12 +118,33 @@ void train_net_close(struct train_net *n)
     n->router = n->pub = n->zctx = NULL;
 }
 
+/* Every send of the main loop: never blocks. With ZMQ_ROUTER_MANDATORY on
+ * the work socket a full queue says EAGAIN and a gone peer EHOSTUNREACH. */
 void train_net_send(struct train_net *n, const uint8_t *id, size_t id_len,
                     const struct msg *m)
 {
     char err[ERR_LEN];
-    if (msg_send_to(n->router, id, id_len, m, err) != 0)
+    if (msg_send_to_nb(n->router, id, id_len, m, err) != 0 && errno != EAGAIN &&
+        errno != EHOSTUNREACH)
         train_log("could not send %s: %s", msg_kind_name(m->kind), err);
+}
+
+int train_net_send_client(struct train_net *n, struct train_client *c,
+                          const struct msg *m)
+{
+    char err[ERR_LEN];
+    if (c->drop[0])
+        return -1;
+    if (msg_send_to_nb(n->router, c->id, c->id_len, m, err) == 0)
+        return 0;
+    if (errno == EAGAIN)
+        snprintf(c->drop, sizeof c->drop, "has a full queue (does not read)");
+    else if (errno == EHOSTUNREACH)
+        snprintf(c->drop, sizeof c->drop, "is gone (connection closed)");
+    else
+        train_log("could not send %s to %s: %s", msg_kind_name(m->kind),
+                  c->name, err);
+    return -1;
 }
 
 void train_net_send_text(struct train_net *n, const uint8_t *id, size_t id_len,
@@ -144,18 +169,11 @@ bool train_net_welcome(struct train_net *n, const uint8_t *id, size_t id_len,
                        const struct msg *m)
 {
     char err[ERR_LEN];
-    int on = 1, off = 0;
-    if (zmq_setsockopt(n->router, ZMQ_ROUTER_MANDATORY, &on, sizeof on) != 0)
-        die("zmq_setsockopt(ZMQ_ROUTER_MANDATORY): %s",
-            zmq_strerror(zmq_errno()));
-    int rc = msg_send_to(n->router, id, id_len, m, err);
-    int e = zmq_errno();
-    if (zmq_setsockopt(n->router, ZMQ_ROUTER_MANDATORY, &off, sizeof off) != 0)
-        die("zmq_setsockopt(ZMQ_ROUTER_MANDATORY): %s",
-            zmq_strerror(zmq_errno()));
-    if (rc != 0 && e != EHOSTUNREACH)
+    if (msg_send_to_nb(n->router, id, id_len, m, err) == 0)
+        return true;
+    if (errno != EHOSTUNREACH && errno != EAGAIN)
         train_log("could not send WELCOME: %s", err);
-    return rc == 0;
+    return false;
 }
 
 void train_net_bad_message(struct train_net *n, const char *who,
@@ -270,7 +288,7 @@ void train_net_beat(struct train_net *n)
     struct msg m = {.kind = MSG_KIND_HEARTBEAT};
     m.heartbeat = (struct msg_heartbeat){.time = util_time_unix(), .held = 0};
     for (int i = 0; i < n->n_clients; i++)
-        train_net_send(n, n->clients[i]->id, n->clients[i]->id_len, &m);
+        train_net_send_client(n, n->clients[i], &m);
 }
 
 bool train_net_evaluators_settling(const struct train_net *n, double settle_s)

@@ -48,8 +48,13 @@ struct train_client {
     double last_seen; /* monotonic seconds */
     double joined_at; /* monotonic seconds of its HELLO */
     uint64_t batches;
-    bool has_result;      /* an evaluator sent a RESULT ... */
-    uint64_t result_step; /* ... for this step, last */
+    char drop[64];        /* set: drop it (its queue is full, it left); the hub
+                    * removes it and re-issues its tickets */
+    double result_tokens; /* RESULT budget (limits.results_per_s) ... */
+    double result_tokens_at; /* ... as of this monotonic time */
+    uint64_t history_bytes;  /* HISTORY sent to it (bounded per client) */
+    bool has_result;         /* an evaluator sent a RESULT ... */
+    uint64_t result_step;    /* ... for this step, last */
 };
 
 /* CurveZMQ (PROTOCOL.md "Keys and roles"): the trainer's key pair and the
@@ -61,9 +66,11 @@ struct train_net_keys {
 
 struct train_net {
     void *zctx, *router, *pub;
-    bool keyed;             /* both sockets are CURVE servers */
-    struct zap_handler zap; /* admits allow-listed keys (keyed) */
-    uint64_t role_refusals; /* HELLOs or kinds their key's role forbids */
+    bool keyed;               /* both sockets are CURVE servers */
+    struct zap_handler zap;   /* admits allow-listed keys (keyed) */
+    uint64_t role_refusals;   /* HELLOs or kinds their key's role forbids */
+    uint64_t clients_dropped; /* full queue or gone, not by BYE or silence */
+    uint64_t results_limited; /* RESULTs over their size or rate */
     struct msg_limits limits;
     struct msg_arena arena;
     struct train_client *clients[TRAIN_MAX_CLIENTS];
@@ -87,6 +94,10 @@ void train_net_close(struct train_net *n);
 /* Sends m to one peer; a failure is logged, never fatal. */
 void train_net_send(struct train_net *n, const uint8_t *id, size_t id_len,
                     const struct msg *m);
+/* Sends m to a registered client without ever blocking; a full queue or a
+ * vanished peer marks the client to be dropped (c->drop). 0, or -1. */
+int train_net_send_client(struct train_net *n, struct train_client *c,
+                          const struct msg *m);
 /* REFUSE (or BYE) with a reason. */
 void train_net_send_text(struct train_net *n, const uint8_t *id, size_t id_len,
                          enum msg_kind kind, const char *reason);

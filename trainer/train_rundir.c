@@ -145,14 +145,19 @@ void train_metrics_write(struct train_rundir *rd, enum msg_source source,
     emit(rd, line, &mm);
 }
 
-void train_metrics_result(struct train_rundir *rd, const struct msg_metric *r)
+int train_metrics_result(struct train_rundir *rd, const struct msg_metric *r,
+                         size_t max_bytes, char *err)
 {
-    /* keys arrive validated as names; write them as JSON strings */
-    size_t cap = 64 + (size_t)r->n_values * (MSG_NAME_MAX * 2 + 40);
-    char *line = xmalloc(cap);
-    size_t len = metric_head(line, cap, r);
-    FILE *mem = fmemopen(line + len, cap - len, "w");
+    /* keys arrive validated as names; write them as JSON strings. The
+     * line is built in a max_bytes buffer: a longer one is refused, never
+     * cut or overflowed. */
+    char *line = xmalloc(max_bytes + 1);
+    FILE *mem = fmemopen(line, max_bytes + 1, "w");
     CHECK(mem);
+    fprintf(mem,
+            "{\"time\":%.3f,\"step\":%" PRIu64 ",\"epoch\":%" PRIu32
+            ",\"source\":\"%s\"",
+            r->time, r->step, r->epoch, msg_source_name(r->source));
     for (uint32_t i = 0; i < r->n_values; i++) {
         fputc(',', mem);
         json_write_string(mem, r->values[i].key);
@@ -162,9 +167,20 @@ void train_metrics_result(struct train_rundir *rd, const struct msg_metric *r)
             fputs(":null", mem);
     }
     fputc('}', mem);
+    long len = ftell(mem);
+    bool bad = ferror(mem) || len < 0 || (size_t)len >= max_bytes;
     fclose(mem);
+    if (bad) {
+        free(line);
+        return errf(err,
+                    "RESULT of %" PRIu32 " values makes a metrics line "
+                    "over %zu bytes (limits.result_bytes)",
+                    r->n_values, max_bytes);
+    }
+    line[len] = '\0';
     emit(rd, line, r);
     free(line);
+    return 0;
 }
 
 void train_metrics_history(const struct train_rundir *rd, uint64_t start,
@@ -185,8 +201,16 @@ void train_metrics_history(const struct train_rundir *rd, uint64_t start,
     }
     while (f && start + n < rd->lines && (got = getline(&buf, &cap, f)) >= 0) {
         if (n == TRAIN_HISTORY_PAGE_LINES ||
-            bytes + (size_t)got > TRAIN_HISTORY_PAGE_BYTES)
+            (n > 0 && bytes + (size_t)got > TRAIN_HISTORY_PAGE_BYTES))
             break;
+        if ((size_t)got > TRAIN_HISTORY_PAGE_BYTES) {
+            /* a line no page holds (an older trainer wrote it): a marker
+             * keeps the numbering, so later lines still come */
+            lines[n++] = xstrdup("{\"skipped\":\"line over the HISTORY "
+                                 "page size\"}");
+            bytes += 64;
+            continue;
+        }
         if (got > 0 && buf[got - 1] == '\n')
             buf[--got] = '\0';
         lines[n++] = xstrdup(buf);

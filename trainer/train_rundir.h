@@ -43,8 +43,10 @@ void train_metrics_write(struct train_rundir *rd, enum msg_source source,
                          uint64_t step, uint32_t epoch,
                          const struct msg_value *values, int n,
                          const char *extra);
-/* An evaluator's RESULT, appended and republished the same way. */
-void train_metrics_result(struct train_rundir *rd, const struct msg_metric *r);
+/* An evaluator's RESULT, appended and republished the same way; -1 with
+ * err (nothing written) when its line would reach max_bytes. */
+int train_metrics_result(struct train_rundir *rd, const struct msg_metric *r,
+                         size_t max_bytes, char *err);
 /* One HISTORY reply from line `start` on, into *out (its lines malloc'd:
  * free them with train_metrics_history_free). */
 void train_metrics_history(const struct train_rundir *rd, uint64_t start,

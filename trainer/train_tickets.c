@@ -19,7 +19,8 @@ struct train_client *train_tickets_loader(struct train_tickets *tk,
 {
     for (int i = 0; i < n->n_clients; i++) {
         struct train_client *c = n->clients[(tk->rr + i) % n->n_clients];
-        if (c->role == MSG_ROLE_LOADER && c->hold.n_held < c->hold.credit) {
+        if (c->role == MSG_ROLE_LOADER && !c->drop[0] &&
+            c->hold.n_held < c->hold.credit) {
             tk->rr = (tk->rr + i + 1) % n->n_clients;
             return c;
         }
@@ -32,7 +33,9 @@ void train_tickets_send(struct train_net *n, struct train_client *c,
 {
     CHECK(c->hold.n_held < c->hold.credit);
     struct msg m = {.kind = MSG_KIND_TICKET, .ticket = *t};
-    train_net_send(n, c->id, c->id_len, &m);
+    /* recorded even when the send fails: the client is then dropped and
+     * the ticket re-issued with its others */
+    train_net_send_client(n, c, &m);
     c->hold.held[c->hold.n_held++] = t->ticket;
 }
 
