@@ -146,6 +146,7 @@ struct config_limits {
     int64_t results_burst;              /* ... and at once */
     double ticket_timeout_s;            /* least time a loader gets a ticket */
     double max_excluded;                /* share of excluded samples: stop */
+    uint64_t max_samples;               /* largest dataset split accepted */
 };
 
 struct config {

@@ -266,6 +266,10 @@ static const struct config_key key_table[] = {
               "least time a loader gets to answer a ticket; the deadline is "
               "the larger of this and 4 times the measured ticket time; an "
               "expired ticket goes to another loader (the first answer wins)"),
+    KEY_UINT64(limits, max_samples, 1, UINT64_C(4000000000), "100000000",
+               "largest split (train or val) a dataset may have: a loader's "
+               "claim above it is refused before it sizes anything (the "
+               "trainer keeps about 24 bytes per sample)"),
     KEY_FLOAT(limits, max_excluded, 0, 1, "0.05",
               "share of the training samples that may be excluded after "
               "decode failures; past it the run stops with a message"),

@@ -101,8 +101,11 @@ static void parse_args(int argc, char **argv, struct embed_opts *o)
             "embed --help)");
     static char ckpt[4096];
     char err[ERR_LEN];
-    if (export_resolve_ckpt(o->ckpt, ckpt, sizeof ckpt, err) != 0)
+    char note[CKPT_NOTE_LEN];
+    if (ckpt_resolve(o->ckpt, ckpt, sizeof ckpt, note, err) != 0)
         die("embed: --ckpt %s", err);
+    if (note[0])
+        util_log("embed: %s", note);
     o->ckpt = ckpt;
     /* fail before the work, not after it: the prefix's directory */
     char dir[4096];

@@ -65,6 +65,12 @@ int ckpt_find_newest_valid(const char *run_dir, char *path, size_t len,
  * file that cannot be removed is an error too, naming it). */
 int ckpt_remove_stale_tmp(const char *run_dir, int *removed, char *err);
 
+/* The checkpoint an argument names: a checkpoint file as it is; a run
+ * directory, or its `latest`, through ckpt_find_newest_valid (note as
+ * there: log it when not empty). 0, or -1 with err naming arg. */
+int ckpt_resolve(const char *arg, char *path, size_t len, char *note,
+                 char *err);
+
 /* The step of a file named ckpt-<step>.safetensors (decimal, no leading
  * zeros), as the trainer names them; false for any other name. */
 bool ckpt_step_of_name(const char *name, uint64_t *step);

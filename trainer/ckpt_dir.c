@@ -174,6 +174,33 @@ int ckpt_find_newest_valid(const char *run_dir, char *path, size_t len,
     return rc;
 }
 
+int ckpt_resolve(const char *arg, char *path, size_t len, char *note,
+                 char *err)
+{
+    note[0] = '\0';
+    struct stat st;
+    if (stat(arg, &st) != 0)
+        return errf(err, "%s: %s", arg, strerror(errno));
+    char dir[4096];
+    const char *base = strrchr(arg, '/');
+    base = base ? base + 1 : arg;
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(dir, sizeof dir, "%s", arg);
+    } else if (strcmp(base, "latest") == 0) {
+        /* RUN/latest stands for its run directory */
+        snprintf(dir, sizeof dir, "%.*s",
+                 base > arg ? (int)(base - arg - 1) : 1, base > arg ? arg : ".");
+    } else {
+        if ((size_t)snprintf(path, len, "%s", arg) >= len)
+            return errf(err, "%s: path too long", arg);
+        return 0;
+    }
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        dir[--n] = '\0';
+    return ckpt_find_newest_valid(dir, path, len, note, err);
+}
+
 /* The pid of a temp file name "<anything>.tmp.<pid>" (util_atomic_open),
  * or 0 for any other name. */
 static pid_t tmp_pid(const char *name)

@@ -39,46 +39,6 @@ static int is_bn_stat(const char *name)
     return ends_with(name, ".running_mean") || ends_with(name, ".running_var");
 }
 
-int export_resolve_ckpt(const char *arg, char *path, size_t cap, char *err)
-{
-    struct stat st;
-    if (stat(arg, &st) != 0)
-        return errf(err, "%s: %s", arg, strerror(errno));
-    char latest[EXPORT_PATH_MAX], dir[EXPORT_PATH_MAX];
-    const char *base = strrchr(arg, '/');
-    base = base ? base + 1 : arg;
-    if (S_ISDIR(st.st_mode)) {
-        snprintf(dir, sizeof dir, "%s", arg);
-        size_t n = strlen(dir);
-        while (n > 1 && dir[n - 1] == '/')
-            dir[--n] = '\0';
-        snprintf(latest, sizeof latest, "%s/latest", dir);
-    } else if (strcmp(base, "latest") == 0) {
-        /* runs/NAME/latest: a one-line text file naming the checkpoint */
-        snprintf(dir, sizeof dir, "%.*s", base > arg ? (int)(base - arg - 1) : 0, arg);
-        if (!dir[0])
-            snprintf(dir, sizeof dir, ".");
-        snprintf(latest, sizeof latest, "%s", arg);
-    } else {
-        if ((size_t)snprintf(path, cap, "%s", arg) >= cap)
-            return errf(err, "%s: path too long", arg);
-        return 0;
-    }
-    char *text = util_read_file(latest, NULL, err);
-    if (!text)
-        return errf(err, "%s: no `latest` file naming a checkpoint (is this a "
-                    "run directory of lejepa-train?)", arg);
-    text[strcspn(text, "\r\n")] = '\0';
-    int bad = !text[0] || strchr(text, '/') != NULL;
-    int n = bad ? 0 : snprintf(path, cap, "%s/%s", dir, text);
-    free(text);
-    if (bad)
-        return errf(err, "%s: expected one checkpoint file name", latest);
-    if ((size_t)n >= cap)
-        return errf(err, "%s: path too long", latest);
-    return 0;
-}
-
 /* The checkpoint's step for num_batches_tracked: metadata "step", or 0 when
  * absent (a checkpoint saved outside lejepa-train). */
 static int read_step(const struct st_file *f, const char *path, int64_t *step,
@@ -100,8 +60,11 @@ static int read_step(const struct st_file *f, const char *path, int64_t *step,
 int export_backbone(const char *ckpt_path, const char *out_path, char *err)
 {
     char path[EXPORT_PATH_MAX];
-    if (export_resolve_ckpt(ckpt_path, path, sizeof path, err) != 0)
+    char note[CKPT_NOTE_LEN];
+    if (ckpt_resolve(ckpt_path, path, sizeof path, note, err) != 0)
         return -1;
+    if (note[0])
+        util_log("%s", note);
     struct st_file f;
     if (st_open(&f, path, err) != 0)
         return -1;

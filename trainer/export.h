@@ -27,11 +27,6 @@
  * (projector, probe, optimizer state). */
 int export_map_name(const char *ckpt_name, char *out);
 
-/* A checkpoint path from what a user types: a checkpoint file, a run
- * directory (its `latest` names the newest checkpoint) or that `latest`
- * file itself. Returns 0, or -1 with err naming the argument. */
-int export_resolve_ckpt(const char *arg, char *path, size_t cap, char *err);
-
 /* Writes the backbone of the checkpoint at ckpt_path (a file, a run
  * directory or its `latest`, as above) to out_path atomically, with
  * metadata format/version, the layout ("torchvision" or "timm"), the

@@ -20,28 +20,6 @@
 #include "train.h"
 #include "util.h"
 
-/* The step of a file named ckpt-<step>.safetensors as the trainer writes
- * it (decimal, no leading zeros, so the name rotate() rebuilds from the
- * step is this file's); false for any other name. */
-static bool ckpt_name_step(const char *name, uint64_t *step)
-{
-    const char *prefix = "ckpt-", *suffix = ".safetensors";
-    size_t len = strlen(name), np = strlen(prefix), ns = strlen(suffix);
-    if (len <= np + ns || strncmp(name, prefix, np) != 0 ||
-        strcmp(name + len - ns, suffix) != 0)
-        return false;
-    if (name[np] == '0' && len - ns - np > 1)
-        return false;
-    uint64_t v = 0;
-    for (const char *p = name + np; p < name + len - ns; p++) {
-        if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    *step = v;
-    return true;
-}
-
 static int cmp_u64_desc(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -68,7 +46,7 @@ static void rotate(struct train *t)
     struct dirent *e;
     while ((e = readdir(dir))) {
         uint64_t step;
-        if (!ckpt_name_step(e->d_name, &step))
+        if (!ckpt_step_of_name(e->d_name, &step))
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -152,37 +130,14 @@ int train_ckpt_write(struct train *t, char *err)
     return 0;
 }
 
-/* A --resume argument: a checkpoint file, or a run directory whose `latest`
- * names one. */
-static int resolve(const char *arg, char *path, size_t path_len, char *err)
-{
-    struct stat st;
-    if (stat(arg, &st) != 0)
-        return errf(err, "--resume %s: %s", arg, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(path, path_len, "%s", arg);
-        return 0;
-    }
-    char latest[4200];
-    snprintf(latest, sizeof latest, "%s/latest", arg);
-    char *text = util_read_file(latest, NULL, err);
-    if (!text)
-        return -1;
-    text[strcspn(text, "\r\n")] = '\0';
-    if (!text[0] || strchr(text, '/')) {
-        free(text);
-        return errf(err, "%s: expected a checkpoint file name", latest);
-    }
-    snprintf(path, path_len, "%s/%s", arg, text);
-    free(text);
-    return 0;
-}
-
 char *train_ckpt_read_config(const char *arg, char *path, size_t path_len,
                              char *err)
 {
-    if (resolve(arg, path, path_len, err) != 0)
+    char note[CKPT_NOTE_LEN];
+    if (ckpt_resolve(arg, path, path_len, note, err) != 0)
         return NULL;
+    if (note[0])
+        train_log("--resume %s: %s", arg, note);
     struct st_file f;
     if (st_open(&f, path, err) != 0)
         return NULL;

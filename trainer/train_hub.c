@@ -65,12 +65,42 @@ static void adopt_classes(struct train_dataset *d, const struct msg_dataset *ds)
         d->classes[i] = xstrdup(ds->classes[i]);
 }
 
-/* 0 when the loader's dataset is the run's (adopting it when the run has
- * none yet); -1 with a reason naming both otherwise. */
-static int check_dataset(struct train_dataset *d, const struct msg_hello *h,
-                         char *err)
+/* The counts a loader claims, checked before they size anything: splits
+ * within limits.max_samples, at least one batch to train on, the classes
+ * the online probe needs. */
+static int check_claims(const struct config *c, const struct msg_hello *h,
+                        char *err)
 {
     const struct msg_dataset *ds = &h->dataset;
+    uint64_t most = c->limits.max_samples;
+    if (ds->n_train > most || ds->n_val > most)
+        return errf(err,
+                    "loader %.100s claims %" PRIu64 " train and %" PRIu64
+                    " val samples; the trainer takes at most %" PRIu64
+                    " per split (limits.max_samples)",
+                    h->name, ds->n_train, ds->n_val, most);
+    if (ds->n_train < (uint64_t)c->optim.batch)
+        return errf(err,
+                    "loader %.100s has %" PRIu64 " train samples, fewer "
+                    "than one batch of %" PRId64 " (optim.batch)",
+                    h->name, ds->n_train, c->optim.batch);
+    if (ds->n_classes < 2)
+        return errf(err,
+                    "loader %.100s has %" PRIu32 " classes; the online "
+                    "probe needs at least 2 (unlabelled datasets are not "
+                    "supported yet)",
+                    h->name, ds->n_classes);
+    return 0;
+}
+
+/* 0 when the loader's dataset is the run's (adopting it when the run has
+ * none yet); -1 with a reason naming both otherwise. */
+static int check_dataset(struct train_dataset *d, const struct config *c,
+                         const struct msg_hello *h, char *err)
+{
+    const struct msg_dataset *ds = &h->dataset;
+    if (!d->known && check_claims(c, h, err) != 0)
+        return -1;
     if (!d->known) {
         d->known = true;
         d->fingerprint = ds->fingerprint;
@@ -121,7 +151,8 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
         train_log("refused %s: too many clients", h->name);
         return;
     }
-    if (h->role == MSG_ROLE_LOADER && check_dataset(&t->data, h, err) != 0) {
+    if (h->role == MSG_ROLE_LOADER &&
+        check_dataset(&t->data, &t->cfg, h, err) != 0) {
         train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, err);
         train_log("REFUSE: %s", err);
         return;

@@ -173,6 +173,22 @@ static void write_metrics(struct train *t, uint32_t epoch,
     *iv = (struct train_interval){.t0 = now, .skipped_steps = skipped};
 }
 
+/* A checkpoint or metrics write failed (a full disk, a lost mount): the
+ * run stops before the next step, naming the last good checkpoint, rather
+ * than train on with nothing saved. */
+static void stop_on_write_failure(struct train *t, const char *what,
+                                  const char *why)
+{
+    char last[80] = "none yet";
+    if (t->prog.have_ckpt)
+        snprintf(last, sizeof last, "ckpt-%" PRIu64 ".safetensors",
+                 t->prog.last_ckpt_step);
+    snprintf(t->ctl.fatal, sizeof t->ctl.fatal,
+             "%s: %.300s; stopping. The last good checkpoint is %s in %.100s",
+             what, why, last, t->rundir.dir);
+    t->ctl.fatal_code = 1;
+}
+
 /* Called once the compute thread is done with step t->prog.step. */
 static void step_finish(struct train *t, struct train_slot *s)
 {
@@ -212,8 +228,10 @@ static void step_finish(struct train *t, struct train_slot *s)
     char err[ERR_LEN];
     if (p->total_fixed && t->cfg.run.ckpt_every > 0 && p->step < p->total &&
         p->step % (uint64_t)t->cfg.run.ckpt_every == 0 &&
-        train_ckpt_write(t, err) != 0)
-        train_log("checkpoint failed: %s", err);
+        train_ckpt_write(t, err) != 0) {
+        stop_on_write_failure(t, "checkpoint failed", err);
+        return;
+    }
     if (train_eval_due(t->eval, p->step, p->total_fixed && p->step == p->total))
         train_eval_begin(t->eval, p->step, epoch);
 }
@@ -310,6 +328,9 @@ static int turn(struct train *t)
         step_finish(t, cur);
         computing = false;
     }
+    if (t->rundir.write_failed[0] && !t->ctl.fatal[0])
+        stop_on_write_failure(t, "metrics write failed",
+                              t->rundir.write_failed);
     if (t->ctl.fatal[0])
         return t->ctl.fatal_code;
     if (computing)

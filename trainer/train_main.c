@@ -212,8 +212,8 @@ void train_save_config(struct train *t)
 static void open_run_dir(struct train *t)
 {
     char err[ERR_LEN];
-    if (train_rundir_open(&t->rundir, t->cfg.run.dir, t->cfg.run.name, err) !=
-        0)
+    if (train_rundir_open(&t->rundir, t->cfg.run.dir, t->cfg.run.name,
+                          t->resume[0] != 0, err) != 0)
         die("%s", err);
     t->config_text = config_to_string(&t->cfg);
     train_log("run %s in %s%s%s", t->cfg.run.name, t->rundir.dir,

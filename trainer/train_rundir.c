@@ -8,6 +8,10 @@
 #include <math.h>
 #include <string.h>
 
+#include <dirent.h>
+#include <unistd.h>
+
+#include "ckpt.h"
 #include "json.h"
 #include "train_log.h"
 #include "util.h"
@@ -45,16 +49,51 @@ static int metrics_open(struct train_rundir *rd, char *err)
     return 0;
 }
 
+/* A fresh run in a directory that holds checkpoints would overwrite them
+ * and interleave its metrics with theirs. */
+static int refuse_fresh(const char *dir, char *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errf(err, "%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    uint64_t step, newest = 0;
+    bool any = false;
+    while ((e = readdir(d)))
+        if (ckpt_step_of_name(e->d_name, &step)) {
+            any = true;
+            newest = step > newest ? step : newest;
+        }
+    closedir(d);
+    if (any)
+        return errf(err,
+                    "%s already holds checkpoints (the newest of step %" PRIu64
+                    "): continue it with --resume %s, or give the new "
+                    "run another --name",
+                    dir, newest, dir);
+    return 0;
+}
+
 int train_rundir_open(struct train_rundir *rd, const char *parent,
-                      const char *name, char *err)
+                      const char *name, bool resuming, char *err)
 {
     char path[4200];
+    rd->lock_fd = -1;
     snprintf(rd->dir, sizeof rd->dir, "%s/%s", parent, name);
-    if (util_mkdir_p(rd->dir, err) != 0)
+    if (util_mkdir_p(rd->dir, err) != 0 ||
+        util_lock_dir(rd->dir, &rd->lock_fd, err) != 0)
+        return -1;
+    if (!resuming && refuse_fresh(rd->dir, err) != 0)
         return -1;
     snprintf(path, sizeof path, "%s/log", rd->dir);
     if (train_log_open(path, err) != 0)
         return -1;
+    int removed = 0;
+    if (ckpt_remove_stale_tmp(rd->dir, &removed, err) != 0)
+        return -1;
+    if (removed)
+        train_log("removed %d temp file(s) an earlier crash left in %s",
+                  removed, rd->dir);
     return metrics_open(rd, err);
 }
 
@@ -64,6 +103,8 @@ void train_rundir_close(struct train_rundir *rd)
         fclose(rd->metrics);
     free(rd->line_off);
     train_log_close();
+    if (rd->lock_fd >= 0)
+        close(rd->lock_fd);
     memset(rd, 0, sizeof *rd);
 }
 
@@ -94,9 +135,13 @@ static void emit(struct train_rundir *rd, const char *line,
     if (rd->metrics) {
         fseek(rd->metrics, 0, SEEK_END);
         long off = ftell(rd->metrics);
-        if (fprintf(rd->metrics, "%s\n", line) < 0 || fflush(rd->metrics) != 0)
-            train_log("cannot append to metrics.jsonl: %s", strerror(errno));
-        else
+        if (fprintf(rd->metrics, "%s\n", line) < 0 ||
+            fflush(rd->metrics) != 0) {
+            snprintf(rd->write_failed, sizeof rd->write_failed,
+                     "cannot append to %.160s/metrics.jsonl: %s", rd->dir,
+                     strerror(errno));
+            train_log("%s", rd->write_failed);
+        } else
             index_line(rd, (uint64_t)(off < 0 ? 0 : off));
     }
     if (rd->pub) {

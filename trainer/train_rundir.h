@@ -24,14 +24,18 @@ struct train_rundir {
     FILE *metrics;      /* metrics.jsonl, opened "a+" */
     uint64_t *line_off; /* (lines) where each line starts */
     uint64_t lines, line_cap;
-    void *pub; /* METRIC copies go here; NULL before bind */
+    void *pub;              /* METRIC copies go here; NULL before bind */
+    int lock_fd;            /* DIR/.lock, held while the trainer runs */
+    char write_failed[256]; /* set: a metrics write failed (disk full?) */
 };
 
-/* Makes parent/name, opens its log and metrics.jsonl (indexing the lines
- * already there; a last line cut short by a crash is ended first). 0, or -1
- * with err naming the path. */
+/* Makes parent/name and locks it (one trainer per run directory); a fresh
+ * run (resuming false) is refused where checkpoints exist. Removes temp
+ * files a crash left, then opens the log and metrics.jsonl (indexing the
+ * lines already there; a last line cut short by a crash is ended first).
+ * 0, or -1 with err naming the path and what to do. */
 int train_rundir_open(struct train_rundir *rd, const char *parent,
-                      const char *name, char *err);
+                      const char *name, bool resuming, char *err);
 void train_rundir_close(struct train_rundir *rd);
 /* config.ini, atomically; -1 with err. */
 int train_rundir_save_config(const struct train_rundir *rd, const char *text,
