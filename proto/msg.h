@@ -341,6 +341,9 @@ int msg_send_to_nb(void *sock, const void *id, size_t id_len, const struct msg *
                    char *err);
 /* PUB socket: topic frame (the kind name) then the msgpack frame. */
 int msg_publish(void *sock, const struct msg *m, char *err);
+/* The same with ZMQ_DONTWAIT (a PUB socket then drops for a full
+ * subscriber instead of blocking). */
+int msg_publish_nb(void *sock, const struct msg *m, char *err);
 
 /* Receives and decodes one message. `frame` is initialised by the call in
  * every case and the caller closes it (zmq_msg_close) once done with m, whose

@@ -82,6 +82,16 @@ int msg_publish(void *sock, const struct msg *m, char *err)
     return send_body(sock, m, 0, err);
 }
 
+int msg_publish_nb(void *sock, const struct msg *m, char *err)
+{
+    const char *topic = msg_kind_name(m->kind);
+    if (!topic)
+        return errf(err, "publish: unknown kind %d", (int)m->kind);
+    if (zmq_send(sock, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return errf(err, "send topic %s: %s", topic, zmq_strerror(zmq_errno()));
+    return send_body(sock, m, ZMQ_DONTWAIT, err);
+}
+
 static int has_more(void *sock)
 {
     int more = 0;

@@ -418,8 +418,10 @@ static void timed_run(const struct env *e, const char *name, void *ctx,
 }
 
 /* A subscriber that never reads: 60 snapshots of 31 messages overflow its
- * queue (high-water mark 1000 + one snapshot); the trainer drops, counts
- * and logs instead of waiting, and trains the same batches as fast. */
+ * queue (high-water mark 1000 + one snapshot); the PUB socket drops its
+ * messages alone, so the trainer neither waits nor loses a snapshot for
+ * anyone else (no drop is charged to the snapshot), and trains the same
+ * batches as fast. */
 static void test_deaf_subscriber(void)
 {
     struct env e;
@@ -439,18 +441,13 @@ static void test_deaf_subscriber(void)
     struct eval_line el[64];
     int ne = read_eval_lines(&e, "deaf", el, 64);
     CU_ASSERT_EQUAL(ne, 60);
-    double dropped = 0;
     for (int i = 0; i < ne; i++) {
         CU_ASSERT_EQUAL(el[i].rows, 28);
-        dropped += el[i].dropped;
+        CU_ASSERT_EQUAL(el[i].dropped, 0);
     }
-    CU_ASSERT(dropped > 0);
     CU_ASSERT_EQUAL(read_eval_lines(&e, "ref", el, 64), 60);
     for (int i = 0; i < 60; i++)
         CU_ASSERT_EQUAL(el[i].dropped, 0);
-    char *log = read_text(&e, "deaf/log");
-    CU_ASSERT(strstr(log, "messages dropped (slow subscriber)") != NULL);
-    free(log);
     free(a);
     free(b);
     int linger = 0;

@@ -7,10 +7,12 @@
  * class-sorted index is a stratified sample), then the val rows (the whole
  * split or val_limit evenly spaced ones). Each eval ticket covers rows of one
  * split; at most n_bufs tickets are out at once (their pixels wait in a
- * fixed pool), so memory is bounded whatever the loaders' credit. The
- * publishing side sets ZMQ_XPUB_NODROP only while it sends with
- * ZMQ_DONTWAIT: a subscriber whose queue is full makes zmq_send fail with
- * EAGAIN, counted as a drop, instead of blocking or dropping silently.
+ * fixed pool), so memory is bounded whatever the loaders' credit. The PUB
+ * socket drops per subscriber: one whose queue is full (it does not read)
+ * loses messages alone, so a deaf subscriber never makes a snapshot
+ * incomplete for the others (evaluators detect their own gaps). A
+ * snapshot waits at most TRAIN_SUBSCRIBE_SETTLE_S for evaluators that
+ * just joined, whatever they do meanwhile.
  */
 #include "train_eval.h"
 
@@ -89,6 +91,7 @@ struct train_eval {
     /* publishing scratch: one EMBED chunk or the FEATMAP's blobs */
     uint8_t *blob_a, *blob_b, *blob_c;
     double t0, forward_s;
+    double settle_from; /* all forwarded: the settle wait began (0: not) */
     uint64_t failed;
     int pub_hwm;
 };
@@ -348,6 +351,7 @@ void train_eval_begin(struct train_eval *e, uint64_t step, uint32_t epoch)
     e->val_correct = e->val_total = 0;
     e->failed = 0;
     e->forward_s = 0;
+    e->settle_from = 0;
     e->t0 = util_time_mono();
     train_log("snapshot %" PRIu64 " begins: %" PRIu32 " eval tickets; training "
               "pauses",
@@ -506,37 +510,16 @@ static void forward_job(struct train_engine *eng, void *arg)
     e->forward_s += util_time_mono() - t0;
 }
 
-/* Publishes without blocking: with ZMQ_XPUB_NODROP set, a subscriber's full
- * queue makes the send fail with EAGAIN; the message is then counted as
- * dropped (for every subscriber of its kind). */
+/* Publishes without blocking: PUB never blocks, and a subscriber whose
+ * queue is full loses the message alone. Only a message that cannot be
+ * encoded or sent at all is counted as dropped. */
 static void publish(void *pub, const struct msg *m, uint64_t *dropped)
 {
     char err[ERR_LEN];
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    if (msg_encode(m, &sb, err) != 0) {
-        train_log("cannot encode %s: %s", msg_kind_name(m->kind), err);
-        msgpack_sbuffer_destroy(&sb);
-        (*dropped)++;
-        return;
-    }
-    const char *topic = msg_kind_name(m->kind);
-    if (zmq_send(pub, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        if (zmq_errno() != EAGAIN)
-            train_log("publish %s: %s", topic, zmq_strerror(zmq_errno()));
-        (*dropped)++;
-    } else if (zmq_send(pub, sb.data, sb.size, ZMQ_DONTWAIT) < 0) {
-        /* the topic went out: finish the message lossy, which never blocks */
-        int lossy = 0;
-        if (zmq_setsockopt(pub, ZMQ_XPUB_NODROP, &lossy, sizeof lossy) != 0 ||
-            zmq_send(pub, sb.data, sb.size, 0) < 0)
-            train_log("publish %s: %s", topic, zmq_strerror(zmq_errno()));
-        int nodrop = 1;
-        if (zmq_setsockopt(pub, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop) != 0)
-            train_log("ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
+    if (msg_publish_nb(pub, m, err) != 0) {
+        train_log("publish %s: %s", msg_kind_name(m->kind), err);
         (*dropped)++;
     }
-    msgpack_sbuffer_destroy(&sb);
 }
 
 /* EMBED chunks of the embedded rows of [from, to) of one split. */
@@ -619,9 +602,6 @@ static double finish(struct train_eval *e, void *pub, struct train_rundir *rd)
 {
     double t_pub = util_time_mono();
     uint64_t dropped = 0;
-    int on = 1, off = 0;
-    if (zmq_setsockopt(pub, ZMQ_XPUB_NODROP, &on, sizeof on) != 0)
-        train_log("ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
     uint32_t chunks =
         publish_split(e, pub, 0, e->n_tr, MSG_SPLIT_TRAIN, 0, &dropped);
     chunks = publish_split(e, pub, e->n_tr, e->rows, MSG_SPLIT_VAL, chunks,
@@ -641,8 +621,6 @@ static double finish(struct train_eval *e, void *pub, struct train_rundir *rd)
     };
     publish(pub, &end, &dropped);
     publish_featmap(e, pub, &dropped);
-    if (zmq_setsockopt(pub, ZMQ_XPUB_NODROP, &off, sizeof off) != 0)
-        train_log("ZMQ_XPUB_NODROP: %s", zmq_strerror(zmq_errno()));
     double now = util_time_mono();
     double seconds = now - e->t0;
     uint64_t rows = 0;
@@ -686,7 +664,13 @@ double train_eval_poll(struct train_eval *e, struct train_engine *eng,
         e->forwarded++;
     }
     if (e->forwarded == e->n_tickets) {
-        if (!train_net_evaluators_settling(n, TRAIN_SUBSCRIBE_SETTLE_S))
+        /* one deadline per snapshot: an evaluator saying HELLO again and
+         * again cannot hold training paused */
+        double now = util_time_mono();
+        if (e->settle_from == 0)
+            e->settle_from = now;
+        if (now - e->settle_from >= TRAIN_SUBSCRIBE_SETTLE_S ||
+            !train_net_evaluators_settling(n, TRAIN_SUBSCRIBE_SETTLE_S))
             return finish(e, n->pub, rd);
         return 0;
     }

@@ -147,7 +147,7 @@ static void emit(struct train_rundir *rd, const char *line,
     if (rd->pub) {
         char err[ERR_LEN];
         struct msg m = {.kind = MSG_KIND_METRIC, .metric = *mm};
-        if (msg_publish(rd->pub, &m, err) != 0)
+        if (msg_publish_nb(rd->pub, &m, err) != 0)
             train_log("could not publish METRIC: %s", err);
     }
 }
