@@ -190,7 +190,9 @@ static void test_corrupt_files(void)
     char *data = pipe_make_dataset(e, "data", 20, VAL_PER_CLASS, DATA_SEED);
     pipe_add_corrupt(data, DATA_SEED);
     struct line *l = xcalloc(MAX_LINES, sizeof *l);
-    const char *const args[] = {"--steps", "12", NULL};
+    /* 4 of 64 files are corrupt: above the default limits.max_excluded */
+    const char *const args[] = {"--steps", "12", "--set",
+                                "limits.max_excluded=0.5", NULL};
     int n = pipe_run(e, "bad", data, 2, args, NULL, l);
     CU_ASSERT_EQUAL_FATAL(n, 12);
     double epoch0 = 0;

@@ -120,7 +120,9 @@ static void test_failures(void)
     env_init(&e);
     struct line *l = xcalloc(MAX_LINES, sizeof *l);
     const char *const fail[] = {"--fail-mod", "10", NULL};
-    int n = plain_run(&e, "fail", 1, "13", fail, NULL, l);
+    /* 4 of 40 samples fail: above the default limits.max_excluded */
+    const char *const lax[] = {"--set", "limits.max_excluded=0.5", NULL};
+    int n = plain_run(&e, "fail", 1, "13", fail, lax, l);
     CU_ASSERT_EQUAL_FATAL(n, 13);
     /* epoch 0: 5 steps hold the 4 failing samples (0, 10, 20, 30) */
     double sum0 = 0;
@@ -632,7 +634,9 @@ static void test_all_fail(void)
     struct env e;
     env_init(&e);
     const char *const fail[] = {"--fail-mod", "1", NULL};
-    const char *const args[] = {"--steps", "20", NULL};
+    /* every sample may be excluded: the epoch's own check stops the run */
+    const char *const args[] = {"--steps", "20", "--set",
+                                "limits.max_excluded=1", NULL};
     pid_t a = start_loader(&e, "allfail-a", fail);
     usleep(100000);
     pid_t tr = start_trainer(&e, "allfail", args);
@@ -644,6 +648,26 @@ static void test_all_fail(void)
     CU_ASSERT(strstr(log, "epoch 1: 0 usable training samples (40 excluded after "
                           "failures), fewer than one batch of 8") != NULL);
     CU_ASSERT(!file_exists(&e, "allfail/latest"));
+    free(log);
+    env_free(&e);
+}
+
+/* Past limits.max_excluded (default 5%) of the training samples excluded
+ * after decode failures, the run stops with a message that names the
+ * limit, before training on what is left. */
+static void test_excluded_share(void)
+{
+    struct env e;
+    env_init(&e);
+    const char *const fail[] = {"--fail-mod", "10", NULL};
+    const char *const args[] = {"--steps", "20", NULL};
+    pid_t tr = start_trainer(&e, "share", args);
+    pid_t a = start_loader(&e, "share-a", fail);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 1);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
+    char *log = read_text(&e, "share/log");
+    CU_ASSERT(strstr(log, "more than limits.max_excluded = 0.05") != NULL);
+    CU_ASSERT(strstr(log, "done at step") == NULL);
     free(log);
     env_free(&e);
 }
@@ -700,6 +724,7 @@ int main(int argc, char **argv)
         {"result_metric", test_result_metric},
         {"data_flag", test_data_flag},
         {"all_fail", test_all_fail},
+        {"excluded_share", test_excluded_share},
         {"returned_tickets", test_returned_tickets},
         {NULL, NULL},
     };

@@ -380,7 +380,7 @@ void train_eval_issue(struct train_eval *e, struct train_tickets *tk,
         int b = e->buf_of[k] >= 0 ? e->buf_of[k] : free_buf(e);
         if (b < 0)
             return;
-        struct train_client *c = train_tickets_loader(tk, n);
+        struct train_client *c = train_tickets_loader(tk, n, 0);
         if (!c)
             return;
         e->bufs[b].used = true;
@@ -430,7 +430,11 @@ void train_eval_accept(struct train_eval *e, struct train_tickets *tk,
     }
     struct msg_ticket t;
     ticket_msg(e, (uint32_t)k, &t);
-    if (b->work != MSG_WORK_EVAL) {
+    if (!was_held) {
+        errf(err,
+             "eval BATCH for ticket %016" PRIx64 ", which it does not hold",
+             b->ticket);
+    } else if (b->work != MSG_WORK_EVAL) {
         errf(err, "BATCH work '%s' for an eval ticket", msg_work_name(b->work));
     } else if (train_tickets_check_answer(e->cfg, (uint32_t)e->classes, b, &t,
                                           err) == 0) {

@@ -188,7 +188,7 @@ static void handle_return(struct train *t, struct train_client *c,
                           const struct msg_return *r)
 {
     for (uint32_t i = 0; i < r->n; i++)
-        if (train_tickets_drop(c, r->tickets[i]))
+        if (train_tickets_drop(&t->tickets, c, r->tickets[i]))
             reissue(t, r->tickets[i]);
     train_log("%s returned %" PRIu32 " tickets", c->name, r->n);
 }
@@ -196,7 +196,7 @@ static void handle_return(struct train *t, struct train_client *c,
 static void handle_batch(struct train *t, struct train_client *c,
                          const struct msg_batch *b)
 {
-    bool was_held = train_tickets_drop(c, b->ticket);
+    bool was_held = train_tickets_drop(&t->tickets, c, b->ticket);
     if (train_tickets_kind(b->ticket) == TRAIN_TICKET_EVAL)
         train_eval_accept(t->eval, &t->tickets, &t->net, c, b, was_held);
     else
@@ -392,6 +392,18 @@ void train_hub_serve(struct train *t)
     struct train_client *c;
     while ((c = train_net_silent(&t->net, why, sizeof why)))
         train_hub_remove(t, c, why);
+    /* tickets past their deadline go to another loader; the first answer
+     * wins (the bytes of a ticket do not depend on who makes them) */
+    uint64_t ticket;
+    while ((ticket = train_tickets_next_expired(&t->tickets, &t->net))) {
+        if (t->tickets.expired <= TRAIN_BAD_LOG_FIRST ||
+            t->tickets.expired % 1000 == 0)
+            train_log("ticket %016" PRIx64 " missed its deadline of %.1f s "
+                      "(%" PRIu64 " so far): it goes to another loader",
+                      ticket, train_tickets_deadline(&t->tickets),
+                      t->tickets.expired);
+        reissue(t, ticket);
+    }
     train_net_beat(&t->net);
     train_hub_sweep(t);
 }

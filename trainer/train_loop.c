@@ -157,6 +157,11 @@ static void write_metrics(struct train *t, uint32_t epoch,
         {"failures", (double)failures},
         {"samples", (double)r->n},
         {"bad_messages", (double)t->net.bad_messages},
+        {"refused",
+         (double)(t->net.role_refusals + train_net_key_refusals(&t->net))},
+        {"clients_dropped", (double)t->net.clients_dropped},
+        {"tickets_expired", (double)t->tickets.expired},
+        {"results_limited", (double)t->net.results_limited},
     };
     char extra[64];
     snprintf(extra, sizeof extra, ",\"batch_hash\":\"%016" PRIx64 "\"",
@@ -327,6 +332,18 @@ static int turn(struct train *t)
     if (computing && train_engine_idle(&t->engine)) {
         step_finish(t, cur);
         computing = false;
+    }
+    const struct train_sampler *sm = &t->steps.sampler;
+    if ((double)sm->n_failed >
+            t->cfg.limits.max_excluded * (double)sm->n_train &&
+        !t->ctl.fatal[0]) {
+        snprintf(t->ctl.fatal, sizeof t->ctl.fatal,
+                 "%" PRIu64 " of %" PRIu64 " training samples are excluded "
+                 "after decode failures, more than limits.max_excluded = %g: "
+                 "stopping (check the dataset's files; the failures are in "
+                 "the log)",
+                 sm->n_failed, sm->n_train, t->cfg.limits.max_excluded);
+        t->ctl.fatal_code = 1;
     }
     if (t->rundir.write_failed[0] && !t->ctl.fatal[0])
         stop_on_write_failure(t, "metrics write failed",

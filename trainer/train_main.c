@@ -245,6 +245,7 @@ static void open_sockets(struct train *t)
                        err) != 0)
         die("%s", err);
     t->rundir.pub = t->net.pub;
+    t->tickets.timeout_s = t->cfg.limits.ticket_timeout_s;
     train_log("work endpoint %s, broadcast %s%s", t->cfg.run.endpoint,
               t->cfg.run.broadcast, keyed ? " (CurveZMQ)" : "");
     if (exposed && !keyed)

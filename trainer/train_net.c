@@ -228,6 +228,7 @@ struct train_client *train_net_add(struct train_net *n, const uint8_t *id,
     c->role = h->role;
     c->hold.credit = credit;
     c->hold.held = xcalloc(credit ? credit : 1, sizeof *c->hold.held);
+    c->hold.sent = xcalloc(credit ? credit : 1, sizeof *c->hold.sent);
     c->last_seen = util_time_mono();
     c->joined_at = c->last_seen;
     n->clients[n->n_clients++] = c;
@@ -247,6 +248,7 @@ void train_net_detach(struct train_net *n, struct train_client *c)
 void train_net_free_client(struct train_client *c)
 {
     free(c->hold.held);
+    free(c->hold.sent);
     free(c);
 }
 

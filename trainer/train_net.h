@@ -35,8 +35,14 @@ struct config;
 struct train_hold {
     uint32_t credit; /* most tickets it may hold */
     uint64_t *held;  /* (credit) ticket ids out to it */
+    double *sent;    /* (credit) when each went out; TRAIN_HOLD_EXPIRED:
+                       * its deadline passed and it went to another loader
+                       * (still counted against credit until answered) */
     uint32_t n_held;
+    uint32_t expired_streak; /* deadlines missed since its last answer */
+    uint32_t env_streak;     /* answers with environmental failures in a row */
 };
+#define TRAIN_HOLD_EXPIRED (-1.0)
 
 struct train_client {
     uint8_t id[256]; /* ROUTER routing id */

@@ -8,6 +8,8 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "config.h"
 #include "hash.h"
 #include "train_log.h"
@@ -43,6 +45,9 @@ void train_step_init(struct train_step *st, const struct config *c,
                 s->pixels[g] = xmalloc_aligned((size_t)group_views(c, g) * B *
                                                group_plane(c, g));
         s->tstate = xmalloc((size_t)st->sampler.tickets_per_step);
+        s->tries = xmalloc((size_t)st->sampler.tickets_per_step);
+        s->avoid =
+            xmalloc((size_t)st->sampler.tickets_per_step * sizeof *s->avoid);
     }
     struct train_step_job *j = &st->job;
     j->batch = (int)B;
@@ -64,6 +69,8 @@ void train_step_free(struct train_step *st)
         for (int g = 0; g < 2; g++)
             util_free_aligned(s->pixels[g]);
         free(s->tstate);
+        free(s->tries);
+        free(s->avoid);
     }
     free(st->job.keep);
     train_sampler_free(&st->sampler);
@@ -130,6 +137,8 @@ void train_step_open(struct train_step *st, uint64_t total)
         memset(s->ok, 0, (size_t)sm->batch);
         memset(s->labels, 0, (size_t)sm->batch * sizeof *s->labels);
         memset(s->tstate, TICKET_UNISSUED, (size_t)sm->tickets_per_step);
+        memset(s->tries, 0, (size_t)sm->tickets_per_step);
+        memset(s->avoid, 0, (size_t)sm->tickets_per_step * sizeof *s->avoid);
         s->tickets_done = 0;
         st->next_open++;
     }
@@ -174,7 +183,7 @@ void train_step_issue(struct train_step *st, struct train_tickets *tk,
         for (int k = 0; k < st->sampler.tickets_per_step; k++) {
             if (s->tstate[k] != TICKET_UNISSUED)
                 continue;
-            struct train_client *c = train_tickets_loader(tk, n);
+            struct train_client *c = train_tickets_loader(tk, n, s->avoid[k]);
             if (!c)
                 return;
             struct msg_ticket t;
@@ -229,6 +238,48 @@ static void copy_samples(const struct train_step *st, struct train_slot *s,
     }
 }
 
+/* Failures of the file itself exclude the sample; environmental ones
+ * send the ticket to another loader (up to TRAIN_ENV_TRIES answers), the
+ * samples that arrived kept. Returns true when the ticket is done. */
+static bool take_failures(struct train_step *st, struct train_slot *s, int k,
+                          struct train_client *c, const struct msg_batch *b)
+{
+    uint32_t env = 0;
+    for (uint32_t i = 0; i < b->n_failures; i++) {
+        const struct msg_failure *f = &b->failures[i];
+        if (f->fail_class == MSG_FAIL_ENV) {
+            env++;
+            continue;
+        }
+        if (train_sampler_exclude(&st->sampler, f->index, s->epoch))
+            train_log("sample %" PRIu64 " (%s) failed: %s; excluded from "
+                      "epoch %" PRIu32 " on",
+                      f->index, f->path, f->reason, s->epoch + 1);
+    }
+    if (env == 0) {
+        c->hold.env_streak = 0;
+        return true;
+    }
+    if (++c->hold.env_streak >= TRAIN_ENV_DROP && !c->drop[0])
+        snprintf(c->drop, sizeof c->drop,
+                 "answered %u tickets in a row with I/O-type failures",
+                 c->hold.env_streak);
+    if (++s->tries[k] < TRAIN_ENV_TRIES) {
+        s->avoid[k] = c->client_id;
+        s->tstate[k] = TICKET_UNISSUED;
+        train_log("%s could not load %" PRIu32 " sample(s) of step %" PRIu64
+                  " (first: %s: %s); they go to another loader",
+                  c->name, env, s->step, b->failures[0].path,
+                  b->failures[0].reason);
+        return false;
+    }
+    train_log("step %" PRIu64 ": %" PRIu32 " sample(s) failed to load %d "
+              "times for reasons of the loaders' own (I/O, memory, time): "
+              "this step trains without them; they stay in the dataset",
+              s->step, env, TRAIN_ENV_TRIES);
+    return true;
+}
+
 void train_step_accept(struct train_step *st, struct train_tickets *tk,
                        struct train_net *n, struct train_client *c,
                        const struct msg_batch *b, bool was_held)
@@ -245,21 +296,19 @@ void train_step_accept(struct train_step *st, struct train_tickets *tk,
     }
     struct msg_ticket t;
     ticket_of(st, s, k, &t);
-    if (b->work != MSG_WORK_TRAIN) {
+    if (!was_held) {
+        errf(err, "BATCH for ticket %" PRIu64 ", which it does not hold",
+             b->ticket);
+    } else if (b->work != MSG_WORK_TRAIN) {
         errf(err, "BATCH work '%s' for a train ticket", msg_work_name(b->work));
     } else if (train_tickets_check_answer(st->cfg, st->n_classes, b, &t, err) ==
                0) {
         copy_samples(st, s, &t, b);
-        for (uint32_t i = 0; i < b->n_failures; i++) {
-            const struct msg_failure *f = &b->failures[i];
-            if (train_sampler_exclude(&st->sampler, f->index, s->epoch))
-                train_log("sample %" PRIu64 " (%s) failed: %s; excluded from "
-                          "epoch %" PRIu32 " on",
-                          f->index, f->path, f->reason, s->epoch + 1);
-        }
-        s->tstate[k] = TICKET_DONE;
-        s->tickets_done++;
         c->batches++;
+        if (take_failures(st, s, k, c, b)) {
+            s->tstate[k] = TICKET_DONE;
+            s->tickets_done++;
+        }
         return;
     }
     train_net_bad_message(n, c->name, err);

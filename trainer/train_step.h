@@ -23,6 +23,12 @@
 
 struct config;
 
+/* Answers with environmental failures (I/O error, missing file, worker
+ * killed or timed out) a ticket may get, each time from another loader if
+ * there is one, before its step trains without those samples (never
+ * excluding them on one loader's word). */
+#define TRAIN_ENV_TRIES 3
+
 /* Steps whose tickets may be out at once, the computing one included: the
  * bound on the trainer's batch memory whatever the loaders' credit. */
 #define TRAIN_WINDOW 3
@@ -39,6 +45,9 @@ struct train_slot {
     int32_t *labels;      /* (batch) */
     uint8_t *pixels[2];   /* group g: (views, batch, C, size, size) */
     uint8_t *tstate;      /* (tickets_per_step) enum train_ticket_state */
+    uint8_t *tries;       /* (tickets_per_step) answers with env failures */
+    uint64_t *avoid;      /* (tickets_per_step) client_id that last failed
+                           * it for environmental reasons, or 0 */
     int tickets_done;
 };
 

@@ -5,6 +5,8 @@
 
 #include <inttypes.h>
 
+#include <stdio.h>
+
 #include "config.h"
 #include "util.h"
 
@@ -14,18 +16,34 @@ enum train_ticket_kind train_tickets_kind(uint64_t ticket)
                                             : TRAIN_TICKET_TRAIN;
 }
 
-struct train_client *train_tickets_loader(struct train_tickets *tk,
-                                          struct train_net *n)
+static bool has_credit(const struct train_client *c)
 {
+    return c->role == MSG_ROLE_LOADER && !c->drop[0] &&
+        c->hold.n_held < c->hold.credit;
+}
+
+struct train_client *train_tickets_loader(struct train_tickets *tk,
+                                          struct train_net *n, uint64_t avoid)
+{
+    struct train_client *fallback = NULL;
+    int at = 0;
     for (int i = 0; i < n->n_clients; i++) {
         struct train_client *c = n->clients[(tk->rr + i) % n->n_clients];
-        if (c->role == MSG_ROLE_LOADER && !c->drop[0] &&
-            c->hold.n_held < c->hold.credit) {
-            tk->rr = (tk->rr + i + 1) % n->n_clients;
-            return c;
+        if (!has_credit(c))
+            continue;
+        if (avoid && c->client_id == avoid) {
+            if (!fallback) {
+                fallback = c;
+                at = i;
+            }
+            continue;
         }
+        tk->rr = (tk->rr + i + 1) % n->n_clients;
+        return c;
     }
-    return NULL;
+    if (fallback)
+        tk->rr = (tk->rr + at + 1) % n->n_clients;
+    return fallback;
 }
 
 void train_tickets_send(struct train_net *n, struct train_client *c,
@@ -36,15 +54,26 @@ void train_tickets_send(struct train_net *n, struct train_client *c,
     /* recorded even when the send fails: the client is then dropped and
      * the ticket re-issued with its others */
     train_net_send_client(n, c, &m);
-    c->hold.held[c->hold.n_held++] = t->ticket;
+    c->hold.held[c->hold.n_held] = t->ticket;
+    c->hold.sent[c->hold.n_held++] = util_time_mono();
 }
 
-bool train_tickets_drop(struct train_client *c, uint64_t ticket)
+bool train_tickets_drop(struct train_tickets *tk, struct train_client *c,
+                        uint64_t ticket)
 {
     struct train_hold *h = &c->hold;
     for (uint32_t j = 0; j < h->n_held; j++)
         if (h->held[j] == ticket) {
-            h->held[j] = h->held[--h->n_held];
+            double sent = h->sent[j];
+            h->n_held--;
+            h->held[j] = h->held[h->n_held];
+            h->sent[j] = h->sent[h->n_held];
+            if (sent != TRAIN_HOLD_EXPIRED) {
+                double s = util_time_mono() - sent;
+                tk->answer_s =
+                    tk->answer_s > 0 ? 0.9 * tk->answer_s + 0.1 * s : s;
+                h->expired_streak = 0;
+            }
             return true;
         }
     return false;
@@ -55,10 +84,38 @@ bool train_tickets_held(const struct train_net *n, uint64_t ticket)
     for (int i = 0; i < n->n_clients; i++) {
         const struct train_hold *h = &n->clients[i]->hold;
         for (uint32_t j = 0; j < h->n_held; j++)
-            if (h->held[j] == ticket)
+            if (h->held[j] == ticket && h->sent[j] != TRAIN_HOLD_EXPIRED)
                 return true;
     }
     return false;
+}
+
+double train_tickets_deadline(const struct train_tickets *tk)
+{
+    double measured = TRAIN_DEADLINE_FACTOR * tk->answer_s;
+    return measured > tk->timeout_s ? measured : tk->timeout_s;
+}
+
+uint64_t train_tickets_next_expired(struct train_tickets *tk,
+                                    struct train_net *n)
+{
+    double now = util_time_mono(), deadline = train_tickets_deadline(tk);
+    for (int i = 0; i < n->n_clients; i++) {
+        struct train_client *c = n->clients[i];
+        struct train_hold *h = &c->hold;
+        for (uint32_t j = 0; j < h->n_held; j++) {
+            if (h->sent[j] == TRAIN_HOLD_EXPIRED || now - h->sent[j] < deadline)
+                continue;
+            h->sent[j] = TRAIN_HOLD_EXPIRED;
+            tk->expired++;
+            if (++h->expired_streak >= TRAIN_EXPIRED_DROP && !c->drop[0])
+                snprintf(c->drop, sizeof c->drop,
+                         "missed %u ticket deadlines in a row",
+                         h->expired_streak);
+            return h->held[j];
+        }
+    }
+    return 0;
 }
 
 void train_tickets_forget(struct train_tickets *tk)

@@ -31,21 +31,43 @@ enum train_ticket_kind { TRAIN_TICKET_TRAIN, TRAIN_TICKET_EVAL };
 
 enum train_ticket_kind train_tickets_kind(uint64_t ticket);
 
+/* Missed deadlines in a row, and answers with environmental failures in a
+ * row, after which a loader is dropped. */
+#define TRAIN_EXPIRED_DROP 3
+#define TRAIN_ENV_DROP 5
+/* Deadline: limits.ticket_timeout_s, or this many times the measured
+ * time from a ticket's send to its answer when that is longer. */
+#define TRAIN_DEADLINE_FACTOR 4.0
+
 struct train_tickets {
     int rr;              /* round-robin start among the clients */
     uint64_t duplicates; /* late or duplicate BATCHes dropped */
+    uint64_t expired;    /* tickets whose deadline passed */
+    double answer_s;     /* moving average send -> answer */
+    double timeout_s;    /* limits.ticket_timeout_s */
 };
 
-/* The next loader (round-robin) with free credit, or NULL. */
+/* The next loader (round-robin) with free credit, or NULL; a loader whose
+ * client_id is avoid (0: none) only when no other has credit. */
 struct train_client *train_tickets_loader(struct train_tickets *tk,
-                                          struct train_net *n);
+                                          struct train_net *n, uint64_t avoid);
 /* Sends ticket m to loader c and records that c holds it. */
 void train_tickets_send(struct train_net *n, struct train_client *c,
                         const struct msg_ticket *m);
-/* Forgets that c holds the ticket; true when it did. */
-bool train_tickets_drop(struct train_client *c, uint64_t ticket);
-/* True when some client holds the ticket. */
+/* Forgets that c holds the ticket; true when it did (also after its
+ * deadline passed: the first answer wins). An answer in time feeds the
+ * measured answer time. */
+bool train_tickets_drop(struct train_tickets *tk, struct train_client *c,
+                        uint64_t ticket);
+/* True when some client holds the ticket before its deadline. */
 bool train_tickets_held(const struct train_net *n, uint64_t ticket);
+/* The current deadline of a ticket, in seconds after its send. */
+double train_tickets_deadline(const struct train_tickets *tk);
+/* The next ticket whose deadline passed, marked expired at its holder (who
+ * may still answer it first); 0 when none. A loader that misses
+ * TRAIN_EXPIRED_DROP deadlines in a row is marked to be dropped. */
+uint64_t train_tickets_next_expired(struct train_tickets *tk,
+                                    struct train_net *n);
 /* A client leaves: the round robin starts over. */
 void train_tickets_forget(struct train_tickets *tk);
 
