@@ -199,7 +199,8 @@ static void cell(FILE *out, double v, const char *fmt)
         fputs("<td class=\"dim\">–</td>", out);
 }
 
-static void pick_line(FILE *out, const struct sweep_report *r, const char *what, int i)
+static void pick_line(FILE *out, const struct sweep_report *r, const char *what, int i,
+                      bool label_free)
 {
     fprintf(out, "<li>%s: ", what);
     if (i < 0) {
@@ -213,7 +214,7 @@ static void pick_line(FILE *out, const struct sweep_report *r, const char *what,
             number(gap, sizeof gap,
                    r->runs[r->pick_linear].linear_top1 - r->runs[i].linear_top1);
             fprintf(out, " (not the probe's pick: linear_top1 %s lower)", gap);
-        } else if (r->pick_linear >= 0) {
+        } else if (r->pick_linear >= 0 && label_free) {
             fputs(" (the probe's pick)", out);
         }
     }
@@ -241,9 +242,9 @@ void sweep_report_html(FILE *out, const struct sweep_report *r, const char *swee
             "negative, lower loss &harr; higher accuracy): loss <b id=\"rho_loss\">%s"
             "</b>, scaled loss <b id=\"rho_scaled\">%s</b>.</p>\n<ul class=\"picks\">\n",
             r->n_corr, a, b);
-    pick_line(out, r, "lowest loss", r->pick_loss);
-    pick_line(out, r, "lowest scaled loss", r->pick_scaled);
-    pick_line(out, r, "highest linear_top1 (uses labels)", r->pick_linear);
+    pick_line(out, r, "lowest loss", r->pick_loss, true);
+    pick_line(out, r, "lowest scaled loss", r->pick_scaled, true);
+    pick_line(out, r, "highest linear_top1 (uses labels)", r->pick_linear, false);
     fputs("</ul>\n<h2>Runs</h2>\n<table class=\"runs\"><tr><th>run</th><th>config "
           "differences</th><th>steps</th><th>loss</th><th>scaled loss</th><th>inv</th>"
           "<th>sigreg</th><th>probe_acc_val</th><th>knn_top1</th><th>linear_top1</th>"

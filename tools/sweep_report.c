@@ -251,7 +251,12 @@ void sweep_report_free(struct sweep_report *r)
 
 static void json_number(FILE *out, double v)
 {
-    if (isfinite(v))
+    /* the shortest of %.15g / %.17g that reads back exactly */
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.15g", v);
+    if (isfinite(v) && strtod(buf, NULL) == v)
+        fputs(buf, out);
+    else if (isfinite(v))
         fprintf(out, "%.17g", v);
     else
         fputs("null", out);
