@@ -113,6 +113,10 @@ struct config_loss {
 };
 
 /* [optim]: AdamW, the schedule and the length of the run. */
+enum config_probe_schedule {
+    CONFIG_PROBE_SCHEDULE_CONSTANT,     /* the probe's lr at every step */
+    CONFIG_PROBE_SCHEDULE_COSINE,       /* the encoder's warm-up and cosine */
+};
 struct config_optim {
     int64_t batch;                      /* samples per step */
     int64_t steps;                      /* total steps (the cap with minutes) */
@@ -120,6 +124,7 @@ struct config_optim {
     int64_t timing_steps;               /* steps measured to fix the budget */
     double lr, weight_decay;
     double probe_lr, probe_weight_decay;
+    int probe_schedule;                 /* enum config_probe_schedule */
     double beta1, beta2, eps;
     double warmup_epochs, warmup_fraction;  /* warm-up = min of the two */
     double final_lr_ratio;              /* cosine ends at lr * this */

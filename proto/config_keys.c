@@ -53,6 +53,7 @@ static const char *const preset_names[] = {
 };
 static const char *const stem_names[] = {"auto", "small", "imagenet", NULL};
 static const char *const embed_names[] = {"cls", "cls_mean", NULL};
+static const char *const probe_schedule_names[] = {"constant", "cosine", NULL};
 
 #define PATH_LEN (CONFIG_STR_LEN - 1)
 #define STEPS_MAX INT64_C(1000000000)
@@ -213,6 +214,10 @@ static const struct config_key key_table[] = {
               "learning rate of the online probe"),
     KEY_FLOAT(optim, probe_weight_decay, 0.0, 10.0, "1e-7",
               "weight decay of the online probe"),
+    KEY_ENUM(optim, probe_schedule, probe_schedule_names, "constant",
+             "the online probe's lr schedule: constant (probe_lr at every "
+             "step) or cosine (the encoder's warm-up and cosine decay to "
+             "final_lr_ratio); the encoder's gradients do not depend on it"),
     KEY_FLOAT(optim, beta1, 0.0, 0.999999, "0.9", "AdamW beta1"),
     KEY_FLOAT(optim, beta2, 0.0, 0.999999999, "0.999", "AdamW beta2"),
     KEY_FLOAT(optim, eps, 1e-12, 1.0, "1e-8", "AdamW epsilon"),

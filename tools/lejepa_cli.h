@@ -4,7 +4,8 @@
  * (lejepa_run.c), `embed` exports a checkpoint's embeddings of a dataset
  * split (lejepa_embed.c), `export` writes its backbone's weights for
  * PyTorch (lejepa_export.c), `keys` makes CurveZMQ key files
- * (lejepa_keys.c). Each takes the arguments after its name
+ * (lejepa_keys.c), `sweep` trains a grid of runs and reports which one
+ * its loss would pick (lejepa_sweep.c). Each takes the arguments after its name
  * (argv[0] is the subcommand) and returns the process exit status.
  */
 #ifndef LEJEPA_CLI_H
@@ -14,5 +15,6 @@ int lejepa_run_main(int argc, char **argv);
 int lejepa_embed_main(int argc, char **argv);
 int lejepa_export_main(int argc, char **argv);
 int lejepa_keys_main(int argc, char **argv);
+int lejepa_sweep_main(int argc, char **argv);
 
 #endif

@@ -14,6 +14,8 @@ static void usage(FILE *out)
     fprintf(out,
         "usage: lejepa run [options]     train: trainer, loaders, evaluators and a\n"
         "                                monitor as processes on this machine\n"
+        "       lejepa sweep [options]   runs over a grid of config values, one after\n"
+        "                                another, and a label-free selection report\n"
         "       lejepa embed [options]   a checkpoint's embeddings of a dataset split\n"
         "                                as .npy files\n"
         "       lejepa export [options]  a checkpoint's backbone as torchvision /\n"
@@ -35,6 +37,8 @@ int main(int argc, char **argv)
         compute_passive_reexec(argv);
     if (strcmp(cmd, "run") == 0)
         return lejepa_run_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "sweep") == 0)
+        return lejepa_sweep_main(argc - 1, argv + 1);
     if (strcmp(cmd, "keys") == 0)
         return lejepa_keys_main(argc - 1, argv + 1);
     if (strcmp(cmd, "embed") == 0)

@@ -5,7 +5,12 @@
 
 #include <math.h>
 
+#include "config.h"
 #include "util.h"
+
+_Static_assert((int)ADAMW_SCHEDULE_CONSTANT == (int)CONFIG_PROBE_SCHEDULE_CONSTANT &&
+               (int)ADAMW_SCHEDULE_COSINE == (int)CONFIG_PROBE_SCHEDULE_COSINE,
+               "enum adamw_schedule follows enum config_probe_schedule");
 
 void adamw_init(struct adamw *o, double beta1, double beta2, double eps)
 {
@@ -19,13 +24,21 @@ void adamw_init(struct adamw *o, double beta1, double beta2, double eps)
 
 void adamw_step(struct adamw *o, struct params *p, double lr_factor)
 {
+    double factors[PARAMS_N_GROUPS];
+    for (int g = 0; g < PARAMS_N_GROUPS; g++)
+        factors[g] = lr_factor;
+    adamw_step_groups(o, p, factors);
+}
+
+void adamw_step_groups(struct adamw *o, struct params *p, const double *factors)
+{
     o->t++;
     const float b1 = (float)o->beta1, b2 = (float)o->beta2;
     const double bc1 = 1.0 - pow(o->beta1, (double)o->t);
     const double bc2 = 1.0 - pow(o->beta2, (double)o->t);
     for (size_t i = 0; i < p->learn.n; i++) {
         const struct params_entry *e = &p->learn.e[i];
-        const double lr = o->group[e->group].lr * lr_factor;
+        const double lr = o->group[e->group].lr * factors[e->group];
         const float decay = (float)(1.0 - lr * o->group[e->group].weight_decay);
         /* PyTorch: p -= lr * (m / bc1) / (sqrt(v / bc2) + eps) */
         const float step_size = (float)(lr / bc1);
@@ -58,4 +71,17 @@ double adamw_schedule(long step, long warmup, long total, double final_ratio)
     if (progress > 1.0)
         progress = 1.0;
     return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + cos(M_PI * progress));
+}
+
+double adamw_group_factor(enum adamw_schedule kind, long step, long warmup,
+                          long total, double final_ratio)
+{
+    switch (kind) {
+    case ADAMW_SCHEDULE_CONSTANT:
+        return 1.0;
+    case ADAMW_SCHEDULE_COSINE:
+        return adamw_schedule(step, warmup, total, final_ratio);
+    }
+    CHECK(!"unknown adamw_schedule");
+    return 1.0;
 }
