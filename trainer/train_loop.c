@@ -31,6 +31,13 @@ static double lr_factor(const struct train *t, uint64_t step)
                           t->cfg.optim.final_lr_ratio);
 }
 
+static double probe_factor(const struct train *t, uint64_t step)
+{
+    return adamw_group_factor((enum adamw_schedule)t->cfg.optim.probe_schedule,
+                              (long)step, t->prog.warmup, (long)t->prog.total,
+                              t->cfg.optim.final_lr_ratio);
+}
+
 void train_engine_init(struct train *t)
 {
     char err[ERR_LEN];
@@ -372,7 +379,8 @@ static int turn(struct train *t)
         if (t->prog.start_time == 0)
             t->prog.start_time = util_time_mono();
         train_step_submit(&t->steps, &t->engine, ready,
-                          lr_factor(t, t->prog.step));
+                          lr_factor(t, t->prog.step),
+                          probe_factor(t, t->prog.step));
         return -1;
     case GATE_WAIT:
         return -1;

@@ -382,18 +382,27 @@ static void step_job(struct train_engine *e, void *arg)
     for (int g = 0; g < m->n_groups; g++)
         lejepa_load_pixels(m, g, s->pixels[g], e->mean, e->std);
     lejepa_forward_backward(m, s->labels, s->step, &r->losses);
-    if (lejepa_check_finite(m, &r->losses, s->step, r->err) != 0)
+    if (lejepa_check_finite(m, &r->losses, s->step, r->err) != 0) {
         r->finite = false;
-    else
-        adamw_step(&e->opt, &m->p, j->lr_factor);
+    } else {
+        /* the probe learns on its own schedule (optim.probe_schedule): it
+         * reads detached embeddings, so the encoder's gradients do not
+         * depend on it */
+        double f[PARAMS_N_GROUPS];
+        f[PARAMS_GROUP_ENCODER] = j->lr_factor;
+        f[PARAMS_GROUP_PROBE] = j->probe_factor;
+        adamw_step_groups(&e->opt, &m->p, f);
+    }
     r->seconds = util_time_mono() - t0;
 }
 
 void train_step_submit(struct train_step *st, struct train_engine *e,
-                       struct train_slot *s, double lr_factor)
+                       struct train_slot *s, double lr_factor,
+                       double probe_factor)
 {
     s->computing = true;
     st->job.slot = s;
     st->job.lr_factor = lr_factor;
+    st->job.probe_factor = probe_factor;
     train_engine_submit(e, step_job, &st->job);
 }

@@ -67,8 +67,9 @@ struct train_step_job {
     struct train_slot *slot;
     int batch, channels;
     int views[2], size[2]; /* per group: view count, crop size */
-    double lr_factor;
-    int *keep; /* (batch) scratch */
+    double lr_factor;      /* the encoder's schedule at this step */
+    double probe_factor;   /* the online probe's (optim.probe_schedule) */
+    int *keep;             /* (batch) scratch */
     struct train_step_result result;
 };
 
@@ -110,6 +111,7 @@ struct train_slot *train_step_ready(struct train_step *st, uint64_t step);
 /* Hands the slot to the compute thread; the result is st->job.result once
  * train_engine_idle. */
 void train_step_submit(struct train_step *st, struct train_engine *e,
-                       struct train_slot *s, double lr_factor);
+                       struct train_slot *s, double lr_factor,
+                       double probe_factor);
 
 #endif
