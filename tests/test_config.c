@@ -166,7 +166,7 @@ static void test_errors_name_line_and_key(void)
     CU_ASSERT(contains(err, "t.ini:2: unknown section [viws]; did you mean [views]?"));
     CU_ASSERT_EQUAL(load("[run]\nseed = 1\n[nothing_like_it]\n", err), -1);
     CU_ASSERT(contains(err, "t.ini:3: unknown section [nothing_like_it] "
-                            "(sections: run, views, model, loss, optim, eval)"));
+                            "(sections: run, views, model, loss, optim, eval, limits)"));
 
     CU_ASSERT_EQUAL(load("[run]\nseed = 1\nthis line has no equals sign\n", err), -1);
     CU_ASSERT(contains(err, "t.ini:3: cannot read \"this line has no equals sign\""));

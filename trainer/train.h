@@ -114,6 +114,11 @@ int train_loop_run(struct train *t, volatile sig_atomic_t *signals);
 /* train_hub.c: every waiting message of the work socket (a bounded burst),
  * then heartbeats and silence. */
 void train_hub_serve(struct train *t);
+/* One decoded message of peer id (frame: its body frame, for the sender's
+ * key identity). Everything train_hub_serve does per message; exported for
+ * the message-handler fuzz target. */
+void train_hub_handle(struct train *t, const uint8_t *id, size_t id_len,
+                      zmq_msg_t *frame, const struct msg *m);
 /* A client leaves (BYE, silence, HELLO again): its tickets go to others. */
 void train_hub_remove(struct train *t, struct train_client *c, const char *why);
 /* Removes the clients a send marked to drop (train_client.drop). */

@@ -303,8 +303,8 @@ static int check_key_role(struct train *t, const uint8_t *id, size_t id_len,
     return -1;
 }
 
-static void handle(struct train *t, const uint8_t *id, size_t id_len,
-                   zmq_msg_t *frame, const struct msg *m)
+void train_hub_handle(struct train *t, const uint8_t *id, size_t id_len,
+                      zmq_msg_t *frame, const struct msg *m)
 {
     char why[ERR_LEN];
     if (m->kind == MSG_KIND_HELLO) {
@@ -379,7 +379,7 @@ void train_hub_serve(struct train *t)
         struct msg m;
         int rc = train_net_recv(&t->net, id, &id_len, &frame, &m);
         if (rc == 1)
-            handle(t, id, id_len, &frame, &m);
+            train_hub_handle(t, id, id_len, &frame, &m);
         zmq_msg_close(&frame);
         if (rc == 0)
             break;
