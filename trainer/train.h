@@ -59,6 +59,7 @@ struct train_progress {
     uint64_t last_ckpt_step;
     bool have_ckpt;
     double start_time, timing_t0;
+    uint64_t first_step; /* step at which this process began (a resume) */
 };
 
 /* What the step lines and metrics average over a log interval. */

@@ -13,6 +13,12 @@
 #include "util.h"
 
 static FILE *log_file;
+/* Lines logged before the run directory exists (the trainer checks its
+ * data and binds its ports first, so a bad --data or a busy port leaves no
+ * run directory): kept here and written first when the file opens. */
+#define TRAIN_LOG_EARLY_MAX (256 * 1024)
+static char *early;
+static size_t early_len;
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
 int train_log_open(const char *path, char *err)
@@ -22,6 +28,13 @@ int train_log_open(const char *path, char *err)
         return errf(err, "%s: %s", path, strerror(errno));
     pthread_mutex_lock(&log_mu);
     log_file = f;
+    if (early_len) {
+        fwrite(early, 1, early_len, f);
+        fflush(f);
+    }
+    free(early);
+    early = NULL;
+    early_len = 0;
     pthread_mutex_unlock(&log_mu);
     return 0;
 }
@@ -39,9 +52,14 @@ void train_log_raw(const char *text)
 {
     pthread_mutex_lock(&log_mu);
     fputs(text, stderr);
+    size_t n = strlen(text);
     if (log_file) {
         fputs(text, log_file);
         fflush(log_file);
+    } else if (early_len + n <= TRAIN_LOG_EARLY_MAX) {
+        early = xrealloc(early, early_len + n + 1);
+        memcpy(early + early_len, text, n + 1);
+        early_len += n;
     }
     pthread_mutex_unlock(&log_mu);
 }

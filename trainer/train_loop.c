@@ -59,6 +59,7 @@ void train_engine_init(struct train *t)
         die("%s", err);
     }
     p->warmup = warmup_steps(t);
+    p->first_step = p->step;
     train_log(
         "model: %d parameters tensors, embedding %d, projection %d, %" PRIu32
         " classes; %" PRIu64 " steps per epoch (batch %d, the last partial "
@@ -136,6 +137,36 @@ static void fix_total(struct train *t)
                         t->steps.sampler.epoch, v, 2, NULL);
 }
 
+/* "1h02m03s" (or "4m05s", "6s") into out. */
+static void format_span(char *out, size_t n, double s)
+{
+    long v = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+    if (v >= 3600)
+        snprintf(out, n, "%ldh%02ldm%02lds", v / 3600, v / 60 % 60, v % 60);
+    else if (v >= 60)
+        snprintf(out, n, "%ldm%02lds", v / 60, v % 60);
+    else
+        snprintf(out, n, "%lds", v);
+}
+
+/* Elapsed training time of this process and the time left at its pace
+ * ("ETA ...?" while a time budget is still being measured). */
+static void progress_text(const struct train *t, char *out, size_t n)
+{
+    const struct train_progress *p = &t->prog;
+    double elapsed = p->start_time > 0 ? util_time_mono() - p->start_time : 0;
+    uint64_t done = p->step - p->first_step;
+    char a[32], b[32];
+    format_span(a, sizeof a, elapsed);
+    if (done == 0 || p->step >= p->total) {
+        snprintf(out, n, "elapsed %s", a);
+        return;
+    }
+    format_span(b, sizeof b,
+                elapsed / (double)done * (double)(p->total - p->step));
+    snprintf(out, n, "elapsed %s, ETA %s%s", a, b, p->total_fixed ? "" : "?");
+}
+
 static void write_metrics(struct train *t, uint32_t epoch,
                           const struct train_step_result *r)
 {
@@ -175,12 +206,14 @@ static void write_metrics(struct train *t, uint32_t epoch,
              r->hash);
     train_metrics_write(&t->rundir, MSG_SOURCE_TRAIN, t->prog.step, epoch, v,
                         (int)(sizeof v / sizeof v[0]), extra);
+    char when[96];
+    progress_text(t, when, sizeof when);
     train_log("step %" PRIu64 "/%" PRIu64 " epoch %" PRIu32
               " loss %.5f inv %.5f "
               "sigreg %.5f lr %.3g probe_acc %.3f %.1f img/s loaders %d "
-              "failures %" PRIu64,
+              "failures %" PRIu64 " (%s)",
               t->prog.step, t->prog.total, epoch, v[0].value, v[1].value,
-              v[2].value, v[3].value, probe_acc, ips, loaders, failures);
+              v[2].value, v[3].value, probe_acc, ips, loaders, failures, when);
     uint64_t skipped = iv->skipped_steps;
     *iv = (struct train_interval){.t0 = now, .skipped_steps = skipped};
 }

@@ -215,7 +215,6 @@ static void open_run_dir(struct train *t)
     if (train_rundir_open(&t->rundir, t->cfg.run.dir, t->cfg.run.name,
                           t->resume[0] != 0, err) != 0)
         die("%s", err);
-    t->config_text = config_to_string(&t->cfg);
     train_log("run %s in %s%s%s", t->cfg.run.name, t->rundir.dir,
               t->resume[0] ? ", resuming " : "", t->resume);
     train_log_raw("effective config:\n");
@@ -364,13 +363,20 @@ int main(int argc, char **argv)
     parse_args(t, argc, argv);
     compute_set_threads((int)t->cfg.run.threads);
     util_stop_signals_init();
-    open_run_dir(t);
+    t->config_text = config_to_string(&t->cfg);
+    /* Everything that can refuse the run does so before the run directory
+     * exists: an existing run's name, a bad --data, a busy port. */
+    char err[ERR_LEN];
+    if (!t->resume[0] &&
+        train_rundir_check_fresh(t->cfg.run.dir, t->cfg.run.name, err) != 0)
+        die("%s", err);
     load_dataset(t);
     /* With the dataset known, the model is built before the sockets open, so
      * no client waits for its WELCOME while the arenas are allocated. */
     if (t->data.known)
         train_engine_init(t);
     open_sockets(t);
+    open_run_dir(t);
     int code = train_loop_run(t, util_stop_signals());
     code = finish(t, code);
     free(t);

@@ -54,6 +54,8 @@ static int metrics_open(struct train_rundir *rd, char *err)
 static int refuse_fresh(const char *dir, char *err)
 {
     DIR *d = opendir(dir);
+    if (!d && errno == ENOENT)
+        return 0;
     if (!d)
         return errf(err, "%s: %s", dir, strerror(errno));
     struct dirent *e;
@@ -72,6 +74,13 @@ static int refuse_fresh(const char *dir, char *err)
                     "run another --name",
                     dir, newest, dir);
     return 0;
+}
+
+int train_rundir_check_fresh(const char *parent, const char *name, char *err)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/%s", parent, name);
+    return refuse_fresh(dir, err);
 }
 
 int train_rundir_open(struct train_rundir *rd, const char *parent,

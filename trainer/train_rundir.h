@@ -37,6 +37,9 @@ struct train_rundir {
 int train_rundir_open(struct train_rundir *rd, const char *parent,
                       const char *name, bool resuming, char *err);
 void train_rundir_close(struct train_rundir *rd);
+/* The refusal of a fresh run where checkpoints exist, before anything is
+ * created (train_rundir_open checks again under the lock). 0 or -1. */
+int train_rundir_check_fresh(const char *parent, const char *name, char *err);
 /* config.ini, atomically; -1 with err. */
 int train_rundir_save_config(const struct train_rundir *rd, const char *text,
                              char *err);
