@@ -21,6 +21,7 @@ packages=(
   libcunit1-dev                                   # unit tests
   clang libclang-rt-14-dev                        # libFuzzer + sanitizers
   clang-format                                    # tools/check_format.sh
+  iproute2                                        # network namespaces (tests/test_netns.c)
   dataset-fashion-mnist                           # the bundled default dataset
   chromium                                        # renders the dashboard in its test
 )
