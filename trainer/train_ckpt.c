@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,6 +20,18 @@
 #include "ckpt.h"
 #include "train.h"
 #include "util.h"
+
+/* Fault injection for tests/test_faults.c: LEJEPA_TRAIN_FAULT=NAME:STEP
+ * kills the process with SIGKILL at the point NAME of step STEP, as a power
+ * loss would. Unset (always, outside that test) it does nothing. */
+static void fault_point(const char *name, uint64_t step)
+{
+    const char *spec = getenv("LEJEPA_TRAIN_FAULT");
+    size_t n = strlen(name);
+    if (spec && strncmp(spec, name, n) == 0 && spec[n] == ':' &&
+        strtoull(spec + n + 1, NULL, 10) == step)
+        raise(SIGKILL);
+}
 
 static int cmp_u64_desc(const void *a, const void *b)
 {
@@ -119,6 +132,7 @@ int train_ckpt_write(struct train *t, char *err)
     free(excluded);
     if (rc != 0)
         return -1;
+    fault_point("ckpt-before-latest", t->prog.step);
     char text[80];
     int n = snprintf(text, sizeof text, "%s\n", name);
     if (util_write_file_atomic(latest, text, (size_t)n, err) != 0)

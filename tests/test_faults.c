@@ -1,0 +1,255 @@
+/*
+ * test_faults.c: faults injected into a run, each with the invariant that
+ * must hold (issue 12, the bounded form that CI runs):
+ * - kill_points: the trainer killed (SIGKILL) between writing a checkpoint
+ *   and updating `latest`, and at a moment of the test's choosing, then
+ *   resumed: every step of the resumed run has the batch hash and loss of an
+ *   uninterrupted run, and no temp file is left; a corrupt newest
+ *   checkpoint is passed over for the one before, with a note.
+ * - disk_full: the run directory on a tmpfs that fills up: the first failed
+ *   checkpoint write stops the run (exit 1) naming the last good
+ *   checkpoint, which then resumes the run to its end.
+ * - trainer_restart: real loaders wait while the trainer is killed and
+ *   started again on the same address: they find it and serve again, and
+ *   the batches are the uninterrupted run's.
+ * - stopped_loader: one of two loaders stopped (SIGSTOP) past the silence
+ *   limit and continued: the run finishes with the same batches.
+ */
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test_pipeline_util.h"
+#include "test_train_util.h"
+#include "testing.h"
+#include "util.h"
+
+/* Files named "*.tmp.*" left in dir (util_atomic_open's temp names). */
+static int count_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strstr(e->d_name, ".tmp.") != NULL;
+    closedir(d);
+    return n;
+}
+
+static int run_to_end(const struct env *e, const char *name,
+                      const char *const *args)
+{
+    pid_t tr = start_trainer(e, name, args);
+    pid_t ld = start_loader(e, "end-loader", NULL);
+    int code = testing_wait_exit(tr, RUN_TIMEOUT_S);
+    CU_ASSERT_EQUAL(testing_wait_exit(ld, 10), 0);
+    return code;
+}
+
+static void test_kill_points(void)
+{
+    struct env e;
+    env_init(&e);
+    struct line *ref = xcalloc(MAX_LINES, sizeof *ref), *l = xcalloc(MAX_LINES, sizeof *l);
+    const char *const every[] = {"--set", "run.ckpt_every=4", "--set",
+                                 "run.keep_ckpts=0", NULL};
+    int nref = plain_run(&e, "ref", 1, "20", NULL, every, ref);
+    CU_ASSERT_EQUAL_FATAL(nref, 20);
+
+    /* 1. killed after ckpt-8 is written, before `latest` names it */
+    const char *const run[] = {"--steps", "20", "--set", "run.ckpt_every=4",
+                               "--set", "run.keep_ckpts=0", NULL};
+    setenv("LEJEPA_TRAIN_FAULT", "ckpt-before-latest:8", 1);
+    pid_t tr = start_trainer(&e, "cut", run);
+    unsetenv("LEJEPA_TRAIN_FAULT");
+    pid_t ld = start_loader(&e, "cut-loader", NULL);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 128 + SIGKILL);
+    kill(ld, SIGTERM);
+    testing_wait_exit(ld, 10);
+    CU_ASSERT(file_exists(&e, "cut/ckpt-8.safetensors"));
+    char *latest = read_text(&e, "cut/latest");
+    CU_ASSERT(latest && strncmp(latest, "ckpt-4.", 7) == 0);
+    free(latest);
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/cut", e.dir);
+    const char *const again[] = {"--resume", dir, NULL};
+    CU_ASSERT_EQUAL(run_to_end(&e, "cut", again), 0);
+    int n = read_lines(&e, "cut", l);
+    /* steps 1-8, then 5-20 again from ckpt-4: each as in the reference */
+    CU_ASSERT(n >= 20);
+    CU_ASSERT_EQUAL(l[n - 1].step, 20u);
+    check_same(l, n, ref, nref, 0);
+    CU_ASSERT_EQUAL(count_tmp(dir), 0);
+
+    /* 2. killed at a moment of our choosing, mid-step */
+    const char *const run2[] = {"--steps", "20", "--set", "run.ckpt_every=4",
+                                NULL};
+    tr = start_trainer(&e, "kill", run2);
+    ld = start_loader(&e, "kill-loader", NULL);
+    CU_ASSERT(wait_lines(&e, "kill", 11, 30));
+    kill(tr, SIGKILL);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, 10), 128 + SIGKILL);
+    kill(ld, SIGTERM);
+    testing_wait_exit(ld, 10);
+    snprintf(dir, sizeof dir, "%s/kill", e.dir);
+    /* and the newest checkpoint corrupted: one flipped byte at its end */
+    char *text = read_text(&e, "kill/latest");
+    CU_ASSERT_FATAL(text != NULL);
+    text[strcspn(text, "\n")] = '\0';
+    char ck[4400];
+    snprintf(ck, sizeof ck, "%s/%s", dir, text);
+    FILE *f = fopen(ck, "r+b");
+    CU_ASSERT_FATAL(f != NULL);
+    fseek(f, -3, SEEK_END);
+    int c = fgetc(f);
+    fseek(f, -3, SEEK_END);
+    fputc(c ^ 0x5a, f);
+    fclose(f);
+    const char *const again2[] = {"--resume", dir, NULL};
+    CU_ASSERT_EQUAL(run_to_end(&e, "kill", again2), 0);
+    char *log = read_text(&e, "kill/log");
+    CU_ASSERT(log && strstr(log, "does not verify") != NULL);
+    CU_ASSERT(log && strstr(log, "the newest checkpoint that verifies") != NULL);
+    free(log);
+    free(text);
+    n = read_lines(&e, "kill", l);
+    CU_ASSERT_EQUAL(l[n - 1].step, 20u);
+    check_same(l, n, ref, nref, 0);
+    CU_ASSERT_EQUAL(count_tmp(dir), 0);
+    free(ref);
+    free(l);
+    env_free(&e);
+}
+
+static void test_disk_full(void)
+{
+    struct env e;
+    env_init(&e);
+    char small[4200];
+    snprintf(small, sizeof small, "%s/small", e.dir);
+    CU_ASSERT_FATAL(mkdir(small, 0755) == 0);
+    /* room for the log, metrics and about two checkpoints of the tiny model */
+    CU_ASSERT_FATAL(mount("tmpfs", small, "tmpfs", 0, "size=640k") == 0);
+    const char *const args[] = {"--out", small, "--steps", "40", "--set",
+                                "run.ckpt_every=1", "--set", "run.keep_ckpts=0",
+                                NULL};
+    int code = run_to_end(&e, "full", args);
+    CU_ASSERT_EQUAL(code, 1);
+    char *out = read_text(&e, "full.out");
+    const char *at = out ? strstr(out, "The last good checkpoint is ckpt-") : NULL;
+    CU_ASSERT(at != NULL);
+    /* that checkpoint, copied off the full disk, resumes the run */
+    if (at) {
+        unsigned long step = strtoul(at + strlen("The last good checkpoint is ckpt-"),
+                                     NULL, 10);
+        CU_ASSERT(step >= 1 && step < 40);
+        char cmd[9000];
+        snprintf(cmd, sizeof cmd, "cp -r %s/full %s/saved", small, e.dir);
+        CU_ASSERT_FATAL(system(cmd) == 0);
+        char ck[4400], rel[64];
+        snprintf(rel, sizeof rel, "saved/ckpt-%lu.safetensors", step);
+        snprintf(ck, sizeof ck, "%s/%s", e.dir, rel);
+        CU_ASSERT(file_exists(&e, rel));
+        const char *const resume[] = {"--resume", ck, "--name", "saved", NULL};
+        CU_ASSERT_EQUAL(run_to_end(&e, "saved", resume), 0);
+        struct line *l = xcalloc(MAX_LINES, sizeof *l);
+        int n = read_lines(&e, "saved", l);
+        CU_ASSERT(n > 0 && l[n - 1].step == 40u);
+        free(l);
+    }
+    free(out);
+    CU_ASSERT(umount(small) == 0);
+    env_free(&e);
+}
+
+static void test_trainer_restart(void)
+{
+    struct env *e = pipe_case_begin();
+    char *data = pipe_make_dataset(e, "data", 10, 2, 5);
+    struct line *ref = xcalloc(MAX_LINES, sizeof *ref), *l = xcalloc(MAX_LINES, sizeof *l);
+    const char *const args[] = {"--steps", "24", "--set", "run.ckpt_every=4", NULL};
+    int nref = pipe_run(e, "ref", data, 1, args, NULL, ref);
+    CU_ASSERT_EQUAL_FATAL(nref, 24);
+    pid_t tr = start_trainer(e, "again", args);
+    pipe_track(tr);
+    CU_ASSERT(wait_text(e, "again/log", "work endpoint", 20));
+    pid_t a = pipe_start_loader(e, "again-a", data, NULL, NULL);
+    pid_t b = pipe_start_loader(e, "again-b", data, NULL, NULL);
+    CU_ASSERT(wait_lines(e, "again", 9, 60));
+    kill(tr, SIGKILL);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, 10), 128 + SIGKILL);
+    /* the loaders keep running, waiting for a trainer on the address */
+    sleep(1);
+    CU_ASSERT(kill(a, 0) == 0 && kill(b, 0) == 0);
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/again", e->dir);
+    const char *const resume[] = {"--resume", dir, NULL};
+    tr = start_trainer(e, "again", resume);
+    pipe_track(tr);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT(pipe_count_text(e, "again/log", "again-a joined") >= 2);
+    pipe_stop_loader(a);
+    pipe_stop_loader(b);
+    int n = read_lines(e, "again", l);
+    CU_ASSERT(n > 0 && l[n - 1].step == 24u);
+    check_same(l, n, ref, nref, 0);
+    free(ref);
+    free(l);
+    free(data);
+    pipe_case_end();
+}
+
+static void test_stopped_loader(void)
+{
+    struct env e;
+    env_init(&e);
+    struct line *ref = xcalloc(MAX_LINES, sizeof *ref), *l = xcalloc(MAX_LINES, sizeof *l);
+    int nref = plain_run(&e, "ref", 1, "30", NULL, NULL, ref);
+    CU_ASSERT_EQUAL_FATAL(nref, 30);
+    const char *const args[] = {"--steps", "30", NULL};
+    const char *const slow[] = {"--delay-ms", "40", NULL};
+    pid_t tr = start_trainer(&e, "stop", args);
+    pid_t a = start_loader(&e, "stop-a", slow);
+    pid_t b = start_loader(&e, "stop-b", slow);
+    CU_ASSERT(wait_lines(&e, "stop", 4, 30));
+    kill(a, SIGSTOP);
+    sleep(7);   /* past the 5 silent heartbeats */
+    kill(a, SIGCONT);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    testing_wait_exit(a, 10);
+    testing_wait_exit(b, 10);
+    int n = read_lines(&e, "stop", l);
+    CU_ASSERT_EQUAL(n, 30);
+    check_same(l, n, ref, nref, 0);
+    free(ref);
+    free(l);
+    env_free(&e);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct testing_case all[] = {
+        {"kill_points", test_kill_points},
+        {"disk_full", test_disk_full},
+        {"trainer_restart", test_trainer_restart},
+        {"stopped_loader", test_stopped_loader},
+        {NULL, NULL},
+    };
+    pipe_init();
+    if (argc < 2)
+        return testing_run("faults", all);
+    for (int i = 0; all[i].name; i++)
+        if (strcmp(all[i].name, argv[1]) == 0) {
+            struct testing_case one[] = {all[i], {NULL, NULL}};
+            return testing_run("faults", one);
+        }
+    fprintf(stderr, "test_faults: no case '%s'\n", argv[1]);
+    return 2;
+}
