@@ -83,6 +83,17 @@ int client_watch_open(struct client_watch *w, void *ctx, void *sock, bool keyed,
 enum client_auth client_watch_check(struct client_watch *w, const char *endpoint, char *text);
 void client_watch_close(struct client_watch *w);
 
+/* ---- --connect ----------------------------------------------------------
+ * libzmq takes a malformed endpoint such as 127.0.0.1:5555 (no tcp://) and
+ * a client would wait for a WELCOME that never comes: clients check their
+ * --connect first. */
+#define CLIENT_HINT_PORT "5555"     /* the default work port, in hints */
+
+/* 0 when endpoint is tcp://HOST:PORT (PORT 1..65535) or ipc://PATH; else -1
+ * with err naming the endpoint, what is wrong and, when one can be guessed,
+ * "did you mean tcp://...?". */
+int client_endpoint_check(const char *endpoint, char *err);
+
 /* "NAME/PID/COUNTER" into out (CLIENT_ROUTING_ID_MAX bytes). */
 void client_routing_id(char *out, const char *name, unsigned counter);
 
