@@ -65,13 +65,16 @@ enum client_auth {
  * looks like from here, but a keyless server's first few refusals look the
  * same before one arrives as a mechanism mismatch (libzmq 4.3 on loopback:
  * 1-4 of them), and so does a trainer restarting mid-handshake: a verdict
- * needs this many in a row without a mismatch or a success. */
+ * needs this many in a row without a mismatch or a success. The same holds
+ * the other way: a keyless client's greeting is closed by a CURVE trainer,
+ * most often before the mismatch can be read; this many in a row mean the
+ * trainer requires keys. */
 #define CLIENT_AUTH_CLOSED_REPEAT 10
 
 struct client_watch {
     void *pair;                 /* the monitor's events; NULL when closed */
     bool keyed;                 /* the watched socket was given keys */
-    int closed_in_row;          /* keyed handshakes closed by the server */
+    int closed_in_row;          /* handshakes closed by the server */
     uint64_t failures;          /* handshake failures seen */
 };
 
