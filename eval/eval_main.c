@@ -20,8 +20,9 @@
 
 #include <vips/vips.h>
 
-#include "eval.h"
+#include "client.h"
 #include "compute.h"
+#include "eval.h"
 #include "util.h"
 
 static void usage(FILE *out)
@@ -133,6 +134,8 @@ static void parse_args(int argc, char **argv, struct eval_opts *o)
         die("offline mode needs both --train PREFIX and --val PREFIX");
     if (!offline && !o->endpoint)
         die("--connect tcp://HOST:5555 or --train PREFIX --val PREFIX is required");
+    if (o->endpoint && client_endpoint_check(o->endpoint, err) < 0)
+        die("--connect %s", err);
     if (offline && (o->tasks & EVAL_TASK_SEGMAP))
         die("--tasks segmap needs a trainer's FEATMAP (--connect); offline: knn,linear");
     if (!offline && o->json)

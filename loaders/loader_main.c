@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "dataset.h"
 #include "loader.h"
 #include "loader_work.h"
@@ -114,6 +115,9 @@ static void parse_args(int argc, char **argv, struct loader_opts *o)
         die("unexpected argument '%s' (see --help)", argv[optind]);
     if (!o->endpoint)
         die("--connect is required, e.g. --connect tcp://127.0.0.1:5555");
+    char err[ERR_LEN];
+    if (client_endpoint_check(o->endpoint, err) < 0)
+        die("--connect %s", err);
     if (!o->data)
         die("--data is required: the dataset root (DIR/train/<class>/...)");
     keys_client_load(&o->keys);

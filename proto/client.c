@@ -9,10 +9,90 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "util.h"
+
+/* ---- --connect ----------------------------------------------------------- */
+
+/* True when s is a whole decimal port number 1..65535. */
+static bool is_port(const char *s)
+{
+    if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 5)
+        return false;
+    long p = strtol(s, NULL, 10);
+    return p >= 1 && p <= 65535;
+}
+
+/* The tcp endpoint hostport was probably meant as: HOST:PORT as given,
+ * HOST alone with the default port, or nothing to suggest (""). */
+static void tcp_guess(char *out, size_t cap, const char *hostport)
+{
+    const char *colon = strrchr(hostport, ':');
+    out[0] = '\0';
+    if (!*hostport || strchr(hostport, '/') || strchr(hostport, ' '))
+        return;
+    if (!colon)
+        snprintf(out, cap, "tcp://%s:" CLIENT_HINT_PORT, hostport);
+    else if (colon == hostport || hostport[0] == '*')
+        snprintf(out, cap, "tcp://127.0.0.1:%s",
+                 is_port(colon + 1) ? colon + 1 : CLIENT_HINT_PORT);
+    else if (is_port(colon + 1))
+        snprintf(out, cap, "tcp://%s", hostport);
+    else if (!colon[1])
+        snprintf(out, cap, "tcp://%s" CLIENT_HINT_PORT, hostport);
+}
+
+static int endpoint_error(char *err, const char *ep, const char *what, const char *guess)
+{
+    if (guess[0])
+        return errf(err, "%.300s: %s; did you mean %.300s?", ep, what, guess);
+    return errf(err, "%.300s: %s; expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:"
+                CLIENT_HINT_PORT, ep, what);
+}
+
+int client_endpoint_check(const char *ep, char *err)
+{
+    char guess[700];
+    const char *sep = strstr(ep, "://");
+    if (!sep) {
+        /* "tcp:HOST:PORT" and "tcp:/HOST:PORT" too */
+        const char *rest = ep;
+        if (strncmp(rest, "tcp:", 4) == 0)
+            rest += 4 + strspn(rest + 4, "/");
+        tcp_guess(guess, sizeof guess, rest);
+        return endpoint_error(err, ep, "not a ZeroMQ endpoint (no transport such as "
+                              "tcp://)", guess);
+    }
+    size_t tlen = (size_t)(sep - ep);
+    const char *rest = sep + 3;
+    if (tlen == 3 && strncmp(ep, "ipc", 3) == 0) {
+        if (!*rest)
+            return errf(err, "%.300s: ipc:// needs the path of a socket file", ep);
+        return 0;
+    }
+    tcp_guess(guess, sizeof guess, rest);
+    if (tlen != 3 || strncmp(ep, "tcp", 3) != 0) {
+        char what[64];
+        snprintf(what, sizeof what, "transport '%.*s' is not one a trainer binds "
+                 "(tcp or ipc)", (int)(tlen < 16 ? tlen : 16), ep);
+        return endpoint_error(err, ep, what, guess);
+    }
+    const char *colon = strrchr(rest, ':');
+    if (!colon || colon[1] == '\0')
+        return endpoint_error(err, ep, "no port", guess);
+    if (colon == rest || rest[0] == '*')
+        return endpoint_error(err, ep, "a client needs the trainer's host, not a "
+                              "wildcard", guess);
+    if (!is_port(colon + 1)) {
+        char what[80];
+        snprintf(what, sizeof what, "port '%.16s' is not a number in 1..65535", colon + 1);
+        return endpoint_error(err, ep, what, "");
+    }
+    return 0;
+}
 
 void client_routing_id(char *out, const char *name, unsigned counter)
 {
@@ -189,6 +269,17 @@ enum client_auth client_watch_check(struct client_watch *w, const char *endpoint
                      "not prove the expected server key, so it is not the trainer you were "
                      "given (--server-key)", where, w->closed_in_row);
                 return CLIENT_AUTH_SERVER_KEY;
+            }
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+            /* A CURVE server closes a keyless greeting at once: the mismatch
+             * is reported only when our side read its greeting first, which
+             * on loopback may not happen for dozens of attempts. */
+            w->failures++;
+            if (++w->closed_in_row >= CLIENT_AUTH_CLOSED_REPEAT) {
+                errf(text, "%s requires CurveZMQ keys (it closed %d handshakes in a row "
+                     "without keys): start this client with --key FILE --server-key FILE",
+                     where, w->closed_in_row);
+                return CLIENT_AUTH_MISMATCH;
             }
         }
     }

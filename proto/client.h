@@ -65,13 +65,16 @@ enum client_auth {
  * looks like from here, but a keyless server's first few refusals look the
  * same before one arrives as a mechanism mismatch (libzmq 4.3 on loopback:
  * 1-4 of them), and so does a trainer restarting mid-handshake: a verdict
- * needs this many in a row without a mismatch or a success. */
+ * needs this many in a row without a mismatch or a success. The same holds
+ * the other way: a keyless client's greeting is closed by a CURVE trainer,
+ * most often before the mismatch can be read; this many in a row mean the
+ * trainer requires keys. */
 #define CLIENT_AUTH_CLOSED_REPEAT 10
 
 struct client_watch {
     void *pair;                 /* the monitor's events; NULL when closed */
     bool keyed;                 /* the watched socket was given keys */
-    int closed_in_row;          /* keyed handshakes closed by the server */
+    int closed_in_row;          /* handshakes closed by the server */
     uint64_t failures;          /* handshake failures seen */
 };
 
@@ -82,6 +85,17 @@ int client_watch_open(struct client_watch *w, void *ctx, void *sock, bool keyed,
  * with a sentence for the user in text (ERR_LEN bytes) naming endpoint. */
 enum client_auth client_watch_check(struct client_watch *w, const char *endpoint, char *text);
 void client_watch_close(struct client_watch *w);
+
+/* ---- --connect ----------------------------------------------------------
+ * libzmq takes a malformed endpoint such as 127.0.0.1:5555 (no tcp://) and
+ * a client would wait for a WELCOME that never comes: clients check their
+ * --connect first. */
+#define CLIENT_HINT_PORT "5555"     /* the default work port, in hints */
+
+/* 0 when endpoint is tcp://HOST:PORT (PORT 1..65535) or ipc://PATH; else -1
+ * with err naming the endpoint, what is wrong and, when one can be guessed,
+ * "did you mean tcp://...?". */
+int client_endpoint_check(const char *endpoint, char *err);
 
 /* "NAME/PID/COUNTER" into out (CLIENT_ROUTING_ID_MAX bytes). */
 void client_routing_id(char *out, const char *name, unsigned counter);

@@ -62,8 +62,8 @@ void config_defaults(struct config *c)
         char why[ERR_LEN];
         if (config_parse_value(&keys[i], keys[i].def, key_field(c, &keys[i]),
                                why) < 0) {
-            fprintf(stderr, "lejepa: config table: default %s.%s = \"%s\": %s\n",
-                    keys[i].section, keys[i].key, keys[i].def, why);
+            fprintf(stderr, "%s: config table: default %s.%s = \"%s\": %s\n",
+                    util_program(), keys[i].section, keys[i].key, keys[i].def, why);
             CHECK(!"every default in config_keys.c parses");
         }
     }

@@ -56,7 +56,7 @@ uint32_t hash_crc32c_ref(uint32_t crc, const void *data, size_t len)
 static uint32_t le32(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
+        (uint32_t)p[3] << 24;
 }
 
 uint32_t hash_crc32c(uint32_t crc, const void *data, size_t len)
@@ -67,9 +67,9 @@ uint32_t hash_crc32c(uint32_t crc, const void *data, size_t len)
     for (; len >= 8; p += 8, len -= 8) {
         uint32_t lo = crc ^ le32(p), hi = le32(p + 4);
         crc = crc_table[7][lo & 0xffu] ^ crc_table[6][(lo >> 8) & 0xffu] ^
-              crc_table[5][(lo >> 16) & 0xffu] ^ crc_table[4][lo >> 24] ^
-              crc_table[3][hi & 0xffu] ^ crc_table[2][(hi >> 8) & 0xffu] ^
-              crc_table[1][(hi >> 16) & 0xffu] ^ crc_table[0][hi >> 24];
+            crc_table[5][(lo >> 16) & 0xffu] ^ crc_table[4][lo >> 24] ^
+            crc_table[3][hi & 0xffu] ^ crc_table[2][(hi >> 8) & 0xffu] ^
+            crc_table[1][(hi >> 16) & 0xffu] ^ crc_table[0][hi >> 24];
     }
     for (; len > 0; p++, len--)
         crc = crc_table[0][(crc ^ *p) & 0xffu] ^ (crc >> 8);

@@ -16,10 +16,29 @@
 
 #include "lejepa_version.h"
 
+/* "" until util_set_program: then the name the kernel was given (argv[0]'s
+ * last part), so every program is named without a call in its main. */
+static char program_name[64];
+
+void util_set_program(const char *name)
+{
+    const char *slash = name ? strrchr(name, '/') : NULL;
+    snprintf(program_name, sizeof program_name, "%s",
+             slash ? slash + 1 : name ? name : "");
+}
+
+const char *util_program(void)
+{
+    if (program_name[0])
+        return program_name;
+    const char *n = program_invocation_short_name;
+    return n && n[0] ? n : "lejepa";
+}
+
 void util_check_failed(const char *file, int line, const char *expr)
 {
-    fprintf(stderr, "lejepa: internal error at %s:%d: CHECK(%s) failed\n",
-            file, line, expr);
+    fprintf(stderr, "%s: internal error at %s:%d: CHECK(%s) failed\n",
+            util_program(), file, line, expr);
     fflush(stderr);
     abort();
 }
@@ -39,7 +58,7 @@ void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("lejepa: ", stderr);
+    fprintf(stderr, "%s: ", util_program());
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);

@@ -33,7 +33,13 @@ void util_check_failed(const char *file, int line, const char *expr)
  * returns -1, so detectors can write `return errf(err, "...", ...);`. */
 int errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Start-up failures: print "lejepa: <message>" to stderr and exit(2). */
+/* The name errors start with: util_set_program's (its last path part),
+ * else the program's own (program_invocation_short_name: lejepa-train,
+ * lejepa-loader, ...). */
+void util_set_program(const char *name);
+const char *util_program(void);
+
+/* Start-up failures: print "PROGRAM: <message>" to stderr and exit(2). */
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* Allocation that exits with a message on failure; the caller frees with

@@ -294,7 +294,7 @@ void zap_stop(struct zap_handler *z)
         return;
     /* PAIR over inproc: the peer is connected, so this send cannot block */
     if (zmq_send(z->ctl, "", 0, 0) < 0)
-        fprintf(stderr, "lejepa: zap_stop: %s\n", zmq_strerror(zmq_errno()));
+        fprintf(stderr, "%s: zap_stop: %s\n", util_program(), zmq_strerror(zmq_errno()));
     pthread_join(z->thread, NULL);
     zmq_close(z->ctl);
     z->ctl = z->rep = z->ctl_peer = NULL;

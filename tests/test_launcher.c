@@ -5,6 +5,11 @@
  *   run     a few steps: exit 0, finite losses in metrics.jsonl, one log
  *           per process and prefixed lines on the terminal
  *   sigint  SIGINT midway: exit 0 and a final checkpoint named by `latest`
+ *   keys    --keys DIR: every process keyed (CurveZMQ), pairs made or reused,
+ *           the allow-list written with a hand-added line kept
+ *   bind    --bind 127.0.0.1 --keys DIR with the work port taken: another
+ *           port, said aloud, and the run keyed on it
+ *   resume  --resume RUN continues a finished run in its directory
  * Both check that no process of the run is left: the pids the launcher
  * printed are gone and no process has this test's directory on its
  * command line (loader workers included).
@@ -12,10 +17,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +30,7 @@
 #include <vips/vips.h>
 
 #include "json.h"
+#include "keys.h"
 #include "test_imgdir.h"
 #include "test_train_util.h"
 #include "testing.h"
@@ -41,8 +49,11 @@ static char *path_in(const char *fmt, const char *a, const char *b)
     return p;
 }
 
-/* Starts `lejepa run` with its terminal output in tmp/<name>.out. */
-static pid_t start_launcher(const char *name, const char *steps)
+/* Starts `lejepa run` with its terminal output in tmp/<name>.out: the tiny
+ * model, endpoints work and bc (NULL: ipc sockets in tmp), then extra
+ * (NULL-ended, may be NULL). */
+static pid_t start_launcher_with(const char *name, const char *steps, const char *work,
+                                 const char *bc, const char *const *extra)
 {
     static char sets[6][4300];
     char *argv[96];
@@ -66,15 +77,26 @@ static pid_t start_launcher(const char *name, const char *steps)
     snprintf(sets[0], sizeof sets[0], "run.dir=%s/runs", tmp);
     snprintf(sets[1], sizeof sets[1], "run.endpoint=ipc://%s/w-%s", tmp, name);
     snprintf(sets[2], sizeof sets[2], "run.broadcast=ipc://%s/b-%s", tmp, name);
+    if (work)
+        snprintf(sets[1], sizeof sets[1], "run.endpoint=%s", work);
+    if (bc)
+        snprintf(sets[2], sizeof sets[2], "run.broadcast=%s", bc);
     snprintf(sets[3], sizeof sets[3], "optim.steps=%s", steps);
     for (int i = 0; i < 4; i++) {
         argv[n++] = "--set";
         argv[n++] = sets[i];
     }
+    for (int i = 0; extra && extra[i]; i++)
+        argv[n++] = (char *)extra[i];
     argv[n] = NULL;
     char out[4400];
     snprintf(out, sizeof out, "%s/%s.out", tmp, name);
     return testing_spawn(out, true, argv);
+}
+
+static pid_t start_launcher(const char *name, const char *steps)
+{
+    return start_launcher_with(name, steps, NULL, NULL, NULL);
 }
 
 static char *read_rel(const char *rel)
@@ -294,11 +316,159 @@ static void test_sigint(void)
     free(out);
 }
 
+/* A finished run: exit 0, and the trainer's log names CurveZMQ and both
+ * loaders (a keyed trainer admits only keyed clients). */
+static void check_keyed_run(const char *name, int status, const char *out)
+{
+    if (status != 0)
+        fprintf(stderr, "launcher output:\n%s\n", out);
+    CU_ASSERT_EQUAL(status, 0);
+    char rel[512];
+    snprintf(rel, sizeof rel, "runs/%s/log", name);
+    char *log = read_rel(rel);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "(CurveZMQ)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "loader loader-1 joined"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "loader loader-2 joined"));
+    free(log);
+    int finite;
+    CU_ASSERT(train_lines(name, &finite) >= 1);
+    if (access(testing_program("eval/lejepa-eval"), X_OK) == 0)
+        CU_ASSERT(source_lines(name, "knn") >= 1);
+    snprintf(rel, sizeof rel, "%s/runs/%s/dashboard.html", tmp, name);
+    CU_ASSERT_EQUAL(access(rel, R_OK), 0);
+    check_nothing_left(out);
+}
+
+static const struct keys_allow_entry *allowed(const struct keys_allow *a, const char *name)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->e[i].name, name) == 0)
+            return &a->e[i];
+    return NULL;
+}
+
+static void test_keys(void)
+{
+    char dir[4300], path[4400], text[512], err[ERR_LEN];
+    snprintf(dir, sizeof dir, "%s/keys", tmp);
+    /* loader-1's pair exists already (reused); a loader on another machine
+     * is in the allow-list already (kept) */
+    struct keys_pair pre, remote;
+    CU_ASSERT_FATAL(keys_generate(&pre, err) == 0);
+    CU_ASSERT_FATAL(keys_write_pair(dir, "loader-1", &pre, false, NULL, NULL, err) == 0);
+    CU_ASSERT_FATAL(keys_generate(&remote, err) == 0);
+    snprintf(path, sizeof path, "%s/allow.txt", dir);
+    snprintf(text, sizeof text, KEYS_ALLOW_MAGIC "\nloader remote-1 %s\n",
+             remote.public_z85);
+    CU_ASSERT_FATAL(util_write_file_atomic(path, text, strlen(text), err) == 0);
+
+    const char *extra[] = {"--keys", dir, NULL};
+    int status = testing_wait_exit(start_launcher_with("k", "6", NULL, NULL, extra),
+                                   RUN_WAIT_S);
+    char *out = read_rel("k.out");
+    check_keyed_run("k", status, out);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "made trainer loader-2"));
+
+    struct stat st;
+    snprintf(path, sizeof path, "%s/trainer.key", dir);
+    CU_ASSERT(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    char pub[KEYS_Z85_LEN + 1];
+    snprintf(path, sizeof path, "%s/loader-1.pub", dir);
+    CU_ASSERT(keys_read_public(path, pub, err) == 0 && strcmp(pub, pre.public_z85) == 0);
+    struct keys_allow a;
+    snprintf(path, sizeof path, "%s/allow.txt", dir);
+    CU_ASSERT_FATAL(keys_allow_load(&a, path, err) == 0);
+    const bool eval = access(testing_program("eval/lejepa-eval"), X_OK) == 0;
+    CU_ASSERT_EQUAL(a.n, eval ? 5u : 4u);
+    const struct keys_allow_entry *e = allowed(&a, "remote-1");
+    CU_ASSERT(e && strcmp(e->public_z85, remote.public_z85) == 0);
+    e = allowed(&a, "loader-1");
+    CU_ASSERT(e && e->role == MSG_ROLE_LOADER && strcmp(e->public_z85, pre.public_z85) == 0);
+    e = allowed(&a, "loader-2");
+    CU_ASSERT(e && e->role == MSG_ROLE_LOADER);
+    e = allowed(&a, "monitor");
+    CU_ASSERT(e && e->role == MSG_ROLE_MONITOR);
+    if (eval) {
+        e = allowed(&a, "eval");
+        CU_ASSERT(e && e->role == MSG_ROLE_EVALUATOR);
+    }
+    keys_allow_free(&a);
+    free(out);
+}
+
+static void test_bind(void)
+{
+    /* a port of our own, listening, stands for another run's */
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    CU_ASSERT_FATAL(s >= 0 && bind(s, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+                    listen(s, 1) == 0 && getsockname(s, (struct sockaddr *)&sa, &len) == 0);
+    int port = ntohs(sa.sin_port);
+    char work[64], bc[64], dir[4300], want[128];
+    snprintf(work, sizeof work, "tcp://127.0.0.1:%d", port);
+    snprintf(bc, sizeof bc, "tcp://127.0.0.1:%d", port == 65535 ? port - 1 : port + 1);
+    snprintf(dir, sizeof dir, "%s/keys", tmp);
+    const char *extra[] = {"--keys", dir, "--bind", "127.0.0.1", NULL};
+    int status = testing_wait_exit(start_launcher_with("b", "6", work, bc, extra),
+                                   RUN_WAIT_S);
+    close(s);
+    char *out = read_rel("b.out");
+    check_keyed_run("b", status, out);
+    snprintf(want, sizeof want, "port %d is in use (another run?): the work endpoint is "
+             "tcp://127.0.0.1:", port);
+    const char *said = strstr(out, want);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(said);
+    int picked = atoi(said + strlen(want));
+    CU_ASSERT(picked > 0 && picked != port);
+    snprintf(want, sizeof want, "work endpoint tcp://127.0.0.1:%d,", picked);
+    char *log = read_rel("runs/b/log");
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, want));
+    free(log);
+    free(out);
+}
+
+static void test_resume(void)
+{
+    int status = testing_wait_exit(start_launcher("u", "3"), RUN_WAIT_S);
+    CU_ASSERT_EQUAL_FATAL(status, 0);
+    double first = last_value("u", "train", "step");
+    /* the run's own config, data and directory: only --resume and --steps.
+     * No evaluator: a resumed trainer does not wait for one before its
+     * first step, and this run's last snapshot comes 3 steps later, maybe
+     * before the evaluator joins, which the trainer then waits 120 s for. */
+    char run[4300];
+    snprintf(run, sizeof run, "%s/runs/u", tmp);
+    char *argv[] = {xstrdup(testing_program("tools/lejepa")), "run", "--resume", run,
+                    "--steps", "6", "--loaders", "2", "--workers", "1", "--evals", "none",
+                    NULL};
+    char outp[4400];
+    snprintf(outp, sizeof outp, "%s/u2.out", tmp);
+    status = testing_wait_exit(testing_spawn(outp, true, argv), RUN_WAIT_S);
+    free(argv[0]);
+    char *out = read_rel("u2.out");
+    if (status != 0)
+        fprintf(stderr, "launcher output:\n%s\n", out);
+    CU_ASSERT_EQUAL(status, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "[lejepa] resuming from "));
+    char *log = read_rel("runs/u/log");
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, ", resuming "));
+    free(log);
+    double last = last_value("u", "train", "step");
+    fprintf(stderr, "  train steps: %g, then %g after --resume\n", first, last);
+    CU_ASSERT(first >= 1 && last > first);
+    check_nothing_left(out);
+    free(out);
+}
+
 int main(int argc, char **argv)
 {
     static const struct testing_case all[] = {
         {"run", test_run},
         {"sigint", test_sigint},
+        {"keys", test_keys},
+        {"bind", test_bind},
+        {"resume", test_resume},
         {NULL, NULL},
     };
     signal(SIGPIPE, SIG_IGN);

@@ -8,6 +8,9 @@
  * the trainer's business (the clients learn the config from WELCOME).
  * Each loader gets half the cores shared among the loaders (at least one
  * worker); the trainer keeps run.threads.
+ * With --keys DIR every process gets its CurveZMQ pair and the trainer an
+ * allow-list of them (lejepa_runnet.c); with --bind the trainer listens
+ * beyond loopback; taken ports are replaced by free ones, said aloud.
  * The end: a first Ctrl-C (SIGINT/SIGTERM) goes to the trainer, which
  * finishes its step and writes a checkpoint. Once the trainer has exited
  * (finished or stopped), loaders get SIGTERM, the monitor leaves on the
@@ -19,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -27,10 +31,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ckpt.h"
 #include "config.h"
 #include "json.h"
 #include "lejepa_cli.h"
 #include "lejepa_proc.h"
+#include "lejepa_runnet.h"
+#include "safetensors.h"
 #include "util.h"
 
 #define RUN_DEFAULT_CONFIG "configs/fashion-mnist.ini"
@@ -64,13 +71,21 @@ struct run_opts {
     int loaders, workers;
     const char *evals;          /* "" or "none": no evaluator */
     const char *minutes, *steps, *name, *data;
-    bool monitor;
+    const char *bind, *keys, *resume;
+    bool monitor, insecure;
 };
 
 struct launcher {
     struct run_opts o;
     struct config cfg;
     char name[CONFIG_STR_LEN], run_dir[4096], endpoint[CONFIG_STR_LEN];
+    /* the trainer's endpoints after --bind; moved: a port was taken, so
+     * they go to the trainer as --set */
+    char work[CONFIG_STR_LEN], broadcast[CONFIG_STR_LEN];
+    bool moved;
+    char set_work[CONFIG_STR_LEN + 16], set_broadcast[CONFIG_STR_LEN + 16];
+    char resume_dir[4096];      /* --resume of a run directory: continue in it */
+    char out_parent[3800];      /* the run directory's parent (--out) */
     struct proc procs[RUN_MAX_LOADERS + 3];
     int role[RUN_MAX_LOADERS + 3];
     int n;
@@ -87,6 +102,7 @@ static void usage(FILE *out)
         "usage: lejepa run [--config FILE] [--set section.key=value ...] [--data DIR]\n"
         "                  [--loaders N] [--workers W] [--evals TASKS] [--minutes M]\n"
         "                  [--steps N] [--name NAME] [--no-monitor]\n"
+        "                  [--keys DIR] [--bind ADDR] [--insecure] [--resume RUN]\n"
         "\n"
         "Trains on this machine: starts lejepa-train, N lejepa-loader, one\n"
         "lejepa-eval with TASKS and lejepa-monitor as separate processes, prefixes\n"
@@ -108,10 +124,24 @@ static void usage(FILE *out)
         "  --steps N       total steps (lejepa-train --steps)\n"
         "  --name NAME     run name (default run.name, else run-YYYYmmdd-HHMMSS)\n"
         "  --no-monitor    no lejepa-monitor (no live dashboard.html)\n"
+        "  --keys DIR      CurveZMQ for every process: the key pairs of the\n"
+        "                  trainer, each loader, the evaluator and the monitor\n"
+        "                  (DIR/NAME.key, .pub; made when missing) and the\n"
+        "                  trainer's allow-list DIR/%s (lines added by hand\n"
+        "                  for clients on other machines are kept)\n"
+        "  --bind ADDR     the trainer listens on ADDR (e.g. 0.0.0.0), so that\n"
+        "                  clients on other machines can join; beyond loopback\n"
+        "                  it needs --keys (or --insecure)\n"
+        "  --insecure      --bind beyond loopback without keys (private networks)\n"
+        "  --resume RUN    continue a run: its directory (from its newest\n"
+        "                  checkpoint, in that directory) or a checkpoint file;\n"
+        "                  its config applies, then --config and --set\n"
+        "Ports in use (another run) are replaced by the next free ones; the\n"
+        "launcher says which.\n"
         "\n"
         "Exit status: the trainer's (0 finished or stopped with a checkpoint);\n"
         "2 on bad arguments.\n",
-        RUN_DEFAULT_CONFIG, RUN_DEFAULT_DATA, RUN_DEFAULT_LOADERS);
+        RUN_DEFAULT_CONFIG, RUN_DEFAULT_DATA, RUN_DEFAULT_LOADERS, RUN_KEYS_ALLOW);
 }
 
 /* lejepa-eval would refuse a bad list only once running: check it first. */
@@ -143,6 +173,10 @@ static void parse_args(int argc, char **argv, struct run_opts *o)
         {"steps", required_argument, NULL, 'S'},
         {"name", required_argument, NULL, 'n'},
         {"no-monitor", no_argument, NULL, 'M'},
+        {"keys", required_argument, NULL, 'k'},
+        {"bind", required_argument, NULL, 'b'},
+        {"insecure", no_argument, NULL, 'I'},
+        {"resume", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -171,6 +205,10 @@ static void parse_args(int argc, char **argv, struct run_opts *o)
         case 'S': o->steps = optarg; break;
         case 'n': o->name = optarg; break;
         case 'M': o->monitor = false; break;
+        case 'k': o->keys = optarg; break;
+        case 'b': o->bind = optarg; break;
+        case 'I': o->insecure = true; break;
+        case 'r': o->resume = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -180,15 +218,119 @@ static void parse_args(int argc, char **argv, struct run_opts *o)
     if (strcmp(o->evals, "none") == 0)
         o->evals = "";
     check_tasks(o->evals);
-    if (o->n_configs == 0 && access(RUN_DEFAULT_CONFIG, R_OK) == 0)
+    if (o->insecure && !o->bind)
+        die("run: --insecure only matters with --bind ADDR");
+    if (o->insecure && o->keys)
+        die("run: --insecure and --keys exclude each other");
+    /* a resumed run keeps its own config: no default file over it */
+    if (o->n_configs == 0 && !o->resume && access(RUN_DEFAULT_CONFIG, R_OK) == 0)
         o->configs[o->n_configs++] = RUN_DEFAULT_CONFIG;
 }
 
-/* The run's config as the trainer will read it: files, then --set. */
+/* --resume RUN: the checkpoint's config, as lejepa-train reads it (RUN a
+ * checkpoint file, or a run directory and the file its `latest` names);
+ * a run directory is where the run goes on. */
+static void load_resume(struct launcher *l)
+{
+    const char *arg = l->o.resume;
+    char ckpt[8400], err[ERR_LEN];
+    struct stat st;
+    if (stat(arg, &st) != 0)
+        die("run: --resume %s: %s", arg, strerror(errno));
+    snprintf(ckpt, sizeof ckpt, "%s", arg);
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(l->resume_dir, sizeof l->resume_dir, "%s", arg);
+        size_t n = strlen(l->resume_dir);
+        while (n > 1 && l->resume_dir[n - 1] == '/')
+            l->resume_dir[--n] = '\0';
+        char latest[4200];
+        snprintf(latest, sizeof latest, "%s/latest", l->resume_dir);
+        char *name = util_read_file(latest, NULL, err);
+        if (!name)
+            die("run: --resume %s: no checkpoint to continue from (%s)", arg, err);
+        name[strcspn(name, "\r\n")] = '\0';
+        snprintf(ckpt, sizeof ckpt, "%s/%s", l->resume_dir, name);
+        free(name);
+    }
+    struct st_file f;
+    if (st_open(&f, ckpt, err) != 0)
+        die("run: --resume: %s", err);
+    const char *fmt = st_meta(&f, "format"), *text = st_meta(&f, "config");
+    if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0 || !text)
+        die("run: --resume %s: not a lejepa-train checkpoint (no config in its "
+            "metadata)", ckpt);
+    if (config_load_string(&l->cfg, text, ckpt, err) != 0)
+        die("%s", err);
+    st_close(&f);
+    proc_say("resuming from %s", ckpt);
+}
+
+/* ADDR in place of the host of a tcp endpoint, keeping its port, as
+ * lejepa-train --bind does. */
+static void rebind(struct config *c, const char *key, const char *endpoint,
+                   const char *addr)
+{
+    const char *colon = strrchr(endpoint, ':');
+    if (strncmp(endpoint, "tcp://", 6) != 0 || !colon || colon < endpoint + 6)
+        die("run: --bind needs tcp endpoints; %s is %s", key, endpoint);
+    char set[2 * CONFIG_STR_LEN], err[ERR_LEN];
+    snprintf(set, sizeof set, "%s=tcp://%s%s", key, addr, colon);
+    if (config_set(c, set, err) != 0)
+        die("run: --bind %s: %s", addr, err);
+}
+
+static bool is_loopback(const char *endpoint)
+{
+    return strncmp(endpoint, "ipc://", 6) == 0 ||
+           strncmp(endpoint, "tcp://127.", 10) == 0 ||
+           strncmp(endpoint, "tcp://localhost:", 16) == 0 ||
+           strncmp(endpoint, "tcp://[::1]:", 12) == 0;
+}
+
+/* The trainer's endpoints: --bind, then free ports for taken ones. */
+static void choose_endpoints(struct launcher *l)
+{
+    char err[ERR_LEN];
+    if (l->o.bind) {
+        rebind(&l->cfg, "run.endpoint", l->cfg.run.endpoint, l->o.bind);
+        rebind(&l->cfg, "run.broadcast", l->cfg.run.broadcast, l->o.bind);
+    }
+    bool open = !is_loopback(l->cfg.run.endpoint) || !is_loopback(l->cfg.run.broadcast);
+    if (open && !l->o.keys && !l->o.insecure)
+        die("run: %s / %s is beyond loopback: add --keys DIR (the launcher makes "
+            "every process's keys there and the trainer's allow-list) or, on a "
+            "private network, --insecure", l->cfg.run.endpoint, l->cfg.run.broadcast);
+    snprintf(l->work, sizeof l->work, "%s", l->cfg.run.endpoint);
+    snprintf(l->broadcast, sizeof l->broadcast, "%s", l->cfg.run.broadcast);
+    int w = run_port_pick(l->work, sizeof l->work, run_port_of(l->broadcast), err);
+    if (w < 0)
+        die("run: %s", err);
+    int b = run_port_pick(l->broadcast, sizeof l->broadcast, run_port_of(l->work), err);
+    if (b < 0)
+        die("run: %s", err);
+    if (w)
+        proc_say("port %d is in use (another run?): the work endpoint is %s",
+                 run_port_of(l->cfg.run.endpoint), l->work);
+    if (b)
+        proc_say("port %d is in use (another run?): the broadcast endpoint is %s",
+                 run_port_of(l->cfg.run.broadcast), l->broadcast);
+    if ((w || b) && open)
+        proc_say("warning: clients on other machines connect to %s, not %s",
+                 l->work, l->cfg.run.endpoint);
+    l->moved = w || b;
+    snprintf(l->set_work, sizeof l->set_work, "run.endpoint=%s", l->work);
+    snprintf(l->set_broadcast, sizeof l->set_broadcast, "run.broadcast=%s",
+             l->broadcast);
+}
+
+/* The run's config as the trainer will read it: the checkpoint's when
+ * resuming, files, then --set. */
 static void load_config(struct launcher *l)
 {
     char err[ERR_LEN];
     config_defaults(&l->cfg);
+    if (l->o.resume)
+        load_resume(l);
     for (int i = 0; i < l->o.n_configs; i++)
         if (config_load_file(&l->cfg, l->o.configs[i], err) != 0)
             die("%s", err);
@@ -199,7 +341,11 @@ static void load_config(struct launcher *l)
         die("%s", err);
     if (l->o.name)
         snprintf(l->name, sizeof l->name, "%s", l->o.name);
-    else if (l->cfg.run.name[0])
+    else if (l->resume_dir[0]) {
+        char *copy = xstrdup(l->resume_dir);
+        snprintf(l->name, sizeof l->name, "%s", basename(copy));
+        free(copy);
+    } else if (l->cfg.run.name[0])
         snprintf(l->name, sizeof l->name, "%s", l->cfg.run.name);
     else {
         time_t t = time(NULL);
@@ -209,11 +355,20 @@ static void load_config(struct launcher *l)
     if (!l->name[0] || strchr(l->name, '/') || strcmp(l->name, ".") == 0 ||
         strcmp(l->name, "..") == 0)
         die("run: bad run name '%s' (a directory name, no '/')", l->name);
-    snprintf(l->run_dir, sizeof l->run_dir, "%s/%s", l->cfg.run.dir, l->name);
+    /* a resumed run directory goes on where it is (the trainer gets --out) */
+    if (l->resume_dir[0] && !l->o.name) {
+        char *copy = xstrdup(l->resume_dir);
+        snprintf(l->out_parent, sizeof l->out_parent, "%s", dirname(copy));
+        free(copy);
+    } else {
+        snprintf(l->out_parent, sizeof l->out_parent, "%s", l->cfg.run.dir);
+    }
+    snprintf(l->run_dir, sizeof l->run_dir, "%s/%s", l->out_parent, l->name);
     if (!l->o.data)
         l->o.data = l->cfg.run.data[0] ? l->cfg.run.data : RUN_DEFAULT_DATA;
+    choose_endpoints(l);
     /* clients connect to a wildcard bind through loopback */
-    const char *ep = l->cfg.run.endpoint;
+    const char *ep = l->work;
     const char *host = strstr(ep, "://");
     if (host && (strncmp(host + 3, "*:", 2) == 0 || strncmp(host + 3, "0.0.0.0:", 8) == 0))
         snprintf(l->endpoint, sizeof l->endpoint, "%.*s127.0.0.1%s",
@@ -253,16 +408,55 @@ static void start(struct launcher *l, int role, const char *name, char **argv)
     proc_say("%s: pid %d, log %s", name, (int)p->pid, log);
 }
 
+/* --keys DIR: every process's pair and the allow-list, before the trainer
+ * reads it. */
+static void prepare_keys(struct launcher *l, bool eval, bool monitor)
+{
+    struct run_keys_client c[RUN_MAX_LOADERS + 2];
+    static char names[RUN_MAX_LOADERS][PROC_NAME_LEN];
+    int n = 0;
+    for (int i = 0; i < l->o.loaders; i++) {
+        snprintf(names[i], sizeof names[i], "loader-%d", i + 1);
+        c[n++] = (struct run_keys_client){names[i], MSG_ROLE_LOADER};
+    }
+    if (eval)
+        c[n++] = (struct run_keys_client){"eval", MSG_ROLE_EVALUATOR};
+    if (monitor)
+        c[n++] = (struct run_keys_client){"monitor", MSG_ROLE_MONITOR};
+    char err[ERR_LEN];
+    if (run_keys_prepare(l->o.keys, c, n, err) < 0)
+        die("run: --keys %s: %s", l->o.keys, err);
+}
+
+/* Appends a client's --key and --server-key (keys in DIR) to argv at *k. */
+static void client_keys(const struct launcher *l, const char *name, char **argv,
+                        int *k, char key[4200], char pub[4200])
+{
+    if (!l->o.keys)
+        return;
+    run_keys_path(key, 4200, l->o.keys, name, "key");
+    run_keys_path(pub, 4200, l->o.keys, RUN_KEYS_TRAINER, "pub");
+    argv[(*k)++] = "--key";
+    argv[(*k)++] = key;
+    argv[(*k)++] = "--server-key";
+    argv[(*k)++] = pub;
+}
+
 static void start_all(struct launcher *l)
 {
     const struct run_opts *o = &l->o;
     char path[PATH_MAX], workers[16], nm[PROC_NAME_LEN];
-    char *argv[4 * RUN_MAX_ARGS + 32];   /* --config and --set pairs */
+    char key[4200], pub[4200], allow[4200];
+    char *argv[4 * RUN_MAX_ARGS + 48];   /* --config and --set pairs */
     int k = 0;
     /* The evaluator starts after the trainer; the trainer waits for it
      * before its first step, so a short run's snapshots are not missed. */
     const bool eval = o->evals[0] &&
                       find_program("lejepa-eval", "eval", path, sizeof path);
+    const bool monitor = o->monitor &&
+                         find_program("lejepa-monitor", "tools", path, sizeof path);
+    if (o->keys)
+        prepare_keys(l, eval, monitor);
 
     if (!find_program("lejepa-train", "trainer", path, sizeof path))
         die("run: lejepa-train not found next to this program or in ../trainer "
@@ -280,14 +474,29 @@ static void start_all(struct launcher *l)
         argv[k++] = "--set";
         argv[k++] = "eval.wait_evaluators=1";
     }
-    const char *pairs[][2] = {{"--name", l->name}, {"--data", o->data},
-                              {"--minutes", o->minutes}, {"--steps", o->steps}};
+    if (l->moved) {
+        argv[k++] = "--set";
+        argv[k++] = l->set_work;
+        argv[k++] = "--set";
+        argv[k++] = l->set_broadcast;
+    }
+    if (o->keys) {
+        run_keys_path(key, sizeof key, o->keys, RUN_KEYS_TRAINER, "key");
+        snprintf(allow, sizeof allow, "%s/%s", o->keys, RUN_KEYS_ALLOW);
+    }
+    const char *pairs[][2] = {{"--name", l->name}, {"--out", l->out_parent},
+                              {"--data", o->data}, {"--minutes", o->minutes},
+                              {"--steps", o->steps}, {"--resume", o->resume},
+                              {"--bind", o->bind}, {"--key", o->keys ? key : NULL},
+                              {"--allow", o->keys ? allow : NULL}};
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         if (!pairs[i][1])
             continue;
         argv[k++] = (char *)pairs[i][0];
         argv[k++] = (char *)pairs[i][1];
     }
+    if (o->insecure)
+        argv[k++] = "--insecure";
     argv[k] = NULL;
     start(l, ROLE_TRAIN, "train", argv);
 
@@ -298,8 +507,10 @@ static void start_all(struct launcher *l)
     snprintf(workers, sizeof workers, "%d", w < 1 ? 1 : w);
     for (int i = 0; i < o->loaders; i++) {
         snprintf(nm, sizeof nm, "loader-%d", i + 1);
-        char *a[] = {path, "--connect", l->endpoint, "--data", (char *)o->data,
-                     "--workers", workers, "--name", nm, NULL};
+        char *a[16] = {path, "--connect", l->endpoint, "--data", (char *)o->data,
+                       "--workers", workers, "--name", nm};
+        int n = 9;
+        client_keys(l, nm, a, &n, key, pub);
         start(l, ROLE_LOADER, nm, a);
     }
 
@@ -308,20 +519,24 @@ static void start_all(struct launcher *l)
                  "in ../eval): running without evaluators");
     else if (eval) {
         CHECK(find_program("lejepa-eval", "eval", path, sizeof path));
-        char *a[] = {path, "--connect", l->endpoint, "--tasks", (char *)o->evals,
-                     "--out", l->run_dir, "--name", "eval", NULL};
+        char *a[16] = {path, "--connect", l->endpoint, "--tasks", (char *)o->evals,
+                       "--out", l->run_dir, "--name", "eval"};
+        int n = 9;
+        client_keys(l, "eval", a, &n, key, pub);
         start(l, ROLE_EVAL, "eval", a);
     }
 
-    if (o->monitor && !find_program("lejepa-monitor", "tools", path, sizeof path))
+    if (o->monitor && !monitor)
         proc_say("warning: lejepa-monitor is not built: running without a dashboard");
-    else if (o->monitor) {
-        char *a[] = {path, "--connect", l->endpoint, "--out", l->run_dir,
-                     "--no-table", NULL};
+    else if (monitor) {
+        CHECK(find_program("lejepa-monitor", "tools", path, sizeof path));
+        char *a[16] = {path, "--connect", l->endpoint, "--out", l->run_dir,
+                       "--no-table"};
+        int n = 6;
+        client_keys(l, "monitor", a, &n, key, pub);
         start(l, ROLE_MONITOR, "monitor", a);
     }
 }
-
 
 /* The trainer has exited: loaders stop now, evaluators and the monitor
  * after their grace periods (check_grace) when it finished well. */

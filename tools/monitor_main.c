@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "keys.h"
 #include "monitor_conn.h"
 #include "monitor_dash.h"
@@ -152,6 +153,9 @@ static void parse_args(int argc, char **argv, struct monitor_opts *o)
         die("--from already builds the dashboard once; drop --once");
     if (o->from && (o->keys.key_path || o->keys.server_key_path))
         die("--from reads a file: --key and --server-key are for a trainer connection");
+    char err[ERR_LEN];
+    if (!o->from && client_endpoint_check(o->connect, err) < 0)
+        die("--connect %s", err);
     keys_client_load(&o->keys);
 }
 

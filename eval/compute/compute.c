@@ -3,6 +3,7 @@
  */
 #include "compute.h"
 
+#include <limits.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -16,9 +17,14 @@ void compute_passive_reexec(char **argv)
 {
     if (getenv("OMP_WAIT_POLICY"))
         return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
+    /* The real path, not /proc/self/exe: the kernel names the process
+     * after the file executed, and ps/top should show lejepa-train, not exe. */
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
         return;
-    execv("/proc/self/exe", argv);
+    self[n] = '\0';
+    execv(self, argv);
     /* exec failed: run on with libgomp's default policy. */
 }
 
