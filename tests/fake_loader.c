@@ -5,8 +5,14 @@
  * trainer's BYE) and makes pixels without images: byte k of view v of sample
  * i is a pure function of (seed, epoch, i, v), so batches do not depend on
  * which loader made them; an eval ticket gets one view at the global size,
- * a function of (seed, split, i) alone. Options make it fail some samples, work slowly,
- * claim another dataset or send garbage. Not installed.
+ * a function of (seed, split, i) alone. Options make it fail some samples
+ * (as decode or env failures), work slowly, claim another dataset, send
+ * garbage, or misbehave as tests/test_attack.c's attackers: hold its tickets
+ * without ever answering them (--never-answer), or forge batches
+ * (--forge-batch N: for each of its first N training tickets, a BATCH of the
+ * wrong shape, then from a second registered loader identity, "NAME-ghost",
+ * credit 0, a BATCH with inverted pixels for the ticket it does not hold,
+ * then the honest answer). Not installed.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +37,7 @@ static volatile sig_atomic_t stop;
 static void on_term(int sig) { (void)sig; stop = 1; }
 
 struct held {
+    void *sock; /* the socket the ticket came on, which answers it */
     uint64_t ticket, step, seed;
     uint32_t epoch, n;
     enum msg_split split;
@@ -38,24 +45,40 @@ struct held {
     uint64_t indices[1024];
 };
 
+/* How answer() makes a BATCH: the honest one, or an attack's. */
+enum answer_mode {
+    ANSWER_HONEST,
+    ANSWER_WRONG_SHAPE, /* the global views at half the run's size */
+    ANSWER_FORGED,      /* the right shape, every pixel inverted */
+};
+
 struct fake {
     void *sock;
+    void *ghost; /* --forge-batch: a second loader identity, or NULL */
     struct msg_limits lim;
     struct msg_arena arena;
     struct config cfg;
     uint32_t heartbeat_ms, classes, credit;
     uint64_t n_train, n_val, fingerprint, fail_mod;
+    enum msg_fail_class fail_class;
+    bool never_answer;
+    int forge_left; /* training tickets still to forge */
     int delay_ms;
     struct held *held;
     int n_held;
     double last_heard, last_beat, next_ready;
 };
 
-static void send_or_die(struct fake *f, const struct msg *m)
+static void send_on(void *sock, const struct msg *m)
 {
     char err[ERR_LEN];
-    if (msg_send(f->sock, m, err) != 0)
+    if (msg_send(sock, m, err) != 0)
         die("fake_loader: send %s: %s", msg_kind_name(m->kind), err);
+}
+
+static void send_or_die(struct fake *f, const struct msg *m)
+{
+    send_on(f->sock, m);
 }
 
 static void fill_view(uint8_t *dst, size_t n, uint64_t seed, uint32_t epoch,
@@ -70,7 +93,8 @@ static void fill_view(uint8_t *dst, size_t n, uint64_t seed, uint32_t epoch,
     }
 }
 
-static void answer(struct fake *f, const struct held *h)
+static void answer(struct fake *f, const struct held *h, void *sock,
+                   enum answer_mode mode)
 {
     const struct config_views *v = &f->cfg.views;
     uint64_t ok[1024];
@@ -83,8 +107,10 @@ static void answer(struct fake *f, const struct held *h)
         if (f->fail_mod && idx % f->fail_mod == 0) {
             snprintf(paths[nf % 64], sizeof paths[0], "train/c%" PRIu64 "/%06" PRIu64 ".png",
                      idx % f->classes, idx);
-            fails[nf] = (struct msg_failure){idx, paths[nf % 64], "fake decode failure",
-                                                MSG_FAIL_DECODE};
+            fails[nf] = (struct msg_failure){
+                idx, paths[nf % 64],
+                f->fail_class == MSG_FAIL_ENV ? "fake env failure" : "fake decode failure",
+                f->fail_class};
             nf++;
         } else {
             ok[n] = idx;
@@ -99,6 +125,8 @@ static void answer(struct fake *f, const struct held *h)
     for (int g = 0; g < ng; g++) {
         uint32_t views = eval ? 1 : (uint32_t)(g == 0 ? v->global_count : v->local_count);
         uint32_t size = (uint32_t)(g == 0 ? v->global_size : v->local_size);
+        if (mode == ANSWER_WRONG_SHAPE && g == 0 && size > 1)
+            size /= 2;
         size_t plane = (size_t)v->channels * size * size;
         pix[g] = xmalloc(views * (size_t)n * plane + 1);
         for (uint32_t w = 0; w < views; w++)
@@ -107,6 +135,9 @@ static void answer(struct fake *f, const struct held *h)
                           eval ? 0 : h->epoch, ok[i],
                           eval ? FAKE_EVAL_VIEW + h->split
                                : (uint64_t)(g == 0 ? 0 : v->global_count) + w);
+        if (mode == ANSWER_FORGED)
+            for (size_t k = 0; k < views * (size_t)n * plane; k++)
+                pix[g][k] ^= 0xff;
         groups[g] = (struct msg_group){views, (uint32_t)v->channels, size, size, pix[g]};
     }
     struct msg m = {.kind = MSG_KIND_BATCH};
@@ -116,12 +147,25 @@ static void answer(struct fake *f, const struct held *h)
         .labels = labels, .n_groups = (uint32_t)ng, .groups = groups,
         .n_failures = nf, .failures = fails, .decode_ms = 1.0,
     };
-    send_or_die(f, &m);
+    send_on(sock, &m);
     free(pix[0]);
     free(pix[1]);
 }
 
-static void hello(struct fake *f, const char *name)
+/* Answers a held ticket; --forge-batch attacks its first training tickets
+ * before the honest answer. */
+static void answer_held(struct fake *f, const struct held *h)
+{
+    if (f->forge_left > 0 && h->work == MSG_WORK_TRAIN && h->sock == f->sock) {
+        f->forge_left--;
+        answer(f, h, h->sock, ANSWER_WRONG_SHAPE);
+        if (f->ghost)
+            answer(f, h, f->ghost, ANSWER_FORGED);
+    }
+    answer(f, h, h->sock, ANSWER_HONEST);
+}
+
+static void hello(struct fake *f, void *sock, const char *name, uint32_t credit)
 {
     char (*names)[16] = xcalloc(f->classes, sizeof *names);
     const char **classes = xcalloc(f->classes, sizeof *classes);
@@ -132,12 +176,36 @@ static void hello(struct fake *f, const char *name)
     struct msg m = {.kind = MSG_KIND_HELLO};
     m.hello = (struct msg_hello){
         .role = MSG_ROLE_LOADER, .name = name, .software = "fake_loader",
-        .pid = (uint64_t)getpid(), .credit = f->credit, .has_dataset = true,
+        .pid = (uint64_t)getpid(), .credit = credit, .has_dataset = true,
         .dataset = {f->fingerprint, f->n_train, f->n_val, f->classes, classes},
     };
-    send_or_die(f, &m);
+    send_on(sock, &m);
     free(names);
     free(classes);
+}
+
+/* One message from the trainer on the ghost socket: tickets are queued
+ * like the main socket's; a REFUSE or BYE ends the ghost, not the loader. */
+static void handle_ghost(struct fake *f, const struct msg *m)
+{
+    if (m->kind == MSG_KIND_REFUSE || m->kind == MSG_KIND_BYE) {
+        fprintf(stderr, "fake_loader: ghost %s: %s\n", msg_kind_name(m->kind),
+                m->kind == MSG_KIND_BYE ? m->bye.reason : m->refuse.reason);
+        zmq_close(f->ghost);
+        f->ghost = NULL;
+        return;
+    }
+    if (m->kind != MSG_KIND_TICKET)
+        return;
+    if (f->n_held == FAKE_MAX_HELD || m->ticket.n > 1024)
+        die("fake_loader: too many tickets");
+    struct held *h = &f->held[f->n_held++];
+    *h = (struct held){
+        .sock = f->ghost, .ticket = m->ticket.ticket, .step = m->ticket.step,
+        .seed = m->ticket.seed, .epoch = m->ticket.epoch, .n = m->ticket.n,
+        .split = m->ticket.split, .work = m->ticket.work,
+    };
+    memcpy(h->indices, m->ticket.indices, m->ticket.n * sizeof *h->indices);
 }
 
 /* One message from the trainer; returns 1 when the loader should exit. */
@@ -167,6 +235,7 @@ static int handle(struct fake *f, const struct msg *m, int *code)
         if (f->n_held == FAKE_MAX_HELD || m->ticket.n > 1024)
             die("fake_loader: too many tickets");
         struct held *h = &f->held[f->n_held++];
+        h->sock = f->sock;
         h->ticket = m->ticket.ticket;
         h->step = m->ticket.step;
         h->seed = m->ticket.seed;
@@ -184,10 +253,12 @@ static int handle(struct fake *f, const struct msg *m, int *code)
 static void leave(struct fake *f)
 {
     uint64_t ids[FAKE_MAX_HELD];
+    uint32_t n = 0;
     for (int i = 0; i < f->n_held; i++)
-        ids[i] = f->held[i].ticket;
+        if (f->held[i].sock == f->sock)
+            ids[n++] = f->held[i].ticket;
     struct msg m = {.kind = MSG_KIND_RETURN};
-    m.ret = (struct msg_return){(uint32_t)f->n_held, ids};
+    m.ret = (struct msg_return){n, ids};
     send_or_die(f, &m);
     struct msg bye = {.kind = MSG_KIND_BYE};
     bye.bye.reason = "fake loader stopping";
@@ -211,6 +282,9 @@ int main(int argc, char **argv)
         {"delay-ms", required_argument, NULL, 'd'},
         {"name", required_argument, NULL, 'n'},
         {"garbage", no_argument, NULL, 'g'},
+        {"fail-class", required_argument, NULL, 'C'},
+        {"never-answer", no_argument, NULL, 'N'},
+        {"forge-batch", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     int o;
@@ -226,6 +300,16 @@ int main(int argc, char **argv)
         case 'd': f.delay_ms = atoi(optarg); break;
         case 'n': name = optarg; break;
         case 'g': garbage = 1; break;
+        case 'C':
+            if (strcmp(optarg, "env") == 0)
+                f.fail_class = MSG_FAIL_ENV;
+            else if (strcmp(optarg, "decode") == 0)
+                f.fail_class = MSG_FAIL_DECODE;
+            else
+                die("fake_loader: --fail-class is decode or env, not '%s'", optarg);
+            break;
+        case 'N': f.never_answer = true; break;
+        case 'F': f.forge_left = atoi(optarg); break;
         default: return 2;
         }
     }
@@ -241,7 +325,17 @@ int main(int argc, char **argv)
     msg_limits_default(&f.lim);
     msg_arena_init(&f.arena);
     f.held = xcalloc(FAKE_MAX_HELD, sizeof *f.held);
-    hello(&f, name);
+    hello(&f, f.sock, name, f.credit);
+    if (f.forge_left > 0) {
+        /* its own routing id, so the trainer sees another client */
+        char ghost_name[300];
+        snprintf(ghost_name, sizeof ghost_name, "%s-ghost", name);
+        f.ghost = zmq_socket(ctx, ZMQ_DEALER);
+        CHECK(f.ghost);
+        CHECK(zmq_setsockopt(f.ghost, ZMQ_LINGER, &linger, sizeof linger) == 0);
+        CHECK(zmq_connect(f.ghost, connect) == 0);
+        hello(&f, f.ghost, ghost_name, 0);
+    }
     if (garbage)
         CHECK(zmq_send(f.sock, "\xc1garbage", 8, 0) == 8);
     double start = util_time_mono();
@@ -252,11 +346,19 @@ int main(int argc, char **argv)
             leave(&f);
             break;
         }
-        zmq_pollitem_t it = {.socket = f.sock, .events = ZMQ_POLLIN};
-        zmq_poll(&it, 1, 5);
+        zmq_pollitem_t it[2] = {{.socket = f.sock, .events = ZMQ_POLLIN},
+                                {.socket = f.ghost, .events = ZMQ_POLLIN}};
+        zmq_poll(it, f.ghost ? 2 : 1, 5);
         zmq_msg_t frame;
         struct msg m;
         char err[ERR_LEN];
+        while (f.ghost &&
+               msg_recv(f.ghost, ZMQ_DONTWAIT, &frame, &m, &f.lim, &f.arena, err) == 0) {
+            handle_ghost(&f, &m);
+            zmq_msg_close(&frame);
+        }
+        if (f.ghost)
+            zmq_msg_close(&frame);
         int done = 0;
         while (!done && msg_recv(f.sock, ZMQ_DONTWAIT, &frame, &m, &f.lim, &f.arena, err) == 0) {
             welcomed |= m.kind == MSG_KIND_WELCOME;
@@ -270,8 +372,8 @@ int main(int argc, char **argv)
         double now = util_time_mono();
         /* work first: a loader woken from SIGSTOP answers what it holds
          * before it notices the silence */
-        if (f.n_held > 0 && now >= f.next_ready) {
-            answer(&f, &f.held[0]);
+        if (f.n_held > 0 && now >= f.next_ready && !f.never_answer) {
+            answer_held(&f, &f.held[0]);
             memmove(f.held, f.held + 1, (size_t)(f.n_held - 1) * sizeof *f.held);
             f.n_held--;
             f.next_ready = now + f.delay_ms / 1000.0;
@@ -287,11 +389,15 @@ int main(int argc, char **argv)
             struct msg hb = {.kind = MSG_KIND_HEARTBEAT};
             hb.heartbeat = (struct msg_heartbeat){util_time_unix(), (uint32_t)f.n_held};
             send_or_die(&f, &hb);
+            if (f.ghost)
+                send_on(f.ghost, &hb);
             f.last_beat = now;
         }
     }
     free(f.held);
     msg_arena_free(&f.arena);
+    if (f.ghost)
+        zmq_close(f.ghost);
     zmq_close(f.sock);
     zmq_ctx_term(ctx);
     return code;
