@@ -27,6 +27,10 @@
 
 /* Train lines every 10 steps: a long attack leaves a short file. */
 static const char *const sparse_log[] = {"--set", "run.log_every=10", NULL};
+/* limits.result_bytes raised past a history page, so a line over 128 KiB
+ * reaches the file and HISTORY must page past it (row 9). */
+static const char *const sparse_big[] = {"--set", "run.log_every=10", "--set",
+                                         "limits.result_bytes=262144", NULL};
 
 /* A counter of the latest train line; 0 when absent (NAN fails the
  * comparisons that need it present, so callers test isnan themselves). */
@@ -416,7 +420,7 @@ static void test_big_result(void)
     struct attacker a;
     env_init(&e);
     attacker_init(&a);
-    pid_t tr = start_target(&e, "br", sparse_log);
+    pid_t tr = start_target(&e, "br", sparse_big);
     pid_t ld = start_loader(&e, "br-loader", NULL);
     CU_ASSERT_FATAL(wait_step(&e, "br", 10, 30));
     void *ev = attack_dealer(&a, e.work, "br-eval", 0);

@@ -147,12 +147,14 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
     if (old)
         train_hub_remove(t, old, "said HELLO again");
     if (n->n_clients == TRAIN_MAX_CLIENTS) {
+        n->refusals++;
         train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, "too many clients");
         train_log("refused %s: too many clients", h->name);
         return;
     }
     if (h->role == MSG_ROLE_LOADER &&
         check_dataset(&t->data, &t->cfg, h, err) != 0) {
+        n->refusals++;
         train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, err);
         train_log("REFUSE: %s", err);
         return;
@@ -171,9 +173,14 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
         .client_id = n->next_client_id + 1,
     };
     if (!train_net_welcome(n, id, id_len, &m)) {
-        train_log("%s %s (pid %" PRIu64 ") left before its WELCOME (an earlier "
-                  "HELLO of a client that tried again)",
-                  msg_role_name(h->role), h->name, h->pid);
+        /* gone, or its queue is full: it does not read what it asked for */
+        n->clients_dropped++;
+        if (n->clients_dropped <= TRAIN_BAD_LOG_FIRST ||
+            n->clients_dropped % 1000 == 0)
+            train_log("%s %s (pid %" PRIu64 ") left before its WELCOME (it "
+                      "closed its connection, or does not read): not "
+                      "registered",
+                      msg_role_name(h->role), h->name, h->pid);
         return;
     }
     uint32_t credit = h->role == MSG_ROLE_LOADER ? h->credit : 0;
@@ -214,7 +221,7 @@ static void handle_result(struct train *t, struct train_client *c,
     struct train_net *n = &t->net;
     if (m->source != MSG_SOURCE_KNN && m->source != MSG_SOURCE_LINEAR &&
         m->source != MSG_SOURCE_SEGMAP) {
-        n->role_refusals++;
+        n->refusals++;
         errf(err,
              "RESULT with source '%s' (an evaluator reports knn, linear "
              "or segmap)",
@@ -266,7 +273,7 @@ static void send_history(struct train *t, struct train_client *c,
     uint64_t budget =
         2 * (uint64_t)(size > 0 ? size : 0) + TRAIN_HISTORY_PAGE_BYTES;
     if (c->history_bytes > budget) {
-        t->net.role_refusals++;
+        t->net.refusals++;
         train_net_bad_message(&t->net, c->name,
                               "HISTORY beyond twice the metrics file");
         return;
@@ -297,7 +304,7 @@ static int check_key_role(struct train *t, const uint8_t *id, size_t id_len,
              msg_role_name(role), msg_role_name(h->role));
     else if (who == 0)
         errf(why, "connection without a key identity");
-    t->net.role_refusals++;
+    t->net.refusals++;
     train_net_send_text(&t->net, id, id_len, MSG_KIND_REFUSE, why);
     train_log("refused %s %s: %s", msg_role_name(h->role), h->name, why);
     return -1;
@@ -334,7 +341,7 @@ void train_hub_handle(struct train *t, const uint8_t *id, size_t id_len,
     c->last_seen = util_time_mono();
     /* each role sends only its kinds, with keys or without */
     if (!zap_role_may_send(c->role, m->kind)) {
-        t->net.role_refusals++;
+        t->net.refusals++;
         errf(why, "a %s may not send %s", msg_role_name(c->role),
              msg_kind_name(m->kind));
         train_net_bad_message(&t->net, c->name, why);

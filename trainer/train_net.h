@@ -74,7 +74,7 @@ struct train_net {
     void *zctx, *router, *pub;
     bool keyed;               /* both sockets are CURVE servers */
     struct zap_handler zap;   /* admits allow-listed keys (keyed) */
-    uint64_t role_refusals;   /* HELLOs or kinds their key's role forbids */
+    uint64_t refusals;        /* HELLOs or kinds their key's role forbids */
     uint64_t clients_dropped; /* full queue or gone, not by BYE or silence */
     uint64_t results_limited; /* RESULTs over their size or rate */
     struct msg_limits limits;
