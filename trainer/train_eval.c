@@ -91,7 +91,8 @@ struct train_eval {
     /* publishing scratch: one EMBED chunk or the FEATMAP's blobs */
     uint8_t *blob_a, *blob_b, *blob_c;
     double t0, forward_s;
-    double settle_from; /* all forwarded: the settle wait began (0: not) */
+    double settle_from;  /* all forwarded: the settle wait began (0: not) */
+    double published_at; /* the last snapshot went out (monotonic; 0: none) */
     uint64_t failed;
     int pub_hwm;
 };
@@ -325,6 +326,11 @@ double train_eval_estimate_seconds(const struct train_eval *e,
         return 0;
     double per_row = graph_forward_flops(&e->ev.g) / e->ev.g.B;
     return (double)e->rows * per_row / flops_per_s;
+}
+
+double train_eval_published_at(const struct train_eval *e)
+{
+    return e ? e->published_at : 0;
 }
 
 bool train_eval_active(const struct train_eval *e)
@@ -605,6 +611,7 @@ static void publish_featmap(struct train_eval *e, void *pub, uint64_t *dropped)
 static double finish(struct train_eval *e, void *pub, struct train_rundir *rd)
 {
     double t_pub = util_time_mono();
+    e->published_at = t_pub;
     uint64_t dropped = 0;
     uint32_t chunks =
         publish_split(e, pub, 0, e->n_tr, MSG_SPLIT_TRAIN, 0, &dropped);

@@ -59,6 +59,8 @@ double train_eval_estimate_seconds(const struct train_eval *e,
                                    double flops_per_s);
 void train_eval_begin(struct train_eval *e, uint64_t step, uint32_t epoch);
 bool train_eval_active(const struct train_eval *e);
+/* When the last snapshot was published (monotonic seconds; 0: none yet). */
+double train_eval_published_at(const struct train_eval *e);
 /* The main loop's turn while a snapshot is active (training is paused):
  * collects a finished forward, hands the next answered ticket to the
  * compute thread, and publishes the snapshot once every ticket is done.

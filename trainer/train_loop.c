@@ -303,7 +303,10 @@ static bool final_results_pending(struct train *t)
                   t->prog.step, TRAIN_RESULT_WAIT_S);
         return false;
     }
-    return !(train_net_evaluators_done(&t->net, t->prog.step) &&
+    /* an evaluator that joined after the final snapshot went out never got
+     * it (PUB does not replay): only the earlier ones are waited for */
+    double since = train_eval_published_at(t->eval);
+    return !(train_net_evaluators_done(&t->net, t->prog.step, since) &&
              now - ctl->last_result_at > TRAIN_RESULT_QUIET_S);
 }
 
@@ -314,7 +317,8 @@ static bool awaiting_evaluators(struct train *t)
 {
     struct train_control *ctl = &t->ctl;
     const int want = (int)t->cfg.eval.wait_evaluators;
-    if (ctl->evals_wait_over || want <= 0 || t->prog.step > 0)
+    /* before this process's first step: a resumed run waits too */
+    if (ctl->evals_wait_over || want <= 0 || t->prog.step > t->prog.first_step)
         return false;
     const int have = train_net_count(&t->net, MSG_ROLE_EVALUATOR);
     const double now = util_time_mono();

@@ -304,11 +304,12 @@ bool train_net_evaluators_settling(const struct train_net *n, double settle_s)
     return false;
 }
 
-bool train_net_evaluators_done(const struct train_net *n, uint64_t step)
+bool train_net_evaluators_done(const struct train_net *n, uint64_t step,
+                               double since)
 {
     for (int i = 0; i < n->n_clients; i++) {
         const struct train_client *c = n->clients[i];
-        if (c->role == MSG_ROLE_EVALUATOR &&
+        if (c->role == MSG_ROLE_EVALUATOR && c->joined_at < since &&
             !(c->has_result && c->result_step == step))
             return false;
     }

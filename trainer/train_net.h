@@ -144,7 +144,9 @@ void train_net_beat(struct train_net *n);
 /* Whether an evaluator joined less than settle_s ago: its SUB socket may
  * not be subscribed yet (ZeroMQ's slow joiner). */
 bool train_net_evaluators_settling(const struct train_net *n, double settle_s);
-/* Whether every connected evaluator has sent a RESULT for step. */
-bool train_net_evaluators_done(const struct train_net *n, uint64_t step);
+/* Whether every evaluator that joined before `since` (monotonic seconds)
+ * has sent a RESULT for step: a later one never saw that snapshot. */
+bool train_net_evaluators_done(const struct train_net *n, uint64_t step,
+                               double since);
 
 #endif
