@@ -101,6 +101,7 @@ struct config_model {
     double mlp_ratio;                   /* ViT MLP hidden = dim * mlp_ratio */
     int embed;                          /* enum config_embed */
     struct config_int_list projector;   /* projector widths, last = K */
+    bool sync_bn;                       /* BatchNorm statistics over all ranks */
 };
 
 /* [loss]: LeJEPA's trade-off and SIGReg's quadrature (DESIGN.md §5). */

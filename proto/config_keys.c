@@ -183,6 +183,11 @@ static const struct config_key key_table[] = {
     KEY_INT_LIST(model, projector, 1, 8, 1, 65536, "2048,2048,128",
                  "projector widths; hidden layers get BatchNorm1d + ReLU, "
                  "the last is the SIGReg dimension"),
+    KEY_BOOL(model, sync_bn, "false",
+             "data parallel over MPI ranks: BatchNorm in training uses the "
+             "batch statistics of every rank's samples (synchronised "
+             "BatchNorm; a step then equals one process on the whole "
+             "batch); false: each rank's own, as PyTorch DDP"),
 
     /* [loss] */
     KEY_FLOAT(loss, lambda, 0.0, 1.0, "0.05",

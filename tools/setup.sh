@@ -19,6 +19,7 @@ packages=(
   libinih-dev                                     # INI parser for configs
   zlib1g-dev                                      # gzip idx files of Fashion-MNIST
   libcunit1-dev                                   # unit tests
+  libopenmpi-dev openmpi-bin                      # MPI: data-parallel training and its tests (mpirun)
   clang libclang-rt-14-dev                        # libFuzzer + sanitizers
   clang-format                                    # tools/check_format.sh
   iproute2                                        # network namespaces (tests/test_netns.c)

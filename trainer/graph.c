@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "dist_bn.h"
 #include "nn.h"
 #include "util.h"
 
@@ -343,7 +344,14 @@ void graph_forward(struct graph *g, bool training)
                               op->stride, op->pad);
             break;
         case GRAPH_BN:
-            if (x.H * x.W == 1)
+            if (training && g->bn_dist)
+                dist_bn_forward(g->bn_dist, out, save, save + x.C,
+                                params_state(p, op->run_mean),
+                                params_state(p, op->run_var), in,
+                                params_data(p, op->weight),
+                                params_data(p, op->bias), B, x.C, x.H * x.W,
+                                relu);
+            else if (x.H * x.W == 1)
                 nn_batchnorm1d_forward(out, save, save + x.C,
                                        params_state(p, op->run_mean),
                                        params_state(p, op->run_var), in,
@@ -442,7 +450,14 @@ void graph_backward(struct graph *g, bool training)
                                x.H, x.W, y.C, op->K, op->stride, op->pad);
             break;
         case GRAPH_BN:
-            if (x.H * x.W == 1)
+            if (training && g->bn_dist)
+                dist_bn_backward(g->bn_dist, din, params_grad(p, op->weight),
+                                 params_grad(p, op->bias), dout,
+                                 relu ? graph_act(g, relu->out) : NULL, in,
+                                 save, save + x.C, params_data(p, op->weight),
+                                 B, x.C, x.H * x.W,
+                                 !relu || g->t[op->in].last_use != i);
+            else if (x.H * x.W == 1)
                 nn_batchnorm1d_backward(din, params_grad(p, op->weight),
                                         params_grad(p, op->bias), dout, in,
                                         save, save + x.C,

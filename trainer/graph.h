@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "dist.h"
 #include "params.h"
 
 enum graph_op_kind {
@@ -83,6 +84,9 @@ struct graph {
     int n_ops, cap_ops;
     size_t act_total, dact_total, scratch_floats;
     float *act, *dact, *scratch;
+    /* Synchronised BatchNorm: when not NULL, training-mode BN ops use the
+     * batch statistics of every rank (dist_bn.h); NULL: this process's. */
+    struct dist *bn_dist;
     /* When profile is set, seconds spent per op kind, forward and backward. */
     bool profile;
     double seconds[2][GRAPH_N_KINDS];

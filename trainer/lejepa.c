@@ -1,13 +1,18 @@
 /*
- * lejepa.c: model assembly and the loss of one step (see lejepa.h). The
- * reductions of the step (the global-view mean, SIGReg's per-slice sums)
- * stay in this file, so data-parallel training changes only here.
+ * lejepa.c: model assembly and the loss of one step (see lejepa.h). Every
+ * reduction of the step across ranks happens in lejepa_forward_backward,
+ * in this order: the sample count, SIGReg's per-slice cos/sin sums (one
+ * all-reduce for all views), the BatchNorm statistics when synchronised
+ * (inside the graphs, dist_bn.c), the loss totals, then the gradients.
+ * In a world of 1 each of them is a no-op and the arithmetic is the single
+ * process's, bit for bit.
  */
 #include "lejepa.h"
 
 #include <math.h>
 #include <string.h>
 
+#include "dist_bn.h"
 #include "nn.h"
 #include "util.h"
 
@@ -126,9 +131,16 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
     size_t ss_bytes = sigreg_scratch_size(c->batch, c->slices, c->knots);
     m->ss_mem = xmalloc_aligned(ss_bytes * (size_t)m->views);
     m->ss = xcalloc((size_t)m->views, sizeof *m->ss);
-    for (int v = 0; v < m->views; v++)
+    const size_t mt = (size_t)c->slices * c->knots;
+    m->sig_sums = xmalloc_aligned(2 * mt * m->views * sizeof(double));
+    for (int v = 0; v < m->views; v++) {
         sigreg_scratch_init(&m->ss[v], (char *)m->ss_mem + v * ss_bytes,
                             c->batch, c->slices, c->knots);
+        /* the sums of all views in one block, for one all-reduce */
+        m->ss[v].cos_sum = m->sig_sums + 2 * mt * v;
+        m->ss[v].sin_sum = m->sig_sums + 2 * mt * v + mt;
+    }
+    m->n_global = c->batch;
     return 0;
 }
 
@@ -144,13 +156,49 @@ void lejepa_free(struct lejepa *m)
         util_free_aligned(bufs[i]);
     util_free_aligned(m->probe_labels);
     util_free_aligned(m->ss_mem);
+    util_free_aligned(m->sig_sums);
     free(m->ss);
     memset(m, 0, sizeof *m);
 }
 
+/* Whether the step's reductions cross processes. */
+static bool parallel(const struct lejepa *m)
+{
+    return m->dist && m->dist->world > 1;
+}
+
+void lejepa_set_dist(struct lejepa *m, struct dist *d)
+{
+    m->dist = d;
+    bool sync = m->c.sync_bn && d && d->world > 1;
+    size_t need = 4;  /* the count and the loss totals */
+    for (int g = 0; g < m->n_groups; g++) {
+        struct graph *gr = &m->grp[g].g;
+        gr->bn_dist = sync ? d : NULL;
+        for (int i = 0; i < gr->n_ops; i++)
+            if (gr->ops[i].kind == GRAPH_BN) {
+                size_t s = dist_bn_scratch(gr->t[gr->ops[i].in].C);
+                need = s > need ? s : need;
+            }
+    }
+    if (d)
+        dist_reserve(d, need);
+}
+
+void lejepa_broadcast_weights(struct lejepa *m)
+{
+    if (!parallel(m))
+        return;
+    const size_t n = m->p.learn.total;
+    dist_broadcast_float(m->dist, m->p.data, n);
+    dist_broadcast_float(m->dist, m->p.m, n);
+    dist_broadcast_float(m->dist, m->p.v, n);
+    dist_broadcast_float(m->dist, m->p.state_data, m->p.state.total);
+}
+
 void lejepa_set_batch(struct lejepa *m, int n)
 {
-    CHECK(n >= 2 && n <= m->c.batch);
+    CHECK(n >= (parallel(m) ? 1 : 2) && n <= m->c.batch);
     m->n = n;
     for (int g = 0; g < m->n_groups; g++)
         graph_set_batch(&m->grp[g].g, m->grp[g].views * n);
@@ -185,18 +233,22 @@ static float *view_rows(struct lejepa *m, int v, bool grad)
 }
 
 /* invariance = mean over (v, n, k) of (mu - P_v)^2, mu = mean of the global
- * views; adds its gradient times scale to the projections' gradients. */
+ * views; adds its gradient times scale to the projections' gradients. The
+ * mean is over the global batch (m->n_global samples); returns the sum of
+ * this rank's terms, to be summed across ranks and divided by
+ * V * n_global * K. */
 static double invariance(struct lejepa *m, float scale)
 {
     const int K = m->proj_dim, Vg = m->c.global_views, V = m->views;
     const size_t NK = (size_t)m->n * K;
+    const size_t NK_global = (size_t)m->n_global * K;
     const float *P[LEJEPA_MAX_VIEWS];
     float *dP[LEJEPA_MAX_VIEWS];
     for (int v = 0; v < V; v++) {
         P[v] = view_rows(m, v, false);
         dP[v] = view_rows(m, v, true);
     }
-    const float coef = scale * 2.0f / (float)((double)V * NK);
+    const float coef = scale * 2.0f / (float)((double)V * NK_global);
     double total = 0;
     /* dL/dP_w = coef * [(P_w - mu) + [w global] (1/Vg) sum_v (mu - P_v)] */
     #pragma omp parallel for reduction(+ : total) schedule(static)
@@ -218,7 +270,7 @@ static double invariance(struct lejepa *m, float scale)
             dP[v][i] += coef * g;
         }
     }
-    return total / ((double)V * NK);
+    return total;
 }
 
 static void probe_step(struct lejepa *m, const int32_t *labels,
@@ -247,6 +299,14 @@ static void probe_step(struct lejepa *m, const int32_t *labels,
                                               m->probe_logits,
                                               m->probe_labels, rows, K);
     out->probe_total = rows;
+    if (parallel(m)) {
+        /* the mean over every rank's rows: this rank's share of it */
+        const long rows_global = (long)m->views * m->n_global;
+        const float share = (float)rows / (float)rows_global;
+        const size_t nl = (size_t)rows * K;
+        for (size_t i = 0; i < nl; i++)
+            m->probe_dlogits[i] *= share;
+    }
     memset(m->probe_dln, 0, (size_t)rows * D * sizeof(float));
     nn_linear_backward(m->probe_dln, params_grad(p, m->probe_w),
                        params_grad(p, m->probe_b), m->probe_dlogits,
@@ -258,11 +318,58 @@ static void probe_step(struct lejepa *m, const int32_t *labels,
                           params_data(p, m->probe_ln_w), rows, D);
 }
 
+/* SIGReg of every view on the global batch: this rank's cos/sin sums,
+ * summed across ranks, give the global C and S; each rank back-propagates
+ * its own samples with them into the projections' gradients (dloss each;
+ * the gradient all-reduce then SUMS the ranks' shares). */
+static double sigreg_views(struct lejepa *m, uint64_t step, float dloss)
+{
+    const struct lejepa_config *c = &m->c;
+    const int N = m->n, K = m->proj_dim, M = c->slices, V = m->views;
+    sigreg_directions(m->dirs, c->seed, step, K, M);
+    for (int v = 0; v < V; v++) {
+        struct sigreg_scratch *s = &m->ss[v];
+        CHECK(N <= s->n_cap);
+        s->n = N;
+        sigreg_project(s->x, view_rows(m, v, false), m->dirs, N, K, M);
+        sigreg_sums(s->cos_sum, s->sin_sum, s->x, &m->grid, N, M);
+    }
+    if (m->dist)
+        dist_allreduce_double(m->dist, m->sig_sums,
+                              2 * (size_t)M * c->knots * V);
+    double sig = 0;
+    for (int v = 0; v < V; v++)
+        sig += sigreg_statistic(NULL, m->ss[v].cos_sum, m->ss[v].sin_sum,
+                                &m->grid, m->n_global, M);
+#ifdef LEJEPA_DIST_BUG_DIVIDE_SIGREG
+    /* The known bug of other implementations, kept only so that a test can
+     * show that tests/test_dist.c catches it (meson test dist_bug). */
+    if (m->dist)
+        dloss /= (float)m->dist->world;
+#endif
+    for (int v = 0; v < V; v++) {
+        struct sigreg_scratch *s = &m->ss[v];
+        sigreg_backward_x(s->dx, dloss, s->x, s->cos_sum, s->sin_sum,
+                          &m->grid, m->n_global, N, M);
+        sigreg_backward_z(view_rows(m, v, true), s->dx, m->dirs, N, K, M);
+    }
+    return sig / V;
+}
+
 void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
                              uint64_t step, struct lejepa_losses *out)
 {
     const struct lejepa_config *c = &m->c;
-    const int N = m->n, K = m->proj_dim, M = c->slices, V = m->views;
+    const int N = m->n, K = m->proj_dim, V = m->views;
+    const bool par = parallel(m);
+    double tot[4] = {(double)N, 0, 0, 0};
+    if (par) {
+        dist_allreduce_double(m->dist, tot, 1);
+        if (!c->sync_bn) /* DDP's broadcast_buffers: rank 0's running stats */
+            dist_broadcast_float(m->dist, m->p.state_data, m->p.state.total);
+    }
+    m->n_global = (long)tot[0];
+    CHECK(m->n_global >= 2);
     memset(m->p.grad, 0, m->p.learn.total * sizeof(float));
     for (int g = 0; g < m->n_groups; g++) {
         graph_forward(&m->grp[g].g, true);
@@ -270,21 +377,26 @@ void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
     }
 
     const float lambda = (float)c->lambda;
-    out->inv = invariance(m, 1.0f - lambda);
-    sigreg_directions(m->dirs, c->seed, step, K, M);
-    double sig = 0;
-    for (int v = 0; v < V; v++)
-        sig += sigreg_forward(NULL, &m->ss[v], view_rows(m, v, false), m->dirs,
-                              &m->grid, N, K, M);
-    out->sigreg = sig / V;
-    out->loss = (1.0 - c->lambda) * out->inv + c->lambda * out->sigreg;
-    for (int v = 0; v < V; v++)
-        sigreg_backward(view_rows(m, v, true), &m->ss[v], lambda / (float)V,
-                        m->dirs, &m->grid, K, M);
+    double inv_total = invariance(m, 1.0f - lambda);
+    out->sigreg = sigreg_views(m, step, lambda / (float)V);
 
     for (int g = 0; g < m->n_groups; g++)
         graph_backward(&m->grp[g].g, true);
     probe_step(m, labels, out);
+    if (par) {
+        tot[0] = inv_total;
+        tot[1] = (double)out->probe_loss * out->probe_total;
+        tot[2] = out->probe_correct;
+        tot[3] = out->probe_total;
+        dist_allreduce_double(m->dist, tot, 4);
+        inv_total = tot[0];
+        out->probe_loss = tot[1] / tot[3];
+        out->probe_correct = (int)tot[2];
+        out->probe_total = (int)tot[3];
+        dist_allreduce_float_buckets(m->dist, m->p.grad, m->p.learn.total);
+    }
+    out->inv = inv_total / ((double)V * ((size_t)m->n_global * K));
+    out->loss = (1.0 - c->lambda) * out->inv + c->lambda * out->sigreg;
 }
 
 static int all_finite(const float *x, size_t n)

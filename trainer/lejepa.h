@@ -7,6 +7,11 @@
  * (LayerNorm + Linear on the detached embeddings of every view).
  * The optimizer, schedule and checkpoints live elsewhere; everything here is
  * allocated once by lejepa_init.
+ *
+ * Data parallel (lejepa_set_dist): each of R ranks holds the same weights
+ * and runs the step on its share of the global batch; the step's
+ * reductions (all in lejepa.c) make the losses and the summed gradients
+ * those of one process on the whole batch (BatchNorm: with sync_bn only).
  */
 #ifndef LEJEPA_LEJEPA_H
 #define LEJEPA_LEJEPA_H
@@ -14,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dist.h"
 #include "graph.h"
 #include "resnet.h"
 #include "sigreg.h"
@@ -31,13 +37,14 @@ struct lejepa_config {
     int n_proj;                      /* projector layers, last one linear */
     int proj[LEJEPA_MAX_PROJ];       /* widths, e.g. 2048, 2048, 128 */
     int n_classes;                   /* online probe classes */
-    int batch;                       /* N samples per step */
+    int batch;                       /* N samples per step (per rank) */
     int global_views, global_size;
     int local_views, local_size;     /* local_views may be 0 */
     double lambda;
     int slices, knots;
     double t_max;
     bool sigreg_debias;              /* unbiased SIGReg (sigreg.h) */
+    bool sync_bn;                    /* BatchNorm over all ranks' samples */
     uint64_t seed;
 };
 
@@ -62,6 +69,8 @@ struct lejepa {
     struct lejepa_group grp[2];
     int n_groups, views, emb_dim, proj_dim;
     int n;                           /* samples of the current step <= batch */
+    struct dist *dist;               /* NULL: the single process */
+    long n_global;                   /* samples of the last step, all ranks */
     /* online probe: LayerNorm(emb_dim) then Linear(emb_dim, n_classes) */
     int probe_ln_w, probe_ln_b, probe_w, probe_b;
     float *probe_in, *probe_ln, *probe_mean, *probe_rstd, *probe_logits,
@@ -72,6 +81,9 @@ struct lejepa {
     float *dirs;                     /* (proj_dim, slices) */
     struct sigreg_scratch *ss;
     void *ss_mem;
+    double *sig_sums;                /* (views, 2, slices, knots): every
+                                        view's cos and sin sums, one block
+                                        for one all-reduce */
 };
 
 /* Builds the model, allocates every arena and initialises the weights from
@@ -79,8 +91,24 @@ struct lejepa {
 int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err);
 void lejepa_free(struct lejepa *m);
 
-/* Sets the number of samples n (2 <= n <= c.batch) of the next steps; a
- * step whose samples partly failed to load trains on the rest. */
+/* Makes the step data parallel over d's ranks (d outlives m; NULL or a
+ * world of 1: the single process, bit-identical to never calling this).
+ * Every rank calls lejepa_init with the same config (c.batch: the largest
+ * share, dist_share of the global batch) and seed, so all start with the
+ * same weights; after loading a checkpoint on rank 0 only, call
+ * lejepa_broadcast_weights. With c.sync_bn, BatchNorm in training uses the
+ * statistics of every rank's samples; otherwise each rank's own (as
+ * PyTorch DDP), and the running statistics of rank 0 are broadcast at the
+ * start of every step (DDP's broadcast_buffers). */
+void lejepa_set_dist(struct lejepa *m, struct dist *d);
+
+/* Every rank's weights, running statistics and AdamW moments become rank
+ * 0's. All ranks call it. */
+void lejepa_broadcast_weights(struct lejepa *m);
+
+/* Sets the number of samples n (2 <= n <= c.batch; with a dist of world
+ * > 1, 1 <= n and at least 2 over all ranks) of the next steps; a step
+ * whose samples partly failed to load trains on the rest. */
 void lejepa_set_batch(struct lejepa *m, int n);
 
 /* Input buffer of a group: (views * n, C, size, size) floats, view-major
@@ -94,7 +122,11 @@ void lejepa_load_pixels(struct lejepa *m, int group, const uint8_t *pixels,
 
 /* One training step's forward and backward on the current n samples:
  * zeroes all gradients, then fills them for the encoder (loss) and the
- * probe (its cross-entropy). labels (n). step seeds the SIGReg directions. */
+ * probe (its cross-entropy). labels (n). step seeds the SIGReg directions.
+ * Data parallel, every rank calls it in the same step with its own samples
+ * (rank r: samples dist_share(d, N, &start) of the global batch): the
+ * losses in out are the global batch's on every rank, and the gradients
+ * are summed over ranks, ready for the same AdamW step on every rank. */
 void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
                              uint64_t step, struct lejepa_losses *out);
 

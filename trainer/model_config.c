@@ -111,6 +111,7 @@ int model_config_resolve(struct lejepa_config *out, const struct config *c,
     out->knots = (int)c->loss.knots;
     out->t_max = c->loss.t_max;
     out->sigreg_debias = c->loss.sigreg_debias;
+    out->sync_bn = c->model.sync_bn;
     out->seed = c->run.seed;
     return 0;
 }

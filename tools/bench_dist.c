@@ -1,0 +1,89 @@
+/*
+ * bench_dist.c: step time of data-parallel LeJEPA on this machine and what
+ * the all-reduce would cost on a network (not a test). Run under mpirun:
+ *
+ *   OMP_NUM_THREADS=2 ./build/tools/bench_dist
+ *   OMP_NUM_THREADS=1 mpirun -n 2 --oversubscribe ./build/tools/bench_dist
+ *
+ * A ResNet (depths 1,1,1,1, widths 32..256, 32 px, 2 global views,
+ * projector 2048, 2048, 128, 1024 slices) on a global batch of 64 split
+ * over the ranks, sync_bn on. Rank 0 prints the mean step time, the bytes
+ * all-reduced per step, and the ring all-reduce model
+ * 2 (R - 1) / R * bytes / bandwidth for R up to 64 at 10/25/100 Gbit/s
+ * against the measured compute time per step (with R ranks of this shape
+ * the per-rank batch shrinks; the model keeps this run's compute time).
+ */
+#include <stdio.h>
+
+#include "dist.h"
+#include "lejepa.h"
+#include "rng.h"
+#include "util.h"
+
+#define BENCH_BATCH 64
+#define BENCH_WARMUP 1
+#define BENCH_STEPS 5
+
+int main(int argc, char **argv)
+{
+    char err[ERR_LEN];
+    struct dist d;
+    if (dist_have_mpi()) {
+        if (dist_init_mpi(&d, &argc, &argv, err) != 0)
+            die("bench_dist: %s", err);
+    } else {
+        dist_init_single(&d);
+    }
+    struct lejepa_config c = {
+        .resnet = {.in_channels = 3, .stem = RESNET_STEM_SMALL, .n_stages = 4,
+                   .depths = {1, 1, 1, 1}, .widths = {32, 64, 128, 256}},
+        .n_proj = 3, .proj = {2048, 2048, 128}, .n_classes = 10,
+        .global_views = 2, .global_size = 32, .lambda = 0.05, .slices = 1024,
+        .knots = 17, .t_max = 3.0, .seed = 1, .sync_bn = true};
+    int start;
+    c.batch = dist_share(&d, BENCH_BATCH, &start);
+    struct lejepa m;
+    if (lejepa_init(&m, &c, err) != 0)
+        die("bench_dist: %s", err);
+    lejepa_set_dist(&m, &d);
+    float *x = lejepa_input(&m, 0);
+    size_t n = graph_numel(&m.grp[0].g, m.grp[0].in);
+    struct rng r;
+    rng_init(&r, 3, (uint64_t)d.rank, 0, 0);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)rng_normal(&r);
+    int32_t labels[BENCH_BATCH] = {0};
+    struct lejepa_losses L;
+    double t0 = 0, bytes0 = 0;
+    for (int s = 0; s < BENCH_WARMUP + BENCH_STEPS; s++) {
+        if (s == BENCH_WARMUP) {
+            dist_barrier(&d);
+            t0 = util_time_mono();
+            bytes0 = d.bytes_reduced;
+        }
+        lejepa_forward_backward(&m, labels, (uint64_t)s, &L);
+    }
+    dist_barrier(&d);
+    double step = (util_time_mono() - t0) / BENCH_STEPS;
+    double bytes = (d.bytes_reduced - bytes0) / BENCH_STEPS;
+    if (d.rank == 0) {
+        printf("R = %d, global batch %d, %d params (%.1f MB of gradients): "
+               "%.3f s per step, %.2f MB all-reduced per step, loss %.4f\n",
+               d.world, BENCH_BATCH, (int)m.p.learn.total,
+               m.p.learn.total * 4e-6, step, bytes * 1e-6, L.loss);
+        const double gbits[3] = {10, 25, 100};
+        double payload = d.world > 1 ? bytes : m.p.learn.total * 4.0;
+        for (int R = 2; R <= 64; R *= 2) {
+            printf("  ring all-reduce, R = %2d:", R);
+            for (int k = 0; k < 3; k++) {
+                double t = 2.0 * (R - 1) / R * payload / (gbits[k] * 1e9 / 8);
+                printf("  %3.0f Gbit/s %.4f s (%.0f%% of compute)", gbits[k], t,
+                       100 * t / step);
+            }
+            printf("\n");
+        }
+    }
+    lejepa_free(&m);
+    dist_finalize(&d);
+    return 0;
+}

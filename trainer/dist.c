@@ -1,0 +1,158 @@
+/*
+ * dist.c: the cross-rank sums of data-parallel training (see dist.h). With
+ * LEJEPA_HAVE_MPI (meson found MPI) the calls go to MPI_COMM_WORLD; a world
+ * of 1 returns before touching MPI, so the single process never needs it.
+ * Nothing here knows what the arrays mean.
+ */
+#include "dist.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef LEJEPA_HAVE_MPI
+#include <mpi.h>
+#endif
+
+#include "util.h"
+
+void dist_init_single(struct dist *d)
+{
+    memset(d, 0, sizeof *d);
+    d->world = 1;
+}
+
+bool dist_have_mpi(void)
+{
+#ifdef LEJEPA_HAVE_MPI
+    return true;
+#else
+    return false;
+#endif
+}
+
+int dist_init_mpi(struct dist *d, int *argc, char ***argv, char *err)
+{
+    dist_init_single(d);
+#ifdef LEJEPA_HAVE_MPI
+    int up = 0;
+    MPI_Initialized(&up);
+    if (!up && MPI_Init(argc, argv) != MPI_SUCCESS)
+        return errf(err, "MPI_Init failed (run under mpirun?)");
+    /* Errors abort the job (MPI's default): a rank cannot leave a
+     * collective alone without hanging the others. */
+    MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &d->world);
+    d->mpi = true;
+    return 0;
+#else
+    (void)argc;
+    (void)argv;
+    return errf(err, "this build has no MPI (install libopenmpi-dev and "
+                "reconfigure: meson finds it by itself)");
+#endif
+}
+
+void dist_finalize(struct dist *d)
+{
+    free(d->buf);
+#ifdef LEJEPA_HAVE_MPI
+    if (d->mpi)
+        MPI_Finalize();
+#endif
+    memset(d, 0, sizeof *d);
+}
+
+void dist_reserve(struct dist *d, size_t n)
+{
+    if (n <= d->buf_cap)
+        return;
+    d->buf = xrealloc(d->buf, n * sizeof *d->buf);
+    d->buf_cap = n;
+}
+
+#ifdef LEJEPA_HAVE_MPI
+/* MPI counts are int: large arrays go in pieces. */
+#define DIST_MAX_COUNT (1 << 30)
+
+static void allreduce(struct dist *d, void *x, size_t n, size_t elem,
+                      MPI_Datatype type, size_t piece)
+{
+    char *p = x;
+    d->bytes_reduced += (double)n * elem;
+    while (n > 0) {
+        size_t k = n < piece ? n : piece;
+        CHECK(MPI_Allreduce(MPI_IN_PLACE, p, (int)k, type, MPI_SUM,
+                            MPI_COMM_WORLD) == MPI_SUCCESS);
+        p += k * elem;
+        n -= k;
+    }
+}
+#endif
+
+void dist_allreduce_float(struct dist *d, float *x, size_t n)
+{
+    if (d->world == 1 || n == 0)
+        return;
+#ifdef LEJEPA_HAVE_MPI
+    allreduce(d, x, n, sizeof *x, MPI_FLOAT, DIST_MAX_COUNT);
+#else
+    (void)x;
+#endif
+}
+
+void dist_allreduce_double(struct dist *d, double *x, size_t n)
+{
+    if (d->world == 1 || n == 0)
+        return;
+#ifdef LEJEPA_HAVE_MPI
+    allreduce(d, x, n, sizeof *x, MPI_DOUBLE, DIST_MAX_COUNT);
+#else
+    (void)x;
+#endif
+}
+
+void dist_allreduce_float_buckets(struct dist *d, float *x, size_t n)
+{
+    if (d->world == 1 || n == 0)
+        return;
+#ifdef LEJEPA_HAVE_MPI
+    allreduce(d, x, n, sizeof *x, MPI_FLOAT, DIST_BUCKET_BYTES / sizeof *x);
+#else
+    (void)x;
+#endif
+}
+
+void dist_broadcast_float(struct dist *d, float *x, size_t n)
+{
+    if (d->world == 1 || n == 0)
+        return;
+#ifdef LEJEPA_HAVE_MPI
+    while (n > 0) {
+        size_t k = n < DIST_MAX_COUNT ? n : DIST_MAX_COUNT;
+        CHECK(MPI_Bcast(x, (int)k, MPI_FLOAT, 0, MPI_COMM_WORLD) ==
+              MPI_SUCCESS);
+        x += k;
+        n -= k;
+    }
+#else
+    (void)x;
+#endif
+}
+
+void dist_barrier(struct dist *d)
+{
+    if (d->world == 1)
+        return;
+#ifdef LEJEPA_HAVE_MPI
+    CHECK(MPI_Barrier(MPI_COMM_WORLD) == MPI_SUCCESS);
+#endif
+}
+
+int dist_share(const struct dist *d, int n, int *start)
+{
+    long s = (long)d->rank * n / d->world;
+    long e = (long)(d->rank + 1) * n / d->world;
+    if (start)
+        *start = (int)s;
+    return (int)(e - s);
+}
