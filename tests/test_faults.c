@@ -14,6 +14,9 @@
  *   the batches are the uninterrupted run's.
  * - stopped_loader: one of two loaders stopped (SIGSTOP) past the silence
  *   limit and continued: the run finishes with the same batches.
+ * - early_refusals, excluded_share: what refuses a run (a bad --data, a
+ *   busy port, a directory in use or holding checkpoints, too many samples
+ *   excluded) does so cleanly, before it can do harm.
  */
 #include <dirent.h>
 #include <signal.h>
@@ -23,6 +26,8 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <zmq.h>
 
 #include "test_pipeline_util.h"
 #include "test_train_util.h"
@@ -233,6 +238,97 @@ static void test_stopped_loader(void)
     env_free(&e);
 }
 
+/* What refuses a run does so before the run directory exists: a bad
+ * --data and a busy port leave no directory and print no config; a second
+ * trainer on a run directory in use is refused by its lock, and a fresh
+ * run where checkpoints exist is refused with the --resume to use. */
+static void test_early_refusals(void)
+{
+    struct env e;
+    env_init(&e);
+    const char *const nodata[] = {"--data", "/nonexistent/lejepa-data", NULL};
+    pid_t tr = start_trainer(&e, "nodata", nodata);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, 20), 2);
+    CU_ASSERT(!file_exists(&e, "nodata"));
+    char *out = read_text(&e, "nodata.out");
+    CU_ASSERT(out && strstr(out, "/nonexistent/lejepa-data") != NULL);
+    CU_ASSERT(out && strstr(out, "effective config") == NULL);
+    free(out);
+
+    const char *const longrun[] = {"--steps", "100000", "--set",
+                                   "run.ckpt_every=2", NULL};
+    pid_t first = start_trainer(&e, "first", longrun);
+    pid_t a = start_loader(&e, "first-a", NULL);
+    CU_ASSERT(wait_lines(&e, "first", 3, 30));
+    /* a port in use: the test holds one (ipc:// endpoints are taken over,
+     * not refused, so this one is tcp) */
+    void *ctx = zmq_ctx_new(), *hold = zmq_socket(ctx, ZMQ_ROUTER);
+    CU_ASSERT_FATAL(zmq_bind(hold, "tcp://127.0.0.1:*") == 0);
+    char taken[256], set_taken[300];
+    size_t len = sizeof taken;
+    CU_ASSERT_FATAL(zmq_getsockopt(hold, ZMQ_LAST_ENDPOINT, taken, &len) == 0);
+    snprintf(set_taken, sizeof set_taken, "run.endpoint=%s", taken);
+    const char *const clash[] = {"--set", set_taken, NULL};
+    pid_t busy = start_trainer(&e, "busy", clash);
+    CU_ASSERT_EQUAL(testing_wait_exit(busy, 20), 2);
+    CU_ASSERT(!file_exists(&e, "busy"));
+    out = read_text(&e, "busy.out");
+    CU_ASSERT(out && strstr(out, "cannot bind") != NULL);
+    CU_ASSERT(out && strstr(out, "effective config") == NULL);
+    free(out);
+    zmq_close(hold);
+    zmq_ctx_term(ctx);
+
+    char w2[700], b2[700];
+    snprintf(w2, sizeof w2, "run.endpoint=ipc://%s/w2", e.dir);
+    snprintf(b2, sizeof b2, "run.broadcast=ipc://%s/b2", e.dir);
+    /* the name "first" again while it runs, on other endpoints: its lock
+     * refuses the twin (or, once a checkpoint exists, the early check) */
+    const char *const twin[] = {"--name", "first", "--set", w2, "--set", b2,
+                                NULL};
+    pid_t t2 = start_trainer(&e, "twin", twin);
+    CU_ASSERT_EQUAL(testing_wait_exit(t2, 20), 2);
+    out = read_text(&e, "twin.out");
+    CU_ASSERT(out && (strstr(out, "continue it with --resume") != NULL ||
+                      strstr(out, "is in use by process") != NULL));
+    free(out);
+    kill(first, SIGINT);
+    CU_ASSERT_EQUAL(testing_wait_exit(first, 30), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
+    /* a fresh run where checkpoints exist: refused, nothing touched */
+    char *before = read_text(&e, "first/metrics.jsonl");
+    pid_t t3 = start_trainer(&e, "again", twin);
+    CU_ASSERT_EQUAL(testing_wait_exit(t3, 20), 2);
+    out = read_text(&e, "again.out");
+    CU_ASSERT(out && strstr(out, "continue it with --resume") != NULL);
+    free(out);
+    char *after = read_text(&e, "first/metrics.jsonl");
+    CU_ASSERT(before && after && strcmp(before, after) == 0);
+    free(before);
+    free(after);
+    env_free(&e);
+}
+
+/* Past limits.max_excluded (default 5%) of the training samples excluded
+ * after decode failures, the run stops with a message that names the
+ * limit, before training on what is left. */
+static void test_excluded_share(void)
+{
+    struct env e;
+    env_init(&e);
+    const char *const fail[] = {"--fail-mod", "10", NULL};
+    const char *const args[] = {"--steps", "20", NULL};
+    pid_t tr = start_trainer(&e, "share", args);
+    pid_t a = start_loader(&e, "share-a", fail);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 1);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
+    char *log = read_text(&e, "share/log");
+    CU_ASSERT(strstr(log, "more than limits.max_excluded = 0.05") != NULL);
+    CU_ASSERT(strstr(log, "done at step") == NULL);
+    free(log);
+    env_free(&e);
+}
+
 int main(int argc, char **argv)
 {
     static const struct testing_case all[] = {
@@ -240,6 +336,8 @@ int main(int argc, char **argv)
         {"disk_full", test_disk_full},
         {"trainer_restart", test_trainer_restart},
         {"stopped_loader", test_stopped_loader},
+        {"early_refusals", test_early_refusals},
+        {"excluded_share", test_excluded_share},
         {NULL, NULL},
     };
     pipe_init();

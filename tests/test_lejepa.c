@@ -124,19 +124,19 @@ static void test_debias_reaches_step(void)
     struct lejepa a, b;
     CU_ASSERT_EQUAL_FATAL(lejepa_init(&a, &c, err), 0);
     CU_ASSERT_EQUAL_FATAL(lejepa_init(&b, &cd, err), 0);
-    CU_ASSERT_FALSE(a.grid.debias);
-    CU_ASSERT_TRUE(b.grid.debias);
+    CU_ASSERT_FALSE(a.sr.grid.debias);
+    CU_ASSERT_TRUE(b.sr.grid.debias);
     fill_views(&a, c.batch);
     fill_views(&b, c.batch);
     int32_t labels[6] = {1, 2, 3, 1, 0, 5};
     struct lejepa_losses la, lb;
     lejepa_forward_backward(&a, labels, 3, &la);
     lejepa_forward_backward(&b, labels, 3, &lb);
-    struct sigreg_grid gd = a.grid;
+    struct sigreg_grid gd = a.sr.grid;
     gd.debias = true;
     double want = 0;
     for (int v = 0; v < a.views; v++)
-        want += sigreg_statistic(NULL, a.ss[v].cos_sum, a.ss[v].sin_sum, &gd,
+        want += sigreg_statistic(NULL, a.sr.ss[v].cos_sum, a.sr.ss[v].sin_sum, &gd,
                                  c.batch, c.slices) / a.views;
     CU_ASSERT_DOUBLE_EQUAL(lb.sigreg, want, 1e-9 * (1 + fabs(want)));
     CU_ASSERT(la.sigreg - lb.sigreg > 0.1);

@@ -87,9 +87,9 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
     memset(m, 0, sizeof *m);
     if (check_config(c, err) != 0)
         return -1;
-    if (sigreg_grid_init(&m->grid, c->knots, c->t_max, err) != 0)
+    if (sigreg_grid_init(&m->sr.grid, c->knots, c->t_max, err) != 0)
         return -1;
-    m->grid.debias = c->sigreg_debias;
+    m->sr.grid.debias = c->sigreg_debias;
     m->c = *c;
     m->n_groups = c->local_views > 0 ? 2 : 1;
     m->views = c->global_views + c->local_views;
@@ -127,18 +127,18 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
     m->probe_dlogits = xmalloc_aligned(rows * K * sizeof(float));
     m->probe_labels = xmalloc_aligned(rows * sizeof(int32_t));
 
-    m->dirs = xmalloc_aligned((size_t)m->proj_dim * c->slices * sizeof(float));
+    m->sr.dirs = xmalloc_aligned((size_t)m->proj_dim * c->slices * sizeof(float));
     size_t ss_bytes = sigreg_scratch_size(c->batch, c->slices, c->knots);
-    m->ss_mem = xmalloc_aligned(ss_bytes * (size_t)m->views);
-    m->ss = xcalloc((size_t)m->views, sizeof *m->ss);
+    m->sr.ss_mem = xmalloc_aligned(ss_bytes * (size_t)m->views);
+    m->sr.ss = xcalloc((size_t)m->views, sizeof *m->sr.ss);
     const size_t mt = (size_t)c->slices * c->knots;
-    m->sig_sums = xmalloc_aligned(2 * mt * m->views * sizeof(double));
+    m->sr.sig_sums = xmalloc_aligned(2 * mt * m->views * sizeof(double));
     for (int v = 0; v < m->views; v++) {
-        sigreg_scratch_init(&m->ss[v], (char *)m->ss_mem + v * ss_bytes,
+        sigreg_scratch_init(&m->sr.ss[v], (char *)m->sr.ss_mem + v * ss_bytes,
                             c->batch, c->slices, c->knots);
         /* the sums of all views in one block, for one all-reduce */
-        m->ss[v].cos_sum = m->sig_sums + 2 * mt * v;
-        m->ss[v].sin_sum = m->sig_sums + 2 * mt * v + mt;
+        m->sr.ss[v].cos_sum = m->sr.sig_sums + 2 * mt * v;
+        m->sr.ss[v].sin_sum = m->sr.sig_sums + 2 * mt * v + mt;
     }
     m->n_global = c->batch;
     return 0;
@@ -151,13 +151,13 @@ void lejepa_free(struct lejepa *m)
     params_free(&m->p);
     float *bufs[] = {m->probe_in, m->probe_ln, m->probe_dln, m->probe_mean,
                      m->probe_rstd, m->probe_logits, m->probe_dlogits,
-                     m->dirs};
+                     m->sr.dirs};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         util_free_aligned(bufs[i]);
     util_free_aligned(m->probe_labels);
-    util_free_aligned(m->ss_mem);
-    util_free_aligned(m->sig_sums);
-    free(m->ss);
+    util_free_aligned(m->sr.ss_mem);
+    util_free_aligned(m->sr.sig_sums);
+    free(m->sr.ss);
     memset(m, 0, sizeof *m);
 }
 
@@ -326,21 +326,21 @@ static double sigreg_views(struct lejepa *m, uint64_t step, float dloss)
 {
     const struct lejepa_config *c = &m->c;
     const int N = m->n, K = m->proj_dim, M = c->slices, V = m->views;
-    sigreg_directions(m->dirs, c->seed, step, K, M);
+    sigreg_directions(m->sr.dirs, c->seed, step, K, M);
     for (int v = 0; v < V; v++) {
-        struct sigreg_scratch *s = &m->ss[v];
+        struct sigreg_scratch *s = &m->sr.ss[v];
         CHECK(N <= s->n_cap);
         s->n = N;
-        sigreg_project(s->x, view_rows(m, v, false), m->dirs, N, K, M);
-        sigreg_sums(s->cos_sum, s->sin_sum, s->x, &m->grid, N, M);
+        sigreg_project(s->x, view_rows(m, v, false), m->sr.dirs, N, K, M);
+        sigreg_sums(s->cos_sum, s->sin_sum, s->x, &m->sr.grid, N, M);
     }
     if (m->dist)
-        dist_allreduce_double(m->dist, m->sig_sums,
+        dist_allreduce_double(m->dist, m->sr.sig_sums,
                               2 * (size_t)M * c->knots * V);
     double sig = 0;
     for (int v = 0; v < V; v++)
-        sig += sigreg_statistic(NULL, m->ss[v].cos_sum, m->ss[v].sin_sum,
-                                &m->grid, m->n_global, M);
+        sig += sigreg_statistic(NULL, m->sr.ss[v].cos_sum, m->sr.ss[v].sin_sum,
+                                &m->sr.grid, m->n_global, M);
 #ifdef LEJEPA_DIST_BUG_DIVIDE_SIGREG
     /* The known bug of other implementations, kept only so that a test can
      * show that tests/test_dist.c catches it (meson test dist_bug). */
@@ -348,10 +348,10 @@ static double sigreg_views(struct lejepa *m, uint64_t step, float dloss)
         dloss /= (float)m->dist->world;
 #endif
     for (int v = 0; v < V; v++) {
-        struct sigreg_scratch *s = &m->ss[v];
+        struct sigreg_scratch *s = &m->sr.ss[v];
         sigreg_backward_x(s->dx, dloss, s->x, s->cos_sum, s->sin_sum,
-                          &m->grid, m->n_global, N, M);
-        sigreg_backward_z(view_rows(m, v, true), s->dx, m->dirs, N, K, M);
+                          &m->sr.grid, m->n_global, N, M);
+        sigreg_backward_z(view_rows(m, v, true), s->dx, m->sr.dirs, N, K, M);
     }
     return sig / V;
 }

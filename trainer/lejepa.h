@@ -63,6 +63,18 @@ struct lejepa_losses {
     int probe_correct, probe_total;
 };
 
+/* SIGReg: the knots, directions of the current step and one scratch per
+ * view. */
+struct lejepa_sigreg {
+    struct sigreg_grid grid;
+    float *dirs;                     /* (proj_dim, slices) */
+    struct sigreg_scratch *ss;
+    void *ss_mem;
+    double *sig_sums;                /* (views, 2, slices, knots): every
+                                        view's cos and sin sums, one block
+                                        for one all-reduce */
+};
+
 struct lejepa {
     struct lejepa_config c;
     struct params p;
@@ -76,14 +88,7 @@ struct lejepa {
     float *probe_in, *probe_ln, *probe_mean, *probe_rstd, *probe_logits,
           *probe_dlogits, *probe_dln;
     int32_t *probe_labels;
-    /* SIGReg: directions of the current step and one scratch per view */
-    struct sigreg_grid grid;
-    float *dirs;                     /* (proj_dim, slices) */
-    struct sigreg_scratch *ss;
-    void *ss_mem;
-    double *sig_sums;                /* (views, 2, slices, knots): every
-                                        view's cos and sin sums, one block
-                                        for one all-reduce */
+    struct lejepa_sigreg sr;
 };
 
 /* Builds the model, allocates every arena and initialises the weights from
