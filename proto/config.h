@@ -153,6 +153,7 @@ struct config_limits {
     double ticket_timeout_s;            /* least time a loader gets a ticket */
     double max_excluded;                /* share of excluded samples: stop */
     uint64_t max_samples;               /* largest dataset split accepted */
+    int64_t claim_mb;                   /* memory a dataset claim may size */
 };
 
 struct config {

@@ -280,6 +280,10 @@ static const struct config_key key_table[] = {
                "largest split (train or val) a dataset may have: a loader's "
                "claim above it is refused before it sizes anything (the "
                "trainer keeps about 24 bytes per sample)"),
+    KEY_INT(limits, claim_mb, 16, 1048576, "4096",
+            "memory (MB) a loader's dataset claim may make the trainer "
+            "allocate before any batch (sampler and snapshot rows); a larger "
+            "claim is refused"),
     KEY_FLOAT(limits, max_excluded, 0, 1, "0.05",
               "share of the training samples that may be excluded after "
               "decode failures; past it the run stops with a message"),

@@ -434,9 +434,8 @@ static void test_resume(void)
     CU_ASSERT_EQUAL_FATAL(status, 0);
     double first = last_value("u", "train", "step");
     /* the run's own config, data and directory: only --resume and --steps.
-     * No evaluator: a resumed trainer does not wait for one before its
-     * first step, and this run's last snapshot comes 3 steps later, maybe
-     * before the evaluator joins, which the trainer then waits 120 s for. */
+     * No evaluator: the launcher then sets eval.wait_evaluators=0 over the
+     * checkpoint's 1, or the resumed trainer would wait 60 s for one. */
     char run[4300];
     snprintf(run, sizeof run, "%s/runs/u", tmp);
     char *argv[] = {xstrdup(testing_program("tools/lejepa")), "run", "--resume", run,

@@ -470,10 +470,10 @@ static void start_all(struct launcher *l)
         argv[k++] = "--set";
         argv[k++] = (char *)o->sets[i];
     }
-    if (eval) {
-        argv[k++] = "--set";
-        argv[k++] = "eval.wait_evaluators=1";
-    }
+    /* the evaluators this launch starts, also 0: a resumed run's config
+     * may carry the count of the launch before it */
+    argv[k++] = "--set";
+    argv[k++] = eval ? "eval.wait_evaluators=1" : "eval.wait_evaluators=0";
     if (l->moved) {
         argv[k++] = "--set";
         argv[k++] = l->set_work;

@@ -68,6 +68,10 @@ static void adopt_classes(struct train_dataset *d, const struct msg_dataset *ds)
 /* The counts a loader claims, checked before they size anything: splits
  * within limits.max_samples, at least one batch to train on, the classes
  * the online probe needs. */
+/* Bytes one snapshot row may cost (its embedding up to 1024 floats, label,
+ * flags), for the claim's memory estimate. */
+#define TRAIN_CLAIM_ROW_BYTES 4112.0
+
 static int check_claims(const struct config *c, const struct msg_hello *h,
                         char *err)
 {
@@ -90,6 +94,29 @@ static int check_claims(const struct config *c, const struct msg_hello *h,
                     "probe needs at least 2 (unlabelled datasets are not "
                     "supported yet)",
                     h->name, ds->n_classes);
+    /* what the claim makes the trainer allocate before any batch: the
+     * sampler (permutation and exclusions), the snapshot rows' index and
+     * their embeddings (at most TRAIN_CLAIM_ROW_BYTES each) */
+    uint64_t tr_rows = (uint64_t)c->eval.train_subset < ds->n_train
+        ? (uint64_t)c->eval.train_subset
+        : ds->n_train;
+    uint64_t va_rows =
+        c->eval.val_limit > 0 && (uint64_t)c->eval.val_limit < ds->n_val
+        ? (uint64_t)c->eval.val_limit
+        : ds->n_val;
+    double bytes = 20.0 * (double)ds->n_train +
+        8.0 * (double)(ds->n_train + ds->n_val) +
+        (c->eval.every >= 0 ? TRAIN_CLAIM_ROW_BYTES : 0.0) *
+            (double)(tr_rows + va_rows);
+    if (bytes > (double)c->limits.claim_mb * 1048576.0)
+        return errf(err,
+                    "loader %.100s claims a dataset (%" PRIu64
+                    " train, %" PRIu64
+                    " val) that would take %.0f MB of the trainer's memory "
+                    "before any batch, over limits.claim_mb = %" PRId64
+                    " (eval.val_limit bounds the snapshot rows)",
+                    h->name, ds->n_train, ds->n_val, bytes / 1048576.0,
+                    c->limits.claim_mb);
     return 0;
 }
 
@@ -144,8 +171,15 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
     char err[ERR_LEN];
     struct train_net *n = &t->net;
     struct train_client *old = train_net_find(n, id, id_len);
-    if (old)
+    /* saying HELLO again does not refill what the connection has spent */
+    double tokens = 0, tokens_at = 0;
+    uint64_t history_bytes = 0;
+    if (old) {
+        tokens = old->result_tokens;
+        tokens_at = old->result_tokens_at;
+        history_bytes = old->history_bytes;
         train_hub_remove(t, old, "said HELLO again");
+    }
     if (n->n_clients == TRAIN_MAX_CLIENTS) {
         n->refusals++;
         train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, "too many clients");
@@ -187,6 +221,9 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
     if (credit > TRAIN_MAX_CREDIT)
         credit = TRAIN_MAX_CREDIT;
     struct train_client *c = train_net_add(n, id, id_len, h, credit);
+    c->result_tokens = tokens;
+    c->result_tokens_at = tokens_at;
+    c->history_bytes = history_bytes;
     train_log("%s %s joined (pid %" PRIu64 ", %s, credit %" PRIu32 ")",
               msg_role_name(c->role), c->name, h->pid, h->software, credit);
 }
