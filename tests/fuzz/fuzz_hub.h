@@ -12,7 +12,11 @@
  * An input is a sequence of records, each
  *   [1 byte: identity in bits 0-2, FUZZ_HUB_HOLD in bit 3]
  *   [4 bytes: payload length, little-endian][payload: one msgpack message]
- * A length beyond the input's end takes what is left. After each record
+ * A length beyond the input's end takes what is left. A first byte of
+ * exactly FUZZ_HUB_FRESH (identity 0; rare, as each costs an engine
+ * build and a thread): the trainer stops (BYE to every client)
+ * and starts again before it, its dataset and engine unknown, so the
+ * first loader's HELLO and what it claims are fuzzed too. After each record
  * (unless it has FUZZ_HUB_HOLD: a burst) and after the last, the loop's
  * turn runs: what train_loop_run does between messages without blocking.
  * Nothing here waits: steps are never computed (fuzz_hub_turn finishes a
@@ -31,6 +35,7 @@
 #define FUZZ_HUB_PEERS 6
 #define FUZZ_HUB_ID_MASK 0x07
 #define FUZZ_HUB_HOLD 0x08
+#define FUZZ_HUB_FRESH 0x80
 #define FUZZ_HUB_RECORD_HEAD 5
 
 /* The tiny run every hub of the fuzzer and its seeds trains: a two-stage

@@ -321,5 +321,16 @@ int main(int argc, char **argv)
     simple(&h, &s, 5, MSG_KIND_HISTORY);
     result(&h, &s, 2, MSG_SOURCE_KNN, "knn_top1", 0.5);
     save(dir, "strangers", &s);
+
+    /* a trainer started again, whose first loader claims another dataset */
+    fuzz_hub_tidy(&h);
+    fuzz_hub_input(&h, (const uint8_t[]){FUZZ_HUB_FRESH, 0, 0, 0, 0}, 5);
+    append(&s, (const uint8_t[]){FUZZ_HUB_FRESH, 0, 0, 0, 0}, 5);
+    hello(&h, &s, 5, MSG_ROLE_LOADER, 8, dataset.fingerprint ^ 2);
+    simple(&h, &s, 5, MSG_KIND_HEARTBEAT);
+    n = tickets_for(&h, 5, tk);
+    for (int i = 0; i < n; i++)
+        answer(&h, &s, 5, &tk[i], 0, MSG_FAIL_DECODE);
+    save(dir, "fresh-run", &s);
     return 0;
 }

@@ -209,9 +209,35 @@ void fuzz_hub_turn(struct fuzz_hub *h)
     train_hub_sweep(t);
 }
 
+/* What train_main.c's finish does before the process exits, then the state
+ * of a process that starts again on the same run directory and sockets:
+ * the next loader's HELLO says what the dataset is and builds the engine. */
+static void fresh_run(struct fuzz_hub *h)
+{
+    struct train *t = h->t;
+    train_hub_bye_all(t, "trainer stopped");
+    if (t->engine_ready) {
+        train_engine_stop(&t->engine);
+        train_eval_free(t->eval);
+        train_step_free(&t->steps);
+        train_engine_free(&t->engine);
+    }
+    train_dataset_free(&t->data);
+    t->eval = NULL;
+    t->engine_ready = false;
+    memset(&t->engine, 0, sizeof t->engine);
+    memset(&t->steps, 0, sizeof t->steps);
+    t->tickets = (struct train_tickets){.timeout_s = t->cfg.limits.ticket_timeout_s};
+    t->prog = (struct train_progress){0};
+    t->iv = (struct train_interval){0};
+    t->ctl = (struct train_control){0};
+}
+
 void fuzz_hub_input(struct fuzz_hub *h, const uint8_t *data, size_t size)
 {
     size_t at = 0;
+    if (size >= FUZZ_HUB_RECORD_HEAD && data[0] == FUZZ_HUB_FRESH)
+        fresh_run(h);
     bool turned = true;
     while (size - at >= FUZZ_HUB_RECORD_HEAD) {
         uint8_t head = data[at];
