@@ -124,6 +124,11 @@ void fuzz_hub_open(struct fuzz_hub *h)
     config_defaults(&t->cfg);
     for (int i = 0; fuzz_hub_config[i]; i++)
         set_key(&t->cfg, fuzz_hub_config[i]);
+    /* FUZZ_HUB_SET="s.k=v;s.k=v": more keys, to fuzz or replay another run */
+    char more[1024];
+    snprintf(more, sizeof more, "%s", getenv("FUZZ_HUB_SET") ? getenv("FUZZ_HUB_SET") : "");
+    for (char *save, *a = strtok_r(more, ";", &save); a; a = strtok_r(NULL, ";", &save))
+        set_key(&t->cfg, a);
     snprintf(set, sizeof set, "run.dir=%s", h->dir);
     set_key(&t->cfg, set);
     set_key(&t->cfg, "run.name=run");
