@@ -10,6 +10,7 @@ files=(
   trainer/train.h trainer/train_*.c trainer/train_*.h
   trainer/nn_pixels.c proto/hash.c proto/hash.h
   eval/compute/compute.c eval/compute/compute.h
+  tests/fuzz/fuzz_hub*.c tests/fuzz/fuzz_hub.h
 )
 if ! command -v clang-format >/dev/null; then
   echo "check_format: clang-format is not installed (tools/setup.sh installs it)" >&2

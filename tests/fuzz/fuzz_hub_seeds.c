@@ -129,8 +129,8 @@ static int tickets_for(struct fuzz_hub *h, int who, struct ticket *out)
         char err[ERR_LEN];
         zmq_msg_t frame;
         struct msg m;
-        int rc = msg_recv(h->peer[who], ZMQ_DONTWAIT, &frame, &m, &lim, &arena,
-                          err);
+        int rc =
+            msg_recv(h->peer[who], ZMQ_DONTWAIT, &frame, &m, &lim, &arena, err);
         if (rc == 0 && m.kind == MSG_KIND_TICKET && n < MAX_TICKETS &&
             m.ticket.n <= SAMPLES_MAX) {
             out[n].t = m.ticket;
@@ -179,8 +179,10 @@ static void answer(struct fuzz_hub *h, struct script *s, int who,
     if (t->work == MSG_WORK_EVAL)
         g[0] = (struct msg_group){.views = 1, .c = ch, .h = gs, .w = gs};
     else
-        g[0] = (struct msg_group){
-            .views = (uint32_t)c->views.global_count, .c = ch, .h = gs, .w = gs};
+        g[0] = (struct msg_group){.views = (uint32_t)c->views.global_count,
+                                  .c = ch,
+                                  .h = gs,
+                                  .w = gs};
     g[1] = (struct msg_group){
         .views = (uint32_t)c->views.local_count, .c = ch, .h = ls, .w = ls};
     for (int k = 0; k < 2; k++) {

@@ -17,13 +17,27 @@
 #include "util.h"
 
 const char *const fuzz_hub_config[] = {
-    "model.depths=1,1", "model.widths=8,16", "model.projector=32,16",
-    "views.global_size=16", "views.local_size=8", "views.local_count=2",
-    "optim.batch=4", "run.ticket_size=2", "loss.slices=16",
-    "run.log_every=1", "run.threads=1", "run.seed=7", "optim.steps=1000000",
-    "eval.every=2", "eval.train_subset=4", "eval.val_limit=4", "eval.chunk=2",
-    "eval.featmap_images=2", "limits.max_samples=4096",
-    "limits.ticket_timeout_s=0.5", NULL,
+    "model.depths=1,1",
+    "model.widths=8,16",
+    "model.projector=32,16",
+    "views.global_size=16",
+    "views.local_size=8",
+    "views.local_count=2",
+    "optim.batch=4",
+    "run.ticket_size=2",
+    "loss.slices=16",
+    "run.log_every=1",
+    "run.threads=1",
+    "run.seed=7",
+    "optim.steps=1000000",
+    "eval.every=2",
+    "eval.train_subset=4",
+    "eval.val_limit=4",
+    "eval.chunk=2",
+    "eval.featmap_images=2",
+    "limits.max_samples=4096",
+    "limits.ticket_timeout_s=0.5",
+    NULL,
 };
 
 /* The run directory's files are rewritten from empty beyond these (a real
@@ -126,8 +140,10 @@ void fuzz_hub_open(struct fuzz_hub *h)
         set_key(&t->cfg, fuzz_hub_config[i]);
     /* FUZZ_HUB_SET="s.k=v;s.k=v": more keys, to fuzz or replay another run */
     char more[1024];
-    snprintf(more, sizeof more, "%s", getenv("FUZZ_HUB_SET") ? getenv("FUZZ_HUB_SET") : "");
-    for (char *save, *a = strtok_r(more, ";", &save); a; a = strtok_r(NULL, ";", &save))
+    snprintf(more, sizeof more, "%s",
+             getenv("FUZZ_HUB_SET") ? getenv("FUZZ_HUB_SET") : "");
+    for (char *save, *a = strtok_r(more, ";", &save); a;
+         a = strtok_r(NULL, ";", &save))
         set_key(&t->cfg, a);
     snprintf(set, sizeof set, "run.dir=%s", h->dir);
     set_key(&t->cfg, set);
@@ -171,8 +187,8 @@ void fuzz_hub_message(struct fuzz_hub *h, int who, const uint8_t *payload,
     if (len)
         memcpy(zmq_msg_data(&frame), payload, len);
     struct msg m;
-    if (msg_decode(&m, zmq_msg_data(&frame), len, &t->net.limits,
-                   &t->net.arena, err) == 0)
+    if (msg_decode(&m, zmq_msg_data(&frame), len, &t->net.limits, &t->net.arena,
+                   err) == 0)
         train_hub_handle(t, id, id_len, &frame, &m);
     else
         train_net_bad_message(&t->net, "fuzz input", err);
@@ -232,7 +248,8 @@ static void fresh_run(struct fuzz_hub *h)
     t->engine_ready = false;
     memset(&t->engine, 0, sizeof t->engine);
     memset(&t->steps, 0, sizeof t->steps);
-    t->tickets = (struct train_tickets){.timeout_s = t->cfg.limits.ticket_timeout_s};
+    t->tickets =
+        (struct train_tickets){.timeout_s = t->cfg.limits.ticket_timeout_s};
     t->prog = (struct train_progress){0};
     t->iv = (struct train_interval){0};
     t->ctl = (struct train_control){0};
