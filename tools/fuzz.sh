@@ -2,9 +2,10 @@
 # tools/fuzz.sh [SECONDS [TARGETS]]: fuzzes the parsers that read untrusted
 # bytes with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer,
 # SECONDS in total (default 60), split between the targets: the wire
-# protocol decoder (fuzz_msg) gets half, the JSON reader (fuzz_json) and the
-# safetensors reader (fuzz_safetensors) a quarter each. TARGETS (e.g.
-# "json safetensors") runs only those, each for SECONDS. Configures its own
+# protocol decoder (fuzz_msg) and the trainer's message handler (fuzz_hub)
+# a third each, the JSON reader (fuzz_json) and the safetensors reader
+# (fuzz_safetensors) a sixth each. TARGETS (e.g. "json safetensors") runs
+# only those, each for SECONDS. Configures its own
 # build dir (build-fuzz, CC=clang, -Dfuzzing=true), writes seed corpora,
 # runs the fuzzers and exits non-zero on any finding (crash, leak, UBSan
 # error, failed round-trip check); the reproducer lands in
@@ -29,11 +30,13 @@ if [ ! -f "$build/build.ninja" ]; then
   CC=clang meson setup "$build" -Dfuzzing=true -Dbuildtype=debugoptimized >/dev/null
 fi
 ninja -C "$build" -j 2 tests/fuzz/fuzz_msg tests/fuzz/fuzz_msg_seeds \
-  tests/fuzz/fuzz_json tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_parsers_seeds >/dev/null
+  tests/fuzz/fuzz_json tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_parsers_seeds \
+  tests/fuzz/fuzz_hub tests/fuzz/fuzz_hub_seeds >/dev/null
 
 mkdir -p "$build/fuzz-corpus/msg" "$artifacts"
 "$build/tests/fuzz/fuzz_msg_seeds" "$build/fuzz-corpus/msg"
 "$build/tests/fuzz/fuzz_parsers_seeds" "$build/fuzz-corpus" >/dev/null
+"$build/tests/fuzz/fuzz_hub_seeds" "$build/fuzz-corpus/hub" >/dev/null 2>&1
 
 # run_one NAME SECONDS [libFuzzer options...]
 run_one() {
@@ -56,20 +59,26 @@ run_one() {
 }
 
 # The JSON and safetensors readers get inputs up to 64 KiB so that long
-# names, many members and deep nesting are reachable.
+# names, many members and deep nesting are reachable; the hub up to 2 MiB
+# (sequences of messages, BATCHes among them), with the trainer's own log
+# on stderr closed (-close_fd_mask=2: libFuzzer and the sanitizers keep
+# theirs; replay a reproducer without it to read the trainer's log).
+hub_opts=(-max_len=2097152 -close_fd_mask=2)
 status=0
 if [ -z "$targets" ]; then
-  half=$(( seconds / 2 > 0 ? seconds / 2 : 1 ))
-  quarter=$(( seconds / 4 > 0 ? seconds / 4 : 1 ))
-  run_one msg "$half" || status=1
-  run_one json "$quarter" -max_len=65536 || status=1
-  run_one safetensors "$quarter" -max_len=65536 || status=1
+  third=$(( seconds / 3 > 0 ? seconds / 3 : 1 ))
+  sixth=$(( seconds / 6 > 0 ? seconds / 6 : 1 ))
+  run_one msg "$third" || status=1
+  run_one json "$sixth" -max_len=65536 || status=1
+  run_one safetensors "$sixth" -max_len=65536 || status=1
+  run_one hub "$third" "${hub_opts[@]}" || status=1
 else
   for t in $targets; do
     case "$t" in
       msg) run_one msg "$seconds" || status=1 ;;
       json|safetensors) run_one "$t" "$seconds" -max_len=65536 || status=1 ;;
-      *) echo "fuzz: unknown target '$t' (msg, json, safetensors)" >&2; exit 2 ;;
+      hub) run_one hub "$seconds" "${hub_opts[@]}" || status=1 ;;
+      *) echo "fuzz: unknown target '$t' (msg, json, safetensors, hub)" >&2; exit 2 ;;
     esac
   done
 fi

@@ -129,9 +129,6 @@ void train_hub_bye_all(struct train *t, const char *reason);
 /* Hands out tickets: a snapshot's first, then the steps'. */
 void train_hub_issue(struct train *t);
 
-/* train_main.c: writes the effective config to runs/<name>/config.ini */
-void train_save_config(struct train *t);
-
 /* train_ckpt.c: reads every part; writes the checkpoint of t->prog.step. */
 int train_ckpt_write(struct train *t, char *err);
 /* The config text stored in a checkpoint (malloc'd) and the path of the

@@ -87,6 +87,22 @@ static uint64_t snapshots_between(const struct train *t, uint64_t from,
     return (to - 1) / (uint64_t)every - from / (uint64_t)every;
 }
 
+/* A checkpoint or metrics write failed (a full disk, a lost mount): the
+ * run stops before the next step, naming the last good checkpoint, rather
+ * than train on with nothing saved. */
+static void stop_on_write_failure(struct train *t, const char *what,
+                                  const char *why)
+{
+    char last[80] = "none yet";
+    if (t->prog.have_ckpt)
+        snprintf(last, sizeof last, "ckpt-%" PRIu64 ".safetensors",
+                 t->prog.last_ckpt_step);
+    snprintf(t->ctl.fatal, sizeof t->ctl.fatal,
+             "%s: %.300s; stopping. The last good checkpoint is %s in %.100s",
+             what, why, last, t->rundir.dir);
+    t->ctl.fatal_code = 1;
+}
+
 /* The time budget: the first timing_steps steps ran against the provisional
  * total; their pace fixes the real one, recorded in the run's config. The
  * snapshots due before the end pause training, so their estimated time
@@ -124,7 +140,9 @@ static void fix_total(struct train *t)
     p->warmup = warmup_steps(t);
     free(t->config_text);
     t->config_text = config_to_string(&t->cfg);
-    train_save_config(t);
+    char werr[ERR_LEN];
+    if (train_rundir_save_config(&t->rundir, t->config_text, werr) != 0)
+        stop_on_write_failure(t, "config.ini write failed", werr);
     train_log("time budget: %.3f s per step over %" PRIu64 " steps and ~%.1f s "
               "per snapshot (%" PRIu64 " before the end), so %" PRIu64
               " steps in "
@@ -216,22 +234,6 @@ static void write_metrics(struct train *t, uint32_t epoch,
               v[2].value, v[3].value, probe_acc, ips, loaders, failures, when);
     uint64_t skipped = iv->skipped_steps;
     *iv = (struct train_interval){.t0 = now, .skipped_steps = skipped};
-}
-
-/* A checkpoint or metrics write failed (a full disk, a lost mount): the
- * run stops before the next step, naming the last good checkpoint, rather
- * than train on with nothing saved. */
-static void stop_on_write_failure(struct train *t, const char *what,
-                                  const char *why)
-{
-    char last[80] = "none yet";
-    if (t->prog.have_ckpt)
-        snprintf(last, sizeof last, "ckpt-%" PRIu64 ".safetensors",
-                 t->prog.last_ckpt_step);
-    snprintf(t->ctl.fatal, sizeof t->ctl.fatal,
-             "%s: %.300s; stopping. The last good checkpoint is %s in %.100s",
-             what, why, last, t->rundir.dir);
-    t->ctl.fatal_code = 1;
 }
 
 /* Called once the compute thread is done with step t->prog.step. */

@@ -202,13 +202,6 @@ static void parse_args(struct train *t, int argc, char **argv)
     }
 }
 
-void train_save_config(struct train *t)
-{
-    char err[ERR_LEN];
-    if (train_rundir_save_config(&t->rundir, t->config_text, err) != 0)
-        die("%s", err);
-}
-
 static void open_run_dir(struct train *t)
 {
     char err[ERR_LEN];
@@ -219,7 +212,8 @@ static void open_run_dir(struct train *t)
               t->resume[0] ? ", resuming " : "", t->resume);
     train_log_raw("effective config:\n");
     train_log_raw(t->config_text);
-    train_save_config(t);
+    if (train_rundir_save_config(&t->rundir, t->config_text, err) != 0)
+        die("%s", err);
 }
 
 static void open_sockets(struct train *t)
