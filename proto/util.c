@@ -255,6 +255,24 @@ int util_lock_dir(const char *dir, int *fd, char *err)
     return 0;
 }
 
+int util_write_rendered(const char *path, void (*render)(FILE *out, void *ctx),
+                        void *ctx, char *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    if (!mem)
+        return errf(err, "%s: open_memstream: %s", path, strerror(errno));
+    render(mem, ctx);
+    if (fclose(mem) != 0) {
+        free(buf);
+        return errf(err, "rendering %s: out of memory", path);
+    }
+    int rc = util_write_file_atomic(path, buf, len, err);
+    free(buf);
+    return rc;
+}
+
 char *util_read_file(const char *path, size_t *len, char *err)
 {
     FILE *f = fopen(path, "rb");

@@ -76,6 +76,12 @@ void util_atomic_abort(struct atomic_file *f);
 int util_write_file_atomic(const char *path, const void *data, size_t len,
                            char *err);
 
+/* A file made by a renderer: render(out, ctx) writes into memory, then the
+ * whole text is written atomically to path (util_write_file_atomic), so a
+ * reader never sees half a page. 0, or -1 with err naming path. */
+int util_write_rendered(const char *path, void (*render)(FILE *out, void *ctx),
+                        void *ctx, char *err);
+
 /* Reads a whole file into a malloc'd buffer (NUL-terminated, caller frees);
  * returns NULL with the reason in err. */
 char *util_read_file(const char *path, size_t *len, char *err);

@@ -248,20 +248,20 @@ void monitor_dash_render(FILE *out, const struct monitor_history *h,
     fputs("</body>\n</html>\n", out);
 }
 
+struct dash_job {
+    const struct monitor_history *h;
+    const struct monitor_dash_info *info;
+};
+
+static void render_dash(FILE *out, void *ctx)
+{
+    const struct dash_job *j = ctx;
+    monitor_dash_render(out, j->h, j->info);
+}
+
 int monitor_dash_write(const char *path, const struct monitor_history *h,
                        const struct monitor_dash_info *info, char *err)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    if (!mem)
-        return errf(err, "open_memstream: out of memory");
-    monitor_dash_render(mem, h, info);
-    if (fclose(mem) != 0) {
-        free(buf);
-        return errf(err, "rendering %s: out of memory", path);
-    }
-    int rc = util_write_file_atomic(path, buf, len, err);
-    free(buf);
-    return rc;
+    struct dash_job j = {h, info};
+    return util_write_rendered(path, render_dash, &j, err);
 }

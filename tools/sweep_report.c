@@ -319,27 +319,28 @@ void sweep_report_json(FILE *out, const struct sweep_report *r, const char *swee
             !known ? "null" : r->pick_scaled == r->pick_linear ? "true" : "false");
 }
 
+struct report_job {
+    const struct sweep_report *r;
+    const char *sweep;
+    bool html;
+};
+
+static void render_report(FILE *out, void *ctx)
+{
+    const struct report_job *j = ctx;
+    if (j->html)
+        sweep_report_html(out, j->r, j->sweep);
+    else
+        sweep_report_json(out, j->r, j->sweep);
+}
+
 static int write_one(const char *dir, const char *file, const struct sweep_report *r,
                      const char *sweep, bool html, char *err)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, file);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    if (!mem)
-        return errf(err, "%s: open_memstream: %s", path, strerror(errno));
-    if (html)
-        sweep_report_html(mem, r, sweep);
-    else
-        sweep_report_json(mem, r, sweep);
-    if (fclose(mem) != 0) {
-        free(buf);
-        return errf(err, "rendering %s: out of memory", path);
-    }
-    int rc = util_write_file_atomic(path, buf, len, err);
-    free(buf);
-    return rc;
+    struct report_job j = {r, sweep, html};
+    return util_write_rendered(path, render_report, &j, err);
 }
 
 int sweep_report_write(const struct sweep_report *r, const char *dir, const char *sweep,
