@@ -21,25 +21,37 @@ static void free_buffer(void *data, void *hint)
     free(data);
 }
 
-/* Encodes m and sends it as the last frame (zero copy). */
-static int send_body(void *sock, const struct msg *m, int flags, char *err)
+/* Encodes m into a zero-copy frame (its buffer freed with the frame);
+ * -1 with err, errno EINVAL, when m cannot be encoded. Encoding comes
+ * before any frame is sent, so a message that cannot be encoded never
+ * leaves an identity or topic frame half-sent on the socket. */
+static int encode_frame(zmq_msg_t *frame, const struct msg *m, char *err)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     if (msg_encode(m, &sb, err) < 0) {
         msgpack_sbuffer_destroy(&sb);
+        errno = EINVAL;
         return -1;
     }
     size_t size = sb.size;
     char *data = msgpack_sbuffer_release(&sb);
-    zmq_msg_t frame;
-    if (zmq_msg_init_data(&frame, data, size, free_buffer, NULL) != 0) {
+    if (zmq_msg_init_data(frame, data, size, free_buffer, NULL) != 0) {
         free(data);
-        return errf(err, "zmq_msg_init_data: %s", zmq_strerror(zmq_errno()));
+        errf(err, "zmq_msg_init_data: %s", zmq_strerror(zmq_errno()));
+        errno = ENOMEM;
+        return -1;
     }
-    if (zmq_msg_send(&frame, sock, flags) < 0) {
+    return 0;
+}
+
+/* Sends an encoded frame as the last one; the frame is consumed. */
+static int send_frame(void *sock, zmq_msg_t *frame, const struct msg *m,
+                      int flags, char *err)
+{
+    if (zmq_msg_send(frame, sock, flags) < 0) {
         int e = zmq_errno();
-        zmq_msg_close(&frame);
+        zmq_msg_close(frame);
         errf(err, "send %s: %s", msg_kind_name(m->kind), zmq_strerror(e));
         errno = e;
         return -1;
@@ -47,49 +59,57 @@ static int send_body(void *sock, const struct msg *m, int flags, char *err)
     return 0;
 }
 
+/* [head frame, when head] then the message, with flags on both. */
+static int send_with_head(void *sock, const void *head, size_t head_len,
+                          const char *what, const struct msg *m, int flags,
+                          char *err)
+{
+    zmq_msg_t frame;
+    if (encode_frame(&frame, m, err) != 0)
+        return -1;
+    if (head && zmq_send(sock, head, head_len, ZMQ_SNDMORE | flags) < 0) {
+        int e = zmq_errno();
+        zmq_msg_close(&frame);
+        errf(err, "send %s frame: %s", what, zmq_strerror(e));
+        errno = e;
+        return -1;
+    }
+    /* the head frame took the pipe: the body follows it there */
+    return send_frame(sock, &frame, m, flags, err);
+}
+
 int msg_send(void *sock, const struct msg *m, char *err)
 {
-    return send_body(sock, m, 0, err);
+    return send_with_head(sock, NULL, 0, NULL, m, 0, err);
 }
 
 int msg_send_to(void *sock, const void *id, size_t id_len, const struct msg *m, char *err)
 {
-    if (zmq_send(sock, id, id_len, ZMQ_SNDMORE) < 0)
-        return errf(err, "send identity frame: %s", zmq_strerror(zmq_errno()));
-    return send_body(sock, m, 0, err);
+    return send_with_head(sock, id, id_len, "identity", m, 0, err);
 }
 
 int msg_send_to_nb(void *sock, const void *id, size_t id_len, const struct msg *m,
                    char *err)
 {
-    if (zmq_send(sock, id, id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        int e = zmq_errno();
-        errf(err, "send identity frame: %s", zmq_strerror(e));
-        errno = e;
-        return -1;
-    }
-    /* the identity frame took the pipe: the body frame follows it there */
-    return send_body(sock, m, ZMQ_DONTWAIT, err);
+    return send_with_head(sock, id, id_len, "identity", m, ZMQ_DONTWAIT, err);
+}
+
+static int publish(void *sock, const struct msg *m, int flags, char *err)
+{
+    const char *topic = msg_kind_name(m->kind);
+    if (!topic)
+        return errf(err, "publish: unknown kind %d", (int)m->kind);
+    return send_with_head(sock, topic, strlen(topic), "topic", m, flags, err);
 }
 
 int msg_publish(void *sock, const struct msg *m, char *err)
 {
-    const char *topic = msg_kind_name(m->kind);
-    if (!topic)
-        return errf(err, "publish: unknown kind %d", (int)m->kind);
-    if (zmq_send(sock, topic, strlen(topic), ZMQ_SNDMORE) < 0)
-        return errf(err, "send topic %s: %s", topic, zmq_strerror(zmq_errno()));
-    return send_body(sock, m, 0, err);
+    return publish(sock, m, 0, err);
 }
 
 int msg_publish_nb(void *sock, const struct msg *m, char *err)
 {
-    const char *topic = msg_kind_name(m->kind);
-    if (!topic)
-        return errf(err, "publish: unknown kind %d", (int)m->kind);
-    if (zmq_send(sock, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-        return errf(err, "send topic %s: %s", topic, zmq_strerror(zmq_errno()));
-    return send_body(sock, m, ZMQ_DONTWAIT, err);
+    return publish(sock, m, ZMQ_DONTWAIT, err);
 }
 
 static int has_more(void *sock)

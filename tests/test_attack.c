@@ -703,7 +703,10 @@ static void test_forged_batch(void)
     CU_ASSERT(wait_text(&e, "fb/log", "fb-forger-ghost joined", 10));
     pid_t ld = start_loader(&e, "fb-loader", NULL);
     CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
-    CU_ASSERT_EQUAL(testing_wait_exit(bad, 10), 0);
+    /* the forger may be dropped for its malformed answers (it then exits
+     * on the trainer's silence, 5), or stay to the end (0) */
+    int brc = testing_wait_exit(bad, 10);
+    CU_ASSERT(brc == 0 || brc == 5);
     CU_ASSERT_EQUAL(testing_wait_exit(ld, 10), 0);
     int n = read_lines(&e, "fb", l);
     CU_ASSERT_EQUAL(n, 12);

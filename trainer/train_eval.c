@@ -420,19 +420,25 @@ void train_eval_reissue(struct train_eval *e, const struct train_net *n,
         e->issue_from = (uint32_t)k;
 }
 
-void train_eval_accept(struct train_eval *e, struct train_tickets *tk,
-                       struct train_net *n, struct train_client *c,
-                       const struct msg_batch *b, bool was_held)
+enum train_answer train_eval_accept(struct train_eval *e,
+                                    struct train_tickets *tk,
+                                    struct train_net *n, struct train_client *c,
+                                    const struct msg_batch *b, bool was_held)
 {
     char err[ERR_LEN];
     int64_t k = current_ticket(e, b->ticket);
-    if (k < 0 || e->state[k] != EVAL_OUT) {
-        tk->duplicates++;
-        train_log(
-            "dropped a late or duplicate eval BATCH for ticket %016" PRIx64
-            " from %s",
-            b->ticket, c->name);
-        return;
+    /* the first answer wins: also one that comes after the ticket's
+     * deadline sent it back to the queue (its buffer is still reserved) */
+    bool open = k >= 0 &&
+        (e->state[k] == EVAL_OUT ||
+         (e->state[k] == EVAL_UNISSUED && e->buf_of[k] >= 0));
+    if (!open) {
+        if (++tk->duplicates <= TRAIN_BAD_LOG_FIRST ||
+            tk->duplicates % 1000 == 0)
+            train_log("dropped a late or duplicate eval BATCH for ticket "
+                      "%016" PRIx64 " from %s (%" PRIu64 " so far)",
+                      b->ticket, c->name, tk->duplicates);
+        return TRAIN_ANSWER_LATE;
     }
     struct msg_ticket t;
     ticket_msg(e, (uint32_t)k, &t);
@@ -466,11 +472,12 @@ void train_eval_accept(struct train_eval *e, struct train_tickets *tk,
                           b->failures[i].reason);
         e->state[k] = EVAL_ARRIVED;
         c->batches++;
-        return;
+        return TRAIN_ANSWER_TAKEN;
     }
     train_net_bad_message(n, c->name, err);
     if (was_held)
         train_eval_reissue(e, n, b->ticket);
+    return TRAIN_ANSWER_BAD;
 }
 
 /* Compute thread: embeds buffer job_buf's samples with the current weights,

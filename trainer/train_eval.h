@@ -78,8 +78,9 @@ void train_eval_issue(struct train_eval *e, struct train_tickets *tk,
 void train_eval_reissue(struct train_eval *e, const struct train_net *n,
                         uint64_t ticket);
 /* A BATCH answering an eval ticket (was_held: loader c held the ticket). */
-void train_eval_accept(struct train_eval *e, struct train_tickets *tk,
-                       struct train_net *n, struct train_client *c,
-                       const struct msg_batch *b, bool was_held);
+enum train_answer train_eval_accept(struct train_eval *e,
+                                    struct train_tickets *tk,
+                                    struct train_net *n, struct train_client *c,
+                                    const struct msg_batch *b, bool was_held);
 
 #endif

@@ -49,6 +49,13 @@ void train_hub_remove(struct train *t, struct train_client *c, const char *why)
     train_net_free_client(c);
 }
 
+/* Lines a client can make the trainer log: the first ones, then one in a
+ * thousand, so no client fills the disk with the trainer's log. */
+static bool thin(uint64_t count)
+{
+    return count <= TRAIN_BAD_LOG_FIRST || count % 1000 == 0;
+}
+
 static void dataset_describe(char *out, size_t n, uint64_t fp, uint64_t n_train,
                              uint64_t n_val, uint32_t n_classes)
 {
@@ -104,7 +111,16 @@ static int check_claims(const struct config *c, const struct msg_hello *h,
         c->eval.val_limit > 0 && (uint64_t)c->eval.val_limit < ds->n_val
         ? (uint64_t)c->eval.val_limit
         : ds->n_val;
-    double bytes = 20.0 * (double)ds->n_train +
+    /* the probe: weights, gradient and two AdamW moments of up to 1024 x
+     * classes, and its logits over a batch and a ticket */
+    double probe =
+        (16.0 * 1024 +
+         4.0 *
+             (double)(c->optim.batch *
+                          (c->views.global_count + c->views.local_count) +
+                      c->run.ticket_size)) *
+        (double)ds->n_classes;
+    double bytes = probe + 20.0 * (double)ds->n_train +
         8.0 * (double)(ds->n_train + ds->n_val) +
         (c->eval.every >= 0 ? TRAIN_CLAIM_ROW_BYTES : 0.0) *
             (double)(tr_rows + va_rows);
@@ -183,14 +199,16 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
     if (n->n_clients == TRAIN_MAX_CLIENTS) {
         n->refusals++;
         train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, "too many clients");
-        train_log("refused %s: too many clients", h->name);
+        if (thin(n->refusals))
+            train_log("refused %s: too many clients", h->name);
         return;
     }
     if (h->role == MSG_ROLE_LOADER &&
         check_dataset(&t->data, &t->cfg, h, err) != 0) {
         n->refusals++;
         train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, err);
-        train_log("REFUSE: %s", err);
+        if (thin(n->refusals))
+            train_log("REFUSE: %s", err);
         return;
     }
     /* The first loader's dataset fixes the class count: build the model
@@ -232,19 +250,24 @@ static void handle_return(struct train *t, struct train_client *c,
                           const struct msg_return *r)
 {
     for (uint32_t i = 0; i < r->n; i++)
-        if (train_tickets_drop(&t->tickets, c, r->tickets[i]))
+        if (train_tickets_drop(&t->tickets, c, r->tickets[i], NULL))
             reissue(t, r->tickets[i]);
-    train_log("%s returned %" PRIu32 " tickets", c->name, r->n);
+    if (thin(++c->returns))
+        train_log("%s returned %" PRIu32 " tickets", c->name, r->n);
 }
 
 static void handle_batch(struct train *t, struct train_client *c,
                          const struct msg_batch *b)
 {
-    bool was_held = train_tickets_drop(&t->tickets, c, b->ticket);
-    if (train_tickets_kind(b->ticket) == TRAIN_TICKET_EVAL)
-        train_eval_accept(t->eval, &t->tickets, &t->net, c, b, was_held);
-    else
-        train_step_accept(&t->steps, &t->tickets, &t->net, c, b, was_held);
+    double sent;
+    bool was_held = train_tickets_drop(&t->tickets, c, b->ticket, &sent);
+    enum train_answer a = train_tickets_kind(b->ticket) == TRAIN_TICKET_EVAL
+        ? train_eval_accept(t->eval, &t->tickets, &t->net, c, b, was_held)
+        : train_step_accept(&t->steps, &t->tickets, &t->net, c, b, was_held);
+    if (a == TRAIN_ANSWER_TAKEN)
+        train_tickets_answered(&t->tickets, c, sent);
+    else if (a == TRAIN_ANSWER_BAD)
+        train_tickets_bad_answer(c);
 }
 
 /* A RESULT carries an evaluator's scores (knn, linear, segmap sources
@@ -361,10 +384,11 @@ void train_hub_handle(struct train *t, const uint8_t *id, size_t id_len,
         /* a loader presumed gone that was only slow: its tickets went to
          * others, so its late batch is dropped, like a duplicate */
         if (m->kind == MSG_KIND_BATCH) {
-            t->tickets.duplicates++;
-            train_log("dropped a late BATCH for ticket %" PRIu64
-                      " (step %" PRIu64 ") from a peer no longer registered",
-                      m->batch.ticket, m->batch.step);
+            if (thin(++t->tickets.duplicates))
+                train_log("dropped a late BATCH for ticket %" PRIu64
+                          " (step %" PRIu64 ") from a peer no longer "
+                          "registered",
+                          m->batch.ticket, m->batch.step);
             return;
         }
         if (m->kind != MSG_KIND_HEARTBEAT && m->kind != MSG_KIND_BYE &&

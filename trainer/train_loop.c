@@ -272,6 +272,8 @@ static void step_finish(struct train *t, struct train_slot *s)
     train_step_release(s);
     if (!p->total_fixed && p->step >= (uint64_t)t->cfg.optim.timing_steps)
         fix_total(t);
+    if (t->ctl.fatal[0])
+        return;
     char err[ERR_LEN];
     if (p->total_fixed && t->cfg.run.ckpt_every > 0 && p->step < p->total &&
         p->step % (uint64_t)t->cfg.run.ckpt_every == 0 &&

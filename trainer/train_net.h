@@ -35,14 +35,16 @@ struct config;
 struct train_hold {
     uint32_t credit; /* most tickets it may hold */
     uint64_t *held;  /* (credit) ticket ids out to it */
-    double *sent;    /* (credit) when each went out; TRAIN_HOLD_EXPIRED:
-                       * its deadline passed and it went to another loader
-                       * (still counted against credit until answered) */
+    double *sent;    /* (credit) when each went out (> 0), or minus when
+                      * its deadline passed and it went to another loader:
+                      * still counted against credit until answered or
+                      * reclaimed */
     uint32_t n_held;
     uint32_t expired_streak; /* deadlines missed since its last answer */
-    uint32_t env_streak;     /* answers with environmental failures in a row */
+    uint32_t env_streak;     /* answers with nothing but environmental
+                              * failures, in a row */
+    uint32_t bad_streak;     /* malformed answers in a row */
 };
-#define TRAIN_HOLD_EXPIRED (-1.0)
 
 struct train_client {
     uint8_t id[256]; /* ROUTER routing id */
@@ -59,6 +61,7 @@ struct train_client {
     double result_tokens; /* RESULT budget (limits.results_per_s) ... */
     double result_tokens_at; /* ... as of this monotonic time */
     uint64_t history_bytes;  /* HISTORY sent to it (bounded per client) */
+    uint64_t returns;        /* RETURNs it sent */
     bool has_result;         /* an evaluator sent a RESULT ... */
     uint64_t result_step;    /* ... for this step, last */
 };

@@ -256,11 +256,13 @@ static bool take_failures(struct train_step *st, struct train_slot *s, int k,
                       "epoch %" PRIu32 " on",
                       f->index, f->path, f->reason, s->epoch + 1);
     }
-    if (env == 0) {
+    if (env == 0 || b->n > 0)
         c->hold.env_streak = 0;
+    if (env == 0)
         return true;
-    }
-    if (++c->hold.env_streak >= TRAIN_ENV_DROP && !c->drop[0])
+    /* only answers that delivered nothing count towards dropping the
+     * loader: a few missing files on its disk are no reason */
+    if (b->n == 0 && ++c->hold.env_streak >= TRAIN_ENV_DROP && !c->drop[0])
         snprintf(c->drop, sizeof c->drop,
                  "answered %u tickets in a row with I/O-type failures",
                  c->hold.env_streak);
@@ -280,19 +282,21 @@ static bool take_failures(struct train_step *st, struct train_slot *s, int k,
     return true;
 }
 
-void train_step_accept(struct train_step *st, struct train_tickets *tk,
-                       struct train_net *n, struct train_client *c,
-                       const struct msg_batch *b, bool was_held)
+enum train_answer train_step_accept(struct train_step *st,
+                                    struct train_tickets *tk,
+                                    struct train_net *n, struct train_client *c,
+                                    const struct msg_batch *b, bool was_held)
 {
     char err[ERR_LEN];
     int k = 0;
     struct train_slot *s = slot_of_ticket(st, b->ticket, &k);
     if (!s || s->tstate[k] == TICKET_DONE || s->computing) {
-        tk->duplicates++;
-        train_log("dropped a late or duplicate BATCH for ticket %" PRIu64
-                  " (step %" PRIu64 ") from %s",
-                  b->ticket, b->step, c->name);
-        return;
+        if (++tk->duplicates <= TRAIN_BAD_LOG_FIRST ||
+            tk->duplicates % 1000 == 0)
+            train_log("dropped a late or duplicate BATCH for ticket %" PRIu64
+                      " (step %" PRIu64 ") from %s (%" PRIu64 " so far)",
+                      b->ticket, b->step, c->name, tk->duplicates);
+        return TRAIN_ANSWER_LATE;
     }
     struct msg_ticket t;
     ticket_of(st, s, k, &t);
@@ -309,11 +313,15 @@ void train_step_accept(struct train_step *st, struct train_tickets *tk,
             s->tstate[k] = TICKET_DONE;
             s->tickets_done++;
         }
-        return;
+        return TRAIN_ANSWER_TAKEN;
     }
     train_net_bad_message(n, c->name, err);
-    if (was_held)
+    if (was_held) {
+        /* to another loader first: this one may answer it the same way */
+        s->avoid[k] = c->client_id;
         train_step_reissue(st, n, b->ticket);
+    }
+    return TRAIN_ANSWER_BAD;
 }
 
 struct train_slot *train_step_ready(struct train_step *st, uint64_t step)

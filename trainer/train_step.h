@@ -103,9 +103,10 @@ void train_step_reissue(struct train_step *st, const struct train_net *n,
  * checked against its ticket and the run's views, copied into its step's
  * slot, failures logged and excluded; a bad one is counted and its ticket
  * issued again; a late one dropped. */
-void train_step_accept(struct train_step *st, struct train_tickets *tk,
-                       struct train_net *n, struct train_client *c,
-                       const struct msg_batch *b, bool was_held);
+enum train_answer train_step_accept(struct train_step *st,
+                                    struct train_tickets *tk,
+                                    struct train_net *n, struct train_client *c,
+                                    const struct msg_batch *b, bool was_held);
 /* The slot of step when all its tickets are back, else NULL. */
 struct train_slot *train_step_ready(struct train_step *st, uint64_t step);
 /* Hands the slot to the compute thread; the result is st->job.result once

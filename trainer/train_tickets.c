@@ -59,24 +59,40 @@ void train_tickets_send(struct train_net *n, struct train_client *c,
 }
 
 bool train_tickets_drop(struct train_tickets *tk, struct train_client *c,
-                        uint64_t ticket)
+                        uint64_t ticket, double *sent)
 {
+    (void)tk;
     struct train_hold *h = &c->hold;
     for (uint32_t j = 0; j < h->n_held; j++)
         if (h->held[j] == ticket) {
-            double sent = h->sent[j];
+            if (sent)
+                *sent = h->sent[j];
             h->n_held--;
             h->held[j] = h->held[h->n_held];
             h->sent[j] = h->sent[h->n_held];
-            if (sent != TRAIN_HOLD_EXPIRED) {
-                double s = util_time_mono() - sent;
-                tk->answer_s =
-                    tk->answer_s > 0 ? 0.9 * tk->answer_s + 0.1 * s : s;
-                h->expired_streak = 0;
-            }
             return true;
         }
+    if (sent)
+        *sent = 0;
     return false;
+}
+
+void train_tickets_answered(struct train_tickets *tk, struct train_client *c,
+                            double sent)
+{
+    c->hold.bad_streak = 0;
+    if (sent > 0) {
+        double s = util_time_mono() - sent;
+        tk->answer_s = tk->answer_s > 0 ? 0.9 * tk->answer_s + 0.1 * s : s;
+        c->hold.expired_streak = 0;
+    }
+}
+
+void train_tickets_bad_answer(struct train_client *c)
+{
+    if (++c->hold.bad_streak >= TRAIN_BAD_DROP && !c->drop[0])
+        snprintf(c->drop, sizeof c->drop, "sent %u malformed answers in a row",
+                 c->hold.bad_streak);
 }
 
 bool train_tickets_held(const struct train_net *n, uint64_t ticket)
@@ -84,7 +100,7 @@ bool train_tickets_held(const struct train_net *n, uint64_t ticket)
     for (int i = 0; i < n->n_clients; i++) {
         const struct train_hold *h = &n->clients[i]->hold;
         for (uint32_t j = 0; j < h->n_held; j++)
-            if (h->held[j] == ticket && h->sent[j] != TRAIN_HOLD_EXPIRED)
+            if (h->held[j] == ticket && h->sent[j] > 0)
                 return true;
     }
     return false;
@@ -93,7 +109,9 @@ bool train_tickets_held(const struct train_net *n, uint64_t ticket)
 double train_tickets_deadline(const struct train_tickets *tk)
 {
     double measured = TRAIN_DEADLINE_FACTOR * tk->answer_s;
-    return measured > tk->timeout_s ? measured : tk->timeout_s;
+    double cap = TRAIN_DEADLINE_CAP * tk->timeout_s;
+    double d = measured > tk->timeout_s ? measured : tk->timeout_s;
+    return d < cap ? d : cap;
 }
 
 uint64_t train_tickets_next_expired(struct train_tickets *tk,
@@ -104,9 +122,19 @@ uint64_t train_tickets_next_expired(struct train_tickets *tk,
         struct train_client *c = n->clients[i];
         struct train_hold *h = &c->hold;
         for (uint32_t j = 0; j < h->n_held; j++) {
-            if (h->sent[j] == TRAIN_HOLD_EXPIRED || now - h->sent[j] < deadline)
+            if (h->sent[j] < 0) {
+                /* expired long ago and never answered: free its credit */
+                if (now + h->sent[j] > TRAIN_EXPIRED_RECLAIM * deadline) {
+                    h->n_held--;
+                    h->held[j] = h->held[h->n_held];
+                    h->sent[j] = h->sent[h->n_held];
+                    j--;
+                }
                 continue;
-            h->sent[j] = TRAIN_HOLD_EXPIRED;
+            }
+            if (now - h->sent[j] < deadline)
+                continue;
+            h->sent[j] = -now;
             tk->expired++;
             if (++h->expired_streak >= TRAIN_EXPIRED_DROP && !c->drop[0])
                 snprintf(c->drop, sizeof c->drop,

@@ -31,10 +31,23 @@ enum train_ticket_kind { TRAIN_TICKET_TRAIN, TRAIN_TICKET_EVAL };
 
 enum train_ticket_kind train_tickets_kind(uint64_t ticket);
 
+/* What an owner made of an answer (train_step_accept, train_eval_accept). */
+enum train_answer {
+    TRAIN_ANSWER_TAKEN, /* its samples are in */
+    TRAIN_ANSWER_LATE,  /* a duplicate, or for work no longer open */
+    TRAIN_ANSWER_BAD,   /* malformed or not its ticket: counted */
+};
+
 /* Missed deadlines in a row, and answers with environmental failures in a
  * row, after which a loader is dropped. */
 #define TRAIN_EXPIRED_DROP 3
 #define TRAIN_ENV_DROP 5
+#define TRAIN_BAD_DROP 5
+/* The deadline never exceeds this many times limits.ticket_timeout_s; an
+ * expired copy at its first holder is reclaimed (its credit freed) after
+ * this many deadlines. */
+#define TRAIN_DEADLINE_CAP 10.0
+#define TRAIN_EXPIRED_RECLAIM 3.0
 /* Deadline: limits.ticket_timeout_s, or this many times the measured
  * time from a ticket's send to its answer when that is longer. */
 #define TRAIN_DEADLINE_FACTOR 4.0
@@ -58,7 +71,14 @@ void train_tickets_send(struct train_net *n, struct train_client *c,
  * deadline passed: the first answer wins). An answer in time feeds the
  * measured answer time. */
 bool train_tickets_drop(struct train_tickets *tk, struct train_client *c,
-                        uint64_t ticket);
+                        uint64_t ticket, double *sent);
+/* The owner took c's answer of a ticket sent at `sent` (as drop gave it):
+ * one in time feeds the measured answer time and clears c's streaks. */
+void train_tickets_answered(struct train_tickets *tk, struct train_client *c,
+                            double sent);
+/* The owner refused c's answer as malformed: a loader whose answers keep
+ * being malformed (TRAIN_BAD_DROP in a row) is marked to be dropped. */
+void train_tickets_bad_answer(struct train_client *c);
 /* True when some client holds the ticket before its deadline. */
 bool train_tickets_held(const struct train_net *n, uint64_t ticket);
 /* The current deadline of a ticket, in seconds after its send. */
