@@ -1,15 +1,42 @@
 #!/usr/bin/env bash
-# tools/setup.sh: installs every Debian 12 package that the build, the tests
-# and the default run need (idempotent: apt runs only when something is
-# missing), then configures and builds into ./build.
+# tools/setup.sh: installs the Debian 12 packages that building and running
+# need (idempotent: apt runs only when something is missing), then
+# configures and builds into ./build.
 #
-#   bash tools/setup.sh [--no-build]
+#   bash tools/setup.sh [--test] [--no-build]
 #
-# Run as root on Debian 12 (bookworm). With CI=true warnings are errors.
+#   --test      also install what the tests need (CUnit, Open MPI, clang and
+#               its fuzzing runtime, clang-format, iproute2, chromium) and
+#               build the test suites: tools/test.sh runs after this
+#   --no-build  install only
+#
+# Without --test the test suites are built only if CUnit is already
+# installed. Run as root on Debian 12 (bookworm). With CI=true warnings are
+# errors.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
+usage() {
+  echo "usage: bash tools/setup.sh [--test] [--no-build]" >&2
+  exit 2
+}
+
+test_deps=false
+build=true
+for arg in "$@"; do
+  case "$arg" in
+    --test) test_deps=true ;;
+    --no-build) build=false ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown argument '$arg'" >&2; usage ;;
+  esac
+done
+
+# What building and running need. Open MPI is not among them: lejepa-train
+# runs as one process and nothing it does today calls MPI (only the
+# data-parallel tests and tools/bench_dist do), so the default build leaves
+# the optional mpi feature off by not finding it.
 packages=(
   build-essential pkg-config meson ninja-build   # compiler and build
   libzmq3-dev                                     # ZeroMQ: the sockets between processes
@@ -18,14 +45,20 @@ packages=(
   libopenblas-openmp-dev                          # sgemm, OpenMP build
   libinih-dev                                     # INI parser for configs
   zlib1g-dev                                      # gzip idx files of Fashion-MNIST
+  dataset-fashion-mnist                           # the bundled default dataset
+)
+# What the tests add (tools/test.sh, meson test).
+test_packages=(
   libcunit1-dev                                   # unit tests
-  libopenmpi-dev openmpi-bin                      # MPI: data-parallel training and its tests (mpirun)
-  clang libclang-rt-14-dev                        # libFuzzer + sanitizers
+  libopenmpi-dev openmpi-bin                      # MPI: the data-parallel tests (mpirun)
+  clang libclang-rt-14-dev                        # libFuzzer + sanitizers (tools/fuzz.sh)
   clang-format                                    # tools/check_format.sh
   iproute2                                        # network namespaces (tests/test_netns.c)
-  dataset-fashion-mnist                           # the bundled default dataset
   chromium                                        # renders the dashboard in its test
 )
+if $test_deps; then
+  packages+=("${test_packages[@]}")
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -48,7 +81,7 @@ else
   echo "setup: all ${#packages[@]} packages present"
 fi
 
-if [ "${1:-}" = "--no-build" ]; then
+if ! $build; then
   exit 0
 fi
 
@@ -56,10 +89,17 @@ werror=false
 if [ "${CI:-}" = "true" ]; then
   werror=true
 fi
+# The test suites need CUnit: built with --test, or when CUnit is there.
+tests=false
+if $test_deps || pkg-config --exists cunit; then
+  tests=true
+fi
+# --reconfigure, not `meson configure`: meson looks again for the optional
+# dependencies it did not find (MPI, once --test has installed it).
 if [ -f build/build.ninja ]; then
-  meson configure build -Dwerror=$werror >/dev/null
+  meson setup --reconfigure build -Dwerror=$werror -Dtests=$tests >/dev/null
 else
-  meson setup build -Dwerror=$werror
+  meson setup build -Dwerror=$werror -Dtests=$tests
 fi
 ninja -C build
 echo "setup: built into ./build"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# tools/test.sh: runs every unit test of ./build (built by tools/setup.sh),
+# tools/test.sh: runs every unit test of ./build (built by
+# `tools/setup.sh --test`, which installs what the tests need),
 # the folder rules (tools/check_layout.py, tools/check_format.sh), then the
 # message-decoder fuzzer for FUZZ_SECONDS (default 60) under
 # AddressSanitizer and UndefinedBehaviorSanitizer. Exits non-zero on any
@@ -8,6 +9,17 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.."
 fuzz_seconds="${FUZZ_SECONDS:-60}"
+
+# A build made without --test (and without CUnit) has no test suites:
+# meson would run nothing and pass.
+tests_built=$(meson introspect build --buildoptions 2>/dev/null | python3 -c \
+  'import json, sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "tests"][0])' \
+  2>/dev/null || true)
+if [ "$tests_built" != "True" ]; then
+  echo "test: ./build has no test suites (or no ./build): run bash tools/setup.sh --test first" >&2
+  echo "0 passed, 1 failed, 0 skipped"
+  exit 1
+fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
