@@ -243,14 +243,12 @@ static void load_resume(struct launcher *l)
         size_t n = strlen(l->resume_dir);
         while (n > 1 && l->resume_dir[n - 1] == '/')
             l->resume_dir[--n] = '\0';
-        char latest[4200];
-        snprintf(latest, sizeof latest, "%s/latest", l->resume_dir);
-        char *name = util_read_file(latest, NULL, err);
-        if (!name)
+        /* the newest checkpoint that verifies, as lejepa-train takes it */
+        char note[CKPT_NOTE_LEN];
+        if (ckpt_resolve(l->resume_dir, ckpt, sizeof ckpt, note, err) != 0)
             die("run: --resume %s: no checkpoint to continue from (%s)", arg, err);
-        name[strcspn(name, "\r\n")] = '\0';
-        snprintf(ckpt, sizeof ckpt, "%s/%s", l->resume_dir, name);
-        free(name);
+        if (note[0])
+            util_log("run: --resume %s: %s", arg, note);
     }
     struct st_file f;
     if (st_open(&f, ckpt, err) != 0)

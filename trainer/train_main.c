@@ -122,6 +122,34 @@ static void parse_args(struct train *t, int argc, char **argv)
         if (!text || config_load_string(&t->cfg, text, t->resume, err) != 0)
             die("%s", err);
         free(text);
+        /* the run continues where its checkpoint is (a copied or moved run
+         * directory too), not where the checkpoint's config says it was;
+         * --out and --name still choose otherwise */
+        char dir[4096], parent[4096];
+        snprintf(dir, sizeof dir, "%s", t->resume);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = '\0';
+        else
+            snprintf(dir, sizeof dir, ".");
+        char *real = realpath(dir, NULL);
+        if (real) {
+            snprintf(parent, sizeof parent, "%s", real);
+            char *base = strrchr(parent, '/');
+            char set_name[4200], set_dir[4200], ignore[ERR_LEN];
+            if (base && base[1]) {
+                *base = '\0';
+                snprintf(set_name, sizeof set_name, "run.name=%s", base + 1);
+                snprintf(set_dir, sizeof set_dir, "run.dir=%s",
+                         parent[0] ? parent : "/");
+                /* a name the config cannot hold keeps the checkpoint's */
+                struct config keep = t->cfg;
+                if (config_set(&t->cfg, set_name, ignore) != 0 ||
+                    config_set(&t->cfg, set_dir, ignore) != 0)
+                    t->cfg = keep;
+            }
+            free(real);
+        }
     }
     if (config_from_args(&t->cfg, &argc, argv, err) != 0)
         die("%s", err);
