@@ -35,11 +35,21 @@ static void reissue(struct train *t, uint64_t ticket)
     }
 }
 
-void train_hub_remove(struct train *t, struct train_client *c, const char *why)
+/* Lines a client can make the trainer log: the first ones, then one in a
+ * thousand, so no client fills the disk with the trainer's log. */
+static bool thin(uint64_t count)
+{
+    return count <= TRAIN_BAD_LOG_FIRST || count % 1000 == 0;
+}
+
+static void remove_client(struct train *t, struct train_client *c,
+                          const char *why, bool quiet)
 {
     train_net_detach(&t->net, c);
     train_tickets_forget(&t->tickets);
-    if (c->hold.n_held)
+    if (quiet)
+        ;
+    else if (c->hold.n_held)
         train_log("%s %s: %" PRIu32 " tickets go to the others", c->name, why,
                   c->hold.n_held);
     else
@@ -49,11 +59,9 @@ void train_hub_remove(struct train *t, struct train_client *c, const char *why)
     train_net_free_client(c);
 }
 
-/* Lines a client can make the trainer log: the first ones, then one in a
- * thousand, so no client fills the disk with the trainer's log. */
-static bool thin(uint64_t count)
+void train_hub_remove(struct train *t, struct train_client *c, const char *why)
 {
-    return count <= TRAIN_BAD_LOG_FIRST || count % 1000 == 0;
+    remove_client(t, c, why, false);
 }
 
 static void dataset_describe(char *out, size_t n, uint64_t fp, uint64_t n_train,
@@ -189,12 +197,15 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
     struct train_client *old = train_net_find(n, id, id_len);
     /* saying HELLO again does not refill what the connection has spent */
     double tokens = 0, tokens_at = 0;
-    uint64_t history_bytes = 0;
+    uint64_t history_bytes = 0, rehellos = 0;
+    double joined_at = 0;
     if (old) {
+        joined_at = old->joined_at;
         tokens = old->result_tokens;
         tokens_at = old->result_tokens_at;
         history_bytes = old->history_bytes;
-        train_hub_remove(t, old, "said HELLO again");
+        rehellos = old->rehellos + 1;
+        remove_client(t, old, "said HELLO again", !thin(rehellos));
     }
     if (n->n_clients == TRAIN_MAX_CLIENTS) {
         n->refusals++;
@@ -242,8 +253,14 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
     c->result_tokens = tokens;
     c->result_tokens_at = tokens_at;
     c->history_bytes = history_bytes;
-    train_log("%s %s joined (pid %" PRIu64 ", %s, credit %" PRIu32 ")",
-              msg_role_name(c->role), c->name, h->pid, h->software, credit);
+    c->rehellos = rehellos;
+    /* the same connection: its SUB socket subscribed long ago, so a
+     * snapshot need not wait for it again */
+    if (joined_at > 0)
+        c->joined_at = joined_at;
+    if (thin(rehellos + 1))
+        train_log("%s %s joined (pid %" PRIu64 ", %s, credit %" PRIu32 ")",
+                  msg_role_name(c->role), c->name, h->pid, h->software, credit);
 }
 
 static void handle_return(struct train *t, struct train_client *c,

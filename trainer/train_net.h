@@ -62,6 +62,7 @@ struct train_client {
     double result_tokens_at; /* ... as of this monotonic time */
     uint64_t history_bytes;  /* HISTORY sent to it (bounded per client) */
     uint64_t returns;        /* RETURNs it sent */
+    uint64_t rehellos;       /* HELLOs it said again on this connection */
     bool has_result;         /* an evaluator sent a RESULT ... */
     uint64_t result_step;    /* ... for this step, last */
 };

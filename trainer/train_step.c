@@ -163,6 +163,43 @@ static void ticket_of(const struct train_step *st, const struct train_slot *s,
     };
 }
 
+/* A second copy of the oldest ticket of slot s that is out at one loader
+ * only, for longer than TRAIN_HEDGE_FACTOR times the measured answer time
+ * (and TRAIN_HEDGE_MIN_S), to a loader with free credit. */
+static void hedge(struct train_step *st, struct train_tickets *tk,
+                  struct train_net *n, struct train_slot *s)
+{
+    double now = util_time_mono(), oldest = now;
+    double wait = TRAIN_HEDGE_FACTOR * tk->answer_s;
+    wait = wait > TRAIN_HEDGE_MIN_S ? wait : TRAIN_HEDGE_MIN_S;
+    int best = -1;
+    uint64_t holder = 0;
+    for (int k = 0; k < st->sampler.tickets_per_step; k++) {
+        if (s->tstate[k] != TICKET_OUT)
+            continue;
+        struct msg_ticket t;
+        ticket_of(st, s, k, &t);
+        double sent;
+        uint64_t who;
+        if (train_tickets_copies(n, t.ticket, &sent, &who) != 1)
+            continue;
+        if (now - sent > wait && sent < oldest) {
+            oldest = sent;
+            best = k;
+            holder = who;
+        }
+    }
+    if (best < 0)
+        return;
+    struct train_client *c = train_tickets_loader(tk, n, holder);
+    if (!c || c->client_id == holder)
+        return;
+    struct msg_ticket t;
+    ticket_of(st, s, best, &t);
+    train_tickets_send(n, c, &t);
+    tk->hedged++;
+}
+
 void train_step_issue(struct train_step *st, struct train_tickets *tk,
                       struct train_net *n)
 {
@@ -192,6 +229,12 @@ void train_step_issue(struct train_step *st, struct train_tickets *tk,
             s->tstate[k] = TICKET_OUT;
         }
     }
+    /* Every ticket is out and a loader still has room: back up the
+     * earliest step's slowest ticket on it (a second copy; the first answer
+     * wins, the bytes being the same), so one loader that stalls costs the
+     * run a moment, not a deadline per ticket. */
+    if (m > 0)
+        hedge(st, tk, n, order[0]);
 }
 
 /* Slot and ticket number of a ticket id; NULL when its step is not open. */

@@ -29,6 +29,12 @@ struct config;
  * excluding them on one loader's word). */
 #define TRAIN_ENV_TRIES 3
 
+/* A ticket out at one loader for longer than this many times the
+ * measured answer time (and at least TRAIN_HEDGE_MIN_S) gets a second copy
+ * on a loader with free credit once every ticket is out. */
+#define TRAIN_HEDGE_FACTOR 3.0
+#define TRAIN_HEDGE_MIN_S 0.5
+
 /* Steps whose tickets may be out at once, the computing one included: the
  * bound on the trainer's batch memory whatever the loaders' credit. */
 #define TRAIN_WINDOW 3

@@ -106,6 +106,22 @@ bool train_tickets_held(const struct train_net *n, uint64_t ticket)
     return false;
 }
 
+int train_tickets_copies(const struct train_net *n, uint64_t ticket,
+                         double *sent, uint64_t *holder)
+{
+    int copies = 0;
+    for (int i = 0; i < n->n_clients; i++) {
+        const struct train_hold *h = &n->clients[i]->hold;
+        for (uint32_t j = 0; j < h->n_held; j++)
+            if (h->held[j] == ticket && h->sent[j] > 0) {
+                copies++;
+                *sent = h->sent[j];
+                *holder = n->clients[i]->client_id;
+            }
+    }
+    return copies;
+}
+
 double train_tickets_deadline(const struct train_tickets *tk)
 {
     double measured = TRAIN_DEADLINE_FACTOR * tk->answer_s;

@@ -56,6 +56,7 @@ struct train_tickets {
     int rr;              /* round-robin start among the clients */
     uint64_t duplicates; /* late or duplicate BATCHes dropped */
     uint64_t expired;    /* tickets whose deadline passed */
+    uint64_t hedged;     /* second copies of slow tickets sent */
     double answer_s;     /* moving average send -> answer */
     double timeout_s;    /* limits.ticket_timeout_s */
 };
@@ -81,6 +82,10 @@ void train_tickets_answered(struct train_tickets *tk, struct train_client *c,
 void train_tickets_bad_answer(struct train_client *c);
 /* True when some client holds the ticket before its deadline. */
 bool train_tickets_held(const struct train_net *n, uint64_t ticket);
+/* Live copies of a ticket (before their deadline); with exactly one, its
+ * send time and holder's client_id. */
+int train_tickets_copies(const struct train_net *n, uint64_t ticket,
+                         double *sent, uint64_t *holder);
 /* The current deadline of a ticket, in seconds after its send. */
 double train_tickets_deadline(const struct train_tickets *tk);
 /* The next ticket whose deadline passed, marked expired at its holder (who
