@@ -217,6 +217,7 @@ static void write_metrics(struct train *t, uint32_t epoch,
          (double)(t->net.refusals + train_net_key_refusals(&t->net))},
         {"clients_dropped", (double)t->net.clients_dropped},
         {"tickets_expired", (double)t->tickets.expired},
+        {"tickets_hedged", (double)t->tickets.hedged},
         {"results_limited", (double)t->net.results_limited},
     };
     char extra[64];
