@@ -71,6 +71,11 @@ int ckpt_remove_stale_tmp(const char *run_dir, int *removed, char *err);
 int ckpt_resolve(const char *arg, char *path, size_t len, char *note,
                  char *err);
 
+/* The steps of the ckpt-<step>.safetensors files in run_dir, newest first
+ * (malloc'd, *n of them; the caller frees); NULL with err when run_dir
+ * cannot be listed. */
+uint64_t *ckpt_list_steps(const char *run_dir, size_t *n, char *err);
+
 /* The step of a file named ckpt-<step>.safetensors (decimal, no leading
  * zeros), as the trainer names them; false for any other name. */
 bool ckpt_step_of_name(const char *name, uint64_t *step);

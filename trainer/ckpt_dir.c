@@ -96,7 +96,7 @@ static int cmp_u64_desc(const void *a, const void *b)
 
 /* The steps of run_dir's ckpt-<step>.safetensors files, newest first
  * (malloc'd, caller frees; NULL with err if the directory is unreadable). */
-static uint64_t *list_steps(const char *run_dir, size_t *n, char *err)
+uint64_t *ckpt_list_steps(const char *run_dir, size_t *n, char *err)
 {
     DIR *dir = opendir(run_dir);
     if (!dir) {
@@ -151,7 +151,7 @@ int ckpt_find_newest_valid(const char *run_dir, char *path, size_t len,
     else
         note_add(note, "`latest` names a checkpoint that does not verify (%s)", why);
     size_t n = 0;
-    uint64_t *steps = list_steps(run_dir, &n, err);
+    uint64_t *steps = ckpt_list_steps(run_dir, &n, err);
     if (!steps)
         return -1;
     int rc = -1;

@@ -8,7 +8,6 @@
  * are deleted after that. Tickets in flight are not saved: a resumed
  * run issues them again, so it trains the same next batch.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -33,12 +32,6 @@ static void fault_point(const char *name, uint64_t step)
         raise(SIGKILL);
 }
 
-static int cmp_u64_desc(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
 /* run.keep_ckpts: deletes all but the newest step checkpoints, called once
  * the new one and `latest` are on disk. The one just written (what `latest`
  * names) and the run's final one (step == total) are never deleted. A file
@@ -48,28 +41,13 @@ static void rotate(struct train *t)
     int64_t keep = t->cfg.run.keep_ckpts;
     if (keep <= 0)
         return;
-    DIR *dir = opendir(t->rundir.dir);
-    if (!dir) {
-        train_log("cannot list %s to rotate checkpoints: %s", t->rundir.dir,
-                  strerror(errno));
+    char err[ERR_LEN];
+    size_t n = 0;
+    uint64_t *steps = ckpt_list_steps(t->rundir.dir, &n, err);
+    if (!steps) {
+        train_log("cannot rotate checkpoints: %s", err);
         return;
     }
-    uint64_t *steps = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(dir))) {
-        uint64_t step;
-        if (!ckpt_step_of_name(e->d_name, &step))
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            steps = xrealloc(steps, cap * sizeof *steps);
-        }
-        steps[n++] = step;
-    }
-    closedir(dir);
-    if (n > 1)
-        qsort(steps, n, sizeof *steps, cmp_u64_desc);
     for (size_t i = (size_t)keep; i < n; i++) {
         if (steps[i] == t->prog.step || steps[i] == t->prog.total)
             continue;

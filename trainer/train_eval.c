@@ -121,6 +121,18 @@ static uint64_t pick_rows(uint64_t *out, uint64_t total, uint64_t n)
     return n;
 }
 
+uint64_t train_eval_rows(const struct config *c, uint64_t n_train,
+                         uint64_t n_val)
+{
+    if (c->eval.every < 0)
+        return 0;
+    uint64_t tr = (uint64_t)c->eval.train_subset,
+             va = (uint64_t)c->eval.val_limit;
+    tr = tr < n_train ? tr : n_train;
+    va = va == 0 || va > n_val ? n_val : va;
+    return tr + va;
+}
+
 static uint64_t ticket_id(const struct train_eval *e, uint32_t k)
 {
     return TRAIN_EVAL_TICKET_BIT | (e->step << TRAIN_EVAL_STEP_SHIFT) | k;
@@ -178,6 +190,7 @@ struct train_eval *train_eval_new(const struct config *c, uint64_t n_train,
         e->n_tr = 0;
     e->n_va = pick_rows(e->index + e->n_tr, n_val, (uint64_t)c->eval.val_limit);
     e->rows = e->n_tr + e->n_va;
+    CHECK(e->rows == train_eval_rows(c, n_train, n_val));
     e->ts = (int)c->run.ticket_size;
     e->n_tk_tr = (uint32_t)ceil_div(e->n_tr, (uint64_t)e->ts);
     uint64_t n_tickets = e->n_tk_tr + ceil_div(e->n_va, (uint64_t)e->ts);
@@ -433,8 +446,7 @@ enum train_answer train_eval_accept(struct train_eval *e,
         (e->state[k] == EVAL_OUT ||
          (e->state[k] == EVAL_UNISSUED && e->buf_of[k] >= 0));
     if (!open) {
-        if (++tk->duplicates <= TRAIN_BAD_LOG_FIRST ||
-            tk->duplicates % 1000 == 0)
+        if (train_log_thin(++tk->duplicates))
             train_log("dropped a late or duplicate eval BATCH for ticket "
                       "%016" PRIx64 " from %s (%" PRIu64 " so far)",
                       b->ticket, c->name, tk->duplicates);

@@ -37,6 +37,13 @@ struct train_eval;
  * messages are dropped. */
 int train_eval_pub_hwm(const struct config *c);
 
+/* Rows of every snapshot for a dataset of these split sizes: the train
+ * subset (eval.train_subset, 0: none) and the val rows (eval.val_limit,
+ * 0: the whole split); 0 when snapshots are off. What train_eval_new
+ * allocates for, and what a loader's claim is checked against. */
+uint64_t train_eval_rows(const struct config *c, uint64_t n_train,
+                         uint64_t n_val);
+
 /* Once the model and the dataset are known: the rows of every snapshot, the
  * eval graph (batch = ticket size) and every buffer. Free with
  * train_eval_free. */

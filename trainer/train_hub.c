@@ -35,13 +35,6 @@ static void reissue(struct train *t, uint64_t ticket)
     }
 }
 
-/* Lines a client can make the trainer log: the first ones, then one in a
- * thousand, so no client fills the disk with the trainer's log. */
-static bool thin(uint64_t count)
-{
-    return count <= TRAIN_BAD_LOG_FIRST || count % 1000 == 0;
-}
-
 static void remove_client(struct train *t, struct train_client *c,
                           const char *why, bool quiet)
 {
@@ -112,13 +105,7 @@ static int check_claims(const struct config *c, const struct msg_hello *h,
     /* what the claim makes the trainer allocate before any batch: the
      * sampler (permutation and exclusions), the snapshot rows' index and
      * their embeddings (at most TRAIN_CLAIM_ROW_BYTES each) */
-    uint64_t tr_rows = (uint64_t)c->eval.train_subset < ds->n_train
-        ? (uint64_t)c->eval.train_subset
-        : ds->n_train;
-    uint64_t va_rows =
-        c->eval.val_limit > 0 && (uint64_t)c->eval.val_limit < ds->n_val
-        ? (uint64_t)c->eval.val_limit
-        : ds->n_val;
+    uint64_t rows = train_eval_rows(c, ds->n_train, ds->n_val);
     /* the probe: weights, gradient and two AdamW moments of up to 1024 x
      * classes, and its logits over a batch and a ticket */
     double probe =
@@ -130,8 +117,7 @@ static int check_claims(const struct config *c, const struct msg_hello *h,
         (double)ds->n_classes;
     double bytes = probe + 20.0 * (double)ds->n_train +
         8.0 * (double)(ds->n_train + ds->n_val) +
-        (c->eval.every >= 0 ? TRAIN_CLAIM_ROW_BYTES : 0.0) *
-            (double)(tr_rows + va_rows);
+        TRAIN_CLAIM_ROW_BYTES * (double)rows;
     if (bytes > (double)c->limits.claim_mb * 1048576.0)
         return errf(err,
                     "loader %.100s claims a dataset (%" PRIu64
@@ -205,12 +191,12 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
         tokens_at = old->result_tokens_at;
         history_bytes = old->history_bytes;
         rehellos = old->rehellos + 1;
-        remove_client(t, old, "said HELLO again", !thin(rehellos));
+        remove_client(t, old, "said HELLO again", !train_log_thin(rehellos));
     }
     if (n->n_clients == TRAIN_MAX_CLIENTS) {
         n->refusals++;
         train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, "too many clients");
-        if (thin(n->refusals))
+        if (train_log_thin(n->refusals))
             train_log("refused %s: too many clients", h->name);
         return;
     }
@@ -218,7 +204,7 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
         check_dataset(&t->data, &t->cfg, h, err) != 0) {
         n->refusals++;
         train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, err);
-        if (thin(n->refusals))
+        if (train_log_thin(n->refusals))
             train_log("REFUSE: %s", err);
         return;
     }
@@ -238,8 +224,7 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
     if (!train_net_welcome(n, id, id_len, &m)) {
         /* gone, or its queue is full: it does not read what it asked for */
         n->clients_dropped++;
-        if (n->clients_dropped <= TRAIN_BAD_LOG_FIRST ||
-            n->clients_dropped % 1000 == 0)
+        if (train_log_thin(n->clients_dropped))
             train_log("%s %s (pid %" PRIu64 ") left before its WELCOME (it "
                       "closed its connection, or does not read): not "
                       "registered",
@@ -258,7 +243,7 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
      * snapshot need not wait for it again */
     if (joined_at > 0)
         c->joined_at = joined_at;
-    if (thin(rehellos + 1))
+    if (train_log_thin(rehellos + 1))
         train_log("%s %s joined (pid %" PRIu64 ", %s, credit %" PRIu32 ")",
                   msg_role_name(c->role), c->name, h->pid, h->software, credit);
 }
@@ -269,7 +254,7 @@ static void handle_return(struct train *t, struct train_client *c,
     for (uint32_t i = 0; i < r->n; i++)
         if (train_tickets_drop(&t->tickets, c, r->tickets[i], NULL))
             reissue(t, r->tickets[i]);
-    if (thin(++c->returns))
+    if (train_log_thin(++c->returns))
         train_log("%s returned %" PRIu32 " tickets", c->name, r->n);
 }
 
@@ -315,7 +300,7 @@ static void handle_result(struct train *t, struct train_client *c,
     c->result_tokens = c->result_tokens > burst ? burst : c->result_tokens;
     c->result_tokens_at = now;
     if (c->result_tokens < 1) {
-        if (n->results_limited++ % 1000 == 0)
+        if (train_log_thin(++n->results_limited))
             train_log("%s sends RESULTs faster than limits.results_per_s = %g: "
                       "dropped (%" PRIu64 " so far)",
                       c->name, lim->results_per_s, n->results_limited);
@@ -401,7 +386,7 @@ void train_hub_handle(struct train *t, const uint8_t *id, size_t id_len,
         /* a loader presumed gone that was only slow: its tickets went to
          * others, so its late batch is dropped, like a duplicate */
         if (m->kind == MSG_KIND_BATCH) {
-            if (thin(++t->tickets.duplicates))
+            if (train_log_thin(++t->tickets.duplicates))
                 train_log("dropped a late BATCH for ticket %" PRIu64
                           " (step %" PRIu64 ") from a peer no longer "
                           "registered",
@@ -481,8 +466,7 @@ void train_hub_serve(struct train *t)
      * wins (the bytes of a ticket do not depend on who makes them) */
     uint64_t ticket;
     while ((ticket = train_tickets_next_expired(&t->tickets, &t->net))) {
-        if (t->tickets.expired <= TRAIN_BAD_LOG_FIRST ||
-            t->tickets.expired % 1000 == 0)
+        if (train_log_thin(t->tickets.expired))
             train_log("ticket %016" PRIx64 " missed its deadline of %.1f s "
                       "(%" PRIu64 " so far): it goes to another loader",
                       ticket, train_tickets_deadline(&t->tickets),

@@ -80,3 +80,8 @@ void train_log(const char *fmt, ...)
     snprintf(line, sizeof line, "%s lejepa-train: %s\n", stamp, msg);
     train_log_raw(line);
 }
+
+bool train_log_thin(uint64_t count)
+{
+    return count <= TRAIN_LOG_FIRST || count % TRAIN_LOG_EVERY == 0;
+}

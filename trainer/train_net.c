@@ -180,7 +180,7 @@ void train_net_bad_message(struct train_net *n, const char *who,
                            const char *reason)
 {
     n->bad_messages++;
-    if (n->bad_messages <= TRAIN_BAD_LOG_FIRST || n->bad_messages % 1000 == 0)
+    if (train_log_thin(n->bad_messages))
         train_log("bad message #%" PRIu64 " from %s: %s", n->bad_messages, who,
                   reason);
 }

@@ -24,8 +24,6 @@ struct config;
 #define TRAIN_HEARTBEAT_MS 1000
 /* A peer silent for this many intervals is gone. */
 #define TRAIN_SILENCE_BEATS 5
-/* Bad messages logged one by one before the log thins out to 1 in 1000. */
-#define TRAIN_BAD_LOG_FIRST 20
 /* Most clients at once; more HELLOs are refused. */
 #define TRAIN_MAX_CLIENTS 256
 /* Messages received per call of train_net_recv's caller burst. */

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ckpt.h"
@@ -53,25 +53,20 @@ static int metrics_open(struct train_rundir *rd, char *err)
  * and interleave its metrics with theirs. */
 static int refuse_fresh(const char *dir, char *err)
 {
-    DIR *d = opendir(dir);
-    if (!d && errno == ENOENT)
+    struct stat st;
+    if (stat(dir, &st) != 0 && errno == ENOENT)
         return 0;
-    if (!d)
-        return errf(err, "%s: %s", dir, strerror(errno));
-    struct dirent *e;
-    uint64_t step, newest = 0;
-    bool any = false;
-    while ((e = readdir(d)))
-        if (ckpt_step_of_name(e->d_name, &step)) {
-            any = true;
-            newest = step > newest ? step : newest;
-        }
-    closedir(d);
-    if (any)
+    size_t n = 0;
+    uint64_t *steps = ckpt_list_steps(dir, &n, err);
+    if (!steps)
+        return -1;
+    uint64_t newest = n ? steps[0] : 0;
+    free(steps);
+    if (n)
         return errf(err,
                     "%s already holds checkpoints (the newest of step %" PRIu64
-                    "): continue it with --resume %s, or give the new "
-                    "run another --name",
+                    "): continue it with --resume %s, or give the new run "
+                    "another --name",
                     dir, newest, dir);
     return 0;
 }

@@ -334,8 +334,7 @@ enum train_answer train_step_accept(struct train_step *st,
     int k = 0;
     struct train_slot *s = slot_of_ticket(st, b->ticket, &k);
     if (!s || s->tstate[k] == TICKET_DONE || s->computing) {
-        if (++tk->duplicates <= TRAIN_BAD_LOG_FIRST ||
-            tk->duplicates % 1000 == 0)
+        if (train_log_thin(++tk->duplicates))
             train_log("dropped a late or duplicate BATCH for ticket %" PRIu64
                       " (step %" PRIu64 ") from %s (%" PRIu64 " so far)",
                       b->ticket, b->step, c->name, tk->duplicates);

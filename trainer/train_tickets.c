@@ -97,13 +97,9 @@ void train_tickets_bad_answer(struct train_client *c)
 
 bool train_tickets_held(const struct train_net *n, uint64_t ticket)
 {
-    for (int i = 0; i < n->n_clients; i++) {
-        const struct train_hold *h = &n->clients[i]->hold;
-        for (uint32_t j = 0; j < h->n_held; j++)
-            if (h->held[j] == ticket && h->sent[j] > 0)
-                return true;
-    }
-    return false;
+    double sent;
+    uint64_t holder;
+    return train_tickets_copies(n, ticket, &sent, &holder) > 0;
 }
 
 int train_tickets_copies(const struct train_net *n, uint64_t ticket,
