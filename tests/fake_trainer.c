@@ -84,6 +84,7 @@ static void on_hello(struct fake_trainer *f, const struct msg_hello *h)
             .heartbeat_ms = FAKE_HEARTBEAT_MS, .client_id = f->client_id};
     }
     f->last_hb_in = 0;
+    f->beats_since_hello = 0;
     fake_trainer_send(f, &r);
 }
 
@@ -95,6 +96,7 @@ static void handle(struct fake_trainer *f, const struct msg *m)
         break;
     case MSG_KIND_HEARTBEAT: {
         f->heartbeats_in++;
+        f->beats_since_hello++;
         double now = util_time_mono();
         if (f->last_hb_in > 0 && now - f->last_hb_in > f->max_hb_gap)
             f->max_hb_gap = now - f->last_hb_in;

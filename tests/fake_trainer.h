@@ -42,6 +42,7 @@ struct fake_trainer {
     bool topic_on[FAKE_TOPICS];
     int n_topics;
     int hellos, heartbeats_in, byes_in;
+    int beats_since_hello; /* heartbeats on the newest connection: it is welcomed */
     double last_beat, last_hb_in, max_hb_gap;
 };
 
