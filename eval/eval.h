@@ -63,10 +63,11 @@ int eval_parse_tasks(const char *s, unsigned *tasks, char *err);
 
 /* Runs kNN and/or the linear probe (tasks & (KNN | LINEAR)) on one pair of
  * splits; the class count is the largest label + 1 (labels were checked to
- * be in [0, EVAL_MAX_CLASSES)). With fs->n_shots > 0 (fs may be NULL) also
+ * be in [-1, EVAL_MAX_CLASSES)). With fs->n_shots > 0 (fs may be NULL) also
  * the few-shot versions of the same tasks (fewshot.h): one more result per
  * task (source knn / linear) holding every shot's mean and std, under
- * fs's names. Writes the results into out (room for EVAL_EMBED_RESULTS)
+ * fs's names. An unlabelled snapshot (any label -1) or one with fewer than
+ * 2 classes gets no label task: 0 results, logged. Writes the results into out (room for EVAL_EMBED_RESULTS)
  * with the given step; returns their count, or -1 with err. */
 int eval_tasks_embed(const float *train, const int32_t *train_labels,
                      int64_t n_train, const float *val,

@@ -122,8 +122,8 @@ static void store_rows(struct eval_snapshot *s, const struct msg_embed *e,
     int32_t *lab = r->labels + r->n;
     msg_blob_read_i32(lab, e->labels, e->n);
     for (uint32_t i = 0; i < e->n; i++)
-        if (lab[i] < 0 || lab[i] >= EVAL_MAX_CLASSES) {
-            snapshot_break(s, "chunk %u has label %d outside [0, %d)", e->seq, lab[i],
+        if (lab[i] < -1 || lab[i] >= EVAL_MAX_CLASSES) { /* -1: unlabelled */
+            snapshot_break(s, "chunk %u has label %d outside [-1, %d)", e->seq, lab[i],
                            EVAL_MAX_CLASSES);
             return;
         }

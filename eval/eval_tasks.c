@@ -51,6 +51,15 @@ static int max_label(const int32_t *labels, int64_t n)
     return m;
 }
 
+/* Whether any row is unlabelled (label -1, PROTOCOL.md). */
+static bool unlabelled(const int32_t *labels, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] < 0)
+            return true;
+    return false;
+}
+
 /* The few-shot results of eval_tasks_embed: one per method asked. */
 static int fewshot_results(const float *train, const int32_t *train_labels,
                            int64_t n_train, const float *val,
@@ -114,6 +123,13 @@ int eval_tasks_embed(const float *train, const int32_t *train_labels,
     int a = max_label(train_labels, n_train), b = max_label(val_labels, n_val);
     int n_classes = (a > b ? a : b) + 1;
     int n = 0;
+    if (unlabelled(train_labels, n_train) || unlabelled(val_labels, n_val) ||
+        n_classes < 2) {
+        if (tasks & (EVAL_TASK_KNN | EVAL_TASK_LINEAR))
+            eval_log("step %llu: the dataset is unlabelled (or has one class): "
+                     "no kNN, linear or few-shot scores", (unsigned long long)step);
+        return 0;
+    }
     if (tasks & EVAL_TASK_KNN) {
         double top1;
         double t0 = util_time_mono();

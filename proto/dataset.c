@@ -18,7 +18,8 @@
 #include "util.h"
 
 #define DATASET_PATH_MAX 4096
-#define DATASET_HINT "expected DIR/train/<class>/<image>; " \
+#define DATASET_HINT "expected DIR/train/<class>/<image> (labelled), " \
+    "DIR/train/<image> or DIR/<image> (unlabelled); " \
     "`lejepa-prep fashion-mnist --out DIR` makes the default dataset"
 
 /* Extensions of the formats Debian's libvips 8.14 loads (the ImageMagick
@@ -85,7 +86,8 @@ static int rel_push(struct walk *w, const char *name, size_t *saved, char *err)
     *saved = w->rel_len;
     if (w->rel_len + 1 + n + 1 > sizeof w->rel)
         return errf(err, "%s/%s: path too long", w->rel, name);
-    w->rel[w->rel_len++] = '/';
+    if (w->rel_len > 0) /* at the root of an unlabelled folder: no slash */
+        w->rel[w->rel_len++] = '/';
     memcpy(w->rel + w->rel_len, name, n + 1);
     w->rel_len += n;
     return 0;
@@ -191,11 +193,14 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Lists the class folders of root/train into d->classes (sorted); files
- * directly in train/ are counted as skipped. */
-static int list_classes(struct dataset *d, DIR *dir, struct walk *w, char *err)
+/* Lists the class folders of root/train into d->classes (sorted) and
+ * counts the images directly in train/ (*images); other files are counted
+ * as skipped. */
+static int list_classes(struct dataset *d, DIR *dir, struct walk *w,
+                        size_t *images, char *err)
 {
     size_t cap = 0;
+    *images = 0;
     for (;;) {
         errno = 0;
         struct dirent *e = readdir(dir);
@@ -207,8 +212,12 @@ static int list_classes(struct dataset *d, DIR *dir, struct walk *w, char *err)
         }
         if (e->d_name[0] == '.')
             continue;
-        if (entry_kind(dirfd(dir), e) != 'd') {
-            w->skipped++;
+        char kind = entry_kind(dirfd(dir), e);
+        if (kind != 'd') {
+            if (kind == 'f' && dataset_is_image_name(e->d_name))
+                (*images)++;
+            else
+                w->skipped++;
             continue;
         }
         if (d->n_classes == cap) {
@@ -224,14 +233,30 @@ static int list_classes(struct dataset *d, DIR *dir, struct walk *w, char *err)
 }
 
 /* Walks one split folder (already opened as dir). For train the classes
- * are listed first; for val each folder must name a known class. */
+ * are listed first: images directly in train/ and no class folders make
+ * the dataset unlabelled (beside class folders they are skipped), and val/
+ * is then walked whole with label -1; in a labelled dataset each val folder
+ * must name a known class. */
 static int walk_split(struct dataset *d, struct walk *w, DIR *dir, char *err)
 {
     if (w->split == DATASET_TRAIN) {
-        int rc = list_classes(d, dir, w, err);
+        size_t images;
+        int rc = list_classes(d, dir, w, &images, err);
         if (rc != 0)
             return rc;
+        /* beside class folders, a stray image is skipped, as any file */
+        if (d->n_classes > 0)
+            w->skipped += images;
+        d->unlabelled = images > 0 && d->n_classes == 0;
         rewinddir(dir);
+    }
+    if (d->unlabelled) {
+        /* the split folder is the one "class" -1; walk_class_dir closes
+         * the descriptor it is given, so hand it a copy */
+        int fd = dup(dirfd(dir));
+        if (fd < 0)
+            return errf(err, "%s/%s: %s", d->root, w->rel, strerror(errno));
+        return walk_class_dir(w, d->root, fd, -1, 0, err);
     }
     for (;;) {
         errno = 0;
@@ -322,29 +347,83 @@ static uint64_t fingerprint_of(const struct dataset *d)
     return h;
 }
 
-/* Indexes one split; a missing val folder is not an error. */
+/* A root without train/: its images (at any depth) are an unlabelled
+ * train split when some sit directly in it. Its paths are relative to the
+ * root ("a.jpg", "2024/b.jpg"). */
+static int walk_flat(struct dataset *d, struct walk *w, char *err)
+{
+    DIR *dir = opendir(d->root);
+    if (!dir)
+        return errf(err, "%s: cannot open: %s", d->root, strerror(errno));
+    size_t images = 0, folders = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *e = readdir(dir);
+        if (!e)
+            break;
+        if (e->d_name[0] == '.')
+            continue;
+        char kind = entry_kind(dirfd(dir), e);
+        folders += kind == 'd';
+        images += kind == 'f' && dataset_is_image_name(e->d_name);
+    }
+    const char *base = strrchr(d->root, '/');
+    base = base ? base + 1 : d->root;
+    if (strcmp(base, "train") == 0 || strcmp(base, "val") == 0) {
+        closedir(dir);
+        int parent = base > d->root + 1 ? (int)(base - d->root - 1) : 0;
+        return errf(err, "%s is the %s split of a dataset, not its root: "
+                    "give the folder that holds %s/ (%.*s)", d->root, base,
+                    base, parent ? parent : 1, parent ? d->root : ".");
+    }
+    if (images == 0) {
+        closedir(dir);
+        return errf(err, "%s: no train/ folder and no images directly in it "
+                    "(%zu folders); " DATASET_HINT, d->root, folders);
+    }
+    d->unlabelled = 1;
+    rewinddir(dir);
+    int fd = dup(dirfd(dir));
+    int rc = fd < 0 ? errf(err, "%s: %s", d->root, strerror(errno))
+                    : walk_class_dir(w, d->root, fd, -1, 0, err);
+    closedir(dir);
+    return rc;
+}
+
+/* Indexes one split; a missing val folder is not an error, a missing train
+ * folder makes the root an unlabelled folder of images (walk_flat). */
 static int index_split(struct dataset *d, int split, char *err)
 {
     char path[DATASET_PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", d->root, split_names[split]);
-    DIR *dir = opendir(path);
-    if (!dir) {
-        if (split == DATASET_VAL && errno == ENOENT)
-            return 0;
-        return errf(err, "%s: cannot open: %s; " DATASET_HINT, path,
-                    strerror(errno));
-    }
     struct walk *w = xcalloc(1, sizeof *w);
     w->split = split;
-    w->rel_len = strlen(split_names[split]);
-    memcpy(w->rel, split_names[split], w->rel_len + 1);
-    int rc = walk_split(d, w, dir, err);
-    closedir(dir);
+    DIR *dir = opendir(path);
+    int rc;
+    if (split == DATASET_VAL && (d->flat || (!dir && errno == ENOENT))) {
+        rc = 0; /* no val split; a flat folder's images are all train */
+        if (dir)
+            closedir(dir);
+        goto done;
+    } else if (!dir && errno == ENOENT) {
+        d->flat = 1;
+        rc = walk_flat(d, w, err);
+    } else if (!dir) {
+        rc = errf(err, "%s: cannot open: %s; " DATASET_HINT, path,
+                  strerror(errno));
+        goto done;
+    } else {
+        w->rel_len = strlen(split_names[split]);
+        memcpy(w->rel, split_names[split], w->rel_len + 1);
+        rc = walk_split(d, w, dir, err);
+        closedir(dir);
+    }
     if (rc == 0) {
         split_take(d, w);
         if (split == DATASET_VAL)
             d->has_val = 1;
     }
+done:
     free(w->pool);
     free(w->ents);
     free(w);
@@ -418,14 +497,20 @@ void dataset_print_summary(const struct dataset *d, FILE *out)
     enum { SHOWN = 10 };
     char fp[17];
     dataset_format_fingerprint(d->fingerprint, fp);
-    fprintf(out, "dataset %s: %zu classes (", d->root, d->n_classes);
-    for (size_t c = 0; c < d->n_classes && c < SHOWN; c++)
-        fprintf(out, "%s%s", c ? ", " : "", d->classes[c]);
-    fprintf(out, "%s)\n", d->n_classes > SHOWN ? ", ..." : "");
+    if (d->unlabelled) {
+        fprintf(out, "dataset %s: unlabelled (%s), 0 classes\n", d->root,
+                d->flat ? "images directly in it" : "images in train/");
+    } else {
+        fprintf(out, "dataset %s: %zu classes (", d->root, d->n_classes);
+        for (size_t c = 0; c < d->n_classes && c < SHOWN; c++)
+            fprintf(out, "%s%s", c ? ", " : "", d->classes[c]);
+        fprintf(out, "%s)\n", d->n_classes > SHOWN ? ", ..." : "");
+    }
     for (int s = 0; s < DATASET_N_SPLITS; s++) {
         const struct dataset_split *sp = &d->split[s];
         if (s == DATASET_VAL && !d->has_val) {
-            fprintf(out, "  val: none (no %s/val folder)\n", d->root);
+            fprintf(out, "  val: none (%s)\n",
+                    d->flat ? "a flat folder is all train" : "no val folder");
             continue;
         }
         fprintf(out, "  %s: %zu images", split_names[s], sp->n);

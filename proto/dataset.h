@@ -1,10 +1,21 @@
 /*
  * dataset.h: the index of an ImageFolder tree, shared by every process that
  * reads a dataset (loader, trainer with --data, embed). It lists files and
- * names classes; it never opens or decodes an image.
+ * names classes; it never opens or decodes an image. Three layouts:
  *
- *   DIR/train/<class>/<file...>    classes = subdirectories of train/, bytewise
- *   DIR/val/<class>/<file...>      optional; every class must exist in train/
+ *   labelled (ImageFolder):
+ *     DIR/train/<class>/<file...>  classes = subdirectories of train/, bytewise
+ *     DIR/val/<class>/<file...>    optional; every class must exist in train/
+ *   unlabelled, with splits (train/ holds images and no folders):
+ *     DIR/train/<file>             0 classes, every label -1
+ *     DIR/val/<file...>            optional
+ *   unlabelled, flat (no DIR/train, some images directly in DIR):
+ *     DIR/<file...>                all train, at any depth; no val split
+ *
+ * A root named train or val without a train/ folder inside is the split of
+ * a dataset given by mistake: an error that names its parent. Unlabelled
+ * datasets train without the online probe, and evaluators skip the tasks
+ * that need labels (PROTOCOL.md: zero classes, label -1).
  *
  * Files may sit in nested folders below a class directory (at most
  * DATASET_MAX_DEPTH levels). Dotfiles and dot-directories are ignored; files
@@ -31,7 +42,7 @@ enum dataset_split_id { DATASET_TRAIN = 0, DATASET_VAL = 1, DATASET_N_SPLITS = 2
 struct dataset_split {
     size_t n;           /* number of samples */
     char **paths;       /* (n) relative to root, e.g. "train/1-trouser/00007.png" */
-    int32_t *labels;    /* (n) class index of each sample */
+    int32_t *labels;    /* (n) class index of each sample; -1 unlabelled */
     size_t skipped;     /* files that are not images by extension */
     char *pool_;        /* private: the bytes paths point into */
 };
@@ -42,6 +53,8 @@ struct dataset {
     char **classes;     /* (n_classes) sorted bytewise (strcmp) */
     struct dataset_split split[DATASET_N_SPLITS];
     int has_val;        /* 0 when DIR/val does not exist */
+    int unlabelled;     /* 1: n_classes 0, every label -1 */
+    int flat;           /* 1: no DIR/train; paths relative to DIR */
     /* 64-bit FNV-1a over a version tag and, per split, its name, its count
      * and its sorted relative paths, each NUL-terminated (so "ab"+"c" and
      * "a"+"bc" differ). Class names enter through the paths. */

@@ -106,7 +106,7 @@ static void answer(struct fake *f, const struct held *h, void *sock,
         uint64_t idx = h->indices[i];
         if (f->fail_mod && idx % f->fail_mod == 0) {
             snprintf(paths[nf % 64], sizeof paths[0], "train/c%" PRIu64 "/%06" PRIu64 ".png",
-                     idx % f->classes, idx);
+                     f->classes ? idx % f->classes : 0, idx);
             fails[nf] = (struct msg_failure){
                 idx, paths[nf % 64],
                 f->fail_class == MSG_FAIL_ENV ? "fake env failure" : "fake decode failure",
@@ -114,7 +114,8 @@ static void answer(struct fake *f, const struct held *h, void *sock,
             nf++;
         } else {
             ok[n] = idx;
-            labels[n] = (int32_t)(idx % f->classes);
+            /* --classes 0: an unlabelled dataset, every label -1 */
+            labels[n] = f->classes ? (int32_t)(idx % f->classes) : -1;
             n++;
         }
     }

@@ -305,6 +305,81 @@ static void test_bad_trees(void)
     free(root);
 }
 
+static char *summary_of(const struct dataset *d)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    dataset_print_summary(d, mem);
+    fclose(mem);
+    return buf;
+}
+
+/* Images without class folders: 0 classes, labels -1, paths relative to
+ * the root; flat (no train/) or with train/ and val/ folders of images. */
+static void test_unlabelled(void)
+{
+    char *root = testing_tmpdir(), path[4096];
+    snprintf(path, sizeof path, "%s/flat", root);
+    touch(path, "b.jpg");
+    touch(path, "a.png");
+    touch(path, "2024/c.png");
+    touch(path, "notes.txt");
+    struct dataset d;
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL_FATAL(dataset_open(&d, path, err), 0);
+    CU_ASSERT(d.unlabelled && d.flat && !d.has_val);
+    CU_ASSERT_EQUAL(d.n_classes, 0);
+    CU_ASSERT_EQUAL_FATAL(d.split[DATASET_TRAIN].n, 3);
+    CU_ASSERT_STRING_EQUAL(d.split[DATASET_TRAIN].paths[0], "2024/c.png");
+    CU_ASSERT_STRING_EQUAL(d.split[DATASET_TRAIN].paths[1], "a.png");
+    CU_ASSERT_STRING_EQUAL(d.split[DATASET_TRAIN].paths[2], "b.jpg");
+    CU_ASSERT_EQUAL(d.split[DATASET_TRAIN].skipped, 1);
+    for (size_t i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(d.split[DATASET_TRAIN].labels[i], -1);
+    char sample[4200];
+    CU_ASSERT_EQUAL(dataset_sample_path(&d, DATASET_TRAIN, 1, sample, sizeof sample), 0);
+    CU_ASSERT(strstr(sample, "/flat/a.png") != NULL);
+    char *s = summary_of(&d);
+    CU_ASSERT_PTR_NOT_NULL(strstr(s, "unlabelled"));
+    free(s);
+    uint64_t flat_fp = d.fingerprint;
+    dataset_free(&d);
+
+    snprintf(path, sizeof path, "%s/splits", root);
+    touch(path, "train/x.png");
+    touch(path, "train/y.png");
+    touch(path, "val/z.png");
+    CU_ASSERT_EQUAL_FATAL(dataset_open(&d, path, err), 0);
+    CU_ASSERT(d.unlabelled && !d.flat && d.has_val);
+    CU_ASSERT_EQUAL(d.n_classes, 0);
+    CU_ASSERT_EQUAL_FATAL(d.split[DATASET_TRAIN].n, 2);
+    CU_ASSERT_EQUAL_FATAL(d.split[DATASET_VAL].n, 1);
+    CU_ASSERT_STRING_EQUAL(d.split[DATASET_TRAIN].paths[0], "train/x.png");
+    CU_ASSERT_STRING_EQUAL(d.split[DATASET_VAL].paths[0], "val/z.png");
+    CU_ASSERT_EQUAL(d.split[DATASET_VAL].labels[0], -1);
+    CU_ASSERT_NOT_EQUAL(d.fingerprint, flat_fp);
+    dataset_free(&d);
+
+    /* a labelled dataset's train/ given as the root: names the parent */
+    snprintf(path, sizeof path, "%s/labelled", root);
+    touch(path, "train/cat/1.png");
+    touch(path, "train/dog/2.png");
+    char given[4200];
+    snprintf(given, sizeof given, "%s/train", path);
+    expect_error(given, "not its root");
+    expect_error(given, path);
+    /* the same for a flat folder of images that happens to be a split */
+    snprintf(given, sizeof given, "%s/splits/train/", root);
+    expect_error(given, "the train split");
+    /* only folders, none of them train/: no guess */
+    snprintf(path, sizeof path, "%s/folders", root);
+    touch(path, "cat/1.png");
+    expect_error(path, "no train/ folder and no images directly in it");
+    testing_rmtree(root);
+    free(root);
+}
+
 static void test_split_names(void)
 {
     CU_ASSERT_STRING_EQUAL(dataset_split_name(DATASET_TRAIN), "train");
@@ -323,6 +398,7 @@ int main(void)
         {"non-images skipped", test_non_images_skipped},
         {"val absent", test_val_absent},
         {"bad trees", test_bad_trees},
+        {"unlabelled", test_unlabelled},
         {"split names", test_split_names},
         {NULL, NULL},
     };

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "compute.h"
+#include "eval.h"
 #include "eval_clusters.h"
 #include "fewshot.h"
 #include "knn.h"
@@ -213,6 +214,39 @@ static void test_methods_and_one_seed(void)
     clusters_free(&c);
 }
 
+/* eval_tasks_embed on unlabelled rows (label -1, PROTOCOL.md) or one
+ * class: no kNN, linear or few-shot result; with the labels back, all. */
+static void test_unlabelled_rows(void)
+{
+    struct clusters c;
+    clusters_load(&c);
+    struct fewshot_options o;
+    char err[ERR_LEN];
+    CU_ASSERT_EQUAL_FATAL(fewshot_options_init(&o, "5", 1, err), 0);
+    struct eval_result *r = xcalloc(EVAL_EMBED_RESULTS, sizeof *r);
+    unsigned tasks = EVAL_TASK_KNN | EVAL_TASK_LINEAR;
+    int32_t *none = xmalloc((size_t)c.nt * sizeof *none);
+    int32_t *one = xcalloc((size_t)c.nv, sizeof *one);
+    for (int64_t i = 0; i < c.nt; i++)
+        none[i] = -1;
+    CU_ASSERT_EQUAL(eval_tasks_embed(c.train, none, c.nt, c.val, c.yv, c.nv, (int)c.dim,
+                                     tasks, &o, 7, r, err), 0);
+    none[0] = c.yt[0]; /* one unlabelled row is enough to skip */
+    none[c.nt - 1] = -1;
+    CU_ASSERT_EQUAL(eval_tasks_embed(c.train, none, c.nt, c.val, c.yv, c.nv, (int)c.dim,
+                                     tasks, &o, 7, r, err), 0);
+    int32_t *yt1 = xcalloc((size_t)c.nt, sizeof *yt1);
+    CU_ASSERT_EQUAL(eval_tasks_embed(c.train, yt1, c.nt, c.val, one, c.nv, (int)c.dim,
+                                     tasks, &o, 7, r, err), 0);
+    CU_ASSERT_EQUAL(eval_tasks_embed(c.train, c.yt, c.nt, c.val, c.yv, c.nv, (int)c.dim,
+                                     tasks, &o, 7, r, err), 4);
+    free(yt1);
+    free(one);
+    free(none);
+    free(r);
+    clusters_free(&c);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -226,6 +260,7 @@ int main(int argc, char **argv)
         {"--shots / --seeds and metric names", test_options},
         {"cluster fixture: sensible few-shot scores", test_clusters},
         {"only the asked methods; one seed", test_methods_and_one_seed},
+        {"unlabelled rows: no label task", test_unlabelled_rows},
         {NULL, NULL},
     };
     return testing_run("fewshot", cases);

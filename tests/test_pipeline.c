@@ -23,6 +23,8 @@
 
 #include <vips/vips.h>
 
+#include "dataset.h"
+#include "json.h"
 #include "test_pipeline_util.h"
 #include "testing.h"
 #include "util.h"
@@ -242,6 +244,90 @@ static void test_corrupt_files(void)
     pipe_case_end();
 }
 
+/* The generated dataset's images moved into one flat folder, as
+ * <class>-<file>: an unlabelled dataset (0 classes, labels -1). */
+static char *make_unlabelled(const struct env *e, const char *labelled)
+{
+    struct dataset d;
+    char err[ERR_LEN], *flat = xmalloc(4200);
+    CU_ASSERT_EQUAL_FATAL(dataset_open(&d, labelled, err), 0);
+    snprintf(flat, 4200, "%s/flat", e->dir);
+    CU_ASSERT_EQUAL_FATAL(util_mkdir_p(flat, err), 0);
+    for (int s = 0; s < DATASET_N_SPLITS; s++)
+        for (size_t i = 0; i < d.split[s].n; i++) {
+            char from[4200], to[4400], name[256];
+            snprintf(name, sizeof name, "%s", d.split[s].paths[i]);
+            for (char *c = name; *c; c++)
+                *c = *c == '/' ? '-' : *c;
+            dataset_sample_path(&d, s, i, from, sizeof from);
+            snprintf(to, sizeof to, "%s/%s", flat, name);
+            CU_ASSERT_EQUAL_FATAL(rename(from, to), 0);
+        }
+    dataset_free(&d);
+    return flat;
+}
+
+struct probe_seen {
+    int lines, probe_numbers, eval_lines, eval_rows;
+};
+
+static void on_train_line(const struct json *j, void *ctx)
+{
+    struct probe_seen *p = ctx;
+    p->lines++;
+    p->probe_numbers += isfinite(json_number(j, "probe_acc_train")) ||
+        isfinite(json_number(j, "probe_loss"));
+}
+
+static void on_eval_line(const struct json *j, void *ctx)
+{
+    struct probe_seen *p = ctx;
+    p->eval_lines++;
+    p->probe_numbers += isfinite(json_number(j, "probe_acc_val"));
+    p->eval_rows += json_number(j, "eval_rows") > 0;
+}
+
+/* An unlabelled folder of images trains: no online probe (no probe
+ * metrics, no probe tensors in the checkpoint), eval snapshots still
+ * embed every row, labels are -1 end to end (the trainer drops a BATCH
+ * whose labels are not: bad_messages stays 0). */
+static void test_unlabelled(void)
+{
+    struct env *e = pipe_case_begin();
+    char *data = pipe_make_dataset(e, "data", PER_CLASS, VAL_PER_CLASS, DATA_SEED);
+    char *flat = make_unlabelled(e, data);
+    struct line *l = xcalloc(MAX_LINES, sizeof *l);
+    const char *const args[] = {"--steps", "18", "--set", "eval.every=9", NULL};
+    int n = pipe_run(e, "unl", flat, 2, args, NULL, l);
+    CU_ASSERT_EQUAL_FATAL(n, 18);
+    for (int i = 0; i < n; i++) {
+        CU_ASSERT(isfinite(l[i].loss));
+        CU_ASSERT_EQUAL(l[i].samples, 8);
+        CU_ASSERT_EQUAL(l[i].failures, 0);
+        CU_ASSERT_EQUAL(l[i].bad, 0);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/unl/metrics.jsonl", e->dir);
+    struct probe_seen seen = {0};
+    metrics_each(path, "train", on_train_line, &seen);
+    metrics_each(path, "eval", on_eval_line, &seen);
+    CU_ASSERT(seen.lines > 0);
+    CU_ASSERT_EQUAL(seen.probe_numbers, 0);
+    CU_ASSERT_EQUAL(seen.eval_lines, 2);
+    CU_ASSERT_EQUAL(seen.eval_rows, 2);
+    CU_ASSERT(pipe_count_text(e, "unl/log", "val, 0 classes") >= 1);
+    /* the checkpoint holds no probe tensors */
+    char *ck = read_text(e, "unl/ckpt-18.safetensors");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ck);
+    CU_ASSERT_PTR_NULL(strstr(ck + 8, "probe."));
+    CU_ASSERT_PTR_NOT_NULL(strstr(ck + 8, "projector."));
+    free(ck);
+    free(l);
+    free(flat);
+    free(data);
+    pipe_case_end();
+}
+
 /* An uninterrupted reference run, then the same run stopped with SIGINT
  * (final checkpoint) and resumed from its run directory: every step once,
  * with the reference's batch hash and loss. The same two loaders serve all
@@ -312,6 +398,7 @@ int main(int argc, char **argv)
         {"killed_loader", test_killed_loader},
         {"corrupt_files", test_corrupt_files},
         {"sigint_resume", test_sigint_resume},
+        {"unlabelled", test_unlabelled},
         {NULL, NULL},
     };
     signal(SIGPIPE, SIG_IGN);

@@ -37,8 +37,9 @@ static int check_config(const struct lejepa_config *c, char *err)
         return errf(err, "at most %d views in all", LEJEPA_MAX_VIEWS);
     if (c->n_proj < 1 || c->n_proj > LEJEPA_MAX_PROJ)
         return errf(err, "projector needs 1..%d layers", LEJEPA_MAX_PROJ);
-    if (c->n_classes < 2)
-        return errf(err, "the probe needs at least 2 classes");
+    if (c->n_classes == 1 || c->n_classes < 0)
+        return errf(err, "the probe needs at least 2 classes (0: no probe), "
+                    "got %d", c->n_classes);
     if (c->lambda < 0 || c->lambda > 1)
         return errf(err, "lambda must be in [0, 1], got %g", c->lambda);
     return 0;
@@ -82,6 +83,20 @@ static void build_group(struct lejepa *m, int gi, int views, int size)
     gr->proj = x;
 }
 
+/* The online probe's parameters: LayerNorm(D) then Linear(D, K). */
+static void add_probe(struct lejepa *m, int D, int K)
+{
+    m->probe_ln_w = params_add(&m->p.learn, "probe.0.weight", 1, &D,
+                               PARAMS_GROUP_PROBE, PARAMS_INIT_ONES, 0);
+    m->probe_ln_b = params_add(&m->p.learn, "probe.0.bias", 1, &D,
+                               PARAMS_GROUP_PROBE, PARAMS_INIT_ZEROS, 0);
+    int wshape[2] = {K, D};
+    m->probe_w = params_add(&m->p.learn, "probe.1.weight", 2, wshape,
+                            PARAMS_GROUP_PROBE, PARAMS_INIT_UNIFORM_FAN_IN, D);
+    m->probe_b = params_add(&m->p.learn, "probe.1.bias", 1, &K,
+                            PARAMS_GROUP_PROBE, PARAMS_INIT_UNIFORM_FAN_IN, D);
+}
+
 int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
 {
     memset(m, 0, sizeof *m);
@@ -101,15 +116,8 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
     m->proj_dim = c->proj[c->n_proj - 1];
 
     int D = m->emb_dim, K = c->n_classes;
-    m->probe_ln_w = params_add(&m->p.learn, "probe.0.weight", 1, &D,
-                               PARAMS_GROUP_PROBE, PARAMS_INIT_ONES, 0);
-    m->probe_ln_b = params_add(&m->p.learn, "probe.0.bias", 1, &D,
-                               PARAMS_GROUP_PROBE, PARAMS_INIT_ZEROS, 0);
-    int wshape[2] = {K, D};
-    m->probe_w = params_add(&m->p.learn, "probe.1.weight", 2, wshape,
-                            PARAMS_GROUP_PROBE, PARAMS_INIT_UNIFORM_FAN_IN, D);
-    m->probe_b = params_add(&m->p.learn, "probe.1.bias", 1, &K,
-                            PARAMS_GROUP_PROBE, PARAMS_INIT_UNIFORM_FAN_IN, D);
+    if (K > 0)
+        add_probe(m, D, K);
     params_alloc(&m->p);
     params_init(&m->p, c->seed);
     if (c->backbone == LEJEPA_BACKBONE_VIT)
@@ -118,14 +126,16 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
         graph_alloc(&m->grp[g].g, true);
 
     size_t rows = (size_t)m->views * c->batch;
-    m->probe_in = xmalloc_aligned(rows * D * sizeof(float));
-    m->probe_ln = xmalloc_aligned(rows * D * sizeof(float));
-    m->probe_dln = xmalloc_aligned(rows * D * sizeof(float));
-    m->probe_mean = xmalloc_aligned(rows * sizeof(float));
-    m->probe_rstd = xmalloc_aligned(rows * sizeof(float));
-    m->probe_logits = xmalloc_aligned(rows * K * sizeof(float));
-    m->probe_dlogits = xmalloc_aligned(rows * K * sizeof(float));
-    m->probe_labels = xmalloc_aligned(rows * sizeof(int32_t));
+    if (K > 0) {
+        m->probe_in = xmalloc_aligned(rows * D * sizeof(float));
+        m->probe_ln = xmalloc_aligned(rows * D * sizeof(float));
+        m->probe_dln = xmalloc_aligned(rows * D * sizeof(float));
+        m->probe_mean = xmalloc_aligned(rows * sizeof(float));
+        m->probe_rstd = xmalloc_aligned(rows * sizeof(float));
+        m->probe_logits = xmalloc_aligned(rows * K * sizeof(float));
+        m->probe_dlogits = xmalloc_aligned(rows * K * sizeof(float));
+        m->probe_labels = xmalloc_aligned(rows * sizeof(int32_t));
+    }
 
     m->sr.dirs = xmalloc_aligned((size_t)m->proj_dim * c->slices * sizeof(float));
     size_t ss_bytes = sigreg_scratch_size(c->batch, c->slices, c->knots);
@@ -382,15 +392,20 @@ void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
 
     for (int g = 0; g < m->n_groups; g++)
         graph_backward(&m->grp[g].g, true);
-    probe_step(m, labels, out);
+    if (lejepa_has_probe(m)) {
+        probe_step(m, labels, out);
+    } else {
+        out->probe_loss = NAN;
+        out->probe_correct = out->probe_total = 0;
+    }
     if (par) {
         tot[0] = inv_total;
-        tot[1] = (double)out->probe_loss * out->probe_total;
+        tot[1] = out->probe_total ? out->probe_loss * out->probe_total : 0;
         tot[2] = out->probe_correct;
         tot[3] = out->probe_total;
         dist_allreduce_double(m->dist, tot, 4);
         inv_total = tot[0];
-        out->probe_loss = tot[1] / tot[3];
+        out->probe_loss = tot[3] > 0 ? tot[1] / tot[3] : NAN;
         out->probe_correct = (int)tot[2];
         out->probe_total = (int)tot[3];
         dist_allreduce_float_buckets(m->dist, m->p.grad, m->p.learn.total);
@@ -416,7 +431,8 @@ int lejepa_check_finite(const struct lejepa *m, const struct lejepa_losses *l,
         double v;
     } terms[] = {{"invariance", l->inv}, {"sigreg", l->sigreg},
                  {"loss", l->loss}, {"probe_loss", l->probe_loss}};
-    for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++)
+    size_t n_terms = sizeof terms / sizeof terms[0] - !lejepa_has_probe(m);
+    for (size_t i = 0; i < n_terms; i++)
         if (!isfinite(terms[i].v))
             return errf(err, "step %llu: %s is %g", (unsigned long long)step,
                         terms[i].name, terms[i].v);

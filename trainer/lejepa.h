@@ -36,7 +36,7 @@ struct lejepa_config {
     struct vit_config vit;
     int n_proj;                      /* projector layers, last one linear */
     int proj[LEJEPA_MAX_PROJ];       /* widths, e.g. 2048, 2048, 128 */
-    int n_classes;                   /* online probe classes */
+    int n_classes;                   /* online probe classes; 0: no probe */
     int batch;                       /* N samples per step (per rank) */
     int global_views, global_size;
     int local_views, local_size;     /* local_views may be 0 */
@@ -132,6 +132,13 @@ void lejepa_load_pixels(struct lejepa *m, int group, const uint8_t *pixels,
  * (rank r: samples dist_share(d, N, &start) of the global batch): the
  * losses in out are the global batch's on every rank, and the gradients
  * are summed over ranks, ready for the same AdamW step on every rank. */
+/* Whether the model has an online probe (n_classes > 0); without one,
+ * probe_loss is NaN and probe_total 0. */
+static inline bool lejepa_has_probe(const struct lejepa *m)
+{
+    return m->c.n_classes > 0;
+}
+
 void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
                              uint64_t step, struct lejepa_losses *out);
 

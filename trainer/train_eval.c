@@ -522,7 +522,7 @@ static void forward_job(struct train_engine *eng, void *arg)
                                 e->fm_attn + f * asz);
         }
     }
-    if (eb->rows[0] >= e->n_tr) {
+    if (eb->rows[0] >= e->n_tr && lejepa_has_probe(&eng->model)) {
         const struct lejepa *m = &eng->model;
         const struct params *p = &m->p;
         nn_layernorm_forward(

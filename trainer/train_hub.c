@@ -96,12 +96,6 @@ static int check_claims(const struct config *c, const struct msg_hello *h,
                     "loader %.100s has %" PRIu64 " train samples, fewer "
                     "than one batch of %" PRId64 " (optim.batch)",
                     h->name, ds->n_train, c->optim.batch);
-    if (ds->n_classes < 2)
-        return errf(err,
-                    "loader %.100s has %" PRIu32 " classes; the online "
-                    "probe needs at least 2 (unlabelled datasets are not "
-                    "supported yet)",
-                    h->name, ds->n_classes);
     /* what the claim makes the trainer allocate before any batch: the
      * sampler (permutation and exclusions), the snapshot rows' index and
      * their embeddings (at most TRAIN_CLAIM_ROW_BYTES each) */

@@ -260,8 +260,10 @@ static void step_finish(struct train *t, struct train_slot *s)
                   p->step + 1, r->n, t->steps.sampler.batch);
     } else {
         iv->images += (uint64_t)r->n;
-        iv->probe_loss_sum += r->losses.probe_loss;
-        iv->probe_steps++;
+        if (r->losses.probe_total > 0) {
+            iv->probe_loss_sum += r->losses.probe_loss;
+            iv->probe_steps++;
+        }
         iv->probe_correct += r->losses.probe_correct;
         iv->probe_total += r->losses.probe_total;
     }
