@@ -410,6 +410,27 @@ static void test_result_abuse(void)
     CU_ASSERT(flood < (1 << 20));
     CU_ASSERT(!isnan(limited) && limited > 0);
     zmq_close(ev);
+
+    /* the same flood on a fresh connection every 100 ms (a new routing id
+     * and HELLO each time): the budget is the sender's, not the
+     * connection's, so 50 x 100 RESULTs still add less than 1 MB */
+    int again = 0;
+    for (int k = 0; k < 50 && proc_alive(tr); k++) {
+        char id[32];
+        snprintf(id, sizeof id, "ra-eval-%d", k);
+        void *s = attack_dealer(&a, e.work, id, 0);
+        CU_ASSERT(attack_hello(s, MSG_ROLE_EVALUATOR, id, 0) == 0);
+        CU_ASSERT(attack_expect(&a, s, MSG_KIND_WELCOME, 10000));
+        for (int i = 0; i < 100; i++)
+            again += attack_result(s, MSG_SOURCE_KNN, util_time_unix(), 1, "again_", 10,
+                                   100, ZMQ_DONTWAIT) == 0;
+        usleep(100000);
+        zmq_close(s);
+    }
+    long again_bytes = metrics_bytes_with(&e, "ra", "again_");
+    fprintf(stderr, "  %d RESULTs over 50 connections: %ld bytes of metrics.jsonl\n",
+            again, again_bytes);
+    CU_ASSERT(again_bytes < (1 << 20));
     pid_t lds[] = {ld, 0};
     end_target(ok, tr, lds);
     attacker_free(&a);

@@ -170,20 +170,15 @@ static int check_dataset(struct train_dataset *d, const struct config *c,
 }
 
 static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
-                         const struct msg_hello *h)
+                         const char *who, const struct msg_hello *h)
 {
     char err[ERR_LEN];
     struct train_net *n = &t->net;
     struct train_client *old = train_net_find(n, id, id_len);
-    /* saying HELLO again does not refill what the connection has spent */
-    double tokens = 0, tokens_at = 0;
-    uint64_t history_bytes = 0, rehellos = 0;
+    uint64_t rehellos = 0;
     double joined_at = 0;
     if (old) {
         joined_at = old->joined_at;
-        tokens = old->result_tokens;
-        tokens_at = old->result_tokens_at;
-        history_bytes = old->history_bytes;
         rehellos = old->rehellos + 1;
         remove_client(t, old, "said HELLO again", !train_log_thin(rehellos));
     }
@@ -228,10 +223,9 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
     uint32_t credit = h->role == MSG_ROLE_LOADER ? h->credit : 0;
     if (credit > TRAIN_MAX_CREDIT)
         credit = TRAIN_MAX_CREDIT;
-    struct train_client *c = train_net_add(n, id, id_len, h, credit);
-    c->result_tokens = tokens;
-    c->result_tokens_at = tokens_at;
-    c->history_bytes = history_bytes;
+    /* the budgets are who's, whatever connection it comes on */
+    struct train_client *c =
+        train_net_add(n, id, id_len, h, credit, train_net_identity(n, who));
     c->rehellos = rehellos;
     /* the same connection: its SUB socket subscribed long ago, so a
      * snapshot need not wait for it again */
@@ -286,21 +280,17 @@ static void handle_result(struct train *t, struct train_client *c,
         return;
     }
     double now = util_time_mono();
-    double burst = (double)lim->results_burst;
-    if (c->result_tokens_at == 0)
-        c->result_tokens = burst;
-    else
-        c->result_tokens += (now - c->result_tokens_at) * lim->results_per_s;
-    c->result_tokens = c->result_tokens > burst ? burst : c->result_tokens;
-    c->result_tokens_at = now;
-    if (c->result_tokens < 1) {
+    struct train_identity *w = c->who;
+    if (!train_bucket_take(&w->result_tokens, &w->result_at,
+                           lim->results_per_s, (double)lim->results_burst, 1,
+                           now)) {
         if (train_log_thin(++n->results_limited))
-            train_log("%s sends RESULTs faster than limits.results_per_s = %g: "
-                      "dropped (%" PRIu64 " so far)",
-                      c->name, lim->results_per_s, n->results_limited);
+            train_log("%s (%s) sends RESULTs faster than "
+                      "limits.results_per_s = %g: dropped (%" PRIu64
+                      " so far)",
+                      c->name, w->who, lim->results_per_s, n->results_limited);
         return;
     }
-    c->result_tokens -= 1;
     struct msg_metric r = *m;
     r.time = util_time_unix();
     /* EMBED carries no epoch, so evaluators send 0: the trainer knows
@@ -317,28 +307,33 @@ static void handle_result(struct train *t, struct train_client *c,
     t->ctl.last_result_at = now;
 }
 
-/* HISTORY pages to a registered client, at most twice the file plus a
- * page in all: a late monitor fetches the whole history (and may retry
- * once); a client that asks again and again without reading cannot fill
- * the trainer's memory with copies. */
+/* HISTORY pages to a registered client from its identity's budget: a
+ * burst of twice the file plus a page, refilled by one whole history per
+ * TRAIN_HISTORY_REFILL_S. A late monitor fetches the whole history (and may
+ * retry); a client that asks again and again without reading, on one
+ * connection or on many, cannot fill the trainer's memory with copies. */
 static void send_history(struct train *t, struct train_client *c,
                          uint64_t start)
 {
     struct train_rundir *rd = &t->rundir;
     long size = rd->metrics ? ftell(rd->metrics) : 0;
-    uint64_t budget =
-        2 * (uint64_t)(size > 0 ? size : 0) + TRAIN_HISTORY_PAGE_BYTES;
-    if (c->history_bytes > budget) {
-        t->net.refusals++;
-        train_net_bad_message(&t->net, c->name,
-                              "HISTORY beyond twice the metrics file");
-        return;
-    }
+    double whole = (double)(size > 0 ? size : 0) + TRAIN_HISTORY_PAGE_BYTES;
     struct msg m = {.kind = MSG_KIND_HISTORY};
     train_metrics_history(rd, start, &m.history);
+    double bytes = 0;
     for (uint32_t i = 0; i < m.history.n_lines; i++)
-        c->history_bytes += strlen(m.history.lines[i]) + 16;
-    train_net_send_client(&t->net, c, &m);
+        bytes += (double)strlen(m.history.lines[i]) + 16;
+    struct train_identity *w = c->who;
+    if (train_bucket_take(&w->history_tokens, &w->history_at,
+                          whole / TRAIN_HISTORY_REFILL_S, 2 * whole, bytes,
+                          util_time_mono())) {
+        train_net_send_client(&t->net, c, &m);
+    } else {
+        t->net.refusals++;
+        train_net_bad_message(&t->net, c->name,
+                              "HISTORY beyond its budget (twice the metrics "
+                              "file, refilled once a minute)");
+    }
     train_metrics_history_free(&m.history);
 }
 
@@ -371,8 +366,10 @@ void train_hub_handle(struct train *t, const uint8_t *id, size_t id_len,
 {
     char why[ERR_LEN];
     if (m->kind == MSG_KIND_HELLO) {
+        char who[96];
+        train_net_who(&t->net, frame, who, sizeof who);
         if (check_key_role(t, id, id_len, frame, &m->hello) == 0)
-            handle_hello(t, id, id_len, &m->hello);
+            handle_hello(t, id, id_len, who, &m->hello);
         return;
     }
     struct train_client *c = train_net_find(&t->net, id, id_len);

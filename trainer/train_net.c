@@ -80,6 +80,7 @@ int train_net_open(struct train_net *n, const struct config *c, int pub_hwm,
     msg_limit_params_from_config(&lp, c);
     msg_limits_compute(&n->limits, &lp);
     msg_arena_init(&n->arena);
+    n->ids = xcalloc(TRAIN_MAX_IDENTITIES, sizeof *n->ids);
     n->zctx = zmq_ctx_new();
     if (!n->zctx)
         return errf(err, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
@@ -115,6 +116,8 @@ void train_net_close(struct train_net *n)
     if (n->zctx)
         zmq_ctx_term(n->zctx);
     msg_arena_free(&n->arena);
+    free(n->ids);
+    n->ids = NULL;
     n->router = n->pub = n->zctx = NULL;
 }
 
@@ -214,9 +217,58 @@ struct train_client *train_net_find(struct train_net *n, const uint8_t *id,
     return NULL;
 }
 
+void train_net_who(const struct train_net *n, zmq_msg_t *frame, char *out,
+                   size_t cap)
+{
+    char name[KEYS_NAME_MAX], why[ERR_LEN];
+    enum msg_role role;
+    if (n->keyed && zap_peer_of(frame, &role, name, sizeof name, why) == 1) {
+        snprintf(out, cap, "key %s", name);
+        return;
+    }
+    const char *addr = zmq_msg_gets(frame, "Peer-Address");
+    snprintf(out, cap, "address %.60s", addr && addr[0] ? addr : "local");
+}
+
+struct train_identity *train_net_identity(struct train_net *n, const char *who)
+{
+    struct train_identity *free_slot = NULL, *oldest = NULL;
+    for (int i = 0; i < TRAIN_MAX_IDENTITIES; i++) {
+        struct train_identity *r = &n->ids[i];
+        if (r->who[0] && strcmp(r->who, who) == 0)
+            return r;
+        if (!r->who[0] && !free_slot)
+            free_slot = r;
+        if (r->who[0] && r->clients == 0 &&
+            (!oldest || r->used_at < oldest->used_at))
+            oldest = r;
+    }
+    /* more records than clients: one of them is free or unused */
+    struct train_identity *r = free_slot ? free_slot : oldest;
+    CHECK(r != NULL);
+    *r = (struct train_identity){0};
+    snprintf(r->who, sizeof r->who, "%s", who);
+    return r;
+}
+
+bool train_bucket_take(double *tokens, double *at, double rate, double burst,
+                       double cost, double now)
+{
+    if (*at == 0)
+        *tokens = burst;
+    else
+        *tokens += (now - *at) * rate;
+    *tokens = *tokens > burst ? burst : *tokens;
+    *at = now;
+    if (*tokens < cost)
+        return false;
+    *tokens -= cost;
+    return true;
+}
+
 struct train_client *train_net_add(struct train_net *n, const uint8_t *id,
                                    size_t id_len, const struct msg_hello *h,
-                                   uint32_t credit)
+                                   uint32_t credit, struct train_identity *who)
 {
     CHECK(n->n_clients < TRAIN_MAX_CLIENTS &&
           id_len <= sizeof n->clients[0]->id);
@@ -231,6 +283,9 @@ struct train_client *train_net_add(struct train_net *n, const uint8_t *id,
     c->hold.sent = xcalloc(credit ? credit : 1, sizeof *c->hold.sent);
     c->last_seen = util_time_mono();
     c->joined_at = c->last_seen;
+    c->who = who;
+    who->clients++;
+    who->used_at = c->last_seen;
     n->clients[n->n_clients++] = c;
     return c;
 }
@@ -243,6 +298,7 @@ void train_net_detach(struct train_net *n, struct train_client *c)
             at = i;
     CHECK(at >= 0);
     n->clients[at] = n->clients[--n->n_clients];
+    c->who->clients--;
 }
 
 void train_net_free_client(struct train_client *c)

@@ -44,6 +44,24 @@ struct train_hold {
     uint32_t bad_streak;     /* malformed answers in a row */
 };
 
+/* Who connects: the key's name with keys, else the peer's IP address.
+ * The RESULT and HISTORY budgets belong to it, not to one connection, so
+ * reconnecting (or a fresh routing id) refills nothing. At most
+ * TRAIN_MAX_IDENTITIES are remembered; the one used longest ago with no
+ * client registered is forgotten first. */
+#define TRAIN_MAX_IDENTITIES (2 * TRAIN_MAX_CLIENTS)
+/* A whole history (the metrics file plus a page) per this many seconds
+ * refills an identity's HISTORY budget; twice that is its burst. */
+#define TRAIN_HISTORY_REFILL_S 60.0
+
+struct train_identity {
+    char who[96];      /* "key NAME", "address A" or "address local"; "" free */
+    int clients;       /* registered clients that are it */
+    double used_at;    /* monotonic seconds of its last HELLO */
+    double result_tokens, result_at;   /* RESULTs (limits.results_*) */
+    double history_tokens, history_at; /* HISTORY bytes */
+};
+
 struct train_client {
     uint8_t id[256]; /* ROUTER routing id */
     size_t id_len;
@@ -56,9 +74,7 @@ struct train_client {
     uint64_t batches;
     char drop[64];        /* set: drop it (its queue is full, it left); the hub
                     * removes it and re-issues its tickets */
-    double result_tokens; /* RESULT budget (limits.results_per_s) ... */
-    double result_tokens_at; /* ... as of this monotonic time */
-    uint64_t history_bytes;  /* HISTORY sent to it (bounded per client) */
+    struct train_identity *who; /* its budgets (train_net_identity) */
     uint64_t returns;        /* RETURNs it sent */
     uint64_t rehellos;       /* HELLOs it said again on this connection */
     bool has_result;         /* an evaluator sent a RESULT ... */
@@ -82,6 +98,7 @@ struct train_net {
     struct msg_limits limits;
     struct msg_arena arena;
     struct train_client *clients[TRAIN_MAX_CLIENTS];
+    struct train_identity *ids; /* (TRAIN_MAX_IDENTITIES) */
     int n_clients;
     uint64_t next_client_id;
     double last_beat;
@@ -125,10 +142,23 @@ void train_net_bad_message(struct train_net *n, const char *who,
 
 struct train_client *train_net_find(struct train_net *n, const uint8_t *id,
                                     size_t id_len);
-/* Registers a welcomed client (credit: the loader's, already capped). */
+/* The identity of the sender of frame, as a string for
+ * train_net_identity: "key NAME" with keys, else "address IP" (TCP) or
+ * "address local" (ipc://). */
+void train_net_who(const struct train_net *n, zmq_msg_t *frame, char *out,
+                   size_t cap);
+/* The record of who (found, new, or the least recently used one with no
+ * registered client, reset). */
+struct train_identity *train_net_identity(struct train_net *n, const char *who);
+/* A token bucket: refills at rate per second up to burst (full on first
+ * use, *at == 0); takes cost and returns true when that many are there. */
+bool train_bucket_take(double *tokens, double *at, double rate, double burst,
+                       double cost, double now);
+/* Registers a welcomed client (credit: the loader's, already capped) as
+ * one of the identity who. */
 struct train_client *train_net_add(struct train_net *n, const uint8_t *id,
                                    size_t id_len, const struct msg_hello *h,
-                                   uint32_t credit);
+                                   uint32_t credit, struct train_identity *who);
 /* Takes c out of the registry; the caller frees it with train_net_free_client
  * once its tickets are re-issued. */
 void train_net_detach(struct train_net *n, struct train_client *c);
