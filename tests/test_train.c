@@ -143,6 +143,62 @@ static void test_failures(void)
     env_free(&e);
 }
 
+/* A decode failure excludes a sample only when a second loader agrees.
+ * A loader that calls every sample undecodable, joining beside an honest
+ * one, excludes nothing: every step trains its 8 samples. Two loaders that
+ * both fail samples 0, 10, 20, 30 (started before the trainer, so both are
+ * connected by the first answer) exclude exactly those, once each. */
+static void test_decode_agreement(void)
+{
+    struct env e;
+    env_init(&e);
+    struct line *l = xcalloc(MAX_LINES, sizeof *l);
+    const char *const args[] = {"--steps", "30", NULL};
+    const char *const slow[] = {"--delay-ms", "30", "--credit", "2", NULL};
+    const char *const lie[] = {"--fail-mod", "1", NULL};
+    pid_t tr = start_trainer(&e, "liar", args);
+    pid_t good = start_loader(&e, "liar-good", slow);
+    CU_ASSERT(wait_text(&e, "liar/log", "liar-good joined", 20));
+    pid_t bad = start_loader(&e, "liar-bad", lie);
+    int rc = testing_wait_exit(tr, RUN_TIMEOUT_S);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc != 0) {
+        char *out = read_text(&e, "liar/log");
+        fprintf(stderr, "trainer exit %d; its log:\n%s\n", rc, out ? out : "(none)");
+        free(out);
+    }
+    CU_ASSERT_EQUAL(testing_wait_exit(good, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(bad, 10), 0);
+    int n = read_lines(&e, "liar", l);
+    CU_ASSERT_EQUAL_FATAL(n, 30);
+    for (int i = 0; i < n; i++)
+        CU_ASSERT(l[i].samples == 8 && l[i].failures == 0);
+    char *log = read_text(&e, "liar/log");
+    CU_ASSERT(strstr(log, "liar-bad says") && strstr(log, "cannot be decoded"));
+    CU_ASSERT_PTR_NULL(strstr(log, "excluded from"));
+    free(log);
+
+    const char *const fail[] = {"--fail-mod", "10", "--delay-ms", "150", NULL};
+    const char *const lax[] = {"--steps", "5", "--set", "limits.max_excluded=0.5", NULL};
+    pid_t a = start_loader(&e, "agree-a", fail), b = start_loader(&e, "agree-b", fail);
+    tr = start_trainer(&e, "agree", lax);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(a, 10), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(b, 10), 0);
+    n = read_lines(&e, "agree", l);
+    CU_ASSERT_EQUAL_FATAL(n, 5);
+    CU_ASSERT_EQUAL(l[4].failures, 4);
+    log = read_text(&e, "agree/log");
+    int excluded = 0;
+    for (const char *p = log; (p = strstr(p, "excluded from epoch 1 on (two loaders agree)"));
+         p++)
+        excluded++;
+    CU_ASSERT_EQUAL(excluded, 4);
+    free(log);
+    free(l);
+    env_free(&e);
+}
+
 static void test_fingerprint(void)
 {
     struct env e;
@@ -693,6 +749,7 @@ int main(int argc, char **argv)
         {"one_vs_three", test_one_vs_three},
         {"killed_loader", test_killed_loader},
         {"failures", test_failures},
+        {"decode_agreement", test_decode_agreement},
         {"fingerprint", test_fingerprint},
         {"sigint", test_sigint},
         {"resume", test_resume},

@@ -48,6 +48,8 @@ void train_step_init(struct train_step *st, const struct config *c,
         s->tries = xmalloc((size_t)st->sampler.tickets_per_step);
         s->avoid =
             xmalloc((size_t)st->sampler.tickets_per_step * sizeof *s->avoid);
+        s->doubt =
+            xmalloc((size_t)st->sampler.tickets_per_step * sizeof *s->doubt);
     }
     struct train_step_job *j = &st->job;
     j->batch = (int)B;
@@ -71,6 +73,7 @@ void train_step_free(struct train_step *st)
         free(s->tstate);
         free(s->tries);
         free(s->avoid);
+        free(s->doubt);
     }
     free(st->job.keep);
     train_sampler_free(&st->sampler);
@@ -139,6 +142,7 @@ void train_step_open(struct train_step *st, uint64_t total)
         memset(s->tstate, TICKET_UNISSUED, (size_t)sm->tickets_per_step);
         memset(s->tries, 0, (size_t)sm->tickets_per_step);
         memset(s->avoid, 0, (size_t)sm->tickets_per_step * sizeof *s->avoid);
+        memset(s->doubt, 0, (size_t)sm->tickets_per_step * sizeof *s->doubt);
         s->tickets_done = 0;
         st->next_open++;
     }
@@ -223,6 +227,11 @@ void train_step_issue(struct train_step *st, struct train_tickets *tk,
             struct train_client *c = train_tickets_loader(tk, n, s->avoid[k]);
             if (!c)
                 return;
+            /* a second opinion must come from another loader: wait for
+             * one to have credit, while there is one */
+            if (s->doubt[k] == c->client_id &&
+                train_net_count(n, MSG_ROLE_LOADER) > 1)
+                continue;
             struct msg_ticket t;
             ticket_of(st, s, k, &t);
             train_tickets_send(n, c, &t);
@@ -281,23 +290,48 @@ static void copy_samples(const struct train_step *st, struct train_slot *s,
     }
 }
 
-/* Failures of the file itself exclude the sample; environmental ones
- * send the ticket to another loader (up to TRAIN_ENV_TRIES answers), the
- * samples that arrived kept. Returns true when the ticket is done. */
+/* Failures of the file itself exclude the sample once a second loader
+ * agrees (TRAIN_ENV_TRIES); environmental ones, and decode failures still
+ * in doubt, send the ticket to another loader (up to TRAIN_ENV_TRIES
+ * answers), the samples that arrived kept. Returns true when the ticket
+ * is done. */
 static bool take_failures(struct train_step *st, struct train_slot *s, int k,
-                          struct train_client *c, const struct msg_batch *b)
+                          const struct train_net *n, struct train_client *c,
+                          const struct msg_batch *b)
 {
-    uint32_t env = 0;
+    uint32_t env = 0, doubted = 0;
+    bool agreed = s->doubt[k] && s->doubt[k] != c->client_id;
+    bool settle = agreed || train_net_count(n, MSG_ROLE_LOADER) < 2 ||
+        s->tries[k] + 1 >= TRAIN_ENV_TRIES;
     for (uint32_t i = 0; i < b->n_failures; i++) {
         const struct msg_failure *f = &b->failures[i];
         if (f->fail_class == MSG_FAIL_ENV) {
             env++;
             continue;
         }
+        if (!settle) {
+            doubted++;
+            continue;
+        }
         if (train_sampler_exclude(&st->sampler, f->index, s->epoch))
             train_log("sample %" PRIu64 " (%s) failed: %s; excluded from "
-                      "epoch %" PRIu32 " on",
-                      f->index, f->path, f->reason, s->epoch + 1);
+                      "epoch %" PRIu32 " on%s",
+                      f->index, f->path, f->reason, s->epoch + 1,
+                      agreed ? " (two loaders agree)" : "");
+    }
+    if (doubted) {
+        if (!s->doubt[k])
+            s->doubt[k] = c->client_id;
+        ++s->tries[k];
+        s->avoid[k] = c->client_id;
+        s->tstate[k] = TICKET_UNISSUED;
+        if (train_log_thin(++st->doubted))
+            train_log("%s says %" PRIu32 " sample(s) of step %" PRIu64
+                      " cannot be decoded (first: %s: %s): asking another "
+                      "loader before excluding them",
+                      c->name, doubted, s->step, b->failures[0].path,
+                      b->failures[0].reason);
+        return false;
     }
     if (env == 0 || b->n > 0)
         c->hold.env_streak = 0;
@@ -351,7 +385,7 @@ enum train_answer train_step_accept(struct train_step *st,
                0) {
         copy_samples(st, s, &t, b);
         c->batches++;
-        if (take_failures(st, s, k, c, b)) {
+        if (take_failures(st, s, k, n, c, b)) {
             s->tstate[k] = TICKET_DONE;
             s->tickets_done++;
         }

@@ -26,7 +26,10 @@ struct config;
 /* Answers with environmental failures (I/O error, missing file, worker
  * killed or timed out) a ticket may get, each time from another loader if
  * there is one, before its step trains without those samples (never
- * excluding them on one loader's word). */
+ * excluding them on one loader's word). A decode failure excludes a
+ * sample once a second loader agrees (or none other is connected, or the
+ * ticket has had its TRAIN_ENV_TRIES answers); until then the ticket goes
+ * to another loader, and if that one decodes the sample it trains. */
 #define TRAIN_ENV_TRIES 3
 
 /* A ticket out at one loader for longer than this many times the
@@ -54,6 +57,8 @@ struct train_slot {
     uint8_t *tries;       /* (tickets_per_step) answers with env failures */
     uint64_t *avoid;      /* (tickets_per_step) client_id that last failed
                            * it for environmental reasons, or 0 */
+    uint64_t *doubt;      /* (tickets_per_step) client_id that first said
+                           * samples of it cannot be decoded, or 0 */
     int tickets_done;
 };
 
@@ -85,6 +90,8 @@ struct train_step {
     struct train_sampler sampler;
     struct train_slot slots[TRAIN_WINDOW];
     uint64_t next_open;    /* next step to open a slot for */
+    uint64_t doubted;      /* answers whose decode failures went to a
+                            * second loader for confirmation */
     char sampler_err[256]; /* no next epoch: fatal once the open
                                      * steps are trained */
     struct train_step_job job;
