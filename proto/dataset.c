@@ -78,14 +78,16 @@ void dataset_format_fingerprint(uint64_t fingerprint, char out[17])
     snprintf(out, 17, "%016llx", (unsigned long long)fingerprint);
 }
 
-/* Appends "/name" to w->rel; -1 with err if it would not fit. */
+/* Appends "/name" to w->rel ("name" to an empty one); -1 with err if it
+ * would not fit. */
 static int rel_push(struct walk *w, const char *name, size_t *saved, char *err)
 {
     size_t n = strlen(name);
     *saved = w->rel_len;
     if (w->rel_len + 1 + n + 1 > sizeof w->rel)
         return errf(err, "%s/%s: path too long", w->rel, name);
-    w->rel[w->rel_len++] = '/';
+    if (w->rel_len)
+        w->rel[w->rel_len++] = '/';
     memcpy(w->rel + w->rel_len, name, n + 1);
     w->rel_len += n;
     return 0;
@@ -280,10 +282,9 @@ static int cmp_sort_entry(const void *a, const void *b)
                   ((const struct sort_entry *)b)->path);
 }
 
-/* Moves a finished walk into d->split[w->split], sorted by relative path. */
-static void split_take(struct dataset *d, struct walk *w)
+/* Moves a finished walk into s, sorted by relative path. */
+static void split_take(struct dataset_split *s, struct walk *w)
 {
-    struct dataset_split *s = &d->split[w->split];
     struct sort_entry *tmp = xmalloc((w->n ? w->n : 1) * sizeof *tmp);
     for (size_t i = 0; i < w->n; i++) {
         tmp[i].path = w->pool + w->ents[i].off;
@@ -341,7 +342,7 @@ static int index_split(struct dataset *d, int split, char *err)
     int rc = walk_split(d, w, dir, err);
     closedir(dir);
     if (rc == 0) {
-        split_take(d, w);
+        split_take(&d->split[split], w);
         if (split == DATASET_VAL)
             d->has_val = 1;
     }
@@ -395,13 +396,39 @@ void dataset_free(struct dataset *d)
     for (size_t c = 0; c < d->n_classes; c++)
         free(d->classes[c]);
     free(d->classes);
-    for (int s = 0; s < DATASET_N_SPLITS; s++) {
-        free(d->split[s].paths);
-        free(d->split[s].labels);
-        free(d->split[s].pool_);
-    }
+    for (int s = 0; s < DATASET_N_SPLITS; s++)
+        dataset_split_free(&d->split[s]);
     free(d->root);
     memset(d, 0, sizeof *d);
+}
+
+void dataset_split_free(struct dataset_split *s)
+{
+    free(s->paths);
+    free(s->labels);
+    free(s->pool_);
+    memset(s, 0, sizeof *s);
+}
+
+int dataset_list_images(struct dataset_split *s, const char *root, char *err)
+{
+    memset(s, 0, sizeof *s);
+    struct stat st;
+    if (stat(root, &st) != 0)
+        return errf(err, "%s: %s", root, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return errf(err, "%s: not a directory", root);
+    int fd = open(root, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return errf(err, "%s: cannot open: %s", root, strerror(errno));
+    struct walk *w = xcalloc(1, sizeof *w);
+    int rc = walk_class_dir(w, root, fd, 0, 0, err);
+    if (rc == 0)
+        split_take(s, w);
+    free(w->pool);
+    free(w->ents);
+    free(w);
+    return rc;
 }
 
 int dataset_sample_path(const struct dataset *d, int split, size_t index,
