@@ -79,7 +79,8 @@ void dataset_format_fingerprint(uint64_t fingerprint, char out[17])
     snprintf(out, 17, "%016llx", (unsigned long long)fingerprint);
 }
 
-/* Appends "/name" to w->rel; -1 with err if it would not fit. */
+/* Appends "/name" to w->rel ("name" to an empty one); -1 with err if it
+ * would not fit. */
 static int rel_push(struct walk *w, const char *name, size_t *saved, char *err)
 {
     size_t n = strlen(name);
@@ -305,10 +306,9 @@ static int cmp_sort_entry(const void *a, const void *b)
                   ((const struct sort_entry *)b)->path);
 }
 
-/* Moves a finished walk into d->split[w->split], sorted by relative path. */
-static void split_take(struct dataset *d, struct walk *w)
+/* Moves a finished walk into s, sorted by relative path. */
+static void split_take(struct dataset_split *s, struct walk *w)
 {
-    struct dataset_split *s = &d->split[w->split];
     struct sort_entry *tmp = xmalloc((w->n ? w->n : 1) * sizeof *tmp);
     for (size_t i = 0; i < w->n; i++) {
         tmp[i].path = w->pool + w->ents[i].off;
@@ -347,6 +347,15 @@ static uint64_t fingerprint_of(const struct dataset *d)
     return h;
 }
 
+/* Every image below root, at any depth, unlabelled (-1). */
+static int walk_all(struct walk *w, const char *root, char *err)
+{
+    int fd = open(root, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return errf(err, "%s: cannot open: %s", root, strerror(errno));
+    return walk_class_dir(w, root, fd, -1, 0, err);
+}
+
 /* A root without train/: its images (at any depth) are an unlabelled
  * train split when some sit directly in it. Its paths are relative to the
  * root ("a.jpg", "2024/b.jpg"). */
@@ -381,13 +390,9 @@ static int walk_flat(struct dataset *d, struct walk *w, char *err)
         return errf(err, "%s: no train/ folder and no images directly in it "
                     "(%zu folders); " DATASET_HINT, d->root, folders);
     }
-    d->unlabelled = 1;
-    rewinddir(dir);
-    int fd = dup(dirfd(dir));
-    int rc = fd < 0 ? errf(err, "%s: %s", d->root, strerror(errno))
-                    : walk_class_dir(w, d->root, fd, -1, 0, err);
     closedir(dir);
-    return rc;
+    d->unlabelled = 1;
+    return walk_all(w, d->root, err);
 }
 
 /* Indexes one split; a missing val folder is not an error, a missing train
@@ -419,7 +424,7 @@ static int index_split(struct dataset *d, int split, char *err)
         closedir(dir);
     }
     if (rc == 0) {
-        split_take(d, w);
+        split_take(&d->split[split], w);
         if (split == DATASET_VAL)
             d->has_val = 1;
     }
@@ -474,13 +479,36 @@ void dataset_free(struct dataset *d)
     for (size_t c = 0; c < d->n_classes; c++)
         free(d->classes[c]);
     free(d->classes);
-    for (int s = 0; s < DATASET_N_SPLITS; s++) {
-        free(d->split[s].paths);
-        free(d->split[s].labels);
-        free(d->split[s].pool_);
-    }
+    for (int s = 0; s < DATASET_N_SPLITS; s++)
+        dataset_split_free(&d->split[s]);
     free(d->root);
     memset(d, 0, sizeof *d);
+}
+
+void dataset_split_free(struct dataset_split *s)
+{
+    free(s->paths);
+    free(s->labels);
+    free(s->pool_);
+    memset(s, 0, sizeof *s);
+}
+
+int dataset_list_images(struct dataset_split *s, const char *root, char *err)
+{
+    memset(s, 0, sizeof *s);
+    struct stat st;
+    if (stat(root, &st) != 0)
+        return errf(err, "%s: %s", root, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return errf(err, "%s: not a directory", root);
+    struct walk *w = xcalloc(1, sizeof *w);
+    int rc = walk_all(w, root, err);
+    if (rc == 0)
+        split_take(s, w);
+    free(w->pool);
+    free(w->ents);
+    free(w);
+    return rc;
 }
 
 int dataset_sample_path(const struct dataset *d, int split, size_t index,

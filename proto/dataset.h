@@ -67,6 +67,15 @@ struct dataset {
 int dataset_open(struct dataset *d, const char *root, char *err);
 void dataset_free(struct dataset *d);
 
+/* Every image file below root, the folder itself being a class folder:
+ * nested folders up to DATASET_MAX_DEPTH, dotfiles and dot-directories
+ * ignored, other files skipped and counted in s->skipped. s->paths are
+ * relative to root ("a/b.png") and sorted bytewise, s->labels all -1; no
+ * image at all is not an error here. Returns 0, or -1 with the reason
+ * (naming the path) in err, s left empty. Free with dataset_split_free. */
+int dataset_list_images(struct dataset_split *s, const char *root, char *err);
+void dataset_split_free(struct dataset_split *s);
+
 /* "train" / "val"; dataset_split_parse returns the id or -1. */
 const char *dataset_split_name(int split);
 int dataset_split_parse(const char *name);

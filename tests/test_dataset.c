@@ -1,8 +1,8 @@
 /*
  * test_dataset.c: the ImageFolder index: bytewise order of classes and files
  * (nested files included), labels, a fingerprint that depends only on the
- * set of relative paths, non-image files skipped and counted, and bad trees
- * refused with a reason naming the path.
+ * set of relative paths, non-image files skipped and counted, bad trees
+ * refused with a reason naming the path, and a plain folder's image list.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -380,6 +380,49 @@ static void test_unlabelled(void)
     free(root);
 }
 
+/* A plain folder of images, as `lejepa embed --images` reads it: every
+ * image at any depth, bytewise by relative path, dot entries ignored,
+ * other files counted; a missing folder names itself. */
+static void test_list_images(void)
+{
+    static const char *const files[] = {
+        "b/2.png", "a.jpg", "B.PNG", "a/10.png", "a/9.png", "a/sub/x.webp",
+        "notes.txt", ".hidden.png", ".cache/c.png", "a/.d/e.png",
+    };
+    static const char *const want[] = {
+        "B.PNG", "a.jpg", "a/10.png", "a/9.png", "a/sub/x.webp", "b/2.png",
+    };
+    char *root = testing_tmpdir();
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        touch(root, files[i]);
+    struct dataset_split s;
+    char err[ERR_LEN] = "";
+    CU_ASSERT_EQUAL_FATAL(dataset_list_images(&s, root, err), 0);
+    CU_ASSERT_EQUAL_FATAL(s.n, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < s.n; i++) {
+        CU_ASSERT_STRING_EQUAL(s.paths[i], want[i]);
+        CU_ASSERT_EQUAL(s.labels[i], -1);
+    }
+    CU_ASSERT_EQUAL(s.skipped, 1);             /* notes.txt */
+    dataset_split_free(&s);
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/missing", root);
+    CU_ASSERT_EQUAL(dataset_list_images(&s, path, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+    CU_ASSERT_EQUAL(s.n, 0);
+    snprintf(path, sizeof path, "%s/a.jpg", root);
+    CU_ASSERT_EQUAL(dataset_list_images(&s, path, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a directory"));
+    snprintf(path, sizeof path, "%s/empty", root);
+    make_dir(root, "empty");
+    CU_ASSERT_EQUAL(dataset_list_images(&s, path, err), 0);
+    CU_ASSERT_EQUAL(s.n, 0);
+    dataset_split_free(&s);
+    testing_rmtree(root);
+    free(root);
+}
+
 static void test_split_names(void)
 {
     CU_ASSERT_STRING_EQUAL(dataset_split_name(DATASET_TRAIN), "train");
@@ -400,6 +443,7 @@ int main(void)
         {"bad trees", test_bad_trees},
         {"unlabelled", test_unlabelled},
         {"split names", test_split_names},
+        {"list images", test_list_images},
         {NULL, NULL},
     };
     return testing_run("dataset", cases);

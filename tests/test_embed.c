@@ -7,6 +7,11 @@
  * and PREFIX.labels.npy the dataset's labels. Bad inputs (a corrupt
  * checkpoint, a missing dataset, an undecodable image) exit non-zero,
  * name the file and write nothing.
+ * --images DIR: a folder of the same images (renamed, nested, with dot
+ * entries, a text file and two corrupt images) embeds to the same rows;
+ * PREFIX.paths.txt lists the readable images' sorted relative paths, line i
+ * naming row i; the corrupt files are named and left out. A missing or
+ * image-less folder, or one whose images all fail, exits non-zero naming it.
  */
 #include <math.h>
 #include <stdio.h>
@@ -205,12 +210,185 @@ static void test_bad_inputs(void)
     free(out);
 }
 
+/* Copies the file src to dst, making dst's folders. */
+static void copy_file(const char *src, const char *dir, const char *rel)
+{
+    char dst[4400], err[ERR_LEN];
+    size_t len;
+    char *data = util_read_file(src, &len, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+    snprintf(dst, sizeof dst, "%s/%s", dir, rel);
+    *strrchr(dst, '/') = '\0';
+    CU_ASSERT_FATAL(util_mkdir_p(dst, err) == 0);
+    snprintf(dst, sizeof dst, "%s/%s", dir, rel);
+    CU_ASSERT_FATAL(util_write_file_atomic(dst, data, len, err) == 0);
+    free(data);
+}
+
+static void write_text(const char *dir, const char *rel, const char *text)
+{
+    char path[4400], err[ERR_LEN];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    CU_ASSERT_FATAL(util_write_file_atomic(path, text, strlen(text), err) == 0);
+}
+
+/* A row of --images output: its relative path and the val sample it is. */
+struct image_row {
+    const char *rel;
+    size_t sample;
+};
+
+static int cmp_row(const void *a, const void *b)
+{
+    return strcmp(((const struct image_row *)a)->rel, ((const struct image_row *)b)->rel);
+}
+
+static void test_images(void)
+{
+    char dir[4300], src[4400], args[16000], prefix[4400], path[4500], err[ERR_LEN];
+    char *out = xmalloc(OUT_CAP);
+    struct dataset d;
+    CU_ASSERT_FATAL(dataset_open(&d, data_dir, err) == 0);
+    const struct dataset_split *val = &d.split[DATASET_VAL];
+    /* val/cK/NNN.png as cK/NNN.png, and four copies elsewhere: upper case
+     * sorts first, "a.png" before "a/x.png" (bytewise), one 4 levels deep */
+    static const char *const extra[] = {"B.png", "a.png", "a/x.png", "deep/1/2/3/y.png"};
+    enum { N_EXTRA = sizeof extra / sizeof extra[0] };
+    const size_t n_rows = val->n + N_EXTRA;
+    struct image_row *want = xmalloc(n_rows * sizeof *want);
+    snprintf(dir, sizeof dir, "%s/imgs", tmp);
+    for (size_t i = 0; i < val->n; i++) {
+        CU_ASSERT_FATAL(dataset_sample_path(&d, DATASET_VAL, i, src, sizeof src) == 0);
+        want[i] = (struct image_row){val->paths[i] + strlen("val/"), i};
+        copy_file(src, dir, want[i].rel);
+    }
+    for (size_t e = 0; e < N_EXTRA; e++) {
+        CU_ASSERT_FATAL(dataset_sample_path(&d, DATASET_VAL, e + 3, src, sizeof src) == 0);
+        want[val->n + e] = (struct image_row){extra[e], e + 3};
+        copy_file(src, dir, extra[e]);
+    }
+    qsort(want, n_rows, sizeof *want, cmp_row);
+    /* ignored: dot entries (though valid images) and a text file; named and
+     * skipped: two corrupt images, mid-batch */
+    copy_file(src, dir, ".hidden.png");
+    copy_file(src, dir, "c0/.cache/z.png");
+    write_text(dir, "notes.txt", "not an image");
+    write_text(dir, "c1/001a.png", "\x89PNG broken");
+    write_text(dir, "c2/zz.jpg", "\xff\xd8 not a jpeg");
+
+    snprintf(prefix, sizeof prefix, "%s/imgs-out", tmp);
+    snprintf(args, sizeof args, "embed --ckpt %s --images %s/ --out %s --batch 4 "
+             "--threads 1", ckpt_path, dir, prefix);
+    int rc = run_embed(args, out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "c1/001a.png"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "c2/zz.jpg"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "2 skipped"));
+    CU_ASSERT_PTR_NULL(strstr(out, ".hidden.png"));
+    if (CU_get_number_of_failures())
+        fprintf(stderr, "lejepa embed --images:\n%s\n", out);
+
+    struct npy_array emb;
+    snprintf(path, sizeof path, "%s.emb.npy", prefix);
+    CU_ASSERT_FATAL(npy_read(path, &emb, err) == 0);
+    CU_ASSERT_EQUAL(emb.dtype, NPY_F32);
+    CU_ASSERT_EQUAL_FATAL(emb.ndim, 2);
+    CU_ASSERT_EQUAL_FATAL(emb.shape[1], model.emb_dim);
+    snprintf(path, sizeof path, "%s.labels.npy", prefix);
+    CU_ASSERT(access(path, F_OK) != 0);         /* no labels to write */
+    snprintf(path, sizeof path, "%s.paths.txt", prefix);
+    char *text = util_read_file(path, NULL, err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    size_t lines = 0;
+    for (const char *c = text; *c; c++)
+        lines += *c == '\n';
+    CU_ASSERT_EQUAL(lines, (size_t)emb.shape[0]);
+    CU_ASSERT_EQUAL(lines, n_rows);
+
+    /* line i is want[i].rel, and row i embeds that file */
+    float *ref = expected(&d, DATASET_VAL);
+    const float *got = emb.data;
+    const size_t D = (size_t)model.emb_dim;
+    char *line = text;
+    size_t misnamed = 0, misaligned = 0;
+    for (size_t i = 0; i < n_rows && i < (size_t)emb.shape[0] && *line; i++) {
+        char *nl = strchr(line, '\n');
+        *nl = '\0';
+        if (strcmp(line, want[i].rel) != 0) {
+            fprintf(stderr, "paths.txt line %zu: '%s', want '%s'\n", i + 1, line,
+                    want[i].rel);
+            misnamed++;
+        }
+        const float *w = ref + want[i].sample * D;
+        for (size_t k = 0; k < D; k++)
+            if (fabs(got[i * D + k] - w[k]) / (1.0 + fabs(w[k])) > TOL) {
+                misaligned++;
+                break;
+            }
+        line = nl + 1;
+    }
+    CU_ASSERT_EQUAL(misnamed, 0);
+    CU_ASSERT_EQUAL(misaligned, 0);
+    free(ref);
+    free(text);
+    npy_free(&emb);
+    free(want);
+    dataset_free(&d);
+    free(out);
+}
+
+/* `lejepa embed ARGS` must fail naming needle and write no PREFIX.emb.npy. */
+static void expect_images_error(const char *images, const char *extra,
+                                const char *needle)
+{
+    char args[16000], path[4400];
+    char *out = xmalloc(OUT_CAP);
+    snprintf(args, sizeof args, "embed --ckpt %s --images %s --out %s/e %s",
+             ckpt_path, images, tmp, extra);
+    int rc = run_embed(args, out);
+    CU_ASSERT(rc != 0 && rc != -1);
+    if (!strstr(out, needle)) {
+        fprintf(stderr, "lejepa %s:\n%s\n(does not name '%s')\n", args, out, needle);
+        CU_FAIL("error message does not name the input");
+    }
+    snprintf(path, sizeof path, "%s/e.emb.npy", tmp);
+    CU_ASSERT(access(path, F_OK) != 0);
+    snprintf(path, sizeof path, "%s/e.paths.txt", tmp);
+    CU_ASSERT(access(path, F_OK) != 0);
+    free(out);
+}
+
+static void test_images_errors(void)
+{
+    char dir[4300], err[ERR_LEN];
+    snprintf(dir, sizeof dir, "%s/noimgs", tmp);
+    expect_images_error(dir, "", dir);
+    /* a folder holding no image file: dot entries and text only */
+    snprintf(dir, sizeof dir, "%s/emptyimgs", tmp);
+    CU_ASSERT_FATAL(util_mkdir_p(dir, err) == 0);
+    write_text(dir, "notes.txt", "not an image");
+    write_text(dir, ".x.png", "\x89PNG hidden");
+    expect_images_error(dir, "", dir);
+    expect_images_error(dir, "", "no image files");
+    /* images that all fail to decode: each named, nothing written */
+    snprintf(dir, sizeof dir, "%s/badimgs", tmp);
+    CU_ASSERT_FATAL(util_mkdir_p(dir, err) == 0);
+    write_text(dir, "one.png", "\x89PNG broken");
+    write_text(dir, "two.jpg", "not a jpeg");
+    expect_images_error(dir, "", "one.png");
+    expect_images_error(dir, "", "two.jpg");
+    /* --images is instead of a split */
+    expect_images_error(dir, "--data x --split val", "--images");
+}
+
 int main(void)
 {
     static const struct testing_case cases[] = {
         {"val", test_val},
         {"train", test_train},
         {"bad_inputs", test_bad_inputs},
+        {"images", test_images},
+        {"images_errors", test_images_errors},
         {NULL, NULL},
     };
     if (VIPS_INIT("test_embed") != 0)

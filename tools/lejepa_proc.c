@@ -59,10 +59,11 @@ static void child_exec(char *const *argv, int out_fd, pid_t parent)
 }
 
 int proc_start(struct proc *p, const char *name, char *const *argv,
-               const char *log_path, char *err)
+               const char *log_path, proc_filter shown, char *err)
 {
     memset(p, 0, sizeof *p);
     p->fd = -1;
+    p->shown = shown;
     snprintf(p->name, sizeof p->name, "%s", name);
     p->log = fopen(log_path, "a");
     if (!p->log)
@@ -96,14 +97,18 @@ fail:
     return -1;
 }
 
+/* The log gets every line; the terminal those p->shown passes. */
 static void emit_line(struct proc *p)
 {
-    char out[PROC_LINE_MAX + PROC_NAME_LEN + 8];
-    int n = snprintf(out, sizeof out, "[%s] %.*s\n", p->name, (int)p->len, p->line);
-    if (n > (int)sizeof out - 1)
-        n = (int)sizeof out - 1;
-    fwrite(out, 1, (size_t)n, stdout);
-    fflush(stdout);
+    if (!p->shown || p->shown(p->line, p->len)) {
+        char out[PROC_LINE_MAX + PROC_NAME_LEN + 8];
+        int n = snprintf(out, sizeof out, "[%s] %.*s\n", p->name, (int)p->len,
+                         p->line);
+        if (n > (int)sizeof out - 1)
+            n = (int)sizeof out - 1;
+        fwrite(out, 1, (size_t)n, stdout);
+        fflush(stdout);
+    }
     if (p->log) {
         fprintf(p->log, "%.*s\n", (int)p->len, p->line);
         fflush(p->log);

@@ -1,7 +1,8 @@
 /*
  * lejepa_proc.h: the child processes of `lejepa run`: each is started in its
- * own process group with stdout and stderr on one pipe; its lines go to the
- * terminal with a "[name] " prefix and, unprefixed, to its log file. The
+ * own process group with stdout and stderr on one pipe; every line goes,
+ * unprefixed, to its log file and, with a "[name] " prefix, to the terminal
+ * when the child's filter (if any) passes it. The
  * launcher signals the group leader to stop a child and SIGKILLs the whole
  * group (loader workers included) when it does not stop in time, so nothing
  * outlives the launcher. Nothing here knows what the children are.
@@ -16,6 +17,10 @@
 #define PROC_NAME_LEN 32
 #define PROC_LINE_MAX 4096      /* longer lines are cut into pieces */
 
+/* true: the line (len bytes, no newline, not NUL-terminated) also goes to
+ * the terminal. */
+typedef bool (*proc_filter)(const char *line, size_t len);
+
 struct proc {
     char name[PROC_NAME_LEN];   /* "train", "loader-1", "eval", "monitor" */
     pid_t pid;                  /* also its process group id */
@@ -23,6 +28,7 @@ struct proc {
     int status;                 /* once reaped: exit code, or 128 + signal */
     int fd;                     /* read end of its output pipe; -1 at EOF */
     FILE *log;                  /* its log file; NULL once closed */
+    proc_filter shown;          /* NULL: every line on the terminal */
     char line[PROC_LINE_MAX];   /* the partial line read so far */
     size_t len;
     double stop_sent;           /* monotonic time of the stop signal; 0 = none */
@@ -30,10 +36,11 @@ struct proc {
 };
 
 /* Starts argv[0] (a path) as name with its output logged to log_path
- * (appended). Returns 0, or -1 with the reason in err (ERR_LEN); an exec
- * failure shows as the child's exit status 127 and a line in its log. */
+ * (appended), and the lines shown passes (all when NULL) on the terminal.
+ * Returns 0, or -1 with the reason in err (ERR_LEN); an exec failure shows
+ * as the child's exit status 127 and a line in its log. */
 int proc_start(struct proc *p, const char *name, char *const *argv,
-               const char *log_path, char *err);
+               const char *log_path, proc_filter shown, char *err);
 
 /* Waits up to timeout_ms for output of any child or a byte on wake_fd,
  * then forwards every complete line read. Returns true when wake_fd is

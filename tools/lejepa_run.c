@@ -2,8 +2,9 @@
  * lejepa_run.c: `lejepa run`: one training run on this machine as separate
  * processes (DESIGN.md §3): lejepa-train, N lejepa-loader, one lejepa-eval
  * with every task asked for, and lejepa-monitor, each in its own process
- * group (lejepa_proc.c) with its lines prefixed on the terminal and kept in
- * runs/<name>/logs/<proc>.log. The launcher reads the run's config itself
+ * group (lejepa_proc.c) with all its lines kept in runs/<name>/logs/<proc>.log
+ * and, prefixed, on the terminal: only progress, results and trouble
+ * (lejepa_quiet.c) unless -v. The launcher reads the run's config itself
  * only for the run name, directory and work endpoint; everything else is
  * the trainer's business (the clients learn the config from WELCOME).
  * Each loader gets half the cores shared among the loaders (at least one
@@ -36,6 +37,7 @@
 #include "json.h"
 #include "lejepa_cli.h"
 #include "lejepa_proc.h"
+#include "lejepa_quiet.h"
 #include "lejepa_runnet.h"
 #include "safetensors.h"
 #include "util.h"
@@ -73,6 +75,7 @@ struct run_opts {
     const char *minutes, *steps, *name, *data;
     const char *bind, *keys, *resume;
     bool monitor, insecure;
+    bool verbose;               /* -v: every child line on the terminal */
 };
 
 struct launcher {
@@ -102,12 +105,15 @@ static void usage(FILE *out)
         "usage: lejepa run [--config FILE] [--set section.key=value ...] [--data DIR]\n"
         "                  [--loaders N] [--workers W] [--evals TASKS] [--minutes M]\n"
         "                  [--steps N] [--name NAME] [--no-monitor]\n"
-        "                  [--keys DIR] [--bind ADDR] [--insecure] [--resume RUN]\n"
+        "                  [--keys DIR] [--bind ADDR] [--insecure] [--resume RUN] [-v]\n"
         "\n"
         "Trains on this machine: starts lejepa-train, N lejepa-loader, one\n"
-        "lejepa-eval with TASKS and lejepa-monitor as separate processes, prefixes\n"
-        "their lines ([train], [loader-1], ...) and keeps each log in\n"
-        "RUN/logs/<proc>.log, RUN = run.dir/NAME (default runs/NAME).\n"
+        "lejepa-eval with TASKS and lejepa-monitor as separate processes and\n"
+        "keeps each one's whole output in RUN/logs/<proc>.log, RUN = run.dir/NAME\n"
+        "(default runs/NAME). The terminal shows, prefixed ([train], [eval], ...),\n"
+        "the trainer's steps, epochs and checkpoints, evaluation results, and any\n"
+        "line saying error, warning, refused, failed or cannot (but not a zero\n"
+        "count, \"0 failures\"); loader and connection chatter is only logged.\n"
         "Ctrl-C: the trainer finishes its step and writes a checkpoint, then the\n"
         "others stop; a second Ctrl-C stops everything at once.\n"
         "\n"
@@ -136,6 +142,7 @@ static void usage(FILE *out)
         "  --resume RUN    continue a run: its directory (from its newest\n"
         "                  checkpoint, in that directory) or a checkpoint file;\n"
         "                  its config applies, then --config and --set\n"
+        "  -v, --verbose   every line of every process on the terminal, chatter too\n"
         "Ports in use (another run) are replaced by the next free ones; the\n"
         "launcher says which.\n"
         "\n"
@@ -177,6 +184,7 @@ static void parse_args(int argc, char **argv, struct run_opts *o)
         {"bind", required_argument, NULL, 'b'},
         {"insecure", no_argument, NULL, 'I'},
         {"resume", required_argument, NULL, 'r'},
+        {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -185,7 +193,7 @@ static void parse_args(int argc, char **argv, struct run_opts *o)
     o->evals = RUN_DEFAULT_EVALS;
     o->monitor = true;
     int c;
-    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "v", longs, NULL)) != -1) {
         switch (c) {
         case 'c':
             if (o->n_configs == RUN_MAX_ARGS)
@@ -209,6 +217,7 @@ static void parse_args(int argc, char **argv, struct run_opts *o)
         case 'b': o->bind = optarg; break;
         case 'I': o->insecure = true; break;
         case 'r': o->resume = optarg; break;
+        case 'v': o->verbose = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -400,7 +409,7 @@ static void start(struct launcher *l, int role, const char *name, char **argv)
     char log[4200], err[ERR_LEN];
     snprintf(log, sizeof log, "%s/logs/%s.log", l->run_dir, name);
     struct proc *p = &l->procs[l->n];
-    if (proc_start(p, name, argv, log, err) != 0)
+    if (proc_start(p, name, argv, log, l->o.verbose ? NULL : run_line_shown, err) != 0)
         die("run: cannot start %s: %s", name, err);
     l->role[l->n++] = role;
     proc_say("%s: pid %d, log %s", name, (int)p->pid, log);
@@ -618,7 +627,11 @@ static void supervise(struct launcher *l)
         for (int i = 0; i < l->n; i++) {
             struct proc *p = &l->procs[i];
             if (proc_reap(p)) {
-                proc_say("%s exited with status %d", p->name, p->status);
+                if (p->status != 0 && !l->o.verbose)
+                    proc_say("%s exited with status %d; its whole output: %s/logs/%s.log",
+                             p->name, p->status, l->run_dir, p->name);
+                else
+                    proc_say("%s exited with status %d", p->name, p->status);
                 if (i == 0 && !l->down_since)
                     wind_down(l);
                 else if (!l->down_since && l->role[i] == ROLE_LOADER)
