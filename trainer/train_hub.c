@@ -281,13 +281,11 @@ static void handle_result(struct train *t, struct train_client *c,
     }
     double now = util_time_mono();
     struct train_identity *w = c->who;
-    if (!train_bucket_take(&w->result_tokens, &w->result_at,
-                           lim->results_per_s, (double)lim->results_burst, 1,
-                           now)) {
+    if (!train_bucket_take(&w->result_tokens, &w->result_at, lim->results_per_s,
+                           (double)lim->results_burst, 1, now)) {
         if (train_log_thin(++n->results_limited))
             train_log("%s (%s) sends RESULTs faster than "
-                      "limits.results_per_s = %g: dropped (%" PRIu64
-                      " so far)",
+                      "limits.results_per_s = %g: dropped (%" PRIu64 " so far)",
                       c->name, w->who, lim->results_per_s, n->results_limited);
         return;
     }

@@ -55,9 +55,9 @@ struct train_hold {
 #define TRAIN_HISTORY_REFILL_S 60.0
 
 struct train_identity {
-    char who[96];      /* "key NAME", "address A" or "address local"; "" free */
-    int clients;       /* registered clients that are it */
-    double used_at;    /* monotonic seconds of its last HELLO */
+    char who[96];   /* "key NAME", "address A" or "address local"; "" free */
+    int clients;    /* registered clients that are it */
+    double used_at; /* monotonic seconds of its last HELLO */
     double result_tokens, result_at;   /* RESULTs (limits.results_*) */
     double history_tokens, history_at; /* HISTORY bytes */
 };
@@ -72,13 +72,13 @@ struct train_client {
     double last_seen; /* monotonic seconds */
     double joined_at; /* monotonic seconds of its HELLO */
     uint64_t batches;
-    char drop[64];        /* set: drop it (its queue is full, it left); the hub
+    char drop[64]; /* set: drop it (its queue is full, it left); the hub
                     * removes it and re-issues its tickets */
     struct train_identity *who; /* its budgets (train_net_identity) */
-    uint64_t returns;        /* RETURNs it sent */
-    uint64_t rehellos;       /* HELLOs it said again on this connection */
-    bool has_result;         /* an evaluator sent a RESULT ... */
-    uint64_t result_step;    /* ... for this step, last */
+    uint64_t returns;           /* RETURNs it sent */
+    uint64_t rehellos;          /* HELLOs it said again on this connection */
+    bool has_result;            /* an evaluator sent a RESULT ... */
+    uint64_t result_step;       /* ... for this step, last */
 };
 
 /* CurveZMQ (PROTOCOL.md "Keys and roles"): the trainer's key pair and the

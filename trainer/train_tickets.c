@@ -195,9 +195,9 @@ int train_tickets_check_answer(const struct config *c, uint32_t n_classes,
     }
     /* an unlabelled dataset (0 classes) labels every sample -1 */
     for (uint32_t i = 0; i < b->n; i++)
-        if (n_classes == 0 ? b->labels[i] != -1
-                           : b->labels[i] < 0 ||
-                               (uint32_t)b->labels[i] >= n_classes)
+        if (n_classes == 0
+                ? b->labels[i] != -1
+                : b->labels[i] < 0 || (uint32_t)b->labels[i] >= n_classes)
             return errf(err,
                         "BATCH label %" PRId32 " of sample %" PRIu64
                         " outside the %" PRIu32 " classes%s",
