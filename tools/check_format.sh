@@ -11,6 +11,7 @@ files=(
   trainer/nn_pixels.c proto/hash.c proto/hash.h
   eval/compute/compute.c eval/compute/compute.h
   tools/lejepa_runnet.c tools/lejepa_runnet.h tests/test_cli.c
+  tests/test_faults_clients.c
   tests/fuzz/fuzz_hub*.c tests/fuzz/fuzz_hub.h
 )
 if ! command -v clang-format >/dev/null; then
