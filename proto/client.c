@@ -517,7 +517,11 @@ int client_recv(struct client *c, bool sub, zmq_msg_t *frame, struct msg *m)
     int rc = client_recv_msg(sub ? c->sub : c->work, sub, frame, m,
                              sub ? &c->lim_sub : &c->lim_work, &c->arena,
                              &c->malformed, c->log);
-    if (rc != 0)
+    /* Only the work socket says the trainer still counts this client: a
+     * trainer that removed it (silent too long) stops its heartbeats but
+     * goes on publishing, and a client kept alive by the broadcasts would
+     * never say HELLO again, its RESULTs dropped as from an unknown peer. */
+    if (rc != 0 && !sub)
         c->last_heard = util_time_mono();
     return rc;
 }

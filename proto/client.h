@@ -181,7 +181,7 @@ int client_welcome(struct client *c, const struct msg_welcome *w,
 int client_poll(struct client *c, zmq_pollitem_t *items, int n_items, long timeout_ms);
 
 /* As client_recv_msg on the work (sub false) or broadcast socket; any frame
- * counts as a sign of life. */
+ * on the work socket counts as a sign of life, broadcasts do not. */
 int client_recv(struct client *c, bool sub, zmq_msg_t *frame, struct msg *m);
 int client_send(struct client *c, const struct msg *m);
 

@@ -17,6 +17,8 @@
  * - early_refusals, excluded_share: what refuses a run (a bad --data, a
  *   busy port, a directory in use or holding checkpoints, too many samples
  *   excluded) does so cleanly, before it can do harm.
+ * Faults of the clients (evaluators, loaders) at seeded random moments are
+ * in test_faults_clients.c.
  */
 #include <dirent.h>
 #include <signal.h>

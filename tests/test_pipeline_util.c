@@ -129,26 +129,11 @@ void pipe_add_corrupt(const char *root, uint64_t seed)
     write_bytes(root, pipe_corrupt_paths[3], text, sizeof text - 1);
 }
 
-pid_t pipe_start_loader(const struct env *e, const char *name, const char *data,
-                        const char *const *extra, const char *env_set)
+/* Forks argv[0] (NULL-ended argv) with env_set ("NAME=VALUE" or NULL)
+ * added to its environment, in a process group of its own that dies with
+ * this process, its output appended to log; tracks it as a group. */
+static pid_t spawn_group(const char *log, char **argv, const char *env_set)
 {
-    char bin[4200], log[4200];
-    snprintf(bin, sizeof bin, "%s", testing_program("loaders/lejepa-loader"));
-    snprintf(log, sizeof log, "%s/%s.out", e->dir, name);
-    char *argv[32];
-    int n = 0;
-    argv[n++] = bin;
-    argv[n++] = "--connect";
-    argv[n++] = (char *)e->work;
-    argv[n++] = "--data";
-    argv[n++] = (char *)data;
-    argv[n++] = "--name";
-    argv[n++] = (char *)name;
-    argv[n++] = "--workers";
-    argv[n++] = "1";
-    for (int i = 0; extra && extra[i] && n < 31; i++)
-        argv[n++] = (char *)extra[i];
-    argv[n] = NULL;
     /* the environment is built before fork: the child of a threaded
      * process (libvips) may only make async-signal-safe calls */
     size_t n_env = 0;
@@ -162,8 +147,9 @@ pid_t pipe_start_loader(const struct env *e, const char *name, const char *data,
     pid_t pid = fork();
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
-        /* its own group, so the end of a case reaches its decode workers;
-         * and it dies with the test even when meson kills the test */
+        /* its own group, so the end of a case reaches a loader's decode
+         * workers; and it dies with the test even when meson kills the
+         * test */
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
@@ -180,6 +166,58 @@ pid_t pipe_start_loader(const struct env *e, const char *name, const char *data,
     setpgid(pid, pid);  /* also here, so the group exists before we use it */
     track(pid, 1);
     return pid;
+}
+
+/* argv[0..n) then extra (NULL-ended, up to 32 in all), started by
+ * spawn_group with its output in e->dir/<name>.out. */
+static pid_t spawn_named(const struct env *e, const char *name, char **argv, int n,
+                         const char *const *extra, const char *env_set)
+{
+    char log[4200];
+    snprintf(log, sizeof log, "%s/%s.out", e->dir, name);
+    for (int i = 0; extra && extra[i] && n < 31; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    return spawn_group(log, argv, env_set);
+}
+
+pid_t pipe_start_loader(const struct env *e, const char *name, const char *data,
+                        const char *const *extra, const char *env_set)
+{
+    char bin[4200];
+    snprintf(bin, sizeof bin, "%s", testing_program("loaders/lejepa-loader"));
+    char *argv[32];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--connect";
+    argv[n++] = (char *)e->work;
+    argv[n++] = "--data";
+    argv[n++] = (char *)data;
+    argv[n++] = "--name";
+    argv[n++] = (char *)name;
+    argv[n++] = "--workers";
+    argv[n++] = "1";
+    return spawn_named(e, name, argv, n, extra, env_set);
+}
+
+pid_t pipe_start_evaluator(const struct env *e, const char *name,
+                           const char *const *extra)
+{
+    char bin[4200], out[4400];
+    snprintf(bin, sizeof bin, "%s", testing_program("eval/lejepa-eval"));
+    snprintf(out, sizeof out, "%s/%s", e->dir, name);
+    char *argv[32];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--connect";
+    argv[n++] = (char *)e->work;
+    argv[n++] = "--name";
+    argv[n++] = (char *)name;
+    argv[n++] = "--out";
+    argv[n++] = out;
+    argv[n++] = "--threads";
+    argv[n++] = "1";
+    return spawn_named(e, name, argv, n, extra, NULL);
 }
 
 int pipe_group_gone(pid_t loader)

@@ -2,8 +2,8 @@
  * test_pipeline_util.h: helpers of test_pipeline.c, which runs the real
  * lejepa-loader against the real lejepa-train: a generated ImageFolder of
  * small gray PNGs (libvips; the caller has run VIPS_INIT), real loaders
- * started in process groups of their own, and the end of every process a
- * case started. The trainer side (environment, start_trainer, metrics
+ * and evaluators started in process groups of their own, and the end of
+ * every process a case started. The trainer side (environment, start_trainer, metrics
  * lines) comes from test_train_util.h.
  */
 #ifndef LEJEPA_TEST_PIPELINE_UTIL_H
@@ -38,6 +38,11 @@ void pipe_add_corrupt(const char *root, uint64_t seed);
  * env_set: one "NAME=VALUE" for its environment, or NULL. */
 pid_t pipe_start_loader(const struct env *e, const char *name, const char *data,
                         const char *const *extra, const char *env_set);
+/* Starts the real lejepa-eval (one thread, --out e->dir/<name>) against
+ * e->work the same way, in a group of its own, its output in
+ * e->dir/<name>.out. extra: more arguments (NULL-ended). */
+pid_t pipe_start_evaluator(const struct env *e, const char *name,
+                           const char *const *extra);
 /* Makes this process the reaper of the loaders' orphaned decode workers
  * (PR_SET_CHILD_SUBREAPER), so pipe_group_gone can see a group end even
  * where init does not reap orphans. Call once at start. */
