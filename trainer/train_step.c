@@ -227,9 +227,11 @@ void train_step_issue(struct train_step *st, struct train_tickets *tk,
             struct train_client *c = train_tickets_loader(tk, n, s->avoid[k]);
             if (!c)
                 return;
-            /* a second opinion must come from another loader: wait for
-             * one to have credit, while there is one */
-            if (s->doubt[k] == c->client_id &&
+            /* a ticket a loader failed (or whose decode failures need a
+             * second opinion) waits for another loader to have credit,
+             * while there is another */
+            if ((s->doubt[k] == c->client_id ||
+                 s->avoid[k] == c->client_id) &&
                 train_net_count(n, MSG_ROLE_LOADER) > 1)
                 continue;
             struct msg_ticket t;
