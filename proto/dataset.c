@@ -37,6 +37,9 @@ static const char *const split_names[DATASET_N_SPLITS] = {"train", "val"};
 struct walk_entry {
     size_t off;
     int32_t label;
+    int32_t shard;   /* -1: a plain file */
+    uint64_t offset; /* with a shard: the member's tar header offset */
+    uint8_t held;
 };
 
 struct walk {
@@ -46,6 +49,7 @@ struct walk {
     struct walk_entry *ents;
     size_t n, cap;
     size_t skipped;
+    int sharded;                  /* some entry lives in a shard */
     char rel[DATASET_PATH_MAX];   /* path relative to root of the folder walked */
     size_t rel_len;
 };
@@ -100,7 +104,10 @@ static void rel_pop(struct walk *w, size_t saved)
     w->rel[saved] = '\0';
 }
 
-static void walk_add(struct walk *w, int32_t label)
+/* Appends w->rel: a plain file this copy holds, or (walk_add_entry) a
+ * shard member or an index entry. */
+static void walk_add_entry(struct walk *w, int32_t label, int32_t shard,
+                           uint64_t offset, int held)
 {
     size_t need = w->rel_len + 1;
     if (w->pool_len + need > w->pool_cap) {
@@ -114,10 +121,16 @@ static void walk_add(struct walk *w, int32_t label)
         w->ents = xrealloc(w->ents, w->cap * sizeof *w->ents);
     }
     memcpy(w->pool + w->pool_len, w->rel, need);
-    w->ents[w->n].off = w->pool_len;
-    w->ents[w->n].label = label;
+    w->ents[w->n] = (struct walk_entry){w->pool_len, label, shard, offset,
+                                        (uint8_t)(held != 0)};
+    w->sharded |= shard >= 0;
     w->n++;
     w->pool_len += need;
+}
+
+static void walk_add(struct walk *w, int32_t label)
+{
+    walk_add_entry(w, label, -1, 0, 1);
 }
 
 /* Kind of a directory entry: 'd' folder, 'f' regular file, 'o' other or a
@@ -297,7 +310,7 @@ static int walk_split(struct dataset *d, struct walk *w, DIR *dir, char *err)
 
 struct sort_entry {
     const char *path;
-    int32_t label;
+    const struct walk_entry *e;
 };
 
 static int cmp_sort_entry(const void *a, const void *b)
@@ -312,17 +325,28 @@ static void split_take(struct dataset_split *s, struct walk *w)
     struct sort_entry *tmp = xmalloc((w->n ? w->n : 1) * sizeof *tmp);
     for (size_t i = 0; i < w->n; i++) {
         tmp[i].path = w->pool + w->ents[i].off;
-        tmp[i].label = w->ents[i].label;
+        tmp[i].e = &w->ents[i];
     }
     qsort(tmp, w->n, sizeof *tmp, cmp_sort_entry);
     s->n = w->n;
     s->skipped = w->skipped;
     s->pool_ = w->pool;
-    s->paths = xmalloc((w->n ? w->n : 1) * sizeof *s->paths);
-    s->labels = xmalloc((w->n ? w->n : 1) * sizeof *s->labels);
+    size_t m = w->n ? w->n : 1;
+    s->paths = xmalloc(m * sizeof *s->paths);
+    s->labels = xmalloc(m * sizeof *s->labels);
+    s->held_ = xmalloc(m);
+    if (w->sharded) {
+        s->shard = xmalloc(m * sizeof *s->shard);
+        s->offset = xmalloc(m * sizeof *s->offset);
+    }
     for (size_t i = 0; i < w->n; i++) {
         s->paths[i] = (char *)tmp[i].path;
-        s->labels[i] = tmp[i].label;
+        s->labels[i] = tmp[i].e->label;
+        s->held_[i] = tmp[i].e->held;
+        if (w->sharded) {
+            s->shard[i] = tmp[i].e->shard;
+            s->offset[i] = tmp[i].e->offset;
+        }
     }
     free(tmp);
     free(w->ents);
@@ -435,6 +459,130 @@ done:
     return rc;
 }
 
+/* The second component of a "train/<class>/..." path into out; 0 when the
+ * path has no class folder. */
+static int class_of(const char *path, size_t skip, char *out, size_t cap)
+{
+    const char *c = path + skip, *slash = strchr(c, '/');
+    if (!slash || slash == c || (size_t)(slash - c) >= cap)
+        return 0;
+    memcpy(out, c, (size_t)(slash - c));
+    out[slash - c] = '\0';
+    return 1;
+}
+
+static int has_prefix(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+int dataset_build(struct dataset *d, const struct dataset_entry *e, size_t n,
+                  char *err)
+{
+    int splits = 0, labelled = 0;
+    char cls[256];
+    for (size_t i = 0; i < n; i++)
+        splits |= has_prefix(e[i].path, "train/");
+    for (size_t i = 0; i < n && splits; i++) {
+        if (!has_prefix(e[i].path, "train/") && !has_prefix(e[i].path, "val/"))
+            return errf(err, "%s: '%s' is in neither train/ nor val/, "
+                        "as every other path is", d->root, e[i].path);
+        labelled |= has_prefix(e[i].path, "train/") &&
+            class_of(e[i].path, 6, cls, sizeof cls);
+    }
+    /* the classes: the folders below train/, sorted, once each */
+    size_t cap = 0;
+    for (size_t i = 0; i < n && labelled; i++) {
+        if (!has_prefix(e[i].path, "train/") ||
+            !class_of(e[i].path, 6, cls, sizeof cls) ||
+            !dataset_is_image_name(e[i].path))
+            continue;
+        if (d->n_classes == cap) {
+            cap = cap ? cap * 2 : 64;
+            d->classes = xrealloc(d->classes, cap * sizeof *d->classes);
+        }
+        d->classes[d->n_classes++] = xstrdup(cls);
+    }
+    qsort(d->classes, d->n_classes, sizeof *d->classes, cmp_str);
+    size_t k = 0;
+    for (size_t i = 0; i < d->n_classes; i++) {
+        if (k > 0 && strcmp(d->classes[k - 1], d->classes[i]) == 0)
+            free(d->classes[i]);
+        else
+            d->classes[k++] = d->classes[i];
+    }
+    d->n_classes = k;
+    d->unlabelled = !labelled;
+    d->flat = !splits;
+    struct walk *w[DATASET_N_SPLITS];
+    for (int s = 0; s < DATASET_N_SPLITS; s++) {
+        w[s] = xcalloc(1, sizeof *w[s]);
+        w[s]->split = s;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int s = splits && has_prefix(e[i].path, "val/") ? DATASET_VAL
+                                                        : DATASET_TRAIN;
+        struct walk *ws = w[s];
+        size_t len = strlen(e[i].path);
+        int32_t label = -1;
+        if (!dataset_is_image_name(e[i].path) || len + 1 > sizeof ws->rel) {
+            ws->skipped++;
+            continue;
+        }
+        if (labelled) {
+            if (!class_of(e[i].path, s == DATASET_VAL ? 4 : 6, cls,
+                          sizeof cls)) {
+                ws->skipped++; /* beside the class folders */
+                continue;
+            }
+            const char *name = cls;
+            char **hit = bsearch(&name, d->classes, d->n_classes,
+                                 sizeof *d->classes, cmp_str);
+            if (!hit) {
+                rc = errf(err, "%s: '%s': class '%s' is not among the %zu "
+                          "classes of train/", d->root, e[i].path, cls,
+                          d->n_classes);
+                break;
+            }
+            label = (int32_t)(hit - d->classes);
+        }
+        memcpy(ws->rel, e[i].path, len + 1);
+        ws->rel_len = len;
+        walk_add_entry(ws, label, e[i].shard, e[i].offset, e[i].held);
+        if (s == DATASET_VAL)
+            d->has_val = 1;
+    }
+    for (int s = 0; s < DATASET_N_SPLITS; s++) {
+        if (rc == 0)
+            split_take(&d->split[s], w[s]);
+        free(w[s]->pool);
+        free(w[s]->ents);
+        free(w[s]);
+    }
+    return rc;
+}
+
+/* The bitmap of held samples (NULL when every one is), train then val. */
+static void make_held(struct dataset *d)
+{
+    size_t nt = d->split[DATASET_TRAIN].n, total = nt + d->split[DATASET_VAL].n;
+    size_t have = 0;
+    for (int s = 0; s < DATASET_N_SPLITS; s++)
+        for (size_t i = 0; i < d->split[s].n; i++)
+            have += d->split[s].held_[i];
+    d->n_held = have;
+    if (have == total)
+        return;
+    d->held = xcalloc((total + 7) / 8 + 1, 1);
+    for (int s = 0; s < DATASET_N_SPLITS; s++)
+        for (size_t i = 0; i < d->split[s].n; i++) {
+            size_t b = (s == DATASET_VAL ? nt : 0) + i;
+            if (d->split[s].held_[i])
+                d->held[b / 8] |= (uint8_t)(1u << (b % 8));
+        }
+}
+
 int dataset_open(struct dataset *d, const char *root, char *err)
 {
     memset(d, 0, sizeof *d);
@@ -458,13 +606,26 @@ int dataset_open(struct dataset *d, const char *root, char *err)
         errf(err, "%s: not a directory; " DATASET_HINT, d->root);
         goto fail;
     }
-    if (index_split(d, DATASET_TRAIN, err) != 0 ||
-        index_split(d, DATASET_VAL, err) != 0)
+    int listed = dataset_open_listing(d, err);
+    if (listed < 0 ||
+        (listed == 0 && (index_split(d, DATASET_TRAIN, err) != 0 ||
+                         index_split(d, DATASET_VAL, err) != 0)))
         goto fail;
     if (d->split[DATASET_TRAIN].n == 0) {
         errf(err, "%s/train: no images (%zu class folders, %zu other files); "
              DATASET_HINT, d->root, d->n_classes,
              d->split[DATASET_TRAIN].skipped);
+        goto fail;
+    }
+    if (listed && d->flat) {
+        /* an index or shards of a flat folder: no val, as in the walk */
+        d->has_val = 0;
+    }
+    make_held(d);
+    if (d->n_held == 0) {
+        errf(err, "%s: this copy holds none of the dataset's %zu samples "
+             "(its index lists files or shards that are not here)", d->root,
+             d->split[DATASET_TRAIN].n + d->split[DATASET_VAL].n);
         goto fail;
     }
     d->fingerprint = fingerprint_of(d);
@@ -474,6 +635,12 @@ fail:
     return -1;
 }
 
+int dataset_holds(const struct dataset *d, int split, size_t index)
+{
+    size_t b = (split == DATASET_VAL ? d->split[DATASET_TRAIN].n : 0) + index;
+    return !d->held || (d->held[b / 8] >> (b % 8)) & 1;
+}
+
 void dataset_free(struct dataset *d)
 {
     for (size_t c = 0; c < d->n_classes; c++)
@@ -481,6 +648,10 @@ void dataset_free(struct dataset *d)
     free(d->classes);
     for (int s = 0; s < DATASET_N_SPLITS; s++)
         dataset_split_free(&d->split[s]);
+    for (size_t i = 0; i < d->n_shards; i++)
+        free(d->shards[i]);
+    free(d->shards);
+    free(d->held);
     free(d->root);
     memset(d, 0, sizeof *d);
 }
@@ -489,6 +660,9 @@ void dataset_split_free(struct dataset_split *s)
 {
     free(s->paths);
     free(s->labels);
+    free(s->held_);
+    free(s->shard);
+    free(s->offset);
     free(s->pool_);
     memset(s, 0, sizeof *s);
 }

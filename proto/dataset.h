@@ -12,6 +12,24 @@
  *   unlabelled, flat (no DIR/train, some images directly in DIR):
  *     DIR/<file...>                all train, at any depth; no val split
  *
+ * The same samples may come as tar shards (uncompressed .tar files in DIR,
+ * read with libarchive), each member named by its path in the folder
+ * ("train/<class>/<file>", or "<file>" for a flat folder), so a folder and
+ * its shards have the same samples, order and fingerprint:
+ *
+ *   DIR/<name>.tar ...             the shards (no train/ folder beside them)
+ *
+ * A copy that holds only part of a dataset (some shards, or a folder with
+ * files missing) carries the whole dataset's index, written by `lejepa
+ * shard` or `lejepa index`:
+ *
+ *   DIR/lejepa-index.txt           "lejepa-index 1", then one line per
+ *                                  sample: "<path>\t<shard file or ->"
+ *
+ * With an index, the dataset is what the index lists (its fingerprint
+ * too), and the copy holds the samples whose file, or shard, is present;
+ * HELLO tells the trainer which (PROTOCOL.md).
+ *
  * A root named train or val without a train/ folder inside is the split of
  * a dataset given by mistake: an error that names its parent. Unlabelled
  * datasets train without the online probe, and evaluators skip the tasks
@@ -44,6 +62,10 @@ struct dataset_split {
     char **paths;       /* (n) relative to root, e.g. "train/1-trouser/00007.png" */
     int32_t *labels;    /* (n) class index of each sample; -1 unlabelled */
     size_t skipped;     /* files that are not images by extension */
+    int32_t *shard;     /* (n) index into dataset.shards, -1 a plain file;
+                         * NULL: every sample is a plain file */
+    uint64_t *offset;   /* (n) with shard: the tar header's offset in it */
+    uint8_t *held_;     /* private: (n) 1 when this copy has the sample */
     char *pool_;        /* private: the bytes paths point into */
 };
 
@@ -55,17 +77,54 @@ struct dataset {
     int has_val;        /* 0 when DIR/val does not exist */
     int unlabelled;     /* 1: n_classes 0, every label -1 */
     int flat;           /* 1: no DIR/train; paths relative to DIR */
+    size_t n_shards;
+    char **shards;      /* (n_shards) tar shard file names, relative to root */
+    /* What this copy holds (DATASET_INDEX or shards): NULL when it holds
+     * every sample, else a bitmap over the train samples then the val
+     * samples, bit b in byte b / 8 at 1 << (b % 8). */
+    uint8_t *held;
+    size_t n_held;      /* samples held */
     /* 64-bit FNV-1a over a version tag and, per split, its name, its count
      * and its sorted relative paths, each NUL-terminated (so "ab"+"c" and
      * "a"+"bc" differ). Class names enter through the paths. */
     uint64_t fingerprint;
 };
 
+#define DATASET_INDEX "lejepa-index.txt"
+
 /* Indexes the tree at root. Returns 0, or -1 with the reason (naming the
  * path, with a hint) in err (ERR_LEN bytes); on failure d is left empty and
  * dataset_free(d) is still safe. Free with dataset_free. */
 int dataset_open(struct dataset *d, const char *root, char *err);
 void dataset_free(struct dataset *d);
+
+/* 1 when this copy holds sample index of split (dataset.held). */
+int dataset_holds(const struct dataset *d, int split, size_t index);
+
+/* The bytes of a shard sample: the member whose tar header starts at
+ * offset in the file shard_path, malloc'd into *buf (*len bytes), its name
+ * into name (cap bytes). 0, or -1 with the reason in err. */
+int dataset_read_member(const char *shard_path, uint64_t offset, void **buf,
+                        size_t *len, char *name, size_t cap, char *err);
+
+/* Writes root/DATASET_INDEX for the dataset d (its samples' paths and
+ * shards): what lets a partial copy name the whole. 0, or -1 with err. */
+int dataset_write_index(const struct dataset *d, const char *root, char *err);
+
+/* One sample of an index or a shard listing, for dataset_build. */
+struct dataset_entry {
+    const char *path; /* relative to the root, as in the folder */
+    int32_t shard;    /* index into d->shards, or -1: a plain file */
+    uint64_t offset;  /* with a shard: the member's tar header offset */
+    int held;         /* 1: this copy can read it */
+};
+/* Private to dataset*.c: builds the splits of d (root and shards set) from
+ * a listing, by the folder layout rules. */
+int dataset_build(struct dataset *d, const struct dataset_entry *e, size_t n,
+                  char *err);
+/* Private to dataset*.c: when root holds DATASET_INDEX or tar shards,
+ * builds d from them (1); 0 when it is a plain folder; -1 with err. */
+int dataset_open_listing(struct dataset *d, char *err);
 
 /* Every image file below root, the folder itself being a class folder:
  * nested folders up to DATASET_MAX_DEPTH, dotfiles and dot-directories

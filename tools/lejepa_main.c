@@ -22,6 +22,9 @@ static void usage(FILE *out)
         "                                timm weights (.safetensors)\n"
         "       lejepa keys new NAME     a CurveZMQ key pair (NAME.key, NAME.pub) and\n"
         "                                its allow-list line\n"
+        "       lejepa shard DIR --out OUT  a dataset as tar shards plus its index\n"
+        "       lejepa index DIR         the index that lets a partial copy of DIR\n"
+        "                                train (lejepa-index.txt)\n"
         "       lejepa COMMAND --help    the options of a command\n"
         "       lejepa --version\n");
 }
@@ -45,6 +48,8 @@ int main(int argc, char **argv)
         return lejepa_embed_main(argc - 1, argv + 1);
     if (strcmp(cmd, "export") == 0)
         return lejepa_export_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "shard") == 0 || strcmp(cmd, "index") == 0)
+        return lejepa_shard_main(argc - 1, argv + 1, cmd[0] == 'i');
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return 0;

@@ -45,6 +45,7 @@ packages=(
   libopenblas-openmp-dev                          # sgemm, OpenMP build
   libinih-dev                                     # INI parser for configs
   zlib1g-dev                                      # gzip idx files of Fashion-MNIST
+  libarchive-dev                                  # tar shards of a dataset
   dataset-fashion-mnist                           # the bundled default dataset
 )
 # What the tests add (tools/test.sh, meson test).
