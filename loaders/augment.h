@@ -42,6 +42,11 @@ struct image {
  * in err (ERR_LEN); libvips may also print a warning for a broken file. */
 int image_load(struct image *im, const char *path, int channels,
                uint64_t max_pixels, int target, char *err);
+/* The same from len bytes in memory (a tar shard's member), named name in
+ * errors; buf may be freed once it returns. */
+int image_load_buffer(struct image *im, const void *buf, size_t len,
+                      const char *name, int channels, uint64_t max_pixels,
+                      int target, char *err);
 /* Releases im->px (allocated by libvips' g_malloc) and zeroes im; safe on a
  * zeroed or already freed image. */
 void image_free(struct image *im);

@@ -115,17 +115,17 @@ static int label_space(VipsImage *in, VipsImage **band, VipsImage **out)
                      NULL);
 }
 
-int image_load(struct image *im, const char *path, int channels,
-               uint64_t max_pixels, int target, char *err)
+/* image_load and image_load_buffer on their source (path names it in
+ * errors); takes the source's reference. */
+static int load_source(struct image *im, VipsSource *src, const char *path,
+                       int channels, uint64_t max_pixels, int target,
+                       char *err)
 {
     CHECK(channels == 1 || channels == 3);
     memset(im, 0, sizeof *im);
     int rc = -1;
     VipsObject *pool = VIPS_OBJECT(vips_image_new());
     VipsImage **t = (VipsImage **)vips_object_local_array(pool, 10);
-    /* A source, not a file name: libvips would parse "[...]" in a path as
-     * load options. */
-    VipsSource *src = vips_source_new_from_file(path);
     if (!src) {
         vips_fail(err, path);
         goto cleanup;
@@ -242,6 +242,23 @@ cleanup:
         g_object_unref(src);
     g_object_unref(pool);
     return rc;
+}
+
+int image_load(struct image *im, const char *path, int channels,
+               uint64_t max_pixels, int target, char *err)
+{
+    /* A source, not a file name: libvips would parse "[...]" in a path as
+     * load options. */
+    return load_source(im, vips_source_new_from_file(path), path, channels,
+                       max_pixels, target, err);
+}
+
+int image_load_buffer(struct image *im, const void *buf, size_t len,
+                      const char *name, int channels, uint64_t max_pixels,
+                      int target, char *err)
+{
+    return load_source(im, vips_source_new_from_memory(buf, len), name,
+                       channels, max_pixels, target, err);
 }
 
 void image_free(struct image *im)

@@ -86,6 +86,7 @@ int conn_send_hello(struct loader_conn *c, const struct loader_opts *o,
             .n_val = d->split[DATASET_VAL].n,
             .n_classes = (uint32_t)d->n_classes,
             .classes = (const char *const *)d->classes,
+            .held = d->held, /* a partial copy: what it can serve */
         },
     };
     return conn_send(c, &m);

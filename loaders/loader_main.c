@@ -150,8 +150,14 @@ int main(int argc, char **argv)
         die("%s", err);
     char fp[17];
     dataset_format_fingerprint(d.fingerprint, fp);
-    loader_log("dataset %s: %zu classes, %zu train, %zu val, fingerprint %s", d.root,
-               d.n_classes, d.split[DATASET_TRAIN].n, d.split[DATASET_VAL].n, fp);
+    loader_log("dataset %s: %zu classes, %zu train, %zu val, fingerprint %s%s", d.root,
+               d.n_classes, d.split[DATASET_TRAIN].n, d.split[DATASET_VAL].n, fp,
+               d.n_shards ? " (tar shards)" : "");
+    if (d.held)
+        loader_log("a partial copy: %zu of the %zu samples are here (%s); the trainer "
+                   "gives this loader only those", d.n_held,
+                   d.split[DATASET_TRAIN].n + d.split[DATASET_VAL].n,
+                   d.n_shards ? "the shards present" : "the files present");
 
     int stop_fd = util_stop_signals_init();
     int status = loader_run(&o, &d, stop_fd);

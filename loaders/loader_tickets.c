@@ -78,6 +78,33 @@ static void sample_fail(struct held_ticket *h, uint32_t pos, const char *reason,
     h->failed++;
 }
 
+/* Where a job reads its sample: the file, or the shard and the member's
+ * offset. -1 with the reason when this copy cannot. */
+static int job_source(const struct dataset *d, int split, uint64_t index,
+                      struct work_job *job, char *reason)
+{
+    const struct dataset_split *sp = &d->split[split];
+    if (index >= sp->n)
+        return errf(reason, "index %" PRIu64 " out of range for split %s "
+                    "(%zu samples)", index, dataset_split_name(split), sp->n);
+    if (!dataset_holds(d, split, (size_t)index))
+        return errf(reason, "%s: not in this copy of the dataset",
+                    sp->paths[index]);
+    job->member = -1;
+    if (sp->shard && sp->shard[index] >= 0) {
+        job->member = (int64_t)sp->offset[index];
+        int n = snprintf(job->path, sizeof job->path, "%s/%s", d->root,
+                         d->shards[sp->shard[index]]);
+        return n < 0 || (size_t)n >= sizeof job->path
+            ? errf(reason, "%s: path too long", d->shards[sp->shard[index]])
+            : 0;
+    }
+    if (dataset_sample_path(d, split, (size_t)index, job->path,
+                            sizeof job->path) < 0)
+        return errf(reason, "%s: path too long", sp->paths[index]);
+    return 0;
+}
+
 int tickets_next_job(struct ticket_set *s, const struct dataset *d,
                      const struct config_views *v, struct work_job *job, uint64_t *tag)
 {
@@ -89,11 +116,8 @@ int tickets_next_job(struct ticket_set *s, const struct dataset *d,
                 continue;
             int split = h->t.split == MSG_SPLIT_VAL ? DATASET_VAL : DATASET_TRAIN;
             memset(job, 0, offsetof(struct work_job, path));
-            if (dataset_sample_path(d, split, hs->index, job->path, sizeof job->path) < 0) {
-                char reason[ERR_LEN];
-                snprintf(reason, sizeof reason, "index %" PRIu64 " out of range for "
-                         "split %s (%zu samples)", hs->index, dataset_split_name(split),
-                         d->split[split].n);
+            char reason[ERR_LEN];
+            if (job_source(d, split, hs->index, job, reason) < 0) {
                 /* not this file's fault: a loader with the sample may serve it */
                 sample_fail(h, pos, reason, MSG_FAIL_ENV);
                 continue;

@@ -29,6 +29,8 @@ struct work_job {
     int32_t work;                   /* enum msg_work */
     uint64_t seed, epoch, index;
     struct config_views views;
+    int64_t member;                 /* -1: path is the image; else path is a
+                                     * tar shard, this its member's offset */
     char path[WORK_PATH_MAX];
 };
 

@@ -22,12 +22,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <vips/vips.h>
 
 #include "augment.h"
+#include "dataset.h"
 
 static void child_fault(const char *path)
 {
@@ -84,7 +86,23 @@ static int child_run_job(const struct work_job *j, uint8_t *out,
      * pixels that the smallest crop still has full resolution. */
     int target = j->work == MSG_WORK_EVAL ? (int)v->global_size
                                           : augment_load_target(v);
-    if (image_load(&im, j->path, (int)v->channels, v->max_pixels, target, err) < 0) {
+    int rc;
+    if (j->member >= 0) {
+        /* a shard's member: reading it is the loader's business (a copy
+         * may be truncated), decoding its bytes the file's */
+        void *buf;
+        size_t len;
+        char name[WORK_PATH_MAX + 256];
+        if (dataset_read_member(j->path, (uint64_t)j->member, &buf, &len, name,
+                                sizeof name, err) < 0)
+            return -1;
+        rc = image_load_buffer(&im, buf, len, name, (int)v->channels, v->max_pixels,
+                               target, err);
+        free(buf);
+    } else {
+        rc = image_load(&im, j->path, (int)v->channels, v->max_pixels, target, err);
+    }
+    if (rc < 0) {
         /* libvips' tracked allocations fail with "out of memory" under the
          * worker's memory limit: that is ours, everything else the file's */
         *fail_class = strstr(err, "out of memory") ? MSG_FAIL_ENV : MSG_FAIL_DECODE;

@@ -170,17 +170,18 @@ static long ticket_position(const struct msg_ticket *t, uint64_t idx)
     return -1;
 }
 
-int msg_batch_check_ticket(const struct msg_batch *b, const struct msg_ticket *t,
-                           char *err)
+static int check_answer(const struct msg_batch *b, const struct msg_ticket *t,
+                        bool part, char *err)
 {
     if (b->ticket != t->ticket || b->step != t->step || b->epoch != t->epoch ||
         b->split != t->split || b->work != t->work)
         return errf(err, "BATCH for ticket %llu does not match its ticket's "
                     "step/epoch/split/kind", (unsigned long long)b->ticket);
-    if ((uint64_t)b->n + b->n_failures != t->n)
+    uint64_t answered = (uint64_t)b->n + b->n_failures;
+    if (part ? answered == 0 || answered > t->n : answered != t->n)
         return errf(err, "BATCH for ticket %llu accounts for %u samples + %u "
-                    "failures, ticket has %u", (unsigned long long)b->ticket,
-                    b->n, b->n_failures, t->n);
+                    "failures, ticket has %u%s", (unsigned long long)b->ticket,
+                    b->n, b->n_failures, t->n, part ? " (and an answer must have one)" : "");
     unsigned char *seen = xcalloc(t->n ? t->n : 1, 1);
     int rc = -1;
     long last = -1;
@@ -213,4 +214,16 @@ int msg_batch_check_ticket(const struct msg_batch *b, const struct msg_ticket *t
 cleanup:
     free(seen);
     return rc;
+}
+
+int msg_batch_check_ticket(const struct msg_batch *b, const struct msg_ticket *t,
+                           char *err)
+{
+    return check_answer(b, t, false, err);
+}
+
+int msg_batch_check_part(const struct msg_batch *b, const struct msg_ticket *t,
+                         char *err)
+{
+    return check_answer(b, t, true, err);
 }

@@ -87,6 +87,10 @@ struct msg_dataset {
     uint64_t n_train, n_val;
     uint32_t n_classes;
     const char *const *classes;     /* (n_classes) */
+    /* The samples this copy holds (optional): NULL for all, else a bitmap
+     * over the train then the val samples, bit b in byte b / 8 at
+     * 1 << (b % 8), of exactly (n_train + n_val + 7) / 8 bytes. */
+    const uint8_t *held;
 };
 
 struct msg_hello {
@@ -316,7 +320,12 @@ size_t msg_limits_elems(const struct msg_limits *l);
 
 /* Cross-checks a BATCH against the TICKET it answers: same id, step, epoch,
  * split, kind; every ticket index exactly once in indices or failures;
- * indices in ticket order. 0 or -1 with err. */
+ * indices in ticket order. 0 or -1 with err. msg_batch_check_part is the
+ * same for an answer to part of t (a partial copy's share of it: the
+ * trainer sends a loader only the indices it holds): every index at most
+ * once, in ticket order, and at least one index answered. */
+int msg_batch_check_part(const struct msg_batch *b, const struct msg_ticket *t,
+                         char *err);
 int msg_batch_check_ticket(const struct msg_batch *b, const struct msg_ticket *t,
                            char *err);
 

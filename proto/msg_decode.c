@@ -10,6 +10,7 @@
 #include "msg.h"
 
 #include <math.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include "util.h"
@@ -342,6 +343,23 @@ static int decode_hello(struct dec *d, const msgpack_object *r, struct msg_hello
         get_str_array(d, ds, "classes", d->lim->max_array, MSG_NAME_MAX, &s->n_classes,
                       &s->classes))
         return -1;
+    /* held: optional (a whole copy need not send it); its size follows the
+     * counts, which must then fit the message it came in */
+    s->held = NULL;
+    for (uint32_t i = 0; i < ds->via.map.size; i++) {
+        const msgpack_object *o = &ds->via.map.ptr[i].val;
+        if (!key_is(&ds->via.map.ptr[i].key, "held") || o->type == MSGPACK_OBJECT_NIL)
+            continue;
+        if (s->n_train > UINT64_MAX - 7 - s->n_val)
+            return errf(d->err, "HELLO.dataset: n_train + n_val overflows");
+        uint64_t want = (s->n_train + s->n_val + 7) / 8;
+        const void *bits;
+        if (want > UINT32_MAX || get_bin(d, ds, "held", (size_t)want, &bits) < 0)
+            return want > UINT32_MAX
+                ? errf(d->err, "HELLO.dataset.held: %" PRIu64 " bytes", want)
+                : -1;
+        s->held = bits;
+    }
     return 0;
 }
 

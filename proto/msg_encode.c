@@ -268,9 +268,11 @@ static int pack_hello(msgpack_packer *pk, const struct msg *m)
     if (!h->has_dataset)
         return msgpack_pack_nil(pk);
     const struct msg_dataset *d = &h->dataset;
-    return msgpack_pack_map(pk, 4) || put_u64(pk, "fingerprint", d->fingerprint) ||
+    return msgpack_pack_map(pk, d->held ? 5 : 4) ||
+           put_u64(pk, "fingerprint", d->fingerprint) ||
            put_u64(pk, "n_train", d->n_train) || put_u64(pk, "n_val", d->n_val) ||
-           put_str_array(pk, "classes", d->classes, d->n_classes);
+           put_str_array(pk, "classes", d->classes, d->n_classes) ||
+           (d->held && put_bin(pk, "held", d->held, (size_t)((d->n_train + d->n_val + 7) / 8)));
 }
 
 static int pack_message(msgpack_packer *pk, const struct msg *m)

@@ -409,10 +409,13 @@ static void test_loader_oom(void)
     fprintf(stderr, "  oom-a: %d decode workers died at their memory limit\n",
             deaths);
     CU_ASSERT(deaths >= 3);
-    /* its exit line counts them among its failures */
+    /* its exit line counts them among its failures (those of tickets it
+     * still held: a death for a ticket taken back meanwhile is only
+     * logged) */
     char *out = read_text(e, "oom-a.out");
     const char *said = strstr(out, " samples, ");
-    CU_ASSERT(said && strtol(said + 10, NULL, 10) >= deaths);
+    long failures = said ? strtol(said + 10, NULL, 10) : -1;
+    CU_ASSERT(failures > 0 && failures <= deaths);
     free(out);
     const char *const logs[] = {"oom/log", "oom-a.out", "oom-b.out", NULL};
     dump_if_failed(e, logs);

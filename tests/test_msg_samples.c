@@ -50,6 +50,9 @@ static void samples_fill(void)
 void msg_sample(struct msg *m, enum msg_kind k, int variant)
 {
     static const char *const classes[] = {"tshirt", "trouser", "pullover"};
+    static uint8_t held[(6000 + 1000 + 7) / 8]; /* a partial copy */
+    for (size_t i = 0; i < sizeof held; i++)
+        held[i] = (uint8_t)(i % 3 ? 0xff : 0x5a);
     static const char *const lines[] = {"{\"step\":1,\"loss\":2.5}", "{\"step\":2,\"loss\":2.25}"};
     static const uint64_t ticket_idx[] = {10, 42, 7, 99};
     static const uint64_t batch_idx[] = {10, 42, 7};
@@ -74,8 +77,8 @@ void msg_sample(struct msg *m, enum msg_kind k, int variant)
             .name = variant ? "mon@host" : "loader-1", .software = "lejepa 0.1.0",
             .pid = 4242, .credit = variant ? 0 : 4, .has_dataset = !variant,
             .dataset = variant ? (struct msg_dataset){0}
-                               : (struct msg_dataset){0xfeedfacecafebeefULL, 60000, 10000,
-                                                      3, classes}};
+                               : (struct msg_dataset){0xfeedfacecafebeefULL, 6000, 1000,
+                                                      3, classes, held}};
         break;
     case MSG_KIND_WELCOME:
         m->welcome = (struct msg_welcome){"run-7", "tcp://127.0.0.1:5556",
@@ -211,6 +214,10 @@ bool msg_sample_equal(const struct msg *a, const struct msg *b, char *why)
                  x->dataset.n_classes != y->dataset.n_classes, "hello dataset");
             for (uint32_t i = 0; i < x->dataset.n_classes; i++)
                 DIFF(!str_eq(x->dataset.classes[i], y->dataset.classes[i]), "hello class");
+            size_t held = (size_t)((x->dataset.n_train + x->dataset.n_val + 7) / 8);
+            DIFF(!x->dataset.held != !y->dataset.held ||
+                     (x->dataset.held && memcmp(x->dataset.held, y->dataset.held, held) != 0),
+                 "hello held");
         }
         return true;
     }

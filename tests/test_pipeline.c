@@ -328,6 +328,78 @@ static void test_unlabelled(void)
     pipe_case_end();
 }
 
+/* Runs `lejepa ARGS` (the built program) and asserts it exits 0. */
+static void run_lejepa(const char *args)
+{
+    char cmd[20000];
+    snprintf(cmd, sizeof cmd, "'%s/tools/lejepa' %s >/dev/null", getenv("LEJEPA_BUILD_ROOT"),
+             args);
+    int rc = system(cmd);
+    if (rc != 0)
+        fprintf(stderr, "'%s' exited %d\n", cmd, rc);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+}
+
+/* Partial copies (PROTOCOL.md, HELLO.dataset.held): the dataset as 5 tar
+ * shards, two loaders holding shards {0, 1, 2} and {2, 3, 4}, then a
+ * folder copy with its index and 6 files removed beside a whole one.
+ * Every sample trains (8 per step, none excluded), each loader only ever
+ * gets what it holds (no failure at all), and every batch equals a
+ * one-loader run on the folder (hash and loss): the data may be spread
+ * over machines without changing the run. */
+static void test_partial_copies(void)
+{
+    struct env *e = pipe_case_begin();
+    char *data = pipe_make_dataset(e, "data", PER_CLASS, VAL_PER_CLASS, DATA_SEED);
+    char args[16384], a[2048], b[2048], f[2048];
+    snprintf(args, sizeof args, "shard '%s' --out '%s/shards' --per-shard 20", data, e->dir);
+    run_lejepa(args);
+    snprintf(a, sizeof a, "%s/copy-a", e->dir);
+    snprintf(b, sizeof b, "%s/copy-b", e->dir);
+    snprintf(args, sizeof args,
+             "mkdir -p '%s' '%s' && cd '%s/shards' && cp lejepa-index.txt shard-000000.tar "
+             "shard-000001.tar shard-000002.tar '%s' && cp lejepa-index.txt shard-000002.tar "
+             "shard-000003.tar shard-000004.tar '%s'",
+             a, b, e->dir, a, b);
+    CU_ASSERT_EQUAL_FATAL(system(args), 0);
+    struct line *ref = xcalloc(MAX_LINES, sizeof *ref), *l = xcalloc(MAX_LINES, sizeof *l);
+    const char *const steps[] = {"--steps", "18", NULL};
+    int nr = pipe_run(e, "whole", data, 1, steps, NULL, ref);
+    CU_ASSERT_EQUAL_FATAL(nr, 18);
+    const char *const shards[] = {a, b};
+    int n = pipe_run_each(e, "shards", shards, 2, steps, NULL, l);
+    CU_ASSERT_EQUAL(n, 18);
+    check_same(ref, nr, l, n, 0);
+    for (int i = 0; i < n; i++)
+        CU_ASSERT(l[i].samples == 8 && l[i].failures == 0);
+    CU_ASSERT_EQUAL(pipe_count_text(e, "shards/log", "could not load"), 0);
+    CU_ASSERT(pipe_count_text(e, "shards-loader0.out", "a partial copy: 60 of the 84") == 1);
+    CU_ASSERT(pipe_loader_served(e, "shards-loader0") > 0);
+    CU_ASSERT(pipe_loader_served(e, "shards-loader1") > 0);
+
+    /* a folder copy with its index and files missing, beside a whole one */
+    snprintf(f, sizeof f, "%s/copy-f", e->dir);
+    snprintf(args, sizeof args, "cp -r '%s' '%s'", data, f);
+    CU_ASSERT_EQUAL_FATAL(system(args), 0);
+    snprintf(args, sizeof args, "index '%s'", f);
+    run_lejepa(args);
+    snprintf(args, sizeof args, "cd '%s' && find train -name '*.png' | sort | awk 'NR %% 12 == 0' "
+             "| xargs rm", f);
+    CU_ASSERT_EQUAL_FATAL(system(args), 0);
+    const char *const mixed[] = {f, data};
+    n = pipe_run_each(e, "mixed", mixed, 2, steps, NULL, l);
+    CU_ASSERT_EQUAL(n, 18);
+    check_same(ref, nr, l, n, 0);
+    for (int i = 0; i < n; i++)
+        CU_ASSERT(l[i].samples == 8 && l[i].failures == 0);
+    CU_ASSERT(pipe_count_text(e, "mixed-loader0.out", "a partial copy: 78 of the 84") == 1);
+    CU_ASSERT_EQUAL(pipe_count_text(e, "mixed/log", "could not load"), 0);
+    free(ref);
+    free(l);
+    free(data);
+    pipe_case_end();
+}
+
 /* An uninterrupted reference run, then the same run stopped with SIGINT
  * (final checkpoint) and resumed from its run directory: every step once,
  * with the reference's batch hash and loss. The same two loaders serve all
@@ -399,6 +471,7 @@ int main(int argc, char **argv)
         {"corrupt_files", test_corrupt_files},
         {"sigint_resume", test_sigint_resume},
         {"unlabelled", test_unlabelled},
+        {"partial_copies", test_partial_copies},
         {NULL, NULL},
     };
     signal(SIGPIPE, SIG_IGN);

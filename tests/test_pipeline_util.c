@@ -299,6 +299,17 @@ int pipe_run(const struct env *e, const char *name, const char *data, int loader
              const char *const *trainer_args, const char *const *loader_args,
              struct line *out)
 {
+    const char *datas[PIPE_MAX_LOADERS];
+    CU_ASSERT_FATAL(loaders <= PIPE_MAX_LOADERS);
+    for (int i = 0; i < loaders; i++)
+        datas[i] = data;
+    return pipe_run_each(e, name, datas, loaders, trainer_args, loader_args, out);
+}
+
+int pipe_run_each(const struct env *e, const char *name, const char *const *datas,
+                  int loaders, const char *const *trainer_args,
+                  const char *const *loader_args, struct line *out)
+{
     pid_t tr = start_trainer(e, name, trainer_args);
     pipe_track(tr);
     char rel[300];
@@ -309,7 +320,7 @@ int pipe_run(const struct env *e, const char *name, const char *data, int loader
     for (int i = 0; i < loaders; i++) {
         char lname[128];
         snprintf(lname, sizeof lname, "%s-loader%d", name, i);
-        ld[i] = pipe_start_loader(e, lname, data, loader_args, NULL);
+        ld[i] = pipe_start_loader(e, lname, datas[i], loader_args, NULL);
     }
     CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
     /* a real loader outlives its trainer (it waits for the next one) */

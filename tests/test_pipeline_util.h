@@ -69,6 +69,10 @@ int pipe_loader_served(const struct env *e, const char *name);
 int pipe_run(const struct env *e, const char *name, const char *data, int loaders,
              const char *const *trainer_args, const char *const *loader_args,
              struct line *out);
+/* The same with loader i on its own copy datas[i]. */
+int pipe_run_each(const struct env *e, const char *name, const char *const *datas,
+                  int loaders, const char *const *trainer_args,
+                  const char *const *loader_args, struct line *out);
 
 /* A case's environment (env_init; one case at a time), and its end:
  * pipe_kill_all (asserting that every group ended), then the temporary

@@ -183,6 +183,8 @@ struct embed_list {
     const char *root;
     char **paths;               /* (n) relative to root */
     size_t n;
+    const struct dataset *d;    /* a split's samples (shards), or NULL */
+    int split;
 };
 
 /* Decodes images [first, first + k) of the list into the eval input as
@@ -206,14 +208,29 @@ static int load_chunk(float *x, const struct embed_list *l, size_t first, int k,
         const char *rel = l->paths[first + (size_t)i];
         struct image im;
         uint8_t *px = xmalloc((size_t)C * plane);
-        int n = snprintf(path, sizeof path, "%s/%s", l->root, rel);
+        const struct dataset_split *sp = l->d ? &l->d->split[l->split] : NULL;
+        size_t at = first + (size_t)i;
+        int n = sp && sp->shard && sp->shard[at] >= 0
+            ? snprintf(path, sizeof path, "%s/%s", l->root,
+                       l->d->shards[sp->shard[at]])
+            : snprintf(path, sizeof path, "%s/%s", l->root, rel);
         failed[i] = 0;
         if (n < 0 || (size_t)n >= sizeof path) {
             errf(err, "%s/%s: path too long", l->root, rel);
             failed[i] = 1;
+        } else if (sp && sp->shard && sp->shard[at] >= 0) {
+            /* a tar shard's member */
+            void *buf;
+            size_t len;
+            char name[4400];
+            failed[i] = dataset_read_member(path, sp->offset[at], &buf, &len, name,
+                                            sizeof name, err) != 0 ||
+                image_load_buffer(&im, buf, len, name, C, v->max_pixels, G, err) != 0;
+            free(buf); /* NULL when it could not be read */
         } else if (image_load(&im, path, C, v->max_pixels, G, err) != 0) {
             failed[i] = 1;
-        } else {
+        }
+        if (!failed[i]) {
             augment_eval_view(px, &im, v);
             image_free(&im);
             nn_pixels_normalize(x + (size_t)i * C * plane, px, mean, std, 1, C,
@@ -314,7 +331,8 @@ int lejepa_embed_main(int argc, char **argv)
             die("embed: %s has no val/ split", o.data);
         if (d.split[split].n == 0)
             die("embed: %s/%s has no images", o.data, o.split);
-        list = (struct embed_list){d.root, d.split[split].paths, d.split[split].n};
+        list = (struct embed_list){d.root, d.split[split].paths, d.split[split].n, &d,
+                                   split};
     }
     const size_t n = list.n;
 

@@ -63,10 +63,12 @@ struct train_eval {
     unsigned n_past;
     /* rows: [0, n_tr) train subset, then [n_tr, rows) val */
     uint64_t n_tr, n_va, rows;
-    uint64_t *index; /* (rows) sample index in its split */
-    int32_t *labels; /* (rows) */
-    uint8_t *ok;     /* (rows) 1: embedded */
-    float *emb;      /* (rows, dim) */
+    uint64_t n_train; /* the dataset's: where val samples start in a
+                       * loader's held bitmap */
+    uint64_t *index;  /* (rows) sample index in its split */
+    int32_t *labels;  /* (rows) */
+    uint8_t *ok;      /* (rows) 1: embedded */
+    float *emb;       /* (rows, dim) */
     int dim, classes;
     /* tickets */
     int ts; /* samples per ticket */
@@ -185,6 +187,7 @@ struct train_eval *train_eval_new(const struct config *c, uint64_t n_train,
     if (c->eval.every < 0)
         return e;
     e->index = xmalloc((n_train + n_val + 1) * sizeof *e->index);
+    e->n_train = n_train;
     e->n_tr = pick_rows(e->index, n_train, (uint64_t)c->eval.train_subset);
     if (c->eval.train_subset == 0)
         e->n_tr = 0;
@@ -385,6 +388,30 @@ static int free_buf(const struct train_eval *e)
     return -1;
 }
 
+/* 2 when loader c holds every sample of eval ticket k, else 1: a partial
+ * copy gets an eval ticket only when no whole one has credit, and fails
+ * (ENV) the rows it lacks rather than the snapshot waiting. */
+struct fit_eval {
+    const struct train_eval *e;
+    uint32_t k;
+};
+
+static int fit_eval(void *ctx, const struct train_client *c)
+{
+    const struct fit_eval *f = ctx;
+    if (c->role != MSG_ROLE_LOADER)
+        return 0;
+    if (!c->held)
+        return 2;
+    struct msg_ticket t;
+    ticket_msg(f->e, f->k, &t);
+    uint64_t base = t.split == MSG_SPLIT_VAL ? f->e->n_train : 0;
+    uint32_t held = 0;
+    for (uint32_t i = 0; i < t.n; i++)
+        held += train_net_holds(c, base + t.indices[i]);
+    return held == t.n ? 2 : 1;
+}
+
 void train_eval_issue(struct train_eval *e, struct train_tickets *tk,
                       struct train_net *n)
 {
@@ -399,7 +426,9 @@ void train_eval_issue(struct train_eval *e, struct train_tickets *tk,
         int b = e->buf_of[k] >= 0 ? e->buf_of[k] : free_buf(e);
         if (b < 0)
             return;
-        struct train_client *c = train_tickets_loader(tk, n, 0);
+        struct fit_eval f = {e, k};
+        struct train_client *c =
+            train_tickets_loader_fit(tk, n, 0, fit_eval, &f);
         if (!c)
             return;
         e->bufs[b].used = true;

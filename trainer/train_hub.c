@@ -227,6 +227,12 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
     struct train_client *c =
         train_net_add(n, id, id_len, h, credit, train_net_identity(n, who));
     c->rehellos = rehellos;
+    if (h->role == MSG_ROLE_LOADER && h->dataset.held) {
+        /* check_dataset matched its counts with the run's */
+        size_t bytes = (size_t)((t->data.n_train + t->data.n_val + 7) / 8);
+        c->held = xmalloc(bytes);
+        memcpy(c->held, h->dataset.held, bytes);
+    }
     /* the same connection: its SUB socket subscribed long ago, so a
      * snapshot need not wait for it again */
     if (joined_at > 0)

@@ -305,6 +305,7 @@ void train_net_free_client(struct train_client *c)
 {
     free(c->hold.held);
     free(c->hold.sent);
+    free(c->held);
     free(c);
 }
 

@@ -75,10 +75,12 @@ struct train_client {
     char drop[64]; /* set: drop it (its queue is full, it left); the hub
                     * removes it and re-issues its tickets */
     struct train_identity *who; /* its budgets (train_net_identity) */
-    uint64_t returns;           /* RETURNs it sent */
-    uint64_t rehellos;          /* HELLOs it said again on this connection */
-    bool has_result;            /* an evaluator sent a RESULT ... */
-    uint64_t result_step;       /* ... for this step, last */
+    uint8_t *held;     /* a loader's partial copy (HELLO.dataset.held), or NULL:
+                    * it holds every sample (train_net_holds) */
+    uint64_t returns;  /* RETURNs it sent */
+    uint64_t rehellos; /* HELLOs it said again on this connection */
+    bool has_result;   /* an evaluator sent a RESULT ... */
+    uint64_t result_step; /* ... for this step, last */
 };
 
 /* CurveZMQ (PROTOCOL.md "Keys and roles"): the trainer's key pair and the
@@ -164,6 +166,12 @@ struct train_client *train_net_add(struct train_net *n, const uint8_t *id,
 void train_net_detach(struct train_net *n, struct train_client *c);
 void train_net_free_client(struct train_client *c);
 int train_net_count(const struct train_net *n, enum msg_role role);
+/* Whether loader c holds sample b of the dataset (b: a train index, or
+ * n_train + a val index). */
+static inline bool train_net_holds(const struct train_client *c, uint64_t b)
+{
+    return !c->held || (c->held[b / 8] >> (b % 8)) & 1;
+}
 
 /* Once per TRAIN_HEARTBEAT_MS: true when it is time to beat (then call
  * train_net_silent until NULL, then train_net_beat). */

@@ -51,6 +51,7 @@ void train_step_init(struct train_step *st, const struct config *c,
         s->doubt =
             xmalloc((size_t)st->sampler.tickets_per_step * sizeof *s->doubt);
     }
+    st->part = xmalloc((size_t)st->sampler.ticket_size * sizeof *st->part);
     struct train_step_job *j = &st->job;
     j->batch = (int)B;
     j->channels = (int)c->views.channels;
@@ -76,6 +77,7 @@ void train_step_free(struct train_step *st)
         free(s->doubt);
     }
     free(st->job.keep);
+    free(st->part);
     train_sampler_free(&st->sampler);
     memset(st, 0, sizeof *st);
 }
@@ -167,6 +169,77 @@ static void ticket_of(const struct train_step *st, const struct train_slot *s,
     };
 }
 
+/* Ticket k's samples still to come (not delivered nor settled) that
+ * loader c holds, as the TICKET c is sent (indices in st->part); returns
+ * their count. A whole copy gets every pending sample. */
+static uint32_t ticket_part(const struct train_step *st,
+                            const struct train_slot *s, int k,
+                            const struct train_client *c, struct msg_ticket *t)
+{
+    ticket_of(st, s, k, t);
+    size_t first = (size_t)(t->indices - s->indices);
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < t->n; i++)
+        if (!s->ok[first + i] && train_net_holds(c, t->indices[i]))
+            st->part[m++] = t->indices[i];
+    t->indices = st->part;
+    t->n = m;
+    return m;
+}
+
+/* How well c can serve ticket k of slot s: 2 every pending sample, 1 some
+ * (a partial copy), 0 none. */
+struct fit_ctx {
+    const struct train_step *st;
+    const struct train_slot *s;
+    int k;
+};
+
+static int fit_ticket(void *ctx, const struct train_client *c)
+{
+    const struct fit_ctx *f = ctx;
+    if (c->role != MSG_ROLE_LOADER)
+        return 0;
+    struct msg_ticket t;
+    ticket_of(f->st, f->s, f->k, &t);
+    size_t first = (size_t)(t.indices - f->s->indices);
+    uint32_t pending = 0, held = 0;
+    for (uint32_t i = 0; i < t.n; i++)
+        if (!f->s->ok[first + i]) {
+            pending++;
+            held += train_net_holds(c, t.indices[i]);
+        }
+    return held == 0 ? 0 : held == pending ? 2 : 1;
+}
+
+/* Whether a loader other than c (with credit now or not) could serve some
+ * of ticket k's pending samples: then a second opinion, or a retry away
+ * from c, is possible. */
+static bool other_fits(const struct train_step *st, const struct train_slot *s,
+                       int k, const struct train_net *n,
+                       const struct train_client *c)
+{
+    struct fit_ctx f = {st, s, k};
+    for (int i = 0; i < n->n_clients; i++)
+        if (n->clients[i] != c && !n->clients[i]->drop[0] &&
+            fit_ticket(&f, n->clients[i]) > 0)
+            return true;
+    return false;
+}
+
+/* Slot s's ticket k still has samples to come. */
+static bool pending(const struct train_step *st, const struct train_slot *s,
+                    int k)
+{
+    struct msg_ticket t;
+    ticket_of(st, s, k, &t);
+    size_t first = (size_t)(t.indices - s->indices);
+    for (uint32_t i = 0; i < t.n; i++)
+        if (!s->ok[first + i])
+            return true;
+    return false;
+}
+
 /* A second copy of the oldest ticket of slot s that is out at one loader
  * only, for longer than TRAIN_HEDGE_FACTOR times the measured answer time
  * (and TRAIN_HEDGE_MIN_S), to a loader with free credit. */
@@ -195,11 +268,14 @@ static void hedge(struct train_step *st, struct train_tickets *tk,
     }
     if (best < 0)
         return;
-    struct train_client *c = train_tickets_loader(tk, n, holder);
+    struct fit_ctx f = {st, s, best};
+    struct train_client *c =
+        train_tickets_loader_fit(tk, n, holder, fit_ticket, &f);
     if (!c || c->client_id == holder)
         return;
     struct msg_ticket t;
-    ticket_of(st, s, best, &t);
+    if (ticket_part(st, s, best, c, &t) == 0)
+        return;
     train_tickets_send(n, c, &t);
     tk->hedged++;
 }
@@ -224,18 +300,19 @@ void train_step_issue(struct train_step *st, struct train_tickets *tk,
         for (int k = 0; k < st->sampler.tickets_per_step; k++) {
             if (s->tstate[k] != TICKET_UNISSUED)
                 continue;
-            struct train_client *c = train_tickets_loader(tk, n, s->avoid[k]);
+            struct fit_ctx f = {st, s, k};
+            struct train_client *c =
+                train_tickets_loader_fit(tk, n, s->avoid[k], fit_ticket, &f);
             if (!c)
-                return;
+                continue; /* no loader with credit holds its samples now */
             /* a ticket a loader failed (or whose decode failures need a
              * second opinion) waits for another loader to have credit,
-             * while there is another */
-            if ((s->doubt[k] == c->client_id ||
-                 s->avoid[k] == c->client_id) &&
-                train_net_count(n, MSG_ROLE_LOADER) > 1)
+             * while there is another that holds its samples */
+            if ((s->doubt[k] == c->client_id || s->avoid[k] == c->client_id) &&
+                other_fits(st, s, k, n, c))
                 continue;
             struct msg_ticket t;
-            ticket_of(st, s, k, &t);
+            ticket_part(st, s, k, c, &t);
             train_tickets_send(n, c, &t);
             s->tstate[k] = TICKET_OUT;
         }
@@ -297,13 +374,25 @@ static void copy_samples(const struct train_step *st, struct train_slot *s,
  * in doubt, send the ticket to another loader (up to TRAIN_ENV_TRIES
  * answers), the samples that arrived kept. Returns true when the ticket
  * is done. */
+/* Sample index of ticket k will bring no pixels this step (ok = 2). */
+static void settle_sample(const struct train_step *st, struct train_slot *s,
+                          int k, uint64_t index)
+{
+    struct msg_ticket t;
+    ticket_of(st, s, k, &t);
+    size_t first = (size_t)(t.indices - s->indices);
+    for (uint32_t i = 0; i < t.n; i++)
+        if (t.indices[i] == index && !s->ok[first + i])
+            s->ok[first + i] = 2;
+}
+
 static bool take_failures(struct train_step *st, struct train_slot *s, int k,
                           const struct train_net *n, struct train_client *c,
                           const struct msg_batch *b)
 {
     uint32_t env = 0, doubted = 0;
     bool agreed = s->doubt[k] && s->doubt[k] != c->client_id;
-    bool settle = agreed || train_net_count(n, MSG_ROLE_LOADER) < 2 ||
+    bool settle = agreed || !other_fits(st, s, k, n, c) ||
         s->tries[k] + 1 >= TRAIN_ENV_TRIES;
     for (uint32_t i = 0; i < b->n_failures; i++) {
         const struct msg_failure *f = &b->failures[i];
@@ -315,6 +404,7 @@ static bool take_failures(struct train_step *st, struct train_slot *s, int k,
             doubted++;
             continue;
         }
+        settle_sample(st, s, k, f->index);
         if (train_sampler_exclude(&st->sampler, f->index, s->epoch))
             train_log("sample %" PRIu64 " (%s) failed: %s; excluded from "
                       "epoch %" PRIu32 " on%s",
@@ -358,6 +448,9 @@ static bool take_failures(struct train_step *st, struct train_slot *s, int k,
               "times for reasons of the loaders' own (I/O, memory, time): "
               "this step trains without them; they stay in the dataset",
               s->step, env, TRAIN_ENV_TRIES);
+    for (uint32_t i = 0; i < b->n_failures; i++)
+        if (b->failures[i].fail_class == MSG_FAIL_ENV)
+            settle_sample(st, s, k, b->failures[i].index);
     return true;
 }
 
@@ -387,9 +480,15 @@ enum train_answer train_step_accept(struct train_step *st,
                0) {
         copy_samples(st, s, &t, b);
         c->batches++;
+        /* done when every sample arrived or is settled; a partial copy's
+         * share leaves the rest to the loaders that hold it */
         if (take_failures(st, s, k, n, c, b)) {
-            s->tstate[k] = TICKET_DONE;
-            s->tickets_done++;
+            if (pending(st, s, k)) {
+                s->tstate[k] = TICKET_UNISSUED;
+            } else {
+                s->tstate[k] = TICKET_DONE;
+                s->tickets_done++;
+            }
         }
         return TRAIN_ANSWER_TAKEN;
     }
@@ -420,7 +519,7 @@ static int assemble(struct train_step_job *j, uint64_t *hash)
     size_t B = (size_t)j->batch;
     size_t n = 0;
     for (size_t b = 0; b < B; b++)
-        if (s->ok[b])
+        if (s->ok[b] == 1)
             j->keep[n++] = (int)b;
     uint64_t h = HASH_FNV_OFFSET;
     for (int g = 0; g < 2; g++) {

@@ -50,7 +50,8 @@ struct train_slot {
     uint32_t epoch;
     uint64_t epoch_start; /* global step where its epoch began */
     uint64_t *indices;    /* (batch) samples, permutation order */
-    uint8_t *ok;          /* (batch) 1: pixels arrived */
+    uint8_t *ok;          /* (batch) 1: pixels arrived; 2: no pixels will
+                           * (excluded, or failed every try): settled */
     int32_t *labels;      /* (batch) */
     uint8_t *pixels[2];   /* group g: (views, batch, C, size, size) */
     uint8_t *tstate;      /* (tickets_per_step) enum train_ticket_state */
@@ -92,6 +93,7 @@ struct train_step {
     uint64_t next_open;    /* next step to open a slot for */
     uint64_t doubted;      /* answers whose decode failures went to a
                             * second loader for confirmation */
+    uint64_t *part;        /* (ticket_size) the indices of a ticket sent */
     char sampler_err[256]; /* no next epoch: fatal once the open
                                      * steps are trained */
     struct train_step_job job;

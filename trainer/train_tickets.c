@@ -46,6 +46,31 @@ struct train_client *train_tickets_loader(struct train_tickets *tk,
     return fallback;
 }
 
+struct train_client *train_tickets_loader_fit(
+    struct train_tickets *tk, struct train_net *n, uint64_t avoid,
+    int (*fit)(void *ctx, const struct train_client *c), void *ctx)
+{
+    struct train_client *best = NULL;
+    int best_score = 0, at = 0;
+    for (int i = 0; i < n->n_clients; i++) {
+        struct train_client *c = n->clients[(tk->rr + i) % n->n_clients];
+        if (!has_credit(c))
+            continue;
+        /* the avoided loader ranks below every other that fits */
+        int score = fit(ctx, c) * 2;
+        if (score > 0 && !(avoid && c->client_id == avoid))
+            score++;
+        if (score > best_score) {
+            best = c;
+            best_score = score;
+            at = i;
+        }
+    }
+    if (best)
+        tk->rr = (tk->rr + at + 1) % n->n_clients;
+    return best;
+}
+
 void train_tickets_send(struct train_net *n, struct train_client *c,
                         const struct msg_ticket *t)
 {
@@ -167,9 +192,10 @@ int train_tickets_check_answer(const struct config *c, uint32_t n_classes,
                                const struct msg_batch *b,
                                const struct msg_ticket *tk, char *err)
 {
-    if (msg_batch_check_ticket(b, tk, err) != 0)
-        return -1;
     bool eval = b->work == MSG_WORK_EVAL;
+    if ((eval ? msg_batch_check_ticket(b, tk, err)
+              : msg_batch_check_part(b, tk, err)) != 0)
+        return -1;
     int want = !eval && c->views.local_count > 0 ? 2 : 1;
     if ((int)b->n_groups != want)
         return errf(err,

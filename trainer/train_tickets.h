@@ -62,7 +62,13 @@ struct train_tickets {
 };
 
 /* The next loader (round-robin) with free credit, or NULL; a loader whose
- * client_id is avoid (0: none) only when no other has credit. */
+ * client_id is avoid (0: none) only when no other has credit.
+ * train_tickets_loader_fit ranks them by fit(ctx, c) first (0: cannot
+ * serve the ticket at all, higher is better: partial copies), round-robin
+ * among the best. */
+struct train_client *train_tickets_loader_fit(
+    struct train_tickets *tk, struct train_net *n, uint64_t avoid,
+    int (*fit)(void *ctx, const struct train_client *c), void *ctx);
 struct train_client *train_tickets_loader(struct train_tickets *tk,
                                           struct train_net *n, uint64_t avoid);
 /* Sends ticket m to loader c and records that c holds it. */
@@ -98,7 +104,9 @@ void train_tickets_forget(struct train_tickets *tk);
 
 /* A BATCH against the ticket it answers and the run's views: for work =
  * train the global group then the local one, for work = eval one view at
- * the global size; labels below the class count. 0 or -1 with err. */
+ * the global size; labels below the class count. A train ticket may be
+ * answered in part (msg_batch_check_part: a partial copy's share), an eval
+ * ticket only whole. 0 or -1 with err. */
 int train_tickets_check_answer(const struct config *c, uint32_t n_classes,
                                const struct msg_batch *b,
                                const struct msg_ticket *tk, char *err);
