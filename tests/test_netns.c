@@ -6,7 +6,10 @@
  * CurveZMQ keys. Mid-run one loader's link goes down for 20 s and comes
  * back: the run goes on with the other loader, the cut loader's tickets go
  * to the other, it reconnects by itself, and every step's batch (hash) and
- * loss equal an undisturbed one-loader run of the same seed. Needs root and
+ * loss equal an undisturbed one-loader run of the same seed. The cut
+ * loader's copy misses a few files (a partial copy with the dataset's
+ * index): those samples are served by the other loader and trained, none
+ * excluded. Needs root and
  * iproute2; when namespaces cannot be made the test fails (it does not
  * skip): CI runs as root.
  */
@@ -107,6 +110,15 @@ static void test_two_hosts_cut(void)
     }
     CU_ASSERT_FATAL(made == 0);   /* root and iproute2 are required */
     char *data = pipe_make_dataset(e, "data", 20, 2, 11);
+    /* l1 (the loader whose link is cut) has a partial copy: the index, and
+     * every tenth training file gone */
+    char part[2048], sh[8192];
+    snprintf(part, sizeof part, "%s/data-l2", e->dir);
+    snprintf(sh, sizeof sh,
+             "cp -r '%s' '%s' && '%s' index '%s' >/dev/null && cd '%s' && "
+             "find train -name '*.png' | sort | awk 'NR %% 10 == 0' | xargs rm",
+             data, part, testing_program("tools/lejepa"), part, part);
+    CU_ASSERT_FATAL(system(sh) == 0);
     make_key(e, "trainer", "loader");
     make_key(e, "l1", "loader");
     make_key(e, "l2", "loader");
@@ -135,7 +147,7 @@ static void test_two_hosts_cut(void)
     CU_ASSERT_FATAL(wait_text(e, "mh/log", "(CurveZMQ)", 30));
     pid_t ld[2];
     for (int i = 0; i < 2; i++) {
-        char *largv[] = {lb, "--connect", (char *)connect, "--data", data,
+        char *largv[] = {lb, "--connect", (char *)connect, "--data", i == 0 ? part : data,
                          "--name", (char *)names[1 + i], "--workers", "1",
                          "--key", k[1 + i], "--server-key", k[5], NULL};
         char log[32];
@@ -216,6 +228,9 @@ static void test_two_hosts_cut(void)
     int nr = read_lines(e, "ref", ref);
     CU_ASSERT(nr >= nl && nl > 10);
     check_same(l, nl, ref, nr, 0);
+    for (int i = 0; i < nl; i++)
+        CU_ASSERT_EQUAL(l[i].failures, 0);
+    CU_ASSERT(pipe_count_text(e, "l1.out", "a partial copy: 60 of the 66") == 1);
     free(l);
     free(ref);
     free(data);
