@@ -21,7 +21,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-120}
-B=build
+B=${B:-build}   # B=DIR: binaries of another build (a copy, so rebuilding build/ mid-soak changes nothing)
 name="soak-$(date +%Y%m%d-%H%M%S)"
 run="runs/$name"
 data=data/fashion-mnist
