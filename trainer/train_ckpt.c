@@ -24,15 +24,37 @@
 #include "util.h"
 
 /* Fault injection for tests/test_faults.c: LEJEPA_TRAIN_FAULT=NAME:STEP
- * kills the process with SIGKILL at the point NAME of step STEP, as a power
- * loss would. Unset (always, outside that test) it does nothing. */
-static void fault_point(const char *name, uint64_t step)
+ * names a point of the checkpoint of step STEP. Unset (always, outside
+ * that test) nothing happens. */
+static bool fault_due(const char *name, uint64_t step)
 {
     const char *spec = getenv("LEJEPA_TRAIN_FAULT");
     size_t n = strlen(name);
-    if (spec && strncmp(spec, name, n) == 0 && spec[n] == ':' &&
-        strtoull(spec + n + 1, NULL, 10) == step)
+    return spec && strncmp(spec, name, n) == 0 && spec[n] == ':' &&
+        strtoull(spec + n + 1, NULL, 10) == step;
+}
+
+/* Kills the process with SIGKILL at that point, as a power loss would. */
+static void fault_point(const char *name, uint64_t step)
+{
+    if (fault_due(name, step))
         raise(SIGKILL);
+}
+
+/* The longest a held write (fault_hold) waits for its release. */
+#define TRAIN_FAULT_HOLD_S 60
+
+/* Holds the write there until the run directory has a file named
+ * `release`, so a test sees what goes on meanwhile. */
+static void fault_hold(const char *name, uint64_t step, const char *dir)
+{
+    if (!fault_due(name, step))
+        return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/release", dir);
+    struct stat st;
+    for (int i = 0; i < TRAIN_FAULT_HOLD_S * 100 && stat(path, &st) != 0; i++)
+        usleep(10000);
 }
 
 /* run.keep_ckpts: deletes all but the newest step checkpoints, called once
@@ -136,6 +158,7 @@ int train_ckpt_job_write(const struct train_ckpt_job *j, char *err)
     snprintf(name, sizeof name, "ckpt-%" PRIu64 ".safetensors", j->step);
     snprintf(path, sizeof path, "%s/%s", j->dir, name);
     snprintf(latest, sizeof latest, "%s/latest", j->dir);
+    fault_hold("ckpt-hold", j->step, j->dir);
     if (ckpt_save(path, &j->p, &j->opt, meta_keys,
                   (const char *const *)j->values, TRAIN_CKPT_META_N, err) != 0)
         return -1;
