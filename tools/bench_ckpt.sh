@@ -23,7 +23,7 @@ trap 'kill $ld 2>/dev/null || true; rm -rf "$dir"' EXIT
   --set model.depths=1,1,1 --set model.widths=16,32,64 --set optim.batch=64 \
   --set views.local_count=2 --set run.ckpt_every="$every" \
   --set run.keep_ckpts=3 --set run.log_every=1 --set run.threads=1 \
-  --set eval.every=0 > "$dir/trainer.out" 2>&1 &
+  --set eval.every=-1 > "$dir/trainer.out" 2>&1 &
 tr=$!
 sleep 1
 build/tests/fake_loader --connect "ipc://$dir/work" --n-train 2000 --n-val 8 \
