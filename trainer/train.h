@@ -24,8 +24,8 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "train_engine.h"
 #include "train_ckpt.h"
+#include "train_engine.h"
 #include "train_eval.h"
 #include "train_log.h"
 #include "train_net.h"

@@ -6,8 +6,8 @@
  * the next batches overlaps the current step. After each step: metrics, the
  * time budget (DESIGN.md §5), checkpoints (a copy handed to the writer
  * thread, train_ckpt.h, so the next step need not wait for the disk) and,
- * when due, an eval snapshot (train_eval.c), during which no step starts. Sockets and the run
- * directory are set up by train_main.c.
+ * when due, an eval snapshot (train_eval.c), during which no step starts.
+ * Sockets and the run directory are set up by train_main.c.
  */
 #include <errno.h>
 #include <inttypes.h>
