@@ -12,12 +12,13 @@
 # TRAINER defaults to build/trainer/lejepa-train; STEPS 100, EVERY 5.
 # Results in a temporary directory, removed at the end.
 set -euo pipefail
+# a TRAINER given is relative to where the script is called from
+trainer=$(realpath "${1:-$(dirname "$0")/../build/trainer/lejepa-train}")
 cd "$(dirname "$0")/.."
-trainer=${1:-build/trainer/lejepa-train}
 steps=${2:-100}
 every=${3:-5}
 dir=$(mktemp -d /var/tmp/bench-ckpt.XXXXXX)
-trap 'kill $ld 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill ${tr:-} ${ld:-} 2>/dev/null || true; rm -rf "$dir"' EXIT
 "$trainer" --out "$dir" --name run --steps "$steps" \
   --set run.endpoint="ipc://$dir/work" --set run.broadcast="ipc://$dir/bc" \
   --set model.depths=1,1,1 --set model.widths=16,32,64 --set optim.batch=64 \
