@@ -8,7 +8,13 @@
  *   checkpoint is passed over for the one before, with a note.
  * - disk_full: the run directory on a tmpfs that fills up: the first failed
  *   checkpoint write stops the run (exit 1) naming the last good
- *   checkpoint, which then resumes the run to its end.
+ *   checkpoint, which then resumes the run to its end. Checkpoints are
+ *   written while the next step trains, so the run may stop one step later
+ *   than the failed checkpoint's, never two.
+ * - ckpt_hold: the write of a checkpoint held (a slow disk): the next
+ *   steps train meanwhile, on to the next checkpoint, which waits for the
+ *   held one; the held checkpoint is of its own step (resuming from it
+ *   gives the same steps again).
  * - trainer_restart: real loaders wait while the trainer is killed and
  *   started again on the same address: they find it and serve again, and
  *   the batches are the uninterrupted run's.
@@ -157,6 +163,14 @@ static void test_disk_full(void)
         unsigned long step = strtoul(at + strlen("The last good checkpoint is ckpt-"),
                                      NULL, 10);
         CU_ASSERT(step >= 1 && step < 40);
+        /* with run.ckpt_every=1 the write of step+1 is the one that failed;
+         * at most step+2 trained before the run stopped */
+        const char *stop = strstr(out, "stopped at step ");
+        CU_ASSERT(stop != NULL);
+        if (stop) {
+            unsigned long last = strtoul(stop + strlen("stopped at step "), NULL, 10);
+            CU_ASSERT(last >= step + 1 && last <= step + 2);
+        }
         char cmd[9000];
         snprintf(cmd, sizeof cmd, "cp -r %s/full %s/saved", small, e.dir);
         CU_ASSERT_FATAL(system(cmd) == 0);
@@ -173,6 +187,56 @@ static void test_disk_full(void)
     }
     free(out);
     CU_ASSERT(umount(small) == 0);
+    env_free(&e);
+}
+
+/* LEJEPA_TRAIN_FAULT=ckpt-hold:8 holds the write of ckpt-8 until the run
+ * directory has a file `release`. */
+static void test_ckpt_hold(void)
+{
+    struct env e;
+    env_init(&e);
+    const char *const args[] = {"--steps", "16", "--set", "run.ckpt_every=4",
+                                "--set", "run.keep_ckpts=0", NULL};
+    setenv("LEJEPA_TRAIN_FAULT", "ckpt-hold:8", 1);
+    pid_t tr = start_trainer(&e, "hold", args);
+    unsetenv("LEJEPA_TRAIN_FAULT");
+    pid_t ld = start_loader(&e, "hold-loader", NULL);
+    /* steps 9-11 train while ckpt-8 is being written (a write on the main
+     * thread would hold them back too) */
+    CU_ASSERT(wait_lines(&e, "hold", 11, 30));
+    /* ckpt-12 waits for ckpt-8: step 13 does not start */
+    CU_ASSERT(!wait_lines(&e, "hold", 13, 1));
+    CU_ASSERT(!file_exists(&e, "hold/ckpt-8.safetensors"));
+    char *latest = read_text(&e, "hold/latest");
+    CU_ASSERT(strncmp(latest, "ckpt-4.", 7) == 0);
+    free(latest);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/hold/release", e.dir);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fclose(f);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(ld, 10), 0);
+    struct line *ref = xcalloc(MAX_LINES, sizeof *ref), *l = xcalloc(MAX_LINES, sizeof *l);
+    int nref = read_lines(&e, "hold", ref);
+    CU_ASSERT_EQUAL(nref, 16);
+    CU_ASSERT(file_exists(&e, "hold/ckpt-8.safetensors"));
+    CU_ASSERT(file_exists(&e, "hold/ckpt-12.safetensors"));
+    /* ckpt-8 holds step 8's weights, not those of the steps trained while
+     * it was written: steps 9-16 again from it are the same */
+    char cmd[9000], ck[4400];
+    snprintf(cmd, sizeof cmd, "cp -r %s/hold %s/again", e.dir, e.dir);
+    CU_ASSERT_FATAL(system(cmd) == 0);
+    snprintf(ck, sizeof ck, "%s/again/ckpt-8.safetensors", e.dir);
+    const char *const resume[] = {"--resume", ck, NULL};
+    CU_ASSERT_EQUAL(run_to_end(&e, "again", resume), 0);
+    int n = read_lines(&e, "again", l);
+    CU_ASSERT_EQUAL(n, 16 + 8);
+    CU_ASSERT_EQUAL(l[n - 1].step, 16u);
+    check_same(l + 16, n - 16, ref, nref, 9);
+    free(ref);
+    free(l);
     env_free(&e);
 }
 
@@ -336,6 +400,7 @@ int main(int argc, char **argv)
     static const struct testing_case all[] = {
         {"kill_points", test_kill_points},
         {"disk_full", test_disk_full},
+        {"ckpt_hold", test_ckpt_hold},
         {"trainer_restart", test_trainer_restart},
         {"stopped_loader", test_stopped_loader},
         {"early_refusals", test_early_refusals},

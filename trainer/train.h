@@ -8,8 +8,9 @@
  *   train_eval     snapshots and the eval forward job             (likewise)
  *   train_engine   model, optimizer, the compute thread           (the worker
  *                  while a job is out, the main thread otherwise)
- *   train_rundir   config.ini, metrics.jsonl; train_log the log;
- *                  train_ckpt.c the checkpoints                   (main thread)
+ *   train_rundir   config.ini, metrics.jsonl; train_log the log (main thread)
+ *   train_ckpt     the checkpoints: a copy taken between steps    (main; the
+ *                  writer thread writes it while its job is out)
  *
  * struct train only composes them for the files that glue them: the hub
  * (train_hub.c: what a message means), the loop (train_loop.c: when a step
@@ -23,6 +24,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "train_ckpt.h"
 #include "train_engine.h"
 #include "train_eval.h"
 #include "train_log.h"
@@ -95,6 +97,7 @@ struct train {
     struct train_dataset data;
     bool engine_ready;
     struct train_engine engine;
+    struct train_ckpt_writer ckpt; /* started with the engine */
     struct train_step steps;
     struct train_eval *eval;
     struct train_progress prog;
@@ -129,8 +132,18 @@ void train_hub_bye_all(struct train *t, const char *reason);
 /* Hands out tickets: a snapshot's first, then the steps'. */
 void train_hub_issue(struct train *t);
 
-/* train_ckpt.c: reads every part; writes the checkpoint of t->prog.step. */
+/* train_ckpt.c: the checkpoint of t->prog.step, with the compute thread
+ * idle. train_ckpt_begin copies it for the writer thread and returns; a
+ * write still out is waited for first, and its failure is returned instead
+ * (nothing is copied). train_ckpt_write writes it on the calling thread,
+ * after any write that is out (the end of a run). 0, or -1 with err. */
+int train_ckpt_begin(struct train *t, char *err);
 int train_ckpt_write(struct train *t, char *err);
+/* Takes the outcome of the write that was out, waiting for it with wait: a
+ * written one becomes the last good checkpoint (t->prog); -1 with err when
+ * it failed, 0 otherwise (also when nothing was out or, without wait, it
+ * is still out). */
+int train_ckpt_collect(struct train *t, bool wait, char *err);
 /* The config text stored in a checkpoint (malloc'd) and the path of the
  * checkpoint a --resume argument names (a file or a run directory). */
 char *train_ckpt_read_config(const char *arg, char *path, size_t path_len,

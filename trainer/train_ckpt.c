@@ -7,6 +7,9 @@
  * Both are written atomically; older step checkpoints beyond run.keep_ckpts
  * are deleted after that. Tickets in flight are not saved: a resumed
  * run issues them again, so it trains the same next batch.
+ * A periodic checkpoint is a copy of all that, taken between two steps and
+ * written by the writer thread (train_ckpt_writer.c) while the next steps
+ * train; the final one is written here, on the main thread.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,104 +24,201 @@
 #include "util.h"
 
 /* Fault injection for tests/test_faults.c: LEJEPA_TRAIN_FAULT=NAME:STEP
- * kills the process with SIGKILL at the point NAME of step STEP, as a power
- * loss would. Unset (always, outside that test) it does nothing. */
-static void fault_point(const char *name, uint64_t step)
+ * names a point of the checkpoint of step STEP. Unset (always, outside
+ * that test) nothing happens. */
+static bool fault_due(const char *name, uint64_t step)
 {
     const char *spec = getenv("LEJEPA_TRAIN_FAULT");
     size_t n = strlen(name);
-    if (spec && strncmp(spec, name, n) == 0 && spec[n] == ':' &&
-        strtoull(spec + n + 1, NULL, 10) == step)
+    return spec && strncmp(spec, name, n) == 0 && spec[n] == ':' &&
+        strtoull(spec + n + 1, NULL, 10) == step;
+}
+
+/* Kills the process with SIGKILL at that point, as a power loss would. */
+static void fault_point(const char *name, uint64_t step)
+{
+    if (fault_due(name, step))
         raise(SIGKILL);
+}
+
+/* The longest a held write (fault_hold) waits for its release. */
+#define TRAIN_FAULT_HOLD_S 60
+
+/* Holds the write there until the run directory has a file named
+ * `release`, so a test sees what goes on meanwhile. */
+static void fault_hold(const char *name, uint64_t step, const char *dir)
+{
+    if (!fault_due(name, step))
+        return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/release", dir);
+    struct stat st;
+    for (int i = 0; i < TRAIN_FAULT_HOLD_S * 100 && stat(path, &st) != 0; i++)
+        usleep(10000);
 }
 
 /* run.keep_ckpts: deletes all but the newest step checkpoints, called once
  * the new one and `latest` are on disk. The one just written (what `latest`
  * names) and the run's final one (step == total) are never deleted. A file
  * that cannot be listed or removed is logged; the run goes on. */
-static void rotate(struct train *t)
+static void rotate(const struct train_ckpt_job *j)
 {
-    int64_t keep = t->cfg.run.keep_ckpts;
-    if (keep <= 0)
+    if (j->keep <= 0)
         return;
     char err[ERR_LEN];
     size_t n = 0;
-    uint64_t *steps = ckpt_list_steps(t->rundir.dir, &n, err);
+    uint64_t *steps = ckpt_list_steps(j->dir, &n, err);
     if (!steps) {
         train_log("cannot rotate checkpoints: %s", err);
         return;
     }
-    for (size_t i = (size_t)keep; i < n; i++) {
-        if (steps[i] == t->prog.step || steps[i] == t->prog.total)
+    for (size_t i = (size_t)j->keep; i < n; i++) {
+        if (steps[i] == j->step || steps[i] == j->total)
             continue;
         char path[4200];
-        snprintf(path, sizeof path, "%s/ckpt-%" PRIu64 ".safetensors",
-                 t->rundir.dir, steps[i]);
+        snprintf(path, sizeof path, "%s/ckpt-%" PRIu64 ".safetensors", j->dir,
+                 steps[i]);
         if (unlink(path) != 0)
             train_log("cannot delete old checkpoint %s: %s", path,
                       strerror(errno));
         else
             train_log("deleted old checkpoint %s (run.keep_ckpts = %" PRId64
                       ")",
-                      path, keep);
+                      path, j->keep);
     }
     free(steps);
 }
 
-int train_ckpt_write(struct train *t, char *err)
+static const char *const meta_keys[TRAIN_CKPT_META_N] = {
+    "config",
+    "run",
+    "step",
+    "total_steps",
+    "sampler.epoch",
+    "sampler.epoch_start",
+    "sampler.seed",
+    "sampler.excluded",
+    "dataset.fingerprint",
+    "dataset.n_train",
+    "dataset.n_val",
+    "dataset.n_classes",
+};
+
+static char *format_u64(const char *fmt, uint64_t v)
+{
+    char s[32];
+    snprintf(s, sizeof s, fmt, v);
+    return xstrdup(s);
+}
+
+/* What the checkpoint of t->prog.step holds, the arenas the model's; the
+ * caller clears j. */
+static void job_fill(struct train *t, struct train_ckpt_job *j)
 {
     /* the sampler state of the next step to train */
     const struct train_slot *s = train_step_slot(&t->steps, t->prog.step);
     uint32_t epoch = s ? s->epoch : t->steps.sampler.epoch;
     uint64_t epoch_start = s ? s->epoch_start : t->steps.sampler.epoch_start;
-    char step[32], total[32], ep[32], ep_start[32], seed[32], fp[32], ntr[32],
-        nval[32], ncls[32];
-    snprintf(step, sizeof step, "%" PRIu64, t->prog.step);
-    snprintf(total, sizeof total, "%" PRIu64, t->prog.total);
-    snprintf(ep, sizeof ep, "%" PRIu32, epoch);
-    snprintf(ep_start, sizeof ep_start, "%" PRIu64, epoch_start);
-    snprintf(seed, sizeof seed, "%" PRIu64, t->steps.sampler.seed);
-    snprintf(fp, sizeof fp, "%016" PRIx64, t->data.fingerprint);
-    snprintf(ntr, sizeof ntr, "%" PRIu64, t->data.n_train);
-    snprintf(nval, sizeof nval, "%" PRIu64, t->data.n_val);
-    snprintf(ncls, sizeof ncls, "%" PRIu32, t->data.n_classes);
-    char *excluded = train_sampler_format_excluded(&t->steps.sampler);
-    const char *keys[] = {
-        "config",
-        "run",
-        "step",
-        "total_steps",
-        "sampler.epoch",
-        "sampler.epoch_start",
-        "sampler.seed",
-        "sampler.excluded",
-        "dataset.fingerprint",
-        "dataset.n_train",
-        "dataset.n_val",
-        "dataset.n_classes",
+    *j = (struct train_ckpt_job){
+        .p = t->engine.model.p,
+        .opt = t->engine.opt,
+        .step = t->prog.step,
+        .total = t->prog.total,
+        .keep = t->cfg.run.keep_ckpts,
+        .dir = xstrdup(t->rundir.dir),
+        .values =
+            {
+                xstrdup(t->config_text),
+                xstrdup(t->cfg.run.name),
+                format_u64("%" PRIu64, t->prog.step),
+                format_u64("%" PRIu64, t->prog.total),
+                format_u64("%" PRIu64, epoch),
+                format_u64("%" PRIu64, epoch_start),
+                format_u64("%" PRIu64, t->steps.sampler.seed),
+                train_sampler_format_excluded(&t->steps.sampler),
+                format_u64("%016" PRIx64, t->data.fingerprint),
+                format_u64("%" PRIu64, t->data.n_train),
+                format_u64("%" PRIu64, t->data.n_val),
+                format_u64("%" PRIu64, t->data.n_classes),
+            },
     };
-    const char *values[] = {
-        t->config_text, t->cfg.run.name, step, total, ep,   ep_start,
-        seed,           excluded,        fp,   ntr,   nval, ncls,
-    };
+}
+
+void train_ckpt_job_clear(struct train_ckpt_job *j)
+{
+    free(j->dir);
+    for (int i = 0; i < TRAIN_CKPT_META_N; i++)
+        free(j->values[i]);
+    memset(j, 0, sizeof *j);
+}
+
+int train_ckpt_job_write(const struct train_ckpt_job *j, char *err)
+{
     char name[64], path[4200], latest[4200];
-    snprintf(name, sizeof name, "ckpt-%" PRIu64 ".safetensors", t->prog.step);
-    snprintf(path, sizeof path, "%s/%s", t->rundir.dir, name);
-    snprintf(latest, sizeof latest, "%s/latest", t->rundir.dir);
-    int rc = ckpt_save(path, &t->engine.model.p, &t->engine.opt, keys, values,
-                       sizeof keys / sizeof keys[0], err);
-    free(excluded);
-    if (rc != 0)
+    snprintf(name, sizeof name, "ckpt-%" PRIu64 ".safetensors", j->step);
+    snprintf(path, sizeof path, "%s/%s", j->dir, name);
+    snprintf(latest, sizeof latest, "%s/latest", j->dir);
+    fault_hold("ckpt-hold", j->step, j->dir);
+    if (ckpt_save(path, &j->p, &j->opt, meta_keys,
+                  (const char *const *)j->values, TRAIN_CKPT_META_N, err) != 0)
         return -1;
-    fault_point("ckpt-before-latest", t->prog.step);
+    fault_point("ckpt-before-latest", j->step);
     char text[80];
     int n = snprintf(text, sizeof text, "%s\n", name);
     if (util_write_file_atomic(latest, text, (size_t)n, err) != 0)
         return -1;
+    train_log("checkpoint %s (step %" PRIu64 ")", path, j->step);
+    rotate(j);
+    return 0;
+}
+
+/* The outcome of the write that was out, into t->prog (a written one is
+ * the last good checkpoint from now on). */
+int train_ckpt_collect(struct train *t, bool wait, char *err)
+{
+    uint64_t step = 0;
+    int rc = train_ckpt_writer_collect(&t->ckpt, wait, &step, err);
+    if (rc == 1) {
+        t->prog.last_ckpt_step = step;
+        t->prog.have_ckpt = true;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+int train_ckpt_begin(struct train *t, char *err)
+{
+    if (train_ckpt_collect(t, true, err) != 0)
+        return -1;
+    struct train_ckpt_job j;
+    job_fill(t, &j);
+    const struct params *p = &t->engine.model.p;
+    struct train_ckpt_writer *w = &t->ckpt;
+    size_t n = p->learn.total * sizeof(float);
+    memcpy(w->data, p->data, n);
+    memcpy(w->m, p->m, n);
+    memcpy(w->v, p->v, n);
+    memcpy(w->state_data, p->state_data, p->state.total * sizeof(float));
+    j.p.data = w->data;
+    j.p.m = w->m;
+    j.p.v = w->v;
+    j.p.state_data = w->state_data;
+    j.p.grad = NULL;
+    train_ckpt_writer_submit(w, &j);
+    return 0;
+}
+
+int train_ckpt_write(struct train *t, char *err)
+{
+    if (train_ckpt_collect(t, true, err) != 0)
+        return -1;
+    struct train_ckpt_job j;
+    job_fill(t, &j);
+    int rc = train_ckpt_job_write(&j, err);
+    train_ckpt_job_clear(&j);
+    if (rc != 0)
+        return -1;
     t->prog.last_ckpt_step = t->prog.step;
     t->prog.have_ckpt = true;
-    train_log("checkpoint %s (step %" PRIu64 ")", path, t->prog.step);
-    rotate(t);
     return 0;
 }
 

@@ -4,9 +4,10 @@
  * clients and keeps the window of steps filled with tickets, and one
  * function (step_gate) decides when the next step may start, so receiving
  * the next batches overlaps the current step. After each step: metrics, the
- * time budget (DESIGN.md §5), checkpoints and, when due, an eval snapshot
- * (train_eval.c), during which no step starts. Sockets and the run
- * directory are set up by train_main.c.
+ * time budget (DESIGN.md §5), checkpoints (a copy handed to the writer
+ * thread, train_ckpt.h, so the next step need not wait for the disk) and,
+ * when due, an eval snapshot (train_eval.c), during which no step starts.
+ * Sockets and the run directory are set up by train_main.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -72,6 +73,8 @@ void train_engine_init(struct train *t)
     t->eval = train_eval_new(c, t->data.n_train, t->data.n_val,
                              t->data.n_classes, &t->engine.model);
     train_engine_start(&t->engine);
+    if (c->run.ckpt_every > 0)
+        train_ckpt_writer_start(&t->ckpt, &t->engine.model.p);
     t->engine_ready = true;
     t->iv.t0 = util_time_mono();
 }
@@ -89,10 +92,17 @@ static uint64_t snapshots_between(const struct train *t, uint64_t from,
 
 /* A checkpoint or metrics write failed (a full disk, a lost mount): the
  * run stops before the next step, naming the last good checkpoint, rather
- * than train on with nothing saved. */
+ * than train on with nothing saved. A checkpoint still being written is
+ * waited for first: its rotation may have deleted the one named so far,
+ * and its failure is the one to report. */
 static void stop_on_write_failure(struct train *t, const char *what,
                                   const char *why)
 {
+    char err[ERR_LEN];
+    if (train_ckpt_collect(t, true, err) != 0) {
+        what = "checkpoint failed";
+        why = err;
+    }
     char last[80] = "none yet";
     if (t->prog.have_ckpt)
         snprintf(last, sizeof last, "ckpt-%" PRIu64 ".safetensors",
@@ -277,10 +287,12 @@ static void step_finish(struct train *t, struct train_slot *s)
         fix_total(t);
     if (t->ctl.fatal[0])
         return;
+    /* the copy is of step p->step's weights: the compute thread is idle
+     * until the next step is submitted */
     char err[ERR_LEN];
     if (p->total_fixed && t->cfg.run.ckpt_every > 0 && p->step < p->total &&
         p->step % (uint64_t)t->cfg.run.ckpt_every == 0 &&
-        train_ckpt_write(t, err) != 0) {
+        train_ckpt_begin(t, err) != 0) {
         stop_on_write_failure(t, "checkpoint failed", err);
         return;
     }
@@ -384,6 +396,10 @@ static int turn(struct train *t)
         step_finish(t, cur);
         computing = false;
     }
+    /* a checkpoint write that failed while the step computed: no next step */
+    char err[ERR_LEN];
+    if (!t->ctl.fatal[0] && train_ckpt_collect(t, false, err) != 0)
+        stop_on_write_failure(t, "checkpoint failed", err);
     const struct train_sampler *sm = &t->steps.sampler;
     if ((double)sm->n_failed >
             t->cfg.limits.max_excluded * (double)sm->n_train &&
@@ -432,7 +448,7 @@ static int turn(struct train *t)
     return -1;
 }
 
-int train_loop_run(struct train *t, volatile sig_atomic_t *signals)
+static int loop(struct train *t, volatile sig_atomic_t *signals)
 {
     struct train_control *ctl = &t->ctl;
     for (;;) {
@@ -472,4 +488,22 @@ int train_loop_run(struct train *t, volatile sig_atomic_t *signals)
             train_step_open(&t->steps, t->prog.total);
         train_hub_issue(t);
     }
+}
+
+int train_loop_run(struct train *t, volatile sig_atomic_t *signals)
+{
+    int code = loop(t, signals);
+    /* a checkpoint still being written is part of the run's outcome: the
+     * end waits for it, and its failure stops the run as it would have a
+     * step later */
+    char err[ERR_LEN];
+    if (train_ckpt_collect(t, true, err) != 0) {
+        if (!t->ctl.fatal[0])
+            stop_on_write_failure(t, "checkpoint failed", err);
+        else
+            train_log("checkpoint failed: %s", err);
+        if (code == 0)
+            code = t->ctl.fatal_code;
+    }
+    return code;
 }

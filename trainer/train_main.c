@@ -359,6 +359,7 @@ static int finish(struct train *t, int code)
         train_log("error: %s", t->ctl.fatal);
     train_hub_bye_all(t, bye_reason(t, code));
     if (t->engine_ready) {
+        train_ckpt_writer_stop(&t->ckpt);
         train_engine_stop(&t->engine);
         train_log("%s at step %" PRIu64 " of %" PRIu64 " (%" PRIu64 " bad "
                   "messages, %" PRIu64 " duplicate batches, %" PRIu64

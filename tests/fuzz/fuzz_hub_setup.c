@@ -233,6 +233,7 @@ static void fresh_run(struct fuzz_hub *h)
     struct train *t = h->t;
     train_hub_bye_all(t, "trainer stopped");
     if (t->engine_ready) {
+        train_ckpt_writer_stop(&t->ckpt);
         train_engine_stop(&t->engine);
         train_eval_free(t->eval);
         train_step_free(&t->steps);
