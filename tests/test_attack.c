@@ -766,15 +766,5 @@ int main(int argc, char **argv)
         {NULL, NULL},
     };
     signal(SIGPIPE, SIG_IGN);
-    if (argc < 2)
-        return testing_run("attack", all);
-    struct testing_case one[2] = {{NULL, NULL}, {NULL, NULL}};
-    for (int i = 0; all[i].name; i++)
-        if (strcmp(all[i].name, argv[1]) == 0)
-            one[0] = all[i];
-    if (!one[0].name) {
-        fprintf(stderr, "test_attack: no case '%s'\n", argv[1]);
-        return 2;
-    }
-    return testing_run("attack", one);
+    return testing_run_named("attack", all, argc, argv);
 }

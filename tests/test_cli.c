@@ -184,15 +184,7 @@ int main(int argc, char **argv)
         {NULL, NULL},
     };
     tmp = testing_tmpdir();
-    struct testing_case one[2] = {{NULL, NULL}, {NULL, NULL}};
-    for (int i = 0; argc > 1 && all[i].name; i++)
-        if (strcmp(all[i].name, argv[1]) == 0)
-            one[0] = all[i];
-    if (argc > 1 && !one[0].name) {
-        fprintf(stderr, "test_cli: no case '%s'\n", argv[1]);
-        return 2;
-    }
-    int rc = testing_run("cli", argc > 1 ? one : all);
+    int rc = testing_run_named("cli", all, argc, argv);
     testing_rmtree(tmp);
     free(tmp);
     return rc;

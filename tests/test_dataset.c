@@ -16,15 +16,7 @@
 /* Creates root/rel (and its parent folders) as an empty file. */
 static void touch(const char *root, const char *rel)
 {
-    char path[4096], err[ERR_LEN];
-    snprintf(path, sizeof path, "%s/%s", root, rel);
-    char *slash = strrchr(path, '/');
-    *slash = '\0';
-    CU_ASSERT_EQUAL_FATAL(util_mkdir_p(path, err), 0);
-    *slash = '/';
-    FILE *f = fopen(path, "wb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fclose(f);
+    testing_put_file(root, rel, "", 0);
 }
 
 static void make_dir(const char *root, const char *rel)

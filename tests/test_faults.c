@@ -408,13 +408,5 @@ int main(int argc, char **argv)
         {NULL, NULL},
     };
     pipe_init();
-    if (argc < 2)
-        return testing_run("faults", all);
-    for (int i = 0; all[i].name; i++)
-        if (strcmp(all[i].name, argv[1]) == 0) {
-            struct testing_case one[] = {all[i], {NULL, NULL}};
-            return testing_run("faults", one);
-        }
-    fprintf(stderr, "test_faults: no case '%s'\n", argv[1]);
-    return 2;
+    return testing_run_named("faults", all, argc, argv);
 }

@@ -527,15 +527,7 @@ int main(int argc, char **argv)
     tmp = testing_tmpdir();
     snprintf(data_dir, sizeof data_dir, "%s/data", tmp);
     imgdir_make(data_dir, 2, 16, 4, 20, 20, 42);
-    struct testing_case one[2] = {{NULL, NULL}, {NULL, NULL}};
-    for (int i = 0; argc > 1 && all[i].name; i++)
-        if (strcmp(all[i].name, argv[1]) == 0)
-            one[0] = all[i];
-    if (argc > 1 && !one[0].name) {
-        fprintf(stderr, "test_launcher: no case '%s'\n", argv[1]);
-        return 2;
-    }
-    int rc = testing_run("launcher", argc > 1 ? one : all);
+    int rc = testing_run_named("launcher", all, argc, argv);
     if (!getenv("LEJEPA_KEEP_TMP"))
         testing_rmtree(tmp);
     else

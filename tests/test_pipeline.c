@@ -481,19 +481,7 @@ int main(int argc, char **argv)
         return 1;
     }
     vips_cache_set_max(0);
-    struct testing_case one[2] = {{NULL, NULL}, {NULL, NULL}};
-    const struct testing_case *run = all;
-    if (argc >= 2) {
-        for (int i = 0; all[i].name; i++)
-            if (strcmp(all[i].name, argv[1]) == 0)
-                one[0] = all[i];
-        if (!one[0].name) {
-            fprintf(stderr, "test_pipeline: no case '%s'\n", argv[1]);
-            return 2;
-        }
-        run = one;
-    }
-    int status = testing_run("pipeline", run);
+    int status = testing_run_named("pipeline", all, argc, argv);
     pipe_case_abandon();
     vips_shutdown();
     return status;

@@ -498,15 +498,5 @@ int main(int argc, char **argv)
         {NULL, NULL},
     };
     signal(SIGPIPE, SIG_IGN);
-    if (argc < 2)
-        return testing_run("train_eval", all);
-    struct testing_case one[2] = {{NULL, NULL}, {NULL, NULL}};
-    for (int i = 0; all[i].name; i++)
-        if (strcmp(all[i].name, argv[1]) == 0)
-            one[0] = all[i];
-    if (!one[0].name) {
-        fprintf(stderr, "test_train_eval: no case '%s'\n", argv[1]);
-        return 2;
-    }
-    return testing_run("train_eval", one);
+    return testing_run_named("train_eval", all, argc, argv);
 }

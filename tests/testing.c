@@ -5,6 +5,7 @@
 #define _XOPEN_SOURCE 700
 #include "testing.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +45,37 @@ int testing_run(const char *suite_name, const struct testing_case *cases)
     unsigned tests_failed = CU_get_number_of_tests_failed();
     CU_cleanup_registry();
     return (failed || tests_failed) ? 1 : 0;
+}
+
+int testing_run_named(const char *suite_name, const struct testing_case *cases,
+                      int argc, char **argv)
+{
+    if (argc < 2)
+        return testing_run(suite_name, cases);
+    for (const struct testing_case *c = cases; c->name; c++)
+        if (strcmp(c->name, argv[1]) == 0) {
+            struct testing_case one[2] = {*c, {NULL, NULL}};
+            return testing_run(suite_name, one);
+        }
+    fprintf(stderr, "%s: no case '%s'\n", suite_name, argv[1]);
+    return 2;
+}
+
+void testing_put_file(const char *root, const char *rel, const void *data,
+                      size_t len)
+{
+    char path[8192];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    /* its folders, one by one (those that exist stay) */
+    for (char *p = path + 1; (p = strchr(p, '/')); p++) {
+        *p = '\0';
+        CU_ASSERT_FATAL(mkdir(path, 0755) == 0 || errno == EEXIST);
+        *p = '/';
+    }
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fwrite(data, 1, len, f), len);
+    CU_ASSERT_EQUAL(fclose(f), 0);
 }
 
 const char *testing_fixture(const char *name)

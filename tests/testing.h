@@ -22,6 +22,15 @@ struct testing_case {
 /* Runs the cases (terminated by {NULL, NULL}) as one suite; returns the
  * process exit status: 0 when all pass, 1 on any failure. */
 int testing_run(const char *suite, const struct testing_case *cases);
+/* testing_run, or with argv[1] only the case of that name (meson runs
+ * each case as a test of its own); an unknown name exits 2. */
+int testing_run_named(const char *suite, const struct testing_case *cases,
+                      int argc, char **argv);
+
+/* Writes root/rel (making its folders) with len bytes of data (a fatal
+ * CUnit failure when it cannot). */
+void testing_put_file(const char *root, const char *rel, const void *data,
+                      size_t len);
 
 /* Path of a committed fixture under tests/fixtures/ (from the source tree,
  * via the LEJEPA_SOURCE_ROOT environment set by meson). A missing fixture
