@@ -394,6 +394,16 @@ static void test_partial_copies(void)
         CU_ASSERT(l[i].samples == 8 && l[i].failures == 0);
     CU_ASSERT(pipe_count_text(e, "mixed-loader0.out", "a partial copy: 78 of the 84") == 1);
     CU_ASSERT_EQUAL(pipe_count_text(e, "mixed/log", "could not load"), 0);
+
+    /* copy a alone lacks shards 3 and 4: the run waits, and says why */
+    pid_t tr = start_trainer(e, "alone", steps);
+    pipe_track(tr);
+    CU_ASSERT(wait_text(e, "alone/log", "work endpoint", 20));
+    pid_t ld = pipe_start_loader(e, "alone-loader", a, NULL, NULL);
+    CU_ASSERT(wait_text(e, "alone/log", "held by no connected loader", 30));
+    CU_ASSERT_EQUAL(kill(tr, SIGINT), 0);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, 30), 0);
+    pipe_stop_loader(ld);
     free(ref);
     free(l);
     free(data);

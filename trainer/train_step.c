@@ -303,8 +303,19 @@ void train_step_issue(struct train_step *st, struct train_tickets *tk,
             struct fit_ctx f = {st, s, k};
             struct train_client *c =
                 train_tickets_loader_fit(tk, n, s->avoid[k], fit_ticket, &f);
-            if (!c)
-                continue; /* no loader with credit holds its samples now */
+            if (!c) {
+                /* no loader with credit holds its samples now; say so when
+                 * no connected loader holds them at all */
+                if (train_net_count(n, MSG_ROLE_LOADER) > 0 &&
+                    !other_fits(st, s, k, n, NULL) &&
+                    train_log_thin(++st->unheld))
+                    train_log("step %" PRIu64 ": samples of ticket %d are "
+                              "held by no connected loader (partial copies): "
+                              "waiting for one that has them (%" PRIu64
+                              " checks so far)",
+                              s->step, k, st->unheld);
+                continue;
+            }
             /* a ticket a loader failed (or whose decode failures need a
              * second opinion) waits for another loader to have credit,
              * while there is another that holds its samples */

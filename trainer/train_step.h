@@ -94,6 +94,7 @@ struct train_step {
     uint64_t doubted;      /* answers whose decode failures went to a
                             * second loader for confirmation */
     uint64_t *part;        /* (ticket_size) the indices of a ticket sent */
+    uint64_t unheld;       /* times a ticket found no loader holding it */
     char sampler_err[256]; /* no next epoch: fatal once the open
                                      * steps are trained */
     struct train_step_job job;
