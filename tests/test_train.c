@@ -146,15 +146,16 @@ static void test_failures(void)
 /* A decode failure excludes a sample only when a second loader agrees.
  * A loader that calls every sample undecodable, joining beside an honest
  * one, excludes nothing: every step trains its 8 samples. Two loaders that
- * both fail samples 0, 10, 20, 30 (started before the trainer, so both are
- * connected by the first answer) exclude exactly those, once each. */
+ * both fail samples 0, 10, 20, 30 (started before the trainer, and slow to
+ * answer, so both are connected by the first answer) exclude exactly
+ * those, once each. */
 static void test_decode_agreement(void)
 {
     struct env e;
     env_init(&e);
     struct line *l = xcalloc(MAX_LINES, sizeof *l);
-    const char *const args[] = {"--steps", "30", NULL};
-    const char *const slow[] = {"--delay-ms", "30", "--credit", "2", NULL};
+    const char *const args[] = {"--steps", "40", NULL};
+    const char *const slow[] = {"--delay-ms", "50", "--credit", "2", NULL};
     const char *const lie[] = {"--fail-mod", "1", NULL};
     pid_t tr = start_trainer(&e, "liar", args);
     pid_t good = start_loader(&e, "liar-good", slow);
@@ -170,7 +171,7 @@ static void test_decode_agreement(void)
     CU_ASSERT_EQUAL(testing_wait_exit(good, 10), 0);
     CU_ASSERT_EQUAL(testing_wait_exit(bad, 10), 0);
     int n = read_lines(&e, "liar", l);
-    CU_ASSERT_EQUAL_FATAL(n, 30);
+    CU_ASSERT_EQUAL_FATAL(n, 40);
     for (int i = 0; i < n; i++)
         CU_ASSERT(l[i].samples == 8 && l[i].failures == 0);
     char *log = read_text(&e, "liar/log");
@@ -178,7 +179,7 @@ static void test_decode_agreement(void)
     CU_ASSERT_PTR_NULL(strstr(log, "excluded from"));
     free(log);
 
-    const char *const fail[] = {"--fail-mod", "10", "--delay-ms", "150", NULL};
+    const char *const fail[] = {"--fail-mod", "10", "--delay-ms", "500", NULL};
     const char *const lax[] = {"--steps", "5", "--set", "limits.max_excluded=0.5", NULL};
     pid_t a = start_loader(&e, "agree-a", fail), b = start_loader(&e, "agree-b", fail);
     tr = start_trainer(&e, "agree", lax);
