@@ -102,6 +102,7 @@ struct config_model {
     int embed;                          /* enum config_embed */
     struct config_int_list projector;   /* projector widths, last = K */
     bool sync_bn;                       /* BatchNorm statistics over all ranks */
+    double drop_path;                   /* ViT stochastic depth, last block */
 };
 
 /* [loss]: LeJEPA's trade-off and SIGReg's quadrature (DESIGN.md §5). */

@@ -183,6 +183,11 @@ static const struct config_key key_table[] = {
     KEY_INT_LIST(model, projector, 1, 8, 1, 65536, "2048,2048,128",
                  "projector widths; hidden layers get BatchNorm1d + ReLU, "
                  "the last is the SIGReg dimension"),
+    KEY_FLOAT(model, drop_path, 0.0, 0.9, "0",
+              "ViT stochastic depth (drop_path) in training: block i of n "
+              "drops each residual branch of a view with probability "
+              "drop_path * i / (n - 1) (timm's rule) and scales kept ones "
+              "by 1 / (1 - p); 0: off"),
     KEY_BOOL(model, sync_bn, "false",
              "data parallel over MPI ranks: BatchNorm in training uses the "
              "batch statistics of every rank's samples (synchronised "

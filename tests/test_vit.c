@@ -76,12 +76,11 @@ static void fd_model_free(struct fd_model *m)
     free(m->r);
 }
 
-static void check_fd(bool cls_mean)
+/* Central differences of every parameter's gradient (a few entries of
+ * each tensor) through m's graph in training mode. */
+static void check_fd_model(struct fd_model *m_)
 {
-    uint64_t seed = cls_mean ? 21 : 20;
-    struct fd_model m;
-    fd_model_init(&m, cls_mean, &seed);
-    CU_ASSERT_EQUAL(m.g.t[m.emb].C, cls_mean ? 10 : 5);
+    struct fd_model m = *m_;
     memset(m.p.grad, 0, m.p.learn.total * sizeof(float));
     fd_loss(&m);
     graph_zero_out_grads(&m.g);
@@ -111,6 +110,83 @@ static void check_fd(bool cls_mean)
         CU_ASSERT(worst <= FD_RTOL);
     }
     CU_ASSERT(checked > 20);
+}
+
+static void check_fd(bool cls_mean)
+{
+    uint64_t seed = cls_mean ? 21 : 20;
+    struct fd_model m;
+    fd_model_init(&m, cls_mean, &seed);
+    CU_ASSERT_EQUAL(m.g.t[m.emb].C, cls_mean ? 10 : 5);
+    check_fd_model(&m);
+    fd_model_free(&m);
+}
+
+/* Stochastic depth: patch embed -> x, then x + drop(linear(LN(x))) with
+ * p = 0.5 over 64 images, CLS pooled. In training each image's branch is
+ * either dropped (the output is x, bit for bit) or doubled (x + 2 y, y the
+ * branch as an eval pass computes it); about half of them drop; the masks
+ * are a function of (seed, step); finite differences hold through it. */
+static void test_drop_path(void)
+{
+    uint64_t seed = 31;
+    struct fd_model m;
+    memset(&m, 0, sizeof m);
+    const int B = 64, C = 1, S = 6, P = 3, D = 4;
+    graph_init(&m.g, &m.p, B);
+    m.in = graph_input(&m.g, C, S, S);
+    int x = graph_patch_embed(&m.g, m.in, "vit", P, D, 2, PARAMS_GROUP_ENCODER);
+    int y = graph_layernorm(&m.g, x, "vit.norm", NN_LN_EPS_VIT, PARAMS_GROUP_ENCODER);
+    y = graph_token_linear(&m.g, y, "vit.fc", D, PARAMS_GROUP_ENCODER);
+    int sum = graph_add_drop(&m.g, y, x, 0.5f);
+    const int drop_op = m.g.n_ops - 1;
+    m.emb = graph_cls_pool(&m.g, sum, false);
+    params_alloc(&m.p);
+    params_init(&m.p, 5);
+    for (size_t i = 0; i < m.p.learn.total; i++)
+        m.p.data[i] += (float)(0.3 * testing_rand_normal(&seed));
+    graph_alloc(&m.g, true);
+    float *x0 = graph_act(&m.g, m.in);
+    for (size_t i = 0; i < graph_numel(&m.g, m.in); i++)
+        x0[i] = (float)testing_rand_normal(&seed);
+    size_t nemb = graph_numel(&m.g, m.emb), row = graph_numel(&m.g, sum) / B;
+    m.r = xmalloc(nemb * sizeof(float));
+    for (size_t i = 0; i < nemb; i++)
+        m.r[i] = (float)testing_rand_normal(&seed);
+    m.g.drop_seed = 99;
+    m.g.drop_step = 7;
+
+    /* the eval pass: x + y, and x itself */
+    graph_forward(&m.g, false);
+    float *plain = xmalloc(B * row * sizeof(float)), *xs = xmalloc(B * row * sizeof(float));
+    memcpy(plain, graph_act(&m.g, sum), B * row * sizeof(float));
+    memcpy(xs, graph_act(&m.g, x), B * row * sizeof(float));
+    graph_forward(&m.g, true);
+    const float *scale = m.g.act + m.g.ops[drop_op].save, *out = graph_act(&m.g, sum);
+    int dropped = 0, bad = 0;
+    float first[64];
+    for (int b = 0; b < B; b++) {
+        first[b] = scale[b];
+        CU_ASSERT(scale[b] == 0.0f || scale[b] == 2.0f);
+        dropped += scale[b] == 0.0f;
+        for (size_t i = 0; i < row; i++) {
+            size_t k = (size_t)b * row + i;
+            float want = xs[k] + scale[b] * (plain[k] - xs[k]);
+            bad += scale[b] == 0.0f ? out[k] != xs[k] : fabsf(out[k] - want) > 1e-5f;
+        }
+    }
+    printf("(%d of %d dropped) ", dropped, B);
+    CU_ASSERT(dropped >= 20 && dropped <= 44);
+    CU_ASSERT_EQUAL(bad, 0);
+    /* the same (seed, step): the same masks; another step: others */
+    graph_forward(&m.g, true);
+    CU_ASSERT_EQUAL(memcmp(first, scale, sizeof first), 0);
+    m.g.drop_step = 8;
+    graph_forward(&m.g, true);
+    CU_ASSERT_NOT_EQUAL(memcmp(first, scale, sizeof first), 0);
+    check_fd_model(&m);
+    free(plain);
+    free(xs);
     fd_model_free(&m);
 }
 
@@ -319,6 +395,7 @@ int main(void)
     static const struct testing_case cases[] = {
         {"finite differences through CLS pooling", test_fd_cls},
         {"finite differences through CLS + patch mean", test_fd_cls_mean},
+        {"stochastic depth: masks, outputs, gradients", test_drop_path},
         {"forward flops", test_flops},
         {"eval feature map and CLS attention", test_eval_outputs},
         {"presets, overrides and errors", test_presets_and_errors},

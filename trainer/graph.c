@@ -9,6 +9,7 @@
 
 #include "dist_bn.h"
 #include "nn.h"
+#include "rng.h"
 #include "util.h"
 
 const char *graph_kind_name(enum graph_op_kind k)
@@ -191,6 +192,17 @@ int graph_add(struct graph *g, int a, int b, bool in_place)
     return op->out;
 }
 
+int graph_add_drop(struct graph *g, int branch, int x, float drop)
+{
+    CHECK(drop >= 0 && drop < 1);
+    int out = graph_add(g, branch, x, true);
+    struct graph_op *op = &g->ops[g->n_ops - 1];
+    op->drop = drop;
+    if (drop > 0)
+        op->save = graph_reserve(g, (size_t)g->B_cap); /* the rows' scales */
+    return out;
+}
+
 int graph_maxpool(struct graph *g, int in, int K, int stride, int pad)
 {
     struct graph_tensor x = g->t[in];
@@ -320,6 +332,18 @@ void graph_alloc(struct graph *g, bool need_grad)
     g->scratch = xmalloc_aligned((g->scratch_floats + 16) * sizeof(float));
 }
 
+/* Op i's drop_path scales of this pass: 0 for a dropped row, else
+ * 1 / (1 - drop); row r's from rng stream (drop_seed, drop_step, i, r). */
+static void drop_scales(const struct graph *g, int i, float *scale)
+{
+    const float drop = g->ops[i].drop, keep = 1.0f / (1.0f - drop);
+    for (int r = 0; r < g->B; r++) {
+        struct rng rng;
+        rng_init(&rng, g->drop_seed, g->drop_step, (uint64_t)i, (uint64_t)r);
+        scale[r] = rng_uniformf(&rng) < drop ? 0.0f : keep;
+    }
+}
+
 void graph_forward(struct graph *g, bool training)
 {
     struct params *p = g->p;
@@ -369,8 +393,14 @@ void graph_forward(struct graph *g, bool training)
             nn_relu_forward(out, in, n);
             break;
         case GRAPH_ADD:
-            (relu ? nn_add_relu_forward : nn_add_forward)(
-                out, in, graph_act(g, op->in2), n);
+            if (op->drop > 0 && training) {
+                drop_scales(g, i, save);
+                nn_add_scaled_rows_forward(out, in, graph_act(g, op->in2),
+                                           save, B, n / (size_t)B);
+            } else {
+                (relu ? nn_add_relu_forward : nn_add_forward)(
+                    out, in, graph_act(g, op->in2), n);
+            }
             break;
         case GRAPH_MAXPOOL:
             nn_maxpool2d_forward(out, (int32_t *)save, in, B, x.C, x.H, x.W,
@@ -481,7 +511,11 @@ void graph_backward(struct graph *g, bool training)
                 nn_relu_backward(din, dout, graph_act(g, op->out), n);
             break;
         case GRAPH_ADD:
-            if (relu)
+            if (op->drop > 0 && training)
+                nn_add_scaled_rows_backward(
+                    din, op->in2 == 0 ? NULL : graph_dact(g, op->in2), dout,
+                    save, B, n / (size_t)B);
+            else if (relu)
                 nn_add_relu_backward(
                     din, op->in2 == 0 ? NULL : graph_dact(g, op->in2), dout,
                     graph_act(g, relu->out), n, g->t[op->in].last_use != i,

@@ -72,6 +72,10 @@ struct graph_op {
     int G0, heads;
     float eps;
     bool cls_mean;
+    /* ADD of a residual branch (in) to x (in2) with stochastic depth: in
+     * training each row's branch is dropped with this probability (kept
+     * ones scaled by 1 / (1 - drop)); save holds the rows' scales. */
+    float drop;
 };
 
 struct graph {
@@ -87,6 +91,9 @@ struct graph {
     /* Synchronised BatchNorm: when not NULL, training-mode BN ops use the
      * batch statistics of every rank (dist_bn.h); NULL: this process's. */
     struct dist *bn_dist;
+    /* The stream of this pass's drop_path masks (the run seed and the
+     * step, set by the model before a training forward). */
+    uint64_t drop_seed, drop_step;
     /* When profile is set, seconds spent per op kind, forward and backward. */
     bool profile;
     double seconds[2][GRAPH_N_KINDS];
@@ -111,6 +118,10 @@ int graph_bn(struct graph *g, int in, const char *name, enum params_group group)
 /* in_place: the output overwrites the input's (a's) activations. */
 int graph_relu(struct graph *g, int in, bool in_place);
 int graph_add(struct graph *g, int a, int b, bool in_place);
+/* branch + x in place of branch, the branch dropped per row (image) with
+ * probability drop in training passes: stochastic depth (drop_path). A
+ * row's mask is drawn from rng stream (drop_seed, drop_step, op, row). */
+int graph_add_drop(struct graph *g, int branch, int x, float drop);
 int graph_maxpool(struct graph *g, int in, int K, int stride, int pad);
 int graph_avgpool(struct graph *g, int in);
 int graph_linear(struct graph *g, int in, const char *name, int OUT,

@@ -382,6 +382,10 @@ void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
     CHECK(m->n_global >= 2);
     memset(m->p.grad, 0, m->p.learn.total * sizeof(float));
     for (int g = 0; g < m->n_groups; g++) {
+        /* drop_path masks: a stream per step and group (then op and row),
+         * apart from every other stream of the run's seed */
+        m->grp[g].g.drop_seed = c->seed ^ 0x64726f7070617468ULL; /* "droppath" */
+        m->grp[g].g.drop_step = 2 * step + (uint64_t)g;
         graph_forward(&m->grp[g].g, true);
         graph_zero_out_grads(&m->grp[g].g);
     }

@@ -45,6 +45,7 @@ static int resolve_vit(struct vit_config *v, const struct config *c, char *err)
     v->depth = m->depth ? (int)m->depth : p.depth;
     v->heads = m->heads ? (int)m->heads : p.heads;
     v->mlp_ratio = m->mlp_ratio;
+    v->drop_path = m->drop_path;
     v->embed = m->embed == CONFIG_EMBED_CLS_MEAN ? VIT_EMBED_CLS_MEAN
                                                  : VIT_EMBED_CLS;
     return vit_check_config(v, err);

@@ -232,6 +232,13 @@ void nn_add_forward(float *out, const float *a, const float *b, size_t n);
 /* da += dout; db += dout (either may be NULL). */
 void nn_add_backward(float *da, float *db, const float *dout, size_t n);
 void nn_add_forward_ref(float *out, const float *a, const float *b, size_t n);
+/* Rows of `row` floats: out[r] = scale[r] * a[r] + x[r] (out may equal a),
+ * and its backward da[r] += scale[r] * dout[r], dx[r] += dout[r] (either
+ * may be NULL): a residual branch a with stochastic depth. */
+void nn_add_scaled_rows_forward(float *out, const float *a, const float *x,
+                                const float *scale, int rows, size_t row);
+void nn_add_scaled_rows_backward(float *da, float *dx, const float *dout,
+                                 const float *scale, int rows, size_t row);
 void nn_add_backward_ref(float *da, float *db, const float *dout, size_t n);
 /* The add followed by ReLU, fused: out = max(a + b, 0) (out may equal a or
  * b). Backward: da, db (either may be NULL) get dout where out > 0, added

@@ -61,6 +61,34 @@ void nn_add_backward(float *da, float *db, const float *dout, size_t n)
     }
 }
 
+void nn_add_scaled_rows_forward(float *out, const float *a, const float *x,
+                                const float *scale, int rows, size_t row)
+{
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float s = scale[r];
+        const size_t o = (size_t)r * row;
+        for (size_t i = 0; i < row; i++)
+            out[o + i] = s * a[o + i] + x[o + i];
+    }
+}
+
+void nn_add_scaled_rows_backward(float *da, float *dx, const float *dout,
+                                 const float *scale, int rows, size_t row)
+{
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float s = scale[r];
+        const size_t o = (size_t)r * row;
+        for (size_t i = 0; i < row; i++) {
+            if (da)
+                da[o + i] += s * dout[o + i];
+            if (dx)
+                dx[o + i] += dout[o + i];
+        }
+    }
+}
+
 void nn_add_forward_ref(float *out, const float *a, const float *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -54,10 +54,11 @@ static void join(char *out, const char *a, const char *b)
     CHECK(n > 0 && n < PARAMS_NAME_LEN);
 }
 
-/* x + attn(norm1(x)), then + mlp(norm2(.)); returns the block's output and
- * its ATTENTION op index in *attn_op. */
+/* x + attn(norm1(x)), then + mlp(norm2(.)), each branch dropped per row
+ * with probability drop in training (stochastic depth); returns the
+ * block's output and its ATTENTION op index in *attn_op. */
 static int block(struct graph *g, int x, const struct vit_config *c,
-                 const char *name, int *attn_op)
+                 const char *name, float drop, int *attn_op)
 {
     const enum params_group grp = PARAMS_GROUP_ENCODER;
     const int D = c->dim, hidden = (int)(c->dim * c->mlp_ratio);
@@ -71,14 +72,14 @@ static int block(struct graph *g, int x, const struct vit_config *c,
     join(n, name, "attn.proj");
     y = graph_token_linear(g, y, n, D, grp);
     /* y (the proj output) has no other reader: the sum overwrites it */
-    x = graph_add(g, y, x, true);
+    x = graph_add_drop(g, y, x, drop);
     join(n, name, "norm2");
     y = graph_layernorm(g, x, n, NN_LN_EPS_VIT, grp);
     join(n, name, "mlp.fc1");
     y = graph_gelu(g, graph_token_linear(g, y, n, hidden, grp));
     join(n, name, "mlp.fc2");
     y = graph_token_linear(g, y, n, D, grp);
-    return graph_add(g, y, x, true);
+    return graph_add_drop(g, y, x, drop);
 }
 
 void vit_build(struct graph *g, int in, const struct vit_config *c,
@@ -96,7 +97,11 @@ void vit_build(struct graph *g, int in, const struct vit_config *c,
     for (int i = 0; i < c->depth; i++) {
         int len = snprintf(n, sizeof n, "%s.blocks.%d", prefix, i);
         CHECK(len > 0 && (size_t)len < sizeof n);
-        x = block(g, x, c, n, &out->attn_op);
+        /* timm: linspace(0, drop_path, depth) */
+        float drop = c->depth > 1
+            ? (float)(c->drop_path * i / (c->depth - 1))
+            : (float)c->drop_path;
+        x = block(g, x, c, n, drop, &out->attn_op);
     }
     join(n, prefix, "norm");
     out->tokens = graph_layernorm(g, x, n, NN_LN_EPS_VIT, PARAMS_GROUP_ENCODER);

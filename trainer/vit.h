@@ -27,6 +27,8 @@ struct vit_config {
     int depth;          /* blocks */
     int heads;          /* NH */
     double mlp_ratio;   /* MLP hidden = (int)(dim * mlp_ratio), as timm */
+    double drop_path;   /* stochastic depth of the last block (timm's
+                         * linear rule over the blocks); 0: none */
     enum vit_embed embed;
 };
 
