@@ -12,7 +12,8 @@
  * (--forge-batch N: for each of its first N training tickets, a BATCH of the
  * wrong shape, then from a second registered loader identity, "NAME-ghost",
  * credit 0, a BATCH with inverted pixels for the ticket it does not hold,
- * then the honest answer). Not installed.
+ * then the honest answer), or leave the last sample of every training
+ * answer out (--omit-last). Not installed.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -63,6 +64,7 @@ struct fake {
     enum msg_fail_class fail_class;
     bool never_answer;
     int forge_left; /* training tickets still to forge */
+    int omit_last;  /* --omit-last */
     int delay_ms;
     struct held *held;
     int n_held;
@@ -119,6 +121,9 @@ static void answer(struct fake *f, const struct held *h, void *sock,
             n++;
         }
     }
+    /* --omit-last: an answer that leaves a sample out, with no failure */
+    if (f->omit_last && h->work == MSG_WORK_TRAIN && n > 1 && nf == 0)
+        n--;
     struct msg_group groups[2];
     uint8_t *pix[2] = {NULL, NULL};
     bool eval = h->work == MSG_WORK_EVAL;
@@ -286,6 +291,7 @@ int main(int argc, char **argv)
         {"fail-class", required_argument, NULL, 'C'},
         {"never-answer", no_argument, NULL, 'N'},
         {"forge-batch", required_argument, NULL, 'F'},
+        {"omit-last", no_argument, NULL, 'O'},
         {NULL, 0, NULL, 0},
     };
     int o;
@@ -311,6 +317,7 @@ int main(int argc, char **argv)
             break;
         case 'N': f.never_answer = true; break;
         case 'F': f.forge_left = atoi(optarg); break;
+        case 'O': f.omit_last = 1; break;
         default: return 2;
         }
     }

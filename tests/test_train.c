@@ -200,6 +200,35 @@ static void test_decode_agreement(void)
     env_free(&e);
 }
 
+/* A loader whose answers leave a sample out (no failure for it) has them
+ * refused as malformed (else it would be sent the rest again and again):
+ * beside an honest loader every step trains 8 samples, as in a run of the
+ * honest one alone. */
+static void test_omitted_sample(void)
+{
+    struct env e;
+    env_init(&e);
+    struct line *ref = xcalloc(MAX_LINES, sizeof *ref), *l = xcalloc(MAX_LINES, sizeof *l);
+    int nr = plain_run(&e, "om-ref", 1, "10", NULL, NULL, ref);
+    const char *const args[] = {"--steps", "10", NULL};
+    const char *const omit[] = {"--omit-last", NULL};
+    pid_t tr = start_trainer(&e, "om", args);
+    CU_ASSERT(wait_text(&e, "om/log", "work endpoint", 20));
+    pid_t bad = start_loader(&e, "om-omitter", omit), ld = start_loader(&e, "om-loader", NULL);
+    CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
+    testing_wait_exit(bad, 10); /* dropped (5) or to the end (0) */
+    CU_ASSERT_EQUAL(testing_wait_exit(ld, 10), 0);
+    int n = read_lines(&e, "om", l);
+    CU_ASSERT_EQUAL(n, 10);
+    check_same(ref, nr, l, n, 0);
+    char *log = read_text(&e, "om/log");
+    CU_ASSERT(log && strstr(log, "of the samples it was sent unanswered"));
+    free(log);
+    free(ref);
+    free(l);
+    env_free(&e);
+}
+
 static void test_fingerprint(void)
 {
     struct env e;
@@ -751,6 +780,7 @@ int main(int argc, char **argv)
         {"killed_loader", test_killed_loader},
         {"failures", test_failures},
         {"decode_agreement", test_decode_agreement},
+        {"omitted_sample", test_omitted_sample},
         {"fingerprint", test_fingerprint},
         {"sigint", test_sigint},
         {"resume", test_resume},

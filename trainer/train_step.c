@@ -48,8 +48,7 @@ void train_step_init(struct train_step *st, const struct config *c,
         s->tries = xmalloc((size_t)st->sampler.tickets_per_step);
         s->avoid =
             xmalloc((size_t)st->sampler.tickets_per_step * sizeof *s->avoid);
-        s->doubt =
-            xmalloc((size_t)st->sampler.tickets_per_step * sizeof *s->doubt);
+        s->doubt = xmalloc(B * sizeof *s->doubt);
     }
     st->part = xmalloc((size_t)st->sampler.ticket_size * sizeof *st->part);
     struct train_step_job *j = &st->job;
@@ -144,7 +143,7 @@ void train_step_open(struct train_step *st, uint64_t total)
         memset(s->tstate, TICKET_UNISSUED, (size_t)sm->tickets_per_step);
         memset(s->tries, 0, (size_t)sm->tickets_per_step);
         memset(s->avoid, 0, (size_t)sm->tickets_per_step * sizeof *s->avoid);
-        memset(s->doubt, 0, (size_t)sm->tickets_per_step * sizeof *s->doubt);
+        memset(s->doubt, 0, (size_t)sm->batch * sizeof *s->doubt);
         s->tickets_done = 0;
         st->next_open++;
     }
@@ -188,17 +187,22 @@ static uint32_t ticket_part(const struct train_step *st,
 }
 
 /* How well c can serve ticket k of slot s: 2 every pending sample, 1 some
- * (a partial copy), 0 none. */
+ * (a partial copy), 0 none. When strict, also 0 for the loader that failed
+ * the ticket last (shun) and for one that doubted a pending sample's
+ * decoding: another loader's turn. */
 struct fit_ctx {
     const struct train_step *st;
     const struct train_slot *s;
     int k;
+    bool strict;
+    uint64_t shun; /* client_id, or 0 */
 };
 
 static int fit_ticket(void *ctx, const struct train_client *c)
 {
     const struct fit_ctx *f = ctx;
-    if (c->role != MSG_ROLE_LOADER)
+    if (c->role != MSG_ROLE_LOADER || c->drop[0] ||
+        (f->strict && f->shun && c->client_id == f->shun))
         return 0;
     struct msg_ticket t;
     ticket_of(f->st, f->s, f->k, &t);
@@ -206,25 +210,45 @@ static int fit_ticket(void *ctx, const struct train_client *c)
     uint32_t pending = 0, held = 0;
     for (uint32_t i = 0; i < t.n; i++)
         if (!f->s->ok[first + i]) {
+            if (f->strict && f->s->doubt[first + i] == c->client_id)
+                return 0;
             pending++;
             held += train_net_holds(c, t.indices[i]);
         }
     return held == 0 ? 0 : held == pending ? 2 : 1;
 }
 
-/* Whether a loader other than c (with credit now or not) could serve some
- * of ticket k's pending samples: then a second opinion, or a retry away
- * from c, is possible. */
+/* Whether some connected loader (credit or not; not c) fits f. */
+static bool any_fits(const struct train_net *n, struct fit_ctx *f,
+                     const struct train_client *c)
+{
+    for (int i = 0; i < n->n_clients; i++)
+        if (n->clients[i] != c && fit_ticket(f, n->clients[i]) > 0)
+            return true;
+    return false;
+}
+
+/* Whether a loader other than c could serve some of ticket k's pending
+ * samples: then a second opinion, or a retry away from c, is possible. */
 static bool other_fits(const struct train_step *st, const struct train_slot *s,
                        int k, const struct train_net *n,
                        const struct train_client *c)
 {
-    struct fit_ctx f = {st, s, k};
-    for (int i = 0; i < n->n_clients; i++)
-        if (n->clients[i] != c && !n->clients[i]->drop[0] &&
-            fit_ticket(&f, n->clients[i]) > 0)
-            return true;
-    return false;
+    struct fit_ctx f = {st, s, k, false, 0};
+    return any_fits(n, &f, c);
+}
+
+/* Slot position of sample index in ticket k, or -1. */
+static long position_in(const struct train_step *st,
+                        const struct train_slot *s, int k, uint64_t index)
+{
+    struct msg_ticket t;
+    ticket_of(st, s, k, &t);
+    size_t first = (size_t)(t.indices - s->indices);
+    for (uint32_t i = 0; i < t.n; i++)
+        if (t.indices[i] == index)
+            return (long)(first + i);
+    return -1;
 }
 
 /* Slot s's ticket k still has samples to come. */
@@ -268,9 +292,8 @@ static void hedge(struct train_step *st, struct train_tickets *tk,
     }
     if (best < 0)
         return;
-    struct fit_ctx f = {st, s, best};
-    struct train_client *c =
-        train_tickets_loader_fit(tk, n, holder, fit_ticket, &f);
+    struct fit_ctx f = {st, s, best, true, holder};
+    struct train_client *c = train_tickets_loader_fit(tk, n, 0, fit_ticket, &f);
     if (!c || c->client_id == holder)
         return;
     struct msg_ticket t;
@@ -300,9 +323,16 @@ void train_step_issue(struct train_step *st, struct train_tickets *tk,
         for (int k = 0; k < st->sampler.tickets_per_step; k++) {
             if (s->tstate[k] != TICKET_UNISSUED)
                 continue;
-            struct fit_ctx f = {st, s, k};
+            /* a ticket a loader failed (or whose decode failures need a
+             * second opinion) waits for another loader that holds its
+             * samples; only when there is none does it go back */
+            struct fit_ctx f = {st, s, k, true, s->avoid[k]};
             struct train_client *c =
-                train_tickets_loader_fit(tk, n, s->avoid[k], fit_ticket, &f);
+                train_tickets_loader_fit(tk, n, 0, fit_ticket, &f);
+            if (!c && !any_fits(n, &f, NULL)) {
+                f.strict = false;
+                c = train_tickets_loader_fit(tk, n, 0, fit_ticket, &f);
+            }
             if (!c) {
                 /* no loader with credit holds its samples now; say so when
                  * no connected loader holds them at all */
@@ -316,12 +346,6 @@ void train_step_issue(struct train_step *st, struct train_tickets *tk,
                               s->step, k, st->unheld);
                 continue;
             }
-            /* a ticket a loader failed (or whose decode failures need a
-             * second opinion) waits for another loader to have credit,
-             * while there is another that holds its samples */
-            if ((s->doubt[k] == c->client_id || s->avoid[k] == c->client_id) &&
-                other_fits(st, s, k, n, c))
-                continue;
             struct msg_ticket t;
             ticket_part(st, s, k, c, &t);
             train_tickets_send(n, c, &t);
@@ -358,7 +382,9 @@ void train_step_reissue(struct train_step *st, const struct train_net *n,
 
 /* Copies the batch's samples into the slot at their place in the step. */
 static void copy_samples(const struct train_step *st, struct train_slot *s,
-                         const struct msg_ticket *tk, const struct msg_batch *b)
+                         const struct msg_ticket *tk,
+                         const struct train_client *c,
+                         const struct msg_batch *b)
 {
     size_t B = (size_t)st->sampler.batch;
     size_t first = (size_t)(tk->indices - s->indices);
@@ -367,6 +393,12 @@ static void copy_samples(const struct train_step *st, struct train_slot *s,
         if (tk->indices[i] != b->indices[j])
             continue;
         size_t pos = first + i;
+        /* only samples still to come, and only from a loader that holds
+         * them: a sample in place is never overwritten */
+        if (s->ok[pos] || !train_net_holds(c, tk->indices[i])) {
+            j++;
+            continue;
+        }
         for (uint32_t g = 0; g < b->n_groups; g++) {
             size_t plane = group_plane(st->cfg, (int)g);
             for (uint32_t v = 0; v < b->groups[g].views; v++)
@@ -385,6 +417,35 @@ static void copy_samples(const struct train_step *st, struct train_slot *s,
  * in doubt, send the ticket to another loader (up to TRAIN_ENV_TRIES
  * answers), the samples that arrived kept. Returns true when the ticket
  * is done. */
+/* An answer accounts for every sample of ticket t still pending that c
+ * holds: those it was sent (pending only shrinks), so an honest loader has
+ * answered them, and one that leaves some out would be sent them again and
+ * again. 0, or -1 with err. */
+static int check_accounted(const struct train_slot *s,
+                           const struct msg_ticket *t,
+                           const struct train_client *c,
+                           const struct msg_batch *b, char *err)
+{
+    size_t first = (size_t)(t->indices - s->indices);
+    uint32_t missing = 0;
+    for (uint32_t i = 0; i < t->n; i++) {
+        uint64_t idx = t->indices[i];
+        if (s->ok[first + i] || !train_net_holds(c, idx))
+            continue;
+        bool found = false;
+        for (uint32_t j = 0; j < b->n && !found; j++)
+            found = b->indices[j] == idx;
+        for (uint32_t j = 0; j < b->n_failures && !found; j++)
+            found = b->failures[j].index == idx;
+        missing += !found;
+    }
+    return missing ? errf(err,
+                          "BATCH for ticket %" PRIu64 " leaves %" PRIu32
+                          " of the samples it was sent unanswered",
+                          b->ticket, missing)
+                   : 0;
+}
+
 /* Sample index of ticket k will bring no pixels this step (ok = 2). */
 static void settle_sample(const struct train_step *st, struct train_slot *s,
                           int k, uint64_t index)
@@ -402,16 +463,27 @@ static bool take_failures(struct train_step *st, struct train_slot *s, int k,
                           const struct msg_batch *b)
 {
     uint32_t env = 0, doubted = 0;
-    bool agreed = s->doubt[k] && s->doubt[k] != c->client_id;
-    bool settle = agreed || !other_fits(st, s, k, n, c) ||
-        s->tries[k] + 1 >= TRAIN_ENV_TRIES;
+    const struct msg_failure *shown = NULL; /* the first counted, for logs */
+    bool other = other_fits(st, s, k, n, c);
+    bool last_try = s->tries[k] + 1 >= TRAIN_ENV_TRIES;
     for (uint32_t i = 0; i < b->n_failures; i++) {
         const struct msg_failure *f = &b->failures[i];
+        long pos = position_in(st, s, k, f->index);
+        /* a sample in place or settled, or one c does not hold: not c's
+         * to report (another copy answered it; or a lie) */
+        if (pos < 0 || s->ok[pos] || !train_net_holds(c, f->index))
+            continue;
+        shown = shown ? shown : f;
         if (f->fail_class == MSG_FAIL_ENV) {
             env++;
             continue;
         }
-        if (!settle) {
+        /* a decode failure excludes the sample when a second loader
+         * agrees, or no other could tell, or at the last try */
+        bool agreed = s->doubt[pos] && s->doubt[pos] != c->client_id;
+        if (!agreed && other && !last_try) {
+            if (!s->doubt[pos])
+                s->doubt[pos] = c->client_id;
             doubted++;
             continue;
         }
@@ -422,37 +494,31 @@ static bool take_failures(struct train_step *st, struct train_slot *s, int k,
                       f->index, f->path, f->reason, s->epoch + 1,
                       agreed ? " (two loaders agree)" : "");
     }
-    if (doubted) {
-        if (!s->doubt[k])
-            s->doubt[k] = c->client_id;
-        ++s->tries[k];
-        s->avoid[k] = c->client_id;
-        s->tstate[k] = TICKET_UNISSUED;
-        if (train_log_thin(++st->doubted))
-            train_log("%s says %" PRIu32 " sample(s) of step %" PRIu64
-                      " cannot be decoded (first: %s: %s): asking another "
-                      "loader before excluding them",
-                      c->name, doubted, s->step, b->failures[0].path,
-                      b->failures[0].reason);
-        return false;
-    }
     if (env == 0 || b->n > 0)
         c->hold.env_streak = 0;
-    if (env == 0)
+    if (env == 0 && doubted == 0)
         return true;
     /* only answers that delivered nothing count towards dropping the
      * loader: a few missing files on its disk are no reason */
-    if (b->n == 0 && ++c->hold.env_streak >= TRAIN_ENV_DROP && !c->drop[0])
+    if (env > 0 && b->n == 0 && ++c->hold.env_streak >= TRAIN_ENV_DROP &&
+        !c->drop[0])
         snprintf(c->drop, sizeof c->drop,
                  "answered %u tickets in a row with I/O-type failures",
                  c->hold.env_streak);
-    if (++s->tries[k] < TRAIN_ENV_TRIES) {
+    if (doubted > 0 || ++s->tries[k] < TRAIN_ENV_TRIES) {
+        if (doubted > 0)
+            ++s->tries[k];
         s->avoid[k] = c->client_id;
         s->tstate[k] = TICKET_UNISSUED;
-        train_log("%s could not load %" PRIu32 " sample(s) of step %" PRIu64
-                  " (first: %s: %s); they go to another loader",
-                  c->name, env, s->step, b->failures[0].path,
-                  b->failures[0].reason);
+        if (doubted > 0 && train_log_thin(++st->doubted))
+            train_log("%s says %" PRIu32 " sample(s) of step %" PRIu64
+                      " cannot be decoded (first: %s: %s): asking another "
+                      "loader before excluding them",
+                      c->name, doubted, s->step, shown->path, shown->reason);
+        else if (doubted == 0)
+            train_log("%s could not load %" PRIu32 " sample(s) of step %" PRIu64
+                      " (first: %s: %s); they go to another loader",
+                      c->name, env, s->step, shown->path, shown->reason);
         return false;
     }
     train_log("step %" PRIu64 ": %" PRIu32 " sample(s) failed to load %d "
@@ -460,7 +526,8 @@ static bool take_failures(struct train_step *st, struct train_slot *s, int k,
               "this step trains without them; they stay in the dataset",
               s->step, env, TRAIN_ENV_TRIES);
     for (uint32_t i = 0; i < b->n_failures; i++)
-        if (b->failures[i].fail_class == MSG_FAIL_ENV)
+        if (b->failures[i].fail_class == MSG_FAIL_ENV &&
+            train_net_holds(c, b->failures[i].index))
             settle_sample(st, s, k, b->failures[i].index);
     return true;
 }
@@ -488,18 +555,19 @@ enum train_answer train_step_accept(struct train_step *st,
     } else if (b->work != MSG_WORK_TRAIN) {
         errf(err, "BATCH work '%s' for a train ticket", msg_work_name(b->work));
     } else if (train_tickets_check_answer(st->cfg, st->n_classes, b, &t, err) ==
-               0) {
-        copy_samples(st, s, &t, b);
+                   0 &&
+               check_accounted(s, &t, c, b, err) == 0) {
+        copy_samples(st, s, &t, c, b);
         c->batches++;
-        /* done when every sample arrived or is settled; a partial copy's
-         * share leaves the rest to the loaders that hold it */
-        if (take_failures(st, s, k, n, c, b)) {
-            if (pending(st, s, k)) {
-                s->tstate[k] = TICKET_UNISSUED;
-            } else {
-                s->tstate[k] = TICKET_DONE;
-                s->tickets_done++;
-            }
+        /* done when every sample arrived or is settled, whatever the
+         * failures said (another copy may have brought them); a partial
+         * copy's share leaves the rest to the loaders that hold it */
+        bool retry = !take_failures(st, s, k, n, c, b);
+        if (!pending(st, s, k)) {
+            s->tstate[k] = TICKET_DONE;
+            s->tickets_done++;
+        } else if (!retry) {
+            s->tstate[k] = TICKET_UNISSUED;
         }
         return TRAIN_ANSWER_TAKEN;
     }

@@ -58,8 +58,8 @@ struct train_slot {
     uint8_t *tries;       /* (tickets_per_step) answers with env failures */
     uint64_t *avoid;      /* (tickets_per_step) client_id that last failed
                            * it for environmental reasons, or 0 */
-    uint64_t *doubt;      /* (tickets_per_step) client_id that first said
-                           * samples of it cannot be decoded, or 0 */
+    uint64_t *doubt;      /* (batch) client_id that first said the sample
+                           * cannot be decoded, or 0 */
     int tickets_done;
 };
 
