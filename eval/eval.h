@@ -67,7 +67,8 @@ int eval_parse_tasks(const char *s, unsigned *tasks, char *err);
  * the few-shot versions of the same tasks (fewshot.h): one more result per
  * task (source knn / linear) holding every shot's mean and std, under
  * fs's names. An unlabelled snapshot (any label -1) or one with fewer than
- * 2 classes gets no label task: 0 results, logged. Writes the results into out (room for EVAL_EMBED_RESULTS)
+ * 2 classes gets no label task: one system result {eval_unlabelled: 1}
+ * instead, logged. Writes the results into out (room for EVAL_EMBED_RESULTS)
  * with the given step; returns their count, or -1 with err. */
 int eval_tasks_embed(const float *train, const int32_t *train_labels,
                      int64_t n_train, const float *val,

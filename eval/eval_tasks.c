@@ -125,10 +125,14 @@ int eval_tasks_embed(const float *train, const int32_t *train_labels,
     int n = 0;
     if (unlabelled(train_labels, n_train) || unlabelled(val_labels, n_val) ||
         n_classes < 2) {
-        if (tasks & (EVAL_TASK_KNN | EVAL_TASK_LINEAR))
-            eval_log("step %llu: the dataset is unlabelled (or has one class): "
-                     "no kNN, linear or few-shot scores", (unsigned long long)step);
-        return 0;
+        if (!(tasks & (EVAL_TASK_KNN | EVAL_TASK_LINEAR)))
+            return 0;
+        /* said once per snapshot, so the trainer knows it was seen */
+        eval_log("step %llu: the dataset is unlabelled (or has one class): "
+                 "no kNN, linear or few-shot scores", (unsigned long long)step);
+        out[0] = (struct eval_result){.source = MSG_SOURCE_SYSTEM, .step = step, .n = 1,
+                                      .keys = {"eval_unlabelled"}, .values = {1}};
+        return 1;
     }
     if (tasks & EVAL_TASK_KNN) {
         double top1;

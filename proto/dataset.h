@@ -28,7 +28,12 @@
  *
  * With an index, the dataset is what the index lists (its fingerprint
  * too), and the copy holds the samples whose file, or shard, is present;
- * HELLO tells the trainer which (PROTOCOL.md).
+ * HELLO tells the trainer which (PROTOCOL.md). Paths in an index or a
+ * shard must stay inside the root (no "..", "." or empty components, not
+ * absolute). Classes come from the samples' paths, so an empty class
+ * folder, which the folder walk counts, leaves no trace in shards or an
+ * index: such a folder and its shards differ in class count (the trainer
+ * refuses to mix them); remove empty class folders before sharding.
  *
  * A root named train or val without a train/ folder inside is the split of
  * a dataset given by mistake: an error that names its parent. Unlabelled

@@ -78,9 +78,27 @@ static int32_t shard_id(struct dataset *d, const char *name)
 /* A member name as a path relative to the root: no "./" in front. */
 static const char *member_path(const char *name)
 {
-    while (name[0] == '.' && name[1] == '/')
+    while (name && name[0] == '.' && name[1] == '/')
         name += 2;
-    return name;
+    return name ? name : "";
+}
+
+/* A relative path inside the root: not empty or absolute, no empty, "."
+ * or ".." component (an index or a shard must not reach outside). */
+static int safe_path(const char *p)
+{
+    if (!p[0] || p[0] == '/')
+        return 0;
+    for (const char *c = p;;) {
+        const char *slash = strchr(c, '/');
+        size_t n = slash ? (size_t)(slash - c) : strlen(c);
+        if (n == 0 || (n == 1 && c[0] == '.') ||
+            (n == 2 && c[0] == '.' && c[1] == '.'))
+            return 0;
+        if (!slash)
+            return 1;
+        c = slash + 1;
+    }
 }
 
 /* Calls fn for each regular member of the shard (its path and header
@@ -108,9 +126,14 @@ static int scan_shard(const char *path,
             break;
         }
         uint64_t offset = (uint64_t)archive_read_header_position(a);
+        const char *name = member_path(archive_entry_pathname(ent));
+        if (archive_entry_filetype(ent) == AE_IFREG && !safe_path(name)) {
+            rc = errf(err, "%s: member '%s' is not a path inside the "
+                      "dataset", path, name);
+            break;
+        }
         if (archive_entry_filetype(ent) == AE_IFREG &&
-            (rc = fn(ctx, member_path(archive_entry_pathname(ent)), offset,
-                     err)) != 0)
+            (rc = fn(ctx, name, offset, err)) != 0)
             break;
         if (archive_read_data_skip(a) != ARCHIVE_OK) {
             rc = errf(err, "%s: %s", path, archive_error_string(a));
@@ -156,8 +179,10 @@ static int match_member(void *ctx, const char *member, uint64_t offset,
         return errf(err, "%s: member '%s' is not in the index as one of this "
                     "shard's (a shard of another dataset?)", c->shard_path,
                     member);
-    if (!e->held)
-        c->found++;
+    if (e->held)
+        return errf(err, "%s: member '%s' appears twice", c->shard_path,
+                    member);
+    c->found++;
     e->offset = offset;
     e->held = 1;
     return 0;
@@ -198,6 +223,11 @@ static int read_index(struct dataset *d, const char *path, struct listing *l,
         }
         *tab = '\0';
         const char *shard = tab + 1;
+        if (!safe_path(line)) {
+            rc = errf(err, "%s:%ld: '%s' is not a path inside the dataset",
+                      path, no, line);
+            break;
+        }
         if (strcmp(shard, "-") == 0) {
             struct stat st;
             char file[8192];
@@ -285,8 +315,8 @@ int dataset_open_listing(struct dataset *d, char *err)
         qsort(l.e, l.n, sizeof *l.e, cmp_entry);
         for (size_t i = 1; i < l.n; i++)
             if (strcmp(l.e[i - 1].path, l.e[i].path) == 0) {
-                rc = errf(err, "%s: '%s' is in two shards", d->root,
-                          l.e[i].path);
+                rc = errf(err, "%s: '%s' appears twice in its shards",
+                          d->root, l.e[i].path);
                 goto done;
             }
     }
@@ -315,8 +345,10 @@ int dataset_read_member(const char *shard_path, uint64_t offset, void **buf,
     archive_read_support_format_tar(a);
     struct archive_entry *ent;
     int rc = -1;
+    /* ARCHIVE_WARN: a name this locale cannot convert (non-ASCII in the C
+     * locale); the bytes are what matter */
     if (archive_read_open_fd(a, fd, 1 << 16) != ARCHIVE_OK ||
-        archive_read_next_header(a, &ent) != ARCHIVE_OK) {
+        archive_read_next_header(a, &ent) < ARCHIVE_WARN) {
         errf(err, "%s at %llu: no tar member: %s", shard_path,
              (unsigned long long)offset, archive_error_string(a));
         goto done;

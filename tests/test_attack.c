@@ -391,6 +391,11 @@ static void test_result_abuse(void)
     void *ev = attack_dealer(&a, e.work, "ra-eval", 0);
     CU_ASSERT(attack_hello(ev, MSG_ROLE_EVALUATOR, "ra-eval", 0) == 0);
     CU_ASSERT(attack_expect(&a, ev, MSG_KIND_WELCOME, 10000));
+    /* an evaluator's system notes go in under eval_* keys only */
+    CU_ASSERT(attack_result(ev, MSG_SOURCE_SYSTEM, 1.0, 1, "eval_note_", 1, 20, 0) == 0);
+    CU_ASSERT(attack_result(ev, MSG_SOURCE_SYSTEM, 1.0, 1, "sys_forged_", 1, 20, 0) == 0);
+    CU_ASSERT(wait_text(&e, "ra/metrics.jsonl", "eval_note_", 10));
+    CU_ASSERT_EQUAL(metrics_bytes_with(&e, "ra", "sys_forged_"), 0);
     int sent = 0;
     double t0 = util_time_mono();
     for (int tick = 0; tick < 1000 && proc_alive(tr); tick++) {

@@ -21,7 +21,7 @@
 
 static const char *const files[] = {
     "train/cat/1.png", "train/cat/2.png", "train/dog/3.png",
-    "train/dog/" LONG_DIR "/4.png", "train/eel/5.png", "val/cat/6.png",
+    "train/dog/" LONG_DIR "/4.png", "train/eel/5.\xc3\xa9t\xc3\xa9.png", "val/cat/6.png",
     "val/dog/7.png",
 };
 enum { N_FILES = sizeof files / sizeof files[0] };
@@ -132,6 +132,16 @@ static void test_shards(void)
     snprintf(cmd, sizeof cmd, "printf 'hello\\n' > '%s/%s'", part, DATASET_INDEX);
     sh(cmd);
     expect_error(part, DATASET_INDEX);
+    /* entries and members that would reach outside the dataset */
+    snprintf(cmd, sizeof cmd, "printf 'lejepa-index 1\ntrain/cat/../../../etc/x.png\t-\n' > '%s/%s'",
+             part, DATASET_INDEX);
+    sh(cmd);
+    expect_error(part, "not a path inside the dataset");
+    snprintf(cmd, sizeof cmd,
+             "rm '%s/%s' '%s/b.tar' && cd '%s/train' && tar cf '%s/b.tar' --transform 's|^|../|' cat",
+             part, DATASET_INDEX, part, folder, part);
+    sh(cmd);
+    expect_error(part, "not a path inside the dataset");
 
     /* a folder with its index and a file missing: the same dataset */
     CU_ASSERT_EQUAL_FATAL(dataset_write_index(&f, folder, err), 0);

@@ -215,7 +215,8 @@ static void test_methods_and_one_seed(void)
 }
 
 /* eval_tasks_embed on unlabelled rows (label -1, PROTOCOL.md) or one
- * class: no kNN, linear or few-shot result; with the labels back, all. */
+ * class: no kNN, linear or few-shot result but one system note (none when
+ * no label task was asked); with the labels back, all. */
 static void test_unlabelled_rows(void)
 {
     struct clusters c;
@@ -230,14 +231,18 @@ static void test_unlabelled_rows(void)
     for (int64_t i = 0; i < c.nt; i++)
         none[i] = -1;
     CU_ASSERT_EQUAL(eval_tasks_embed(c.train, none, c.nt, c.val, c.yv, c.nv, (int)c.dim,
-                                     tasks, &o, 7, r, err), 0);
+                                     tasks, &o, 7, r, err), 1);
+    CU_ASSERT_EQUAL(r[0].source, MSG_SOURCE_SYSTEM);
+    CU_ASSERT_STRING_EQUAL(r[0].keys[0], "eval_unlabelled");
     none[0] = c.yt[0]; /* one unlabelled row is enough to skip */
     none[c.nt - 1] = -1;
     CU_ASSERT_EQUAL(eval_tasks_embed(c.train, none, c.nt, c.val, c.yv, c.nv, (int)c.dim,
-                                     tasks, &o, 7, r, err), 0);
+                                     tasks, &o, 7, r, err), 1);
     int32_t *yt1 = xcalloc((size_t)c.nt, sizeof *yt1);
     CU_ASSERT_EQUAL(eval_tasks_embed(c.train, yt1, c.nt, c.val, one, c.nv, (int)c.dim,
-                                     tasks, &o, 7, r, err), 0);
+                                     tasks, &o, 7, r, err), 1);
+    CU_ASSERT_EQUAL(eval_tasks_embed(c.train, yt1, c.nt, c.val, one, c.nv, (int)c.dim,
+                                     EVAL_TASK_SEGMAP, &o, 7, r, err), 0);
     CU_ASSERT_EQUAL(eval_tasks_embed(c.train, c.yt, c.nt, c.val, c.yv, c.nv, (int)c.dim,
                                      tasks, &o, 7, r, err), 4);
     free(yt1);

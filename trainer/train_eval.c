@@ -388,9 +388,10 @@ static int free_buf(const struct train_eval *e)
     return -1;
 }
 
-/* 2 when loader c holds every sample of eval ticket k, else 1: a partial
- * copy gets an eval ticket only when no whole one has credit, and fails
- * (ENV) the rows it lacks rather than the snapshot waiting. */
+/* 3 when loader c holds every sample of eval ticket k, 2 some, 1 none:
+ * the loader that holds the most of it gets it; with none holding all, a
+ * partial copy fails (ENV) the rows it lacks rather than the snapshot
+ * waiting. */
 struct fit_eval {
     const struct train_eval *e;
     uint32_t k;
@@ -402,14 +403,14 @@ static int fit_eval(void *ctx, const struct train_client *c)
     if (c->role != MSG_ROLE_LOADER)
         return 0;
     if (!c->held)
-        return 2;
+        return 3;
     struct msg_ticket t;
     ticket_msg(f->e, f->k, &t);
     uint64_t base = t.split == MSG_SPLIT_VAL ? f->e->n_train : 0;
     uint32_t held = 0;
     for (uint32_t i = 0; i < t.n; i++)
         held += train_net_holds(c, base + t.indices[i]);
-    return held == t.n ? 2 : 1;
+    return held == t.n ? 3 : held > 0 ? 2 : 1;
 }
 
 void train_eval_issue(struct train_eval *e, struct train_tickets *tk,

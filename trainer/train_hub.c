@@ -275,12 +275,17 @@ static void handle_result(struct train *t, struct train_client *c,
     char err[ERR_LEN];
     const struct config_limits *lim = &t->cfg.limits;
     struct train_net *n = &t->net;
+    /* system: an evaluator's own notes (an incomplete or unlabelled
+     * snapshot), under eval_* keys only */
+    bool sys_ok = m->source == MSG_SOURCE_SYSTEM;
+    for (uint32_t i = 0; sys_ok && i < m->n_values; i++)
+        sys_ok = strncmp(m->values[i].key, "eval_", 5) == 0;
     if (m->source != MSG_SOURCE_KNN && m->source != MSG_SOURCE_LINEAR &&
-        m->source != MSG_SOURCE_SEGMAP) {
+        m->source != MSG_SOURCE_SEGMAP && !sys_ok) {
         n->refusals++;
         errf(err,
-             "RESULT with source '%s' (an evaluator reports knn, linear "
-             "or segmap)",
+             "RESULT with source '%s' (an evaluator reports knn, linear, "
+             "segmap, or system with eval_* keys)",
              msg_source_name(m->source));
         train_net_bad_message(n, c->name, err);
         return;
@@ -333,10 +338,15 @@ static void send_history(struct train *t, struct train_client *c,
                           util_time_mono())) {
         train_net_send_client(&t->net, c, &m);
     } else {
+        /* an empty page, not the last: the client is not left waiting,
+         * and may ask again later */
         t->net.refusals++;
         train_net_bad_message(&t->net, c->name,
                               "HISTORY beyond its budget (twice the metrics "
                               "file, refilled once a minute)");
+        struct msg none = {.kind = MSG_KIND_HISTORY};
+        none.history = (struct msg_history){.start = start};
+        train_net_send_client(&t->net, c, &none);
     }
     train_metrics_history_free(&m.history);
 }

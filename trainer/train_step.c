@@ -239,8 +239,8 @@ static bool other_fits(const struct train_step *st, const struct train_slot *s,
 }
 
 /* Slot position of sample index in ticket k, or -1. */
-static long position_in(const struct train_step *st,
-                        const struct train_slot *s, int k, uint64_t index)
+static long position_in(const struct train_step *st, const struct train_slot *s,
+                        int k, uint64_t index)
 {
     struct msg_ticket t;
     ticket_of(st, s, k, &t);
@@ -306,6 +306,9 @@ static void hedge(struct train_step *st, struct train_tickets *tk,
 void train_step_issue(struct train_step *st, struct train_tickets *tk,
                       struct train_net *n)
 {
+    /* nothing can go out (and the scan below costs tickets x loaders) */
+    if (!train_tickets_any_credit(n))
+        return;
     /* slots in step order, so re-issued tickets of earlier steps go first */
     struct train_slot *order[TRAIN_WINDOW];
     int m = 0;

@@ -46,6 +46,14 @@ struct train_client *train_tickets_loader(struct train_tickets *tk,
     return fallback;
 }
 
+bool train_tickets_any_credit(const struct train_net *n)
+{
+    for (int i = 0; i < n->n_clients; i++)
+        if (has_credit(n->clients[i]))
+            return true;
+    return false;
+}
+
 struct train_client *train_tickets_loader_fit(
     struct train_tickets *tk, struct train_net *n, uint64_t avoid,
     int (*fit)(void *ctx, const struct train_client *c), void *ctx)

@@ -66,6 +66,8 @@ struct train_tickets {
  * train_tickets_loader_fit ranks them by fit(ctx, c) first (0: cannot
  * serve the ticket at all, higher is better: partial copies), round-robin
  * among the best. */
+/* Whether some loader has free credit. */
+bool train_tickets_any_credit(const struct train_net *n);
 struct train_client *train_tickets_loader_fit(
     struct train_tickets *tk, struct train_net *n, uint64_t avoid,
     int (*fit)(void *ctx, const struct train_client *c), void *ctx);
