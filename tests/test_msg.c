@@ -276,6 +276,18 @@ static void edit_loader_no_dataset(msgpack_object *r, msgpack_zone *z)
     (void)z;
     obj_field(r, "dataset")->type = MSGPACK_OBJECT_NIL;
 }
+/* a held bitmap one byte short of what the counts need */
+static void edit_held_short(msgpack_object *r, msgpack_zone *z)
+{
+    (void)z;
+    obj_field(obj_field(r, "dataset"), "held")->via.bin.size -= 1;
+}
+/* counts so large that the bitmap's size overflows */
+static void edit_held_counts_huge(msgpack_object *r, msgpack_zone *z)
+{
+    (void)z;
+    *obj_field(obj_field(r, "dataset"), "n_train") = obj_uint(UINT64_MAX - 3);
+}
 
 static void edit_time_nan(msgpack_object *r, msgpack_zone *z)
 {
@@ -381,6 +393,8 @@ static void test_rejects_with_reason(void)
     expect_reject(MSG_KIND_BATCH, 0, edit_labels_short, "labels has 2 entries, allowed 3..3");
     expect_reject(MSG_KIND_HELLO, 0, edit_name_nul, "HELLO.name contains a NUL byte");
     expect_reject(MSG_KIND_HELLO, 0, edit_loader_no_dataset, "a loader must send its dataset");
+    expect_reject(MSG_KIND_HELLO, 0, edit_held_short, "held has 874 bytes, its shape says 875");
+    expect_reject(MSG_KIND_HELLO, 0, edit_held_counts_huge, "n_train + n_val overflows");
     expect_reject(MSG_KIND_BYE, 0, edit_reason_long, "exceeds the limit 256");
     expect_reject(MSG_KIND_EMBED, 1, edit_end_with_n, "end marker must have n = 0");
     expect_reject(MSG_KIND_EMBED, 0, edit_emb_dim_big, "EMBED.dim = 9 exceeds");
