@@ -93,8 +93,11 @@ static int child_run_job(const struct work_job *j, uint8_t *out,
         void *buf;
         size_t len;
         char name[WORK_PATH_MAX + 256];
-        if (dataset_read_member(j->path, (uint64_t)j->member, &buf, &len, name,
-                                sizeof name, err) < 0)
+        int got = dataset_read_member(j->path, (uint64_t)j->member, &buf, &len, name,
+                                      sizeof name, err);
+        if (got == -2)
+            *fail_class = MSG_FAIL_DECODE;
+        if (got < 0)
             return -1;
         rc = image_load_buffer(&im, buf, len, name, (int)v->channels, v->max_pixels,
                                target, err);

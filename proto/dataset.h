@@ -108,7 +108,9 @@ int dataset_holds(const struct dataset *d, int split, size_t index);
 
 /* The bytes of a shard sample: the member whose tar header starts at
  * offset in the file shard_path, malloc'd into *buf (*len bytes), its name
- * into name (cap bytes). 0, or -1 with the reason in err. */
+ * into name (cap bytes). 0; -1 with the reason in err when the shard
+ * cannot be read (this copy's trouble); -2 when the member itself is not
+ * an image file a loader reads (over 1 GiB, or not a regular file). */
 int dataset_read_member(const char *shard_path, uint64_t offset, void **buf,
                         size_t *len, char *name, size_t cap, char *err);
 

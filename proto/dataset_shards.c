@@ -358,7 +358,9 @@ int dataset_read_member(const char *shard_path, uint64_t offset, void **buf,
     int64_t size = archive_entry_size(ent);
     if (archive_entry_filetype(ent) != AE_IFREG || size < 0 ||
         size > MEMBER_MAX) {
+        /* the member itself: no other copy of it will do better */
         errf(err, "%s: not a regular member of at most 1 GiB", name);
+        rc = -2;
         goto done;
     }
     uint8_t *b = xmalloc(size ? (size_t)size : 1);
