@@ -24,8 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <vips/vips.h>
-
 #include "test_pipeline_util.h"
 #include "test_train_util.h"
 #include "testing.h"
@@ -433,15 +431,5 @@ int main(int argc, char **argv)
         {"loader_oom", test_loader_oom},
         {NULL, NULL},
     };
-    signal(SIGPIPE, SIG_IGN);
-    pipe_init();
-    if (VIPS_INIT(argv[0]) != 0) {
-        fprintf(stderr, "VIPS_INIT failed: %s\n", vips_error_buffer());
-        return 1;
-    }
-    vips_cache_set_max(0);
-    int status = testing_run_named("faults_clients", all, argc, argv);
-    pipe_case_abandon();
-    vips_shutdown();
-    return status;
+    return pipe_main("faults_clients", all, argc, argv);
 }

@@ -21,7 +21,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <vips/vips.h>
 
 #include "dataset.h"
 #include "json.h"
@@ -484,15 +483,5 @@ int main(int argc, char **argv)
         {"partial_copies", test_partial_copies},
         {NULL, NULL},
     };
-    signal(SIGPIPE, SIG_IGN);
-    pipe_init();
-    if (VIPS_INIT(argv[0]) != 0) {
-        fprintf(stderr, "VIPS_INIT failed: %s\n", vips_error_buffer());
-        return 1;
-    }
-    vips_cache_set_max(0);
-    int status = testing_run_named("pipeline", all, argc, argv);
-    pipe_case_abandon();
-    vips_shutdown();
-    return status;
+    return pipe_main("pipeline", all, argc, argv);
 }

@@ -350,3 +350,18 @@ void pipe_case_abandon(void)
         env_free(&case_env);
     case_open = 0;
 }
+
+int pipe_main(const char *suite, const struct testing_case *cases, int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    pipe_init();
+    if (VIPS_INIT(argv[0]) != 0) {
+        fprintf(stderr, "VIPS_INIT failed: %s\n", vips_error_buffer());
+        return 1;
+    }
+    vips_cache_set_max(0);
+    int status = testing_run_named(suite, cases, argc, argv);
+    pipe_case_abandon();
+    vips_shutdown();
+    return status;
+}

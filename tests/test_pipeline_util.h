@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include "test_train_util.h"
+#include "testing.h"
 
 /* Classes of the generated dataset and the side of its images. */
 #define PIPE_CLASSES 3
@@ -81,6 +82,11 @@ int pipe_run_each(const struct env *e, const char *name, const char *const *data
 struct env *pipe_case_begin(void);
 void pipe_case_end(void);
 void pipe_case_abandon(void);
+
+/* main() of a pipeline test program: SIGPIPE ignored, pipe_init, libvips
+ * started, the cases run (all, or the one argv[1] names), every process
+ * left ended, libvips shut down. Returns the exit status. */
+int pipe_main(const char *suite, const struct testing_case *cases, int argc, char **argv);
 
 /* Occurrences of needle in the file e->dir/rel. */
 int pipe_count_text(const struct env *e, const char *rel, const char *needle);
