@@ -479,7 +479,9 @@ static int has_prefix(const char *s, const char *p)
 int dataset_build(struct dataset *d, const struct dataset_entry *e, size_t n,
                   char *err)
 {
-    int splits = 0, labelled = 0;
+    /* classes an index named (empty class folders included) */
+    size_t given = d->n_classes;
+    int splits = 0, labelled = given > 0;
     char cls[256];
     for (size_t i = 0; i < n; i++)
         splits |= has_prefix(e[i].path, "train/");
@@ -491,8 +493,8 @@ int dataset_build(struct dataset *d, const struct dataset_entry *e, size_t n,
             class_of(e[i].path, 6, cls, sizeof cls);
     }
     /* the classes: the folders below train/, sorted, once each */
-    size_t cap = 0;
-    for (size_t i = 0; i < n && labelled; i++) {
+    size_t cap = given;
+    for (size_t i = 0; i < n && labelled && !given; i++) {
         if (!has_prefix(e[i].path, "train/") ||
             !class_of(e[i].path, 6, cls, sizeof cls) ||
             !dataset_is_image_name(e[i].path))

@@ -23,17 +23,18 @@
  * files missing) carries the whole dataset's index, written by `lejepa
  * shard` or `lejepa index`:
  *
- *   DIR/lejepa-index.txt           "lejepa-index 1", then one line per
- *                                  sample: "<path>\t<shard file or ->"
+ *   DIR/lejepa-index.txt           "lejepa-index 1", a line "\tclass\tNAME"
+ *                                  per class (a labelled dataset), then one
+ *                                  line per sample: "<path>\t<shard or ->"
  *
  * With an index, the dataset is what the index lists (its fingerprint
  * too), and the copy holds the samples whose file, or shard, is present;
  * HELLO tells the trainer which (PROTOCOL.md). Paths in an index or a
  * shard must stay inside the root (no "..", "." or empty components, not
- * absolute). Classes come from the samples' paths, so an empty class
- * folder, which the folder walk counts, leaves no trace in shards or an
- * index: such a folder and its shards differ in class count (the trainer
- * refuses to mix them); remove empty class folders before sharding.
+ * absolute). With an index the classes are the ones it lists (so empty
+ * class folders count, as in the folder); shards without an index take
+ * them from the members' paths, where an empty class folder leaves no
+ * trace.
  *
  * A root named train or val without a train/ folder inside is the split of
  * a dataset given by mistake: an error that names its parent. Unlabelled

@@ -215,6 +215,19 @@ static int read_index(struct dataset *d, const char *path, struct listing *l,
         }
         if (len == 0)
             continue;
+        if (strncmp(line, "\tclass\t", 7) == 0) {
+            /* a class of the folder, listed even when empty */
+            const char *name = line + 7;
+            if (!name[0] || strchr(name, '/') || strchr(name, '\t') ||
+                !safe_path(name)) {
+                rc = errf(err, "%s:%ld: bad class name '%s'", path, no, name);
+                break;
+            }
+            d->classes =
+                xrealloc(d->classes, (d->n_classes + 1) * sizeof *d->classes);
+            d->classes[d->n_classes++] = xstrdup(name);
+            continue;
+        }
         char *tab = strchr(line, '\t');
         if (!tab || tab == line || strchr(tab + 1, '\t') || !tab[1]) {
             rc = errf(err, "%s:%ld: expected '<path>\\t<shard or ->'", path,
@@ -390,6 +403,9 @@ int dataset_write_index(const struct dataset *d, const char *root, char *err)
     size_t len = 0;
     FILE *m = open_memstream(&text, &len);
     fprintf(m, INDEX_MAGIC "\n");
+    /* the classes first, so empty class folders count as in the folder */
+    for (size_t c = 0; c < d->n_classes; c++)
+        fprintf(m, "\tclass\t%s\n", d->classes[c]);
     int rc = 0;
     for (int s = 0; s < DATASET_N_SPLITS && rc == 0; s++) {
         const struct dataset_split *sp = &d->split[s];

@@ -463,6 +463,7 @@ static void test_shards(void)
     snprintf(part, sizeof part, "%s/part", dir);
     for (int i = 0; i < N_FILES; i++)
         write_file(folder, files[i]);
+    make_dir(folder, "train/fox"); /* an empty class: it sorts last */
     /* three shards by GNU tar; member order in a shard is not sorted */
     snprintf(cmd, sizeof cmd,
              "mkdir -p '%s' && cd '%s' && tar cf '%s/b.tar' train/dog val && "
@@ -474,7 +475,8 @@ static void test_shards(void)
     CU_ASSERT_EQUAL_FATAL(dataset_open(&f, folder, err), 0);
     CU_ASSERT_EQUAL_FATAL(dataset_open(&s, shards, err), 0);
     CU_ASSERT_EQUAL(s.fingerprint, f.fingerprint);
-    CU_ASSERT_EQUAL(s.n_classes, 3);
+    CU_ASSERT_EQUAL(f.n_classes, 4);
+    CU_ASSERT_EQUAL(s.n_classes, 3); /* no index: classes from members */
     CU_ASSERT_EQUAL(s.n_shards, 2);
     CU_ASSERT_PTR_NULL(s.held);
     CU_ASSERT(s.has_val);
@@ -548,6 +550,7 @@ static void test_shards(void)
     struct dataset g;
     CU_ASSERT_EQUAL_FATAL(dataset_open(&g, folder, err), 0);
     CU_ASSERT_EQUAL(g.fingerprint, f.fingerprint);
+    CU_ASSERT_EQUAL(g.n_classes, 4); /* the index keeps the empty class */
     CU_ASSERT_EQUAL(g.n_held, (size_t)N_FILES - 1);
     CU_ASSERT_EQUAL_FATAL(g.split[DATASET_TRAIN].n, 5);
     for (size_t i = 0; i < g.split[DATASET_TRAIN].n; i++)
