@@ -139,4 +139,5 @@ if ref and samples:
           f"open fds {f0} -> {f1}")
 PY
   echo "zombie processes: $zombies"
+  python3 tools/soak_check.py "$run"
 } | tee "$run/soak.txt"
