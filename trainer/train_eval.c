@@ -428,8 +428,7 @@ void train_eval_issue(struct train_eval *e, struct train_tickets *tk,
         if (b < 0)
             return;
         struct fit_eval f = {e, k};
-        struct train_client *c =
-            train_tickets_loader_fit(tk, n, 0, fit_eval, &f);
+        struct train_client *c = train_tickets_loader_fit(tk, n, fit_eval, &f);
         if (!c)
             return;
         e->bufs[b].used = true;

@@ -168,6 +168,15 @@ static void ticket_of(const struct train_step *st, const struct train_slot *s,
     };
 }
 
+/* ticket_of, and where the ticket's samples start in the slot. */
+static size_t ticket_span(const struct train_step *st,
+                          const struct train_slot *s, int k,
+                          struct msg_ticket *t)
+{
+    ticket_of(st, s, k, t);
+    return (size_t)(t->indices - s->indices);
+}
+
 /* Ticket k's samples still to come (not delivered nor settled) that
  * loader c holds, as the TICKET c is sent (indices in st->part); returns
  * their count. A whole copy gets every pending sample. */
@@ -175,8 +184,7 @@ static uint32_t ticket_part(const struct train_step *st,
                             const struct train_slot *s, int k,
                             const struct train_client *c, struct msg_ticket *t)
 {
-    ticket_of(st, s, k, t);
-    size_t first = (size_t)(t->indices - s->indices);
+    size_t first = ticket_span(st, s, k, t);
     uint32_t m = 0;
     for (uint32_t i = 0; i < t->n; i++)
         if (!s->ok[first + i] && train_net_holds(c, t->indices[i]))
@@ -205,8 +213,7 @@ static int fit_ticket(void *ctx, const struct train_client *c)
         (f->strict && f->shun && c->client_id == f->shun))
         return 0;
     struct msg_ticket t;
-    ticket_of(f->st, f->s, f->k, &t);
-    size_t first = (size_t)(t.indices - f->s->indices);
+    size_t first = ticket_span(f->st, f->s, f->k, &t);
     uint32_t pending = 0, held = 0;
     for (uint32_t i = 0; i < t.n; i++)
         if (!f->s->ok[first + i]) {
@@ -243,8 +250,7 @@ static long position_in(const struct train_step *st, const struct train_slot *s,
                         int k, uint64_t index)
 {
     struct msg_ticket t;
-    ticket_of(st, s, k, &t);
-    size_t first = (size_t)(t.indices - s->indices);
+    size_t first = ticket_span(st, s, k, &t);
     for (uint32_t i = 0; i < t.n; i++)
         if (t.indices[i] == index)
             return (long)(first + i);
@@ -256,8 +262,7 @@ static bool pending(const struct train_step *st, const struct train_slot *s,
                     int k)
 {
     struct msg_ticket t;
-    ticket_of(st, s, k, &t);
-    size_t first = (size_t)(t.indices - s->indices);
+    size_t first = ticket_span(st, s, k, &t);
     for (uint32_t i = 0; i < t.n; i++)
         if (!s->ok[first + i])
             return true;
@@ -293,7 +298,7 @@ static void hedge(struct train_step *st, struct train_tickets *tk,
     if (best < 0)
         return;
     struct fit_ctx f = {st, s, best, true, holder};
-    struct train_client *c = train_tickets_loader_fit(tk, n, 0, fit_ticket, &f);
+    struct train_client *c = train_tickets_loader_fit(tk, n, fit_ticket, &f);
     if (!c || c->client_id == holder)
         return;
     struct msg_ticket t;
@@ -331,10 +336,10 @@ void train_step_issue(struct train_step *st, struct train_tickets *tk,
              * samples; only when there is none does it go back */
             struct fit_ctx f = {st, s, k, true, s->avoid[k]};
             struct train_client *c =
-                train_tickets_loader_fit(tk, n, 0, fit_ticket, &f);
+                train_tickets_loader_fit(tk, n, fit_ticket, &f);
             if (!c && !any_fits(n, &f, NULL)) {
                 f.strict = false;
-                c = train_tickets_loader_fit(tk, n, 0, fit_ticket, &f);
+                c = train_tickets_loader_fit(tk, n, fit_ticket, &f);
             }
             if (!c) {
                 /* no loader with credit holds its samples now; say so when
@@ -454,8 +459,7 @@ static void settle_sample(const struct train_step *st, struct train_slot *s,
                           int k, uint64_t index)
 {
     struct msg_ticket t;
-    ticket_of(st, s, k, &t);
-    size_t first = (size_t)(t.indices - s->indices);
+    size_t first = ticket_span(st, s, k, &t);
     for (uint32_t i = 0; i < t.n; i++)
         if (t.indices[i] == index && !s->ok[first + i])
             s->ok[first + i] = 2;

@@ -22,30 +22,6 @@ static bool has_credit(const struct train_client *c)
         c->hold.n_held < c->hold.credit;
 }
 
-struct train_client *train_tickets_loader(struct train_tickets *tk,
-                                          struct train_net *n, uint64_t avoid)
-{
-    struct train_client *fallback = NULL;
-    int at = 0;
-    for (int i = 0; i < n->n_clients; i++) {
-        struct train_client *c = n->clients[(tk->rr + i) % n->n_clients];
-        if (!has_credit(c))
-            continue;
-        if (avoid && c->client_id == avoid) {
-            if (!fallback) {
-                fallback = c;
-                at = i;
-            }
-            continue;
-        }
-        tk->rr = (tk->rr + i + 1) % n->n_clients;
-        return c;
-    }
-    if (fallback)
-        tk->rr = (tk->rr + at + 1) % n->n_clients;
-    return fallback;
-}
-
 bool train_tickets_any_credit(const struct train_net *n)
 {
     for (int i = 0; i < n->n_clients; i++)
@@ -55,7 +31,7 @@ bool train_tickets_any_credit(const struct train_net *n)
 }
 
 struct train_client *train_tickets_loader_fit(
-    struct train_tickets *tk, struct train_net *n, uint64_t avoid,
+    struct train_tickets *tk, struct train_net *n,
     int (*fit)(void *ctx, const struct train_client *c), void *ctx)
 {
     struct train_client *best = NULL;
@@ -64,10 +40,7 @@ struct train_client *train_tickets_loader_fit(
         struct train_client *c = n->clients[(tk->rr + i) % n->n_clients];
         if (!has_credit(c))
             continue;
-        /* the avoided loader ranks below every other that fits */
-        int score = fit(ctx, c) * 2;
-        if (score > 0 && !(avoid && c->client_id == avoid))
-            score++;
+        int score = fit(ctx, c);
         if (score > best_score) {
             best = c;
             best_score = score;

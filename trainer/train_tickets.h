@@ -61,18 +61,14 @@ struct train_tickets {
     double timeout_s;    /* limits.ticket_timeout_s */
 };
 
-/* The next loader (round-robin) with free credit, or NULL; a loader whose
- * client_id is avoid (0: none) only when no other has credit.
- * train_tickets_loader_fit ranks them by fit(ctx, c) first (0: cannot
- * serve the ticket at all, higher is better: partial copies), round-robin
- * among the best. */
 /* Whether some loader has free credit. */
 bool train_tickets_any_credit(const struct train_net *n);
+/* The loader with free credit that fit(ctx, c) ranks highest (0: it
+ * cannot serve the ticket at all; exclusions are the fit's to make),
+ * round-robin among the best; NULL when none fits. */
 struct train_client *train_tickets_loader_fit(
-    struct train_tickets *tk, struct train_net *n, uint64_t avoid,
+    struct train_tickets *tk, struct train_net *n,
     int (*fit)(void *ctx, const struct train_client *c), void *ctx);
-struct train_client *train_tickets_loader(struct train_tickets *tk,
-                                          struct train_net *n, uint64_t avoid);
 /* Sends ticket m to loader c and records that c holds it. */
 void train_tickets_send(struct train_net *n, struct train_client *c,
                         const struct msg_ticket *m);
