@@ -37,6 +37,9 @@
  * before WELCOME, when there may be no trainer to take them at all. */
 #define LOADER_EXIT_LINGER_MS 2000
 #define LOADER_HELLO_LINGER_MS 200
+/* HELLO backoff after which a rank endpoint that does not answer is
+ * given up for rank 0 (which assigns a rank again). */
+#define LOADER_RANK_GIVE_UP_S 2.0
 /* Progress line interval. */
 #define LOADER_STATS_S 10.0
 /* Messages read per loop turn, so workers and heartbeats are not starved. */
@@ -54,6 +57,9 @@ struct loop {
     struct work_result *results;    /* (o->workers) */
     struct ticket_set tickets;
     struct config cfg;              /* from the last WELCOME */
+    /* where the next connection goes: o->endpoint, or the rank endpoint a
+     * data-parallel trainer's rank 0 named in WELCOME.serve */
+    char target[MSG_NAME_MAX + 1];
     enum loop_state state;
     double retry_at;                /* DISCONNECTED: when to connect */
     double hello_deadline;          /* HELLO: when to give up this attempt */
@@ -84,12 +90,14 @@ static void loop_disconnect(struct loop *L, double delay_s, const char *why)
     conn_close(&L->conn, 0);
     L->state = STATE_DISCONNECTED;
     L->retry_at = now_s() + delay_s;
+    /* a rank that went away: rank 0 assigns a rank again */
+    snprintf(L->target, sizeof L->target, "%s", L->o->endpoint);
 }
 
 static void loop_connect(struct loop *L)
 {
     char err[ERR_LEN];
-    if (conn_open(&L->conn, L->o->name, L->o->endpoint, err) < 0 ||
+    if (conn_open(&L->conn, L->o->name, L->target, err) < 0 ||
         conn_send_hello(&L->conn, L->o, L->d) < 0) {
         loader_log("cannot connect: %s; retrying in %.1f s", err, L->backoff_s);
         conn_close(&L->conn, 0);
@@ -111,6 +119,19 @@ static int loop_welcome(struct loop *L, const struct msg_welcome *w)
         config_validate(&c, err) < 0 || work_views_check(&c.views, err) < 0) {
         fprintf(stderr, "lejepa-loader: the trainer's config is unusable: %s\n", err);
         return -1;
+    }
+    if (w->serve && strcmp(L->target, L->o->endpoint) == 0) {
+        /* rank 0 of a data-parallel trainer: serve the rank it names (only
+         * rank 0 redirects, so there are no chains) */
+        if (client_endpoint_check(w->serve, err) < 0) {
+            fprintf(stderr, "lejepa-loader: the trainer names a rank endpoint "
+                    "that is unusable: %s\n", err);
+            return -1;
+        }
+        loader_log("the trainer is data parallel: serving the rank at %s", w->serve);
+        loop_disconnect(L, 0, "leaving rank 0 for that rank");
+        snprintf(L->target, sizeof L->target, "%s", w->serve);
+        return 0;
     }
     L->cfg = c;
     struct msg_limit_params p;
@@ -294,6 +315,13 @@ static void loop_timers(struct loop *L)
         if (L->backoff_s > LOADER_BACKOFF_MAX_MS / 1000.0)
             L->backoff_s = LOADER_BACKOFF_MAX_MS / 1000.0;
         conn_close(&L->conn, 0);
+        /* a rank that does not answer for seconds: back to rank 0 */
+        if (L->backoff_s >= LOADER_RANK_GIVE_UP_S &&
+            strcmp(L->target, L->o->endpoint) != 0) {
+            loader_log("the rank at %s does not answer: back to %s", L->target,
+                       L->o->endpoint);
+            snprintf(L->target, sizeof L->target, "%s", L->o->endpoint);
+        }
         loop_connect(L);   /* a fresh socket and routing id, HELLO again */
     } else if (L->state == STATE_SERVING) {
         if (now - L->last_rx > LOADER_SILENCE_BEATS * L->heartbeat_s && !L->signals) {
@@ -352,7 +380,7 @@ static int loop_turn(struct loop *L, int stop_fd)
     if ((items[0].revents & ZMQ_POLLIN) && (status = loop_signal(L, stop_fd)) >= 0)
         return status;
     char text[ERR_LEN];
-    if (conn_auth_failed(&L->conn, L->o->endpoint, text)) {
+    if (conn_auth_failed(&L->conn, L->target, text)) {
         /* like a REFUSE: retrying with the same keys cannot succeed */
         loader_log("%s", text);
         return 1;
@@ -390,6 +418,7 @@ int loader_run(const struct loader_opts *o, const struct dataset *d, int stop_fd
     L.heartbeat_s = LOADER_HEARTBEAT_MS_DEFAULT / 1000.0;
     L.window_start = now_s();
     L.state = STATE_DISCONNECTED;
+    snprintf(L.target, sizeof L.target, "%s", o->endpoint);
     loader_log("%d worker(s), credit %u, connecting to %s%s", o->workers, o->credit,
                o->endpoint, o->keys.enabled ? " with CurveZMQ keys" : "");
 

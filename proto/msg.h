@@ -109,6 +109,10 @@ struct msg_welcome {
     const char *config;             /* effective config, INI text */
     uint32_t heartbeat_ms;
     uint64_t client_id;
+    /* optional (NULL: absent): a data-parallel trainer's rank 0 names the
+     * work endpoint of the rank this loader is to serve; the loader closes
+     * this connection and says HELLO there (PROTOCOL.md, Several ranks) */
+    const char *serve;
 };
 
 /* REFUSE and BYE. */

@@ -181,6 +181,19 @@ static int get_str(const struct dec *d, const msgpack_object *map, const char *k
     return o ? str_copy(d, o, key, max, out) : -1;
 }
 
+/* An optional string: *out NULL when the key is absent or nil. */
+static int get_opt_str(const struct dec *d, const msgpack_object *map, const char *key,
+                       size_t max, const char **out)
+{
+    *out = NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *o = &map->via.map.ptr[i].val;
+        if (key_is(&map->via.map.ptr[i].key, key) && o->type != MSGPACK_OBJECT_NIL)
+            return str_copy(d, o, key, max, out);
+    }
+    return 0;
+}
+
 static int get_enum(const struct dec *d, const msgpack_object *map, const char *key,
                     const char *(*name_of)(int), int *out)
 {
@@ -537,7 +550,8 @@ static int decode_body(struct dec *d, const msgpack_object *r, struct msg *m)
                get_str(d, r, "broadcast", MSG_NAME_MAX, &w->broadcast) ||
                get_str(d, r, "config", l->max_str, &w->config) ||
                get_u32(d, r, "heartbeat_ms", UINT32_MAX, &w->heartbeat_ms) ||
-               get_uint(d, r, "client_id", UINT64_MAX, &w->client_id) ? -1 : 0;
+               get_uint(d, r, "client_id", UINT64_MAX, &w->client_id) ||
+               get_opt_str(d, r, "serve", MSG_NAME_MAX, &w->serve) ? -1 : 0;
     }
     case MSG_KIND_REFUSE: return get_str(d, r, "reason", l->max_str, &m->refuse.reason);
     case MSG_KIND_BYE: return get_str(d, r, "reason", l->max_str, &m->bye.reason);

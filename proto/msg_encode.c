@@ -281,10 +281,11 @@ static int pack_message(msgpack_packer *pk, const struct msg *m)
     case MSG_KIND_HELLO: return pack_hello(pk, m);
     case MSG_KIND_WELCOME: {
         const struct msg_welcome *w = &m->welcome;
-        return pack_header(pk, m, 5) || put_str(pk, "run", w->run) ||
+        return pack_header(pk, m, w->serve ? 6 : 5) || put_str(pk, "run", w->run) ||
                put_str(pk, "broadcast", w->broadcast) || put_str(pk, "config", w->config) ||
                put_u64(pk, "heartbeat_ms", w->heartbeat_ms) ||
-               put_u64(pk, "client_id", w->client_id);
+               put_u64(pk, "client_id", w->client_id) ||
+               (w->serve && put_str(pk, "serve", w->serve));
     }
     case MSG_KIND_REFUSE:
         return pack_header(pk, m, 1) || put_str(pk, "reason", m->refuse.reason);

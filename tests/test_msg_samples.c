@@ -83,7 +83,8 @@ void msg_sample(struct msg *m, enum msg_kind k, int variant)
     case MSG_KIND_WELCOME:
         m->welcome = (struct msg_welcome){"run-7", "tcp://127.0.0.1:5556",
                                           "[run]\nname = run-7\nseed = 1\n", 1000,
-                                          variant ? 1ULL << 40 : 3};
+                                          variant ? 1ULL << 40 : 3,
+                                          variant ? "tcp://10.0.0.2:5557" : NULL};
         break;
     case MSG_KIND_REFUSE: m->refuse.reason = "dataset fingerprint differs"; break;
     case MSG_KIND_BYE: m->bye.reason = variant ? "" : "shutting down"; break;
@@ -226,7 +227,9 @@ bool msg_sample_equal(const struct msg *a, const struct msg *b, char *why)
              !str_eq(a->welcome.broadcast, b->welcome.broadcast) ||
              !str_eq(a->welcome.config, b->welcome.config) ||
              a->welcome.heartbeat_ms != b->welcome.heartbeat_ms ||
-             a->welcome.client_id != b->welcome.client_id, "welcome");
+             a->welcome.client_id != b->welcome.client_id ||
+             !a->welcome.serve != !b->welcome.serve ||
+             (a->welcome.serve && !str_eq(a->welcome.serve, b->welcome.serve)), "welcome");
         return true;
     case MSG_KIND_REFUSE:
     case MSG_KIND_BYE:

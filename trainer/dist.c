@@ -6,6 +6,7 @@
  */
 #include "dist.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,10 +35,18 @@ int dist_init_mpi(struct dist *d, int *argc, char ***argv, char *err)
 {
     dist_init_single(d);
 #ifdef LEJEPA_HAVE_MPI
-    int up = 0;
+    int up = 0, provided = MPI_THREAD_SINGLE;
     MPI_Initialized(&up);
-    if (!up && MPI_Init(argc, argv) != MPI_SUCCESS)
+    /* SERIALIZED: the trainer calls MPI from its compute thread as well as
+     * from main, never from both at once (train_engine.h) */
+    if (!up && MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED,
+                               &provided) != MPI_SUCCESS)
         return errf(err, "MPI_Init failed (run under mpirun?)");
+    if (up)
+        MPI_Query_thread(&provided);
+    if (provided < MPI_THREAD_SERIALIZED)
+        return errf(err, "this MPI library offers thread level %d, the "
+                    "trainer needs MPI_THREAD_SERIALIZED", provided);
     /* Errors abort the job (MPI's default): a rank cannot leave a
      * collective alone without hanging the others. */
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
@@ -137,6 +146,75 @@ void dist_broadcast_float(struct dist *d, float *x, size_t n)
 #else
     (void)x;
 #endif
+}
+
+void dist_broadcast_bytes(struct dist *d, void *x, size_t n)
+{
+    if (d->world == 1 || n == 0)
+        return;
+#ifdef LEJEPA_HAVE_MPI
+    char *p = x;
+    while (n > 0) {
+        size_t k = n < DIST_MAX_COUNT ? n : DIST_MAX_COUNT;
+        CHECK(MPI_Bcast(p, (int)k, MPI_BYTE, 0, MPI_COMM_WORLD) ==
+              MPI_SUCCESS);
+        p += k;
+        n -= k;
+    }
+#else
+    (void)x;
+#endif
+}
+
+void *dist_broadcast_blob(struct dist *d, const void *x, size_t *n)
+{
+    uint64_t len = *n;
+    dist_broadcast_bytes(d, &len, sizeof len);
+    char *out = xmalloc(len + 1);
+    if (d->rank == 0 && len)
+        memcpy(out, x, len);
+    dist_broadcast_bytes(d, out, len);
+    out[len] = '\0';
+    *n = (size_t)len;
+    return out;
+}
+
+void dist_allgather_bytes(struct dist *d, const void *mine, void *all,
+                         size_t n)
+{
+    if (d->world == 1) {
+        memcpy(all, mine, n);
+        return;
+    }
+#ifdef LEJEPA_HAVE_MPI
+    CHECK(n < DIST_MAX_COUNT);
+    CHECK(MPI_Allgather(mine, (int)n, MPI_BYTE, all, (int)n, MPI_BYTE,
+                        MPI_COMM_WORLD) == MPI_SUCCESS);
+#endif
+}
+
+int dist_launched_world(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE",
+                                       "PMI_SIZE", NULL};
+    for (int i = 0; vars[i]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) {
+            long w = strtol(v, NULL, 10);
+            return w > 0 && w < 1 << 20 ? (int)w : 0;
+        }
+    }
+    return 0;
+}
+
+void dist_abort(struct dist *d, int code)
+{
+#ifdef LEJEPA_HAVE_MPI
+    if (d->mpi && d->world > 1)
+        MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+    (void)d;
+    exit(code);
 }
 
 void dist_barrier(struct dist *d)

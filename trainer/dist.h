@@ -61,6 +61,25 @@ void dist_allreduce_float_buckets(struct dist *d, float *x, size_t n);
 /* x (n) on every rank becomes rank 0's. */
 void dist_broadcast_float(struct dist *d, float *x, size_t n);
 
+/* x (n bytes) on every rank becomes rank 0's. */
+void dist_broadcast_bytes(struct dist *d, void *x, size_t n);
+/* Rank 0's x (*n bytes; the other ranks' x and *n are ignored) on every
+ * rank: a malloc'd copy, NUL-terminated, its length in *n. */
+void *dist_broadcast_blob(struct dist *d, const void *x, size_t *n);
+
+/* all (world * n bytes): rank r's mine (n bytes) at all + r n, on every
+ * rank. */
+void dist_allgather_bytes(struct dist *d, const void *mine, void *all,
+                          size_t n);
+
+/* The world size mpirun (Open MPI, or a PMI/PMIx launcher) started this
+ * process in, from its environment; 0 when not started by one. */
+int dist_launched_world(void);
+
+/* Ends every rank's process (MPI_Abort) with code; exit(code) alone in a
+ * world of 1. */
+void dist_abort(struct dist *d, int code) __attribute__((noreturn));
+
 void dist_barrier(struct dist *d);
 
 /* This rank's share of n samples: [start, start + count) with

@@ -373,11 +373,8 @@ void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
     const int N = m->n, K = m->proj_dim, V = m->views;
     const bool par = parallel(m);
     double tot[4] = {(double)N, 0, 0, 0};
-    if (par) {
+    if (par)
         dist_allreduce_double(m->dist, tot, 1);
-        if (!c->sync_bn) /* DDP's broadcast_buffers: rank 0's running stats */
-            dist_broadcast_float(m->dist, m->p.state_data, m->p.state.total);
-    }
     m->n_global = (long)tot[0];
     CHECK(m->n_global >= 2);
     memset(m->p.grad, 0, m->p.learn.total * sizeof(float));
@@ -388,6 +385,16 @@ void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
         m->grp[g].g.drop_step = 2 * step + (uint64_t)g;
         graph_forward(&m->grp[g].g, true);
         graph_zero_out_grads(&m->grp[g].g);
+    }
+    if (par && !c->sync_bn && m->p.state.total > 0) {
+        /* per-rank BatchNorm: once this step has updated them, the running
+         * statistics become their mean over ranks (an exponential average
+         * is linear: the running average of every rank's batch
+         * statistics), so every rank, and every checkpoint, holds it */
+        dist_allreduce_float(m->dist, m->p.state_data, m->p.state.total);
+        const float inv = 1.0f / (float)m->dist->world;
+        for (size_t i = 0; i < m->p.state.total; i++)
+            m->p.state_data[i] *= inv;
     }
 
     const float lambda = (float)c->lambda;

@@ -103,8 +103,9 @@ void lejepa_free(struct lejepa *m);
  * same weights; after loading a checkpoint on rank 0 only, call
  * lejepa_broadcast_weights. With c.sync_bn, BatchNorm in training uses the
  * statistics of every rank's samples; otherwise each rank's own (as
- * PyTorch DDP), and the running statistics of rank 0 are broadcast at the
- * start of every step (DDP's broadcast_buffers). */
+ * PyTorch DDP), and after each step's update the running statistics
+ * become their mean over ranks (DDP broadcasts rank 0's instead), so every
+ * rank and every checkpoint holds the average over ranks. */
 void lejepa_set_dist(struct lejepa *m, struct dist *d);
 
 /* Every rank's weights, running statistics and AdamW moments become rank

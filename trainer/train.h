@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "train_ckpt.h"
+#include "train_dist.h"
 #include "train_engine.h"
 #include "train_eval.h"
 #include "train_log.h"
@@ -91,6 +92,8 @@ struct train {
     char resume[4096];          /* checkpoint path, "" = fresh run */
     struct train_net_keys keys; /* --key, --allow */
     bool insecure;              /* --insecure */
+    const char *bind;           /* --bind */
+    struct train_dist dist;     /* the ranks under mpirun (one without) */
     struct train_rundir rundir;
     struct train_net net;
     struct train_tickets tickets;

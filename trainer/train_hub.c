@@ -189,6 +189,18 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
             train_log("refused %s: too many clients", h->name);
         return;
     }
+    if (h->role != MSG_ROLE_LOADER && !train_dist_root(&t->dist)) {
+        n->refusals++;
+        snprintf(err, sizeof err,
+                 "this is rank %d of a data-parallel trainer, which serves "
+                 "loaders only: evaluators and monitors connect to rank 0's "
+                 "endpoint",
+                 t->dist.d.rank);
+        train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, err);
+        if (train_log_thin(n->refusals))
+            train_log("refused %s: %s", h->name, err);
+        return;
+    }
     if (h->role == MSG_ROLE_LOADER &&
         check_dataset(&t->data, &t->cfg, h, err) != 0) {
         n->refusals++;
@@ -210,6 +222,17 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
         .heartbeat_ms = TRAIN_HEARTBEAT_MS,
         .client_id = n->next_client_id + 1,
     };
+    /* data parallel: rank 0 sends a loader to the rank with the fewest */
+    const char *serve = h->role == MSG_ROLE_LOADER && t->engine_ready
+        ? train_dist_assign(t)
+        : NULL;
+    if (serve) {
+        m.welcome.serve = serve;
+        if (train_net_welcome(n, id, id_len, &m))
+            train_log("loader %s (pid %" PRIu64 ") goes to the rank at %s",
+                      h->name, h->pid, serve);
+        return;
+    }
     if (!train_net_welcome(n, id, id_len, &m)) {
         /* gone, or its queue is full: it does not read what it asked for */
         n->clients_dropped++;

@@ -13,6 +13,7 @@
 #include "util.h"
 
 static FILE *log_file;
+static char log_tag[64] = "lejepa-train";
 /* Lines logged before the run directory exists (the trainer checks its
  * data and binds its ports first, so a bad --data or a busy port leaves no
  * run directory): kept here and written first when the file opens. */
@@ -37,6 +38,13 @@ int train_log_open(const char *path, char *err)
     early_len = 0;
     pthread_mutex_unlock(&log_mu);
     return 0;
+}
+
+void train_log_set_tag(const char *tag)
+{
+    pthread_mutex_lock(&log_mu);
+    snprintf(log_tag, sizeof log_tag, "%s", tag);
+    pthread_mutex_unlock(&log_mu);
 }
 
 void train_log_close(void)
@@ -77,7 +85,7 @@ void train_log(const char *fmt, ...)
     char stamp[32];
     strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
     char line[2200];
-    snprintf(line, sizeof line, "%s lejepa-train: %s\n", stamp, msg);
+    snprintf(line, sizeof line, "%s %s: %s\n", stamp, log_tag, msg);
     train_log_raw(line);
 }
 

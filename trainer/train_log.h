@@ -14,6 +14,8 @@
 /* Opens (appends to) the log file; 0, or -1 with err naming the path. */
 int train_log_open(const char *path, char *err);
 void train_log_close(void);
+/* The program name lines start with ("lejepa-train[rank 1/2]"). */
+void train_log_set_tag(const char *tag);
 void train_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Writes text as it is to stderr and the log file (the effective config). */
 void train_log_raw(const char *text);

@@ -44,6 +44,9 @@ void train_engine_init(struct train *t)
     char err[ERR_LEN];
     const struct config *c = &t->cfg;
     struct train_progress *p = &t->prog;
+    /* data parallel: rank 0's dataset and checkpoint on every rank */
+    train_dist_sync_dataset(t);
+    train_dist_sync_resume(t);
     train_engine_build(&t->engine, c, t->data.n_classes);
     train_step_init(&t->steps, c, t->data.n_train, t->data.n_classes);
     struct train_sampler *sm = &t->steps.sampler;
@@ -61,6 +64,8 @@ void train_engine_init(struct train *t)
     }
     p->warmup = warmup_steps(t);
     p->first_step = p->step;
+    t->steps.trained = p->step;
+    train_dist_attach(t);
     train_log(
         "model: %d parameters tensors, embedding %d, projection %d, %" PRIu32
         " classes; %" PRIu64 " steps per epoch (batch %d, the last partial "
@@ -210,6 +215,9 @@ static void write_metrics(struct train *t, uint32_t epoch,
     double nan = NAN;
     const struct lejepa_losses *L = &r->losses;
     int loaders = train_net_count(&t->net, MSG_ROLE_LOADER);
+    if (t->dist.on) /* every rank's, as of the last exchange */
+        for (int q = 1; q < t->dist.d.world; q++)
+            loaders += t->dist.x.rank_loaders[q];
     uint64_t failures = t->steps.sampler.n_failed;
     struct msg_value v[] = {
         {"loss", r->skipped ? nan : L->loss},
@@ -254,6 +262,19 @@ static void step_finish(struct train *t, struct train_slot *s)
     struct train_interval *iv = &t->iv;
     uint32_t epoch = s->epoch;
     const struct train_step_result *r = &t->steps.job.result;
+    if (t->dist.on) {
+        train_dist_apply(t);
+        if (r->ended) {
+            train_step_release(s);
+            return;
+        }
+        if (!train_dist_root(&t->dist)) {
+            /* rank 0 fixes the step count (a time budget) */
+            p->total = (uint64_t)t->dist.x.total0;
+            p->total_fixed = t->dist.x.fixed0 > 0;
+            p->warmup = warmup_steps(t);
+        }
+    }
     if (!r->finite) {
         snprintf(t->ctl.fatal, sizeof t->ctl.fatal,
                  "%s; stopping, the last good "
@@ -278,12 +299,14 @@ static void step_finish(struct train *t, struct train_slot *s)
         iv->probe_total += r->losses.probe_total;
     }
     p->step++;
+    t->steps.trained = p->step;
     if (p->step == 1)
         p->timing_t0 = util_time_mono();
     if (p->step % (uint64_t)t->cfg.run.log_every == 0 || p->step == p->total)
         write_metrics(t, epoch, r);
     train_step_release(s);
-    if (!p->total_fixed && p->step >= (uint64_t)t->cfg.optim.timing_steps)
+    if (!p->total_fixed && p->step >= (uint64_t)t->cfg.optim.timing_steps &&
+        train_dist_root(&t->dist))
         fix_total(t);
     if (t->ctl.fatal[0])
         return;
@@ -371,7 +394,7 @@ static enum step_gate step_gate(struct train *t, struct train_slot **ready,
 {
     struct train_control *ctl = &t->ctl;
     *code = 0;
-    if (ctl->stopping)
+    if (ctl->stopping || t->dist.over)
         return GATE_END;
     if (t->prog.step >= t->prog.total)
         return final_results_pending(t) ? GATE_WAIT : GATE_END;
@@ -438,9 +461,11 @@ static int turn(struct train *t)
         /* a time budget runs from the first step, not from start-up */
         if (t->prog.start_time == 0)
             t->prog.start_time = util_time_mono();
+        train_dist_claims(t, false, lr_factor(t, t->prog.step),
+                          probe_factor(t, t->prog.step));
         train_step_submit(&t->steps, &t->engine, ready,
                           lr_factor(t, t->prog.step),
-                          probe_factor(t, t->prog.step));
+                          probe_factor(t, t->prog.step), &t->dist.x);
         return -1;
     case GATE_WAIT:
         return -1;
@@ -462,6 +487,20 @@ static int loop(struct train *t, volatile sig_atomic_t *signals)
             ctl->interrupted = true;
             train_log("stopping: finishing the current step, then a final "
                       "checkpoint");
+            if (t->dist.on && train_dist_root(&t->dist) && t->engine_ready &&
+                !train_engine_idle(&t->engine)) {
+                /* mpirun ends every rank when one dies: this may be the
+                 * last line */
+                if (t->prog.have_ckpt)
+                    train_log("(several ranks: if one died, the job ends "
+                              "first; the last checkpoint is ckpt-%" PRIu64
+                              ".safetensors: mpirun ... lejepa-train "
+                              "--resume %s continues it)",
+                              t->prog.last_ckpt_step, t->rundir.dir);
+                else
+                    train_log("(several ranks: if one died, the job ends "
+                              "first, before any checkpoint)");
+            }
         }
         int wake = train_engine_wake_fd(&t->engine);
         int sig_fd = util_stop_fd();
@@ -481,7 +520,27 @@ static int loop(struct train *t, volatile sig_atomic_t *signals)
                 return 0;
             continue;
         }
+        struct train_dist *td = &t->dist;
+        if (td->end_out) {
+            /* this rank told the others that the run ends */
+            if (!train_engine_idle(&t->engine))
+                continue;
+            train_dist_apply(t);
+            return td->end_code;
+        }
         int code = turn(t);
+        if (code >= 0 && td->on && !td->over) {
+            /* the other ranks wait for this one in their next exchange:
+             * one more, to tell them the run ends (after a step still
+             * computing, which turn() finishes first) */
+            if (!train_engine_idle(&t->engine))
+                continue;
+            train_dist_claims(t, true, 0, 0);
+            train_step_submit_end(&t->steps, &t->engine, &td->x);
+            td->end_out = true;
+            td->end_code = code;
+            continue;
+        }
         if (code >= 0)
             return code;
         if (!ctl->fatal[0])

@@ -68,9 +68,12 @@ static void usage(FILE *out)
         out);
 }
 
-/* --resume's value, looked up before the config is parsed. */
-static const char *find_resume(int argc, char **argv)
+/* --resume's value, looked up before the config is parsed (rank 0's
+ * alone: the checkpoint is on its disk, and it sends it to the others). */
+static const char *find_resume(const struct train *t, int argc, char **argv)
 {
+    if (!train_dist_root(&t->dist))
+        return NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0)
             return NULL;
@@ -115,7 +118,7 @@ static void parse_args(struct train *t, int argc, char **argv)
 {
     char err[ERR_LEN];
     config_defaults(&t->cfg);
-    const char *resume = find_resume(argc, argv);
+    const char *resume = find_resume(t, argc, argv);
     if (resume) {
         char *text =
             train_ckpt_read_config(resume, t->resume, sizeof t->resume, err);
@@ -214,6 +217,7 @@ static void parse_args(struct train *t, int argc, char **argv)
     }
     if (optind < argc)
         die("unexpected argument '%s' (see --help)", argv[optind]);
+    t->bind = bind;
     if (bind) {
         rebind(&t->cfg, t->cfg.run.endpoint, bind, "run.endpoint");
         rebind(&t->cfg, t->cfg.run.broadcast, bind, "run.broadcast");
@@ -262,13 +266,18 @@ static void open_sockets(struct train *t)
     if (!keyed && t->keys.allow)
         die("--allow %s needs --key FILE, the trainer's key pair",
             t->keys.allow);
+    t->net.no_pub = !train_dist_root(&t->dist);
     if (train_net_open(&t->net, &t->cfg, train_eval_pub_hwm(&t->cfg), &t->keys,
                        err) != 0)
         die("%s", err);
     t->rundir.pub = t->net.pub;
     t->tickets.timeout_s = t->cfg.limits.ticket_timeout_s;
-    train_log("work endpoint %s, broadcast %s%s", t->cfg.run.endpoint,
-              t->cfg.run.broadcast, keyed ? " (CurveZMQ)" : "");
+    if (t->net.no_pub)
+        train_log("work endpoint %s for this rank's loaders%s",
+                  t->cfg.run.endpoint, keyed ? " (CurveZMQ)" : "");
+    else
+        train_log("work endpoint %s, broadcast %s%s", t->cfg.run.endpoint,
+                  t->cfg.run.broadcast, keyed ? " (CurveZMQ)" : "");
     if (exposed && !keyed)
         train_log("WARNING: --insecure: bound beyond loopback without keys; "
                   "anyone who reaches these ports can join the run or read "
@@ -332,7 +341,10 @@ static int finish(struct train *t, int code)
 {
     char err[ERR_LEN];
     const struct train_progress *p = &t->prog;
-    if (t->engine_ready && code == 0) {
+    bool root = train_dist_root(&t->dist);
+    if (!root) {
+        /* rank 0 writes the run */
+    } else if (t->engine_ready && code == 0) {
         if (!p->total_fixed)
             train_log(
                 "no final checkpoint: the time budget's step count is not "
@@ -346,7 +358,7 @@ static int finish(struct train *t, int code)
         train_log("no checkpoint: the model was never built");
     }
     /* the backbone alone, named as torchvision/timm name it (lejepa export) */
-    if (t->engine_ready && code == 0 && p->have_ckpt) {
+    if (root && t->engine_ready && code == 0 && p->have_ckpt) {
         char out[4200];
         snprintf(out, sizeof out, "%s/backbone.safetensors", t->rundir.dir);
         if (export_backbone(t->rundir.dir, out, err) != 0)
@@ -376,6 +388,12 @@ static int finish(struct train *t, int code)
     train_dataset_free(&t->data);
     free(t->config_text);
     train_rundir_close(&t->rundir);
+    if (t->dist.on && !t->engine_ready) {
+        /* the other ranks wait for this one's dataset: end them too */
+        train_log("stopped before the ranks began: ending every rank");
+        dist_abort(&t->dist.d, code ? code : 1);
+    }
+    train_dist_finish(&t->dist);
     return code;
 }
 
@@ -383,23 +401,39 @@ int main(int argc, char **argv)
 {
     compute_passive_reexec(argv);
     struct train *t = xcalloc(1, sizeof *t);
+    train_dist_start(&t->dist, &argc, &argv);
+    const bool root = train_dist_root(&t->dist);
     parse_args(t, argc, argv);
-    compute_set_threads((int)t->cfg.run.threads);
     util_stop_signals_init();
     t->config_text = config_to_string(&t->cfg);
+    train_dist_sync_config(t, t->bind);
+    compute_set_threads(train_dist_threads(&t->dist, (int)t->cfg.run.threads));
     /* Everything that can refuse the run does so before the run directory
      * exists: an existing run's name, a bad --data, a busy port. */
     char err[ERR_LEN];
-    if (!t->resume[0] &&
+    if (root && !t->resume[0] &&
         train_rundir_check_fresh(t->cfg.run.dir, t->cfg.run.name, err) != 0)
         die("%s", err);
-    load_dataset(t);
-    /* With the dataset known, the model is built before the sockets open, so
-     * no client waits for its WELCOME while the arenas are allocated. */
-    if (t->data.known)
-        train_engine_init(t);
-    open_sockets(t);
-    open_run_dir(t);
+    if (root)
+        load_dataset(t);
+    if (t->dist.on) {
+        /* every rank binds, then rank 0 learns where each is; the model is
+         * built when rank 0 knows the dataset (at once, or at the first
+         * loader's HELLO), the other ranks waiting for it */
+        open_sockets(t);
+        train_dist_gather_endpoints(t);
+        if (t->data.known || !root)
+            train_engine_init(t);
+    } else {
+        /* With the dataset known, the model is built before the sockets
+         * open, so no client waits for its WELCOME while the arenas are
+         * allocated. */
+        if (t->data.known)
+            train_engine_init(t);
+        open_sockets(t);
+    }
+    if (root)
+        open_run_dir(t);
     int code = train_loop_run(t, util_stop_signals());
     code = finish(t, code);
     free(t);

@@ -93,10 +93,12 @@ int train_net_open(struct train_net *n, const struct config *c, int pub_hwm,
                     keyed ? &kp : NULL, err);
     if (!n->router)
         return -1;
-    n->pub = open_socket(n, ZMQ_PUB, c->run.broadcast, pub_hwm,
-                         keyed ? &kp : NULL, err);
-    if (!n->pub)
-        return -1;
+    if (!n->no_pub) {
+        n->pub = open_socket(n, ZMQ_PUB, c->run.broadcast, pub_hwm,
+                             keyed ? &kp : NULL, err);
+        if (!n->pub)
+            return -1;
+    }
     n->last_beat = util_time_mono();
     return 0;
 }

@@ -105,6 +105,8 @@ struct train_net {
     uint64_t next_client_id;
     double last_beat;
     uint64_t bad_messages;
+    bool no_pub; /* set before train_net_open: no broadcast socket (a
+                  * data-parallel rank other than 0) */
 };
 
 /* Binds the work and broadcast endpoints of the config; pub_hwm is the PUB

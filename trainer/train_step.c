@@ -77,8 +77,37 @@ void train_step_free(struct train_step *st)
     }
     free(st->job.keep);
     free(st->part);
+    xchg_list_free(&st->excluded);
     train_sampler_free(&st->sampler);
     memset(st, 0, sizeof *st);
+}
+
+void train_step_set_dist(struct train_step *st, struct dist *d)
+{
+    st->dist = d && d->world > 1 ? d : NULL;
+    st->job.dist = st->dist;
+    st->share_n = st->dist ? dist_share(d, st->sampler.batch, &st->share_start)
+                           : st->sampler.batch;
+}
+
+/* Data parallel: the other ranks' positions of a new slot are settled, and
+ * tickets with none of this rank's are done. */
+static void settle_others(struct train_step *st, struct train_slot *s)
+{
+    if (!st->dist)
+        return;
+    const struct train_sampler *sm = &st->sampler;
+    for (int i = 0; i < sm->batch; i++)
+        if (i < st->share_start || i >= st->share_start + st->share_n)
+            s->ok[i] = 2;
+    for (int k = 0; k < sm->tickets_per_step; k++) {
+        int first = k * sm->ticket_size, end = first + sm->ticket_size;
+        end = end < sm->batch ? end : sm->batch;
+        if (end <= st->share_start || first >= st->share_start + st->share_n) {
+            s->tstate[k] = TICKET_DONE;
+            s->tickets_done++;
+        }
+    }
 }
 
 struct train_slot *train_step_slot(struct train_step *st, uint64_t step)
@@ -99,6 +128,11 @@ void train_step_release(struct train_slot *s)
  * then every failure of the epoch is known, whatever the loaders' speeds. */
 static bool epoch_complete(const struct train_step *st)
 {
+    /* data parallel: the other ranks' failures arrive with the exchange of
+     * the epoch's last step */
+    if (st->dist &&
+        st->trained < st->sampler.epoch_start + st->sampler.steps_in_epoch)
+        return false;
     for (int i = 0; i < TRAIN_WINDOW; i++) {
         const struct train_slot *s = &st->slots[i];
         if (s->used && s->epoch == st->sampler.epoch &&
@@ -145,6 +179,7 @@ void train_step_open(struct train_step *st, uint64_t total)
         memset(s->avoid, 0, (size_t)sm->tickets_per_step * sizeof *s->avoid);
         memset(s->doubt, 0, (size_t)sm->batch * sizeof *s->doubt);
         s->tickets_done = 0;
+        settle_others(st, s);
         st->next_open++;
     }
 }
@@ -495,11 +530,14 @@ static bool take_failures(struct train_step *st, struct train_slot *s, int k,
             continue;
         }
         settle_sample(st, s, k, f->index);
-        if (train_sampler_exclude(&st->sampler, f->index, s->epoch))
-            train_log("sample %" PRIu64 " (%s) failed: %s; excluded from "
-                      "epoch %" PRIu32 " on%s",
-                      f->index, f->path, f->reason, s->epoch + 1,
-                      agreed ? " (two loaders agree)" : "");
+        if (!train_sampler_exclude(&st->sampler, f->index, s->epoch))
+            continue;
+        if (st->dist)
+            xchg_list_add(&st->excluded, f->index, s->epoch);
+        train_log("sample %" PRIu64 " (%s) failed: %s; excluded from "
+                  "epoch %" PRIu32 " on%s",
+                  f->index, f->path, f->reason, s->epoch + 1,
+                  agreed ? " (two loaders agree)" : "");
     }
     if (env == 0 || b->n > 0)
         c->hold.env_streak = 0;
@@ -642,14 +680,27 @@ static void step_job(struct train_engine *e, void *arg)
     memset(r, 0, sizeof *r);
     r->lr_factor = j->lr_factor;
     r->finite = true;
-    r->n = assemble(j, &r->hash);
-    if (r->n < 2) {
+    r->n = r->n_local = assemble(j, &r->hash);
+    double probe_factor = j->probe_factor;
+    bool enough = r->n >= 2;
+    if (j->dist) {
+        /* agree with the other ranks first: all compute this step on rank
+         * 0's schedule, or none does */
+        j->x->n = r->n_local;
+        train_xchg_run(j->dist, j->x);
+        r->ended = j->x->any_end;
+        r->n = j->x->n_global;
+        r->lr_factor = j->x->lr0;
+        probe_factor = j->x->probe0;
+        enough = !r->ended && r->n >= 2 && j->x->empty == 0;
+    }
+    if (!enough) {
         r->skipped = true;
         r->seconds = util_time_mono() - t0;
         return;
     }
     struct lejepa *m = &e->model;
-    lejepa_set_batch(m, r->n);
+    lejepa_set_batch(m, r->n_local);
     for (int g = 0; g < m->n_groups; g++)
         lejepa_load_pixels(m, g, s->pixels[g], e->mean, e->std);
     lejepa_forward_backward(m, s->labels, s->step, &r->losses);
@@ -660,20 +711,51 @@ static void step_job(struct train_engine *e, void *arg)
          * reads detached embeddings, so the encoder's gradients do not
          * depend on it */
         double f[PARAMS_N_GROUPS];
-        f[PARAMS_GROUP_ENCODER] = j->lr_factor;
-        f[PARAMS_GROUP_PROBE] = j->probe_factor;
+        f[PARAMS_GROUP_ENCODER] = r->lr_factor;
+        f[PARAMS_GROUP_PROBE] = probe_factor;
         adamw_step_groups(&e->opt, &m->p, f);
     }
     r->seconds = util_time_mono() - t0;
 }
 
+/* This rank's exclusions since the last submit go with the exchange. */
+static void hand_exclusions(struct train_step *st, struct train_xchg *x)
+{
+    struct xchg_list spare = x->mine;
+    x->mine = st->excluded;
+    st->excluded = spare;
+    st->excluded.n = 0;
+}
+
 void train_step_submit(struct train_step *st, struct train_engine *e,
                        struct train_slot *s, double lr_factor,
-                       double probe_factor)
+                       double probe_factor, struct train_xchg *x)
 {
     s->computing = true;
     st->job.slot = s;
     st->job.lr_factor = lr_factor;
     st->job.probe_factor = probe_factor;
+    st->job.x = st->dist ? x : NULL;
+    if (st->dist)
+        hand_exclusions(st, x);
     train_engine_submit(e, step_job, &st->job);
+}
+
+/* Compute thread: the exchange alone (this rank ends the run). */
+static void end_job(struct train_engine *e, void *arg)
+{
+    (void)e;
+    struct train_step_job *j = arg;
+    j->x->n = 0;
+    train_xchg_run(j->dist, j->x);
+    j->result = (struct train_step_result){.ended = true, .skipped = true};
+}
+
+void train_step_submit_end(struct train_step *st, struct train_engine *e,
+                           struct train_xchg *x)
+{
+    st->job.slot = NULL;
+    st->job.x = x;
+    hand_exclusions(st, x);
+    train_engine_submit(e, end_job, &st->job);
 }

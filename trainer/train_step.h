@@ -20,6 +20,7 @@
 #include "train_net.h"
 #include "train_sampler.h"
 #include "train_tickets.h"
+#include "train_xchg.h"
 
 struct config;
 
@@ -64,9 +65,11 @@ struct train_slot {
 };
 
 struct train_step_result {
-    bool skipped; /* fewer than 2 samples survived */
+    bool skipped; /* fewer than 2 samples survived (over all ranks) */
+    bool ended;   /* data parallel: a rank ended the run; not computed */
     bool finite;
-    int n;         /* samples trained on */
+    int n;         /* samples trained on (over all ranks) */
+    int n_local;   /* of them, this rank's */
     uint64_t hash; /* FNV-1a 64 of the assembled pixels, labels */
     struct lejepa_losses losses;
     double lr_factor;
@@ -82,6 +85,8 @@ struct train_step_job {
     double lr_factor;      /* the encoder's schedule at this step */
     double probe_factor;   /* the online probe's (optim.probe_schedule) */
     int *keep;             /* (batch) scratch */
+    struct dist *dist;     /* data parallel: the ranks; NULL: one process */
+    struct train_xchg *x;  /* with dist: the exchange before the step */
     struct train_step_result result;
 };
 
@@ -97,12 +102,23 @@ struct train_step {
     uint64_t unheld;       /* times a ticket found no loader holding it */
     char sampler_err[256]; /* no next epoch: fatal once the open
                                      * steps are trained */
+    /* data parallel (train_step_set_dist): this rank fills positions
+     * [share_start, share_start + share_n) of every step; the next epoch
+     * is cut once the ranks exchanged the current one's last step
+     * (`trained`, set by the caller), with every rank's exclusions */
+    struct dist *dist;
+    int share_start, share_n;
+    uint64_t trained;
+    struct xchg_list excluded; /* this rank's since the last submit */
     struct train_step_job job;
 };
 
 void train_step_init(struct train_step *st, const struct config *c,
                      uint64_t n_train, uint32_t n_classes);
 void train_step_free(struct train_step *st);
+/* Makes this rank fill only its share of each step (before any slot is
+ * opened); the step jobs then exchange with the other ranks first. */
+void train_step_set_dist(struct train_step *st, struct dist *d);
 struct train_slot *train_step_slot(struct train_step *st, uint64_t step);
 /* Opens slots for the next steps below total while the window and the
  * epoch rule allow. */
@@ -126,9 +142,15 @@ enum train_answer train_step_accept(struct train_step *st,
 /* The slot of step when all its tickets are back, else NULL. */
 struct train_slot *train_step_ready(struct train_step *st, uint64_t step);
 /* Hands the slot to the compute thread; the result is st->job.result once
- * train_engine_idle. */
+ * train_engine_idle. Data parallel: x holds this rank's claims (the
+ * exclusions since the last submit are moved into it here), and the step
+ * trains on the schedule rank 0 sends. */
 void train_step_submit(struct train_step *st, struct train_engine *e,
                        struct train_slot *s, double lr_factor,
-                       double probe_factor);
+                       double probe_factor, struct train_xchg *x);
+/* Data parallel: the exchange alone, telling the other ranks that this
+ * one ends the run (x->end set by the caller). */
+void train_step_submit_end(struct train_step *st, struct train_engine *e,
+                           struct train_xchg *x);
 
 #endif
