@@ -20,6 +20,9 @@
 #define EVAL_TASK_KNN 1u
 #define EVAL_TASK_LINEAR 2u
 #define EVAL_TASK_SEGMAP 4u
+/* the official protocol's probe (probe_adamw.h): RESULT source linear,
+ * key linear_adamw_top1 */
+#define EVAL_TASK_PROBE 8u
 
 /* Default bound on one snapshot's embeddings held in memory (MiB). */
 #define EVAL_DEFAULT_MAX_MB 2048
@@ -43,8 +46,9 @@ struct eval_opts {
 /* One RESULT to send (or, offline, to print): room for a few-shot mean
  * and std per shot count. */
 #define EVAL_RESULT_VALUES (2 * FEWSHOT_MAX_SHOTS)
-/* Results of eval_tasks_embed: kNN, linear, few-shot kNN and linear. */
-#define EVAL_EMBED_RESULTS 4
+/* Results of eval_tasks_embed: kNN, linear, the AdamW probe, few-shot kNN
+ * and linear. */
+#define EVAL_EMBED_RESULTS 5
 struct eval_result {
     enum msg_source source;
     uint64_t step;

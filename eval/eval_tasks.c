@@ -12,6 +12,7 @@
 #include "eval_snapshot.h"
 #include "knn.h"
 #include "linprobe.h"
+#include "probe_adamw.h"
 #include "segmap.h"
 #include "util.h"
 
@@ -32,13 +33,15 @@ int eval_parse_tasks(const char *s, unsigned *tasks, char *err)
             *tasks |= EVAL_TASK_LINEAR;
         else if (len == 6 && strncmp(p, "segmap", 6) == 0)
             *tasks |= EVAL_TASK_SEGMAP;
+        else if (len == 5 && strncmp(p, "probe", 5) == 0)
+            *tasks |= EVAL_TASK_PROBE;
         else
-            return errf(err, "--tasks %s: unknown task '%.*s' (knn, linear, segmap)", s,
-                        (int)len, p);
+            return errf(err, "--tasks %s: unknown task '%.*s' (knn, linear, probe, segmap)",
+                        s, (int)len, p);
         p += len + (comma != NULL);
     }
     if (!*tasks)
-        return errf(err, "--tasks: empty list (knn, linear, segmap)");
+        return errf(err, "--tasks: empty list (knn, linear, probe, segmap)");
     return 0;
 }
 
@@ -158,6 +161,17 @@ int eval_tasks_embed(const float *train, const int32_t *train_labels,
         out[n++] = (struct eval_result){.source = MSG_SOURCE_LINEAR, .step = step, .n = 2,
                                         .keys = {"linear_top1", "linear_lambda"},
                                         .values = {r.top1, r.lambda}};
+    }
+    if (tasks & EVAL_TASK_PROBE) {
+        struct probe_adamw_options po = PROBE_ADAMW_DEFAULTS;
+        double top1, t0 = util_time_mono();
+        if (probe_adamw_run(train, train_labels, (size_t)n_train, val, val_labels,
+                            (size_t)n_val, dim, n_classes, &po, &top1, err) < 0)
+            return -1;
+        eval_log("AdamW probe (LayerNorm + Linear, %d epochs, lr %g): top1 %.4f (%.1f s)",
+                 po.epochs, po.lr, top1, util_time_mono() - t0);
+        out[n++] = (struct eval_result){.source = MSG_SOURCE_LINEAR, .step = step, .n = 1,
+                                        .keys = {"linear_adamw_top1"}, .values = {top1}};
     }
     if (fs && fs->n_shots > 0 && (tasks & (EVAL_TASK_KNN | EVAL_TASK_LINEAR))) {
         int m = fewshot_results(train, train_labels, n_train, val, val_labels,

@@ -188,6 +188,15 @@ static void test_bad_inputs(void)
              "--split val --out %s/x", tmp, data_dir, tmp);
     CU_ASSERT_NOT_EQUAL(run_embed(args, out), 0);
     CU_ASSERT(strstr(out, "none.safetensors") != NULL);
+    /* the official probe's features need a ViT; this one is a ResNet */
+    snprintf(args, sizeof args, "embed --ckpt %s --data %s --split val "
+             "--features cls_last2 --out %s/x", ckpt_path, data_dir, tmp);
+    CU_ASSERT_NOT_EQUAL(run_embed(args, out), 0);
+    CU_ASSERT(strstr(out, "needs a ViT") != NULL);
+    snprintf(args, sizeof args, "embed --ckpt %s --data %s --split val "
+             "--features bogus --out %s/x", ckpt_path, data_dir, tmp);
+    CU_ASSERT_NOT_EQUAL(run_embed(args, out), 0);
+    CU_ASSERT(strstr(out, "cls_last2") != NULL);
     /* a missing dataset */
     snprintf(args, sizeof args, "embed --ckpt %s --data %s/nodata --split val "
              "--out %s/x", ckpt_path, tmp, tmp);

@@ -275,6 +275,69 @@ static void test_eval_outputs(void)
     lejepa_free(&m);
 }
 
+/* The official probe's features (CLS of the last two blocks through the
+ * final norm) against two other models: the second half is the embedding
+ * of the same model with CLS pooling, the first half that of a copy with
+ * the last block removed (every other weight copied by name). */
+static void test_cls_last2(void)
+{
+    const struct lejepa_case *lc = &lejepa_cases[2];
+    CU_ASSERT_EQUAL_FATAL(lc->c.backbone, LEJEPA_BACKBONE_VIT);
+    CU_ASSERT_FATAL(lc->c.vit.depth >= 2);
+    char err[ERR_LEN];
+    struct lejepa_config c = lc->c, c1 = lc->c;
+    c.vit.embed = c1.vit.embed = VIT_EMBED_CLS;
+    c1.vit.depth--;
+    struct lejepa m, m1;
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&m, &c, err), 0);
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&m1, &c1, err), 0);
+    CU_ASSERT_EQUAL(lejepa_features_dim(&m, LEJEPA_FEATURES_CLS_LAST2, err), 2 * c.vit.dim);
+    for (size_t i = 0; i < m1.p.learn.n; i++) {
+        int j = params_find(&m.p.learn, m1.p.learn.e[i].name);
+        CU_ASSERT_FATAL(j >= 0);
+        memcpy(params_data(&m1.p, (int)i), params_data(&m.p, j),
+               m1.p.learn.e[i].numel * sizeof(float));
+    }
+    const int B = 3, D = c.vit.dim;
+    struct lejepa_eval ev, ev_cls, ev1;
+    lejepa_eval_init_features(&ev, &m, B, LEJEPA_FEATURES_CLS_LAST2);
+    lejepa_eval_init(&ev_cls, &m, B);
+    lejepa_eval_init(&ev1, &m1, B);
+    uint64_t seed = 5;
+    float *x = lejepa_eval_input(&ev);
+    size_t n = graph_numel(&ev.g, ev.in);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)testing_rand_normal(&seed);
+    memcpy(lejepa_eval_input(&ev_cls), x, n * sizeof(float));
+    memcpy(lejepa_eval_input(&ev1), x, n * sizeof(float));
+    const float *f = lejepa_eval_forward(&ev);
+    const float *last = lejepa_eval_forward(&ev_cls);
+    const float *prev = lejepa_eval_forward(&ev1);
+    double dl = 0, dp = 0, scale = 0;
+    for (int b = 0; b < B; b++)
+        for (int d = 0; d < D; d++) {
+            dp = fmax(dp, fabs(f[(size_t)b * 2 * D + d] - prev[(size_t)b * D + d]));
+            dl = fmax(dl, fabs(f[(size_t)b * 2 * D + D + d] - last[(size_t)b * D + d]));
+            scale = fmax(scale, fabs(last[(size_t)b * D + d]));
+        }
+    CU_ASSERT(scale > 0.1);
+    CU_ASSERT(dl == 0);
+    CU_ASSERT(dp < 1e-5 * scale);
+    /* the two halves differ: the last block changed the CLS */
+    CU_ASSERT(fabs(f[0] - f[D]) + fabs(f[1] - f[D + 1]) > 1e-4);
+    struct lejepa r;
+    struct lejepa_config cr = lejepa_cases[0].c;
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&r, &cr, err), 0);
+    CU_ASSERT_EQUAL(lejepa_features_dim(&r, LEJEPA_FEATURES_CLS_LAST2, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "ViT"));
+    lejepa_free(&r);
+    lejepa_eval_free(&ev);
+    lejepa_eval_free(&ev_cls);
+    lejepa_eval_free(&ev1);
+    lejepa_free(&m);
+    lejepa_free(&m1);
+}
+
 static int resolve(const char *ini, struct lejepa_config *out, char *err)
 {
     struct config c;
@@ -398,6 +461,7 @@ int main(void)
         {"stochastic depth: masks, outputs, gradients", test_drop_path},
         {"forward flops", test_flops},
         {"eval feature map and CLS attention", test_eval_outputs},
+        {"official probe features: CLS of the last two blocks", test_cls_last2},
         {"presets, overrides and errors", test_presets_and_errors},
         {"shipped recipes resolve", test_recipes_resolve},
         {NULL, NULL},

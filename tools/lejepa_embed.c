@@ -46,15 +46,16 @@ struct embed_opts {
     const char *ckpt, *data, *split, *out;
     char *images;               /* --images DIR, trailing slashes cut; or NULL */
     int batch, threads;
+    enum lejepa_features features; /* --features */
 };
 
 static void usage(FILE *out)
 {
     fprintf(out,
         "usage: lejepa embed --ckpt RUN|FILE --data DIR --split train|val --out PREFIX\n"
-        "                    [--batch B] [--threads N]\n"
+        "                    [--features F] [--batch B] [--threads N]\n"
         "       lejepa embed --ckpt RUN|FILE --images DIR --out PREFIX\n"
-        "                    [--batch B] [--threads N]\n"
+        "                    [--features F] [--batch B] [--threads N]\n"
         "\n"
         "Embeds every image of a dataset split with the backbone of a lejepa-train\n"
         "checkpoint (eval mode, the eval view: shorter side resized to the global\n"
@@ -77,6 +78,12 @@ static void usage(FILE *out)
         "  --split S       train or val\n"
         "  --images DIR    embed the images below DIR instead of a split\n"
         "  --out PREFIX    output prefix (its directory must exist)\n"
+        "  --features F    embed: the backbone's embedding (default, what the\n"
+        "                  projector reads); cls_last2 (ViT): the official\n"
+        "                  linear-probe protocol's features, the CLS token of the\n"
+        "                  last two blocks each through the final LayerNorm,\n"
+        "                  concatenated (2 x dim; score them with lejepa-eval\n"
+        "                  --probe adamw)\n"
         "  --batch B       images per forward pass (default %d)\n"
         "  --threads N     OpenMP/OpenBLAS threads (default all cores)\n"
         "\n"
@@ -96,6 +103,7 @@ static void parse_args(int argc, char **argv, struct embed_opts *o)
         {"out", required_argument, NULL, 'o'},
         {"batch", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'},
+        {"features", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -111,6 +119,14 @@ static void parse_args(int argc, char **argv, struct embed_opts *o)
         case 'o': o->out = optarg; break;
         case 'b': o->batch = (int)util_parse_long("embed --batch", optarg, 1, EMBED_MAX_BATCH); break;
         case 't': o->threads = (int)util_parse_long("embed --threads", optarg, 1, 4096); break;
+        case 'f':
+            if (strcmp(optarg, "embed") == 0)
+                o->features = LEJEPA_FEATURES_EMBED;
+            else if (strcmp(optarg, "cls_last2") == 0)
+                o->features = LEJEPA_FEATURES_CLS_LAST2;
+            else
+                die("embed: --features %s: expected embed or cls_last2", optarg);
+            break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -352,8 +368,10 @@ int lejepa_embed_main(int argc, char **argv)
     st_close(&f);
 
     struct lejepa_eval ev;
-    lejepa_eval_init(&ev, &m, o.batch);
-    const int dim = m.emb_dim;
+    const int dim = lejepa_features_dim(&m, o.features, err);
+    if (dim < 0)
+        die("embed: --features cls_last2: %s", err);
+    lejepa_eval_init_features(&ev, &m, o.batch, o.features);
     const size_t sample = cfg.views.channels * cfg.views.global_size * cfg.views.global_size;
     float *emb = xmalloc((n ? n : 1) * (size_t)dim * sizeof *emb);
     size_t *rows = xmalloc((n ? n : 1) * sizeof *rows);   /* list index of each row */

@@ -155,14 +155,14 @@ static void usage(FILE *out)
 /* lejepa-eval would refuse a bad list only once running: check it first. */
 static void check_tasks(const char *list)
 {
-    static const char *const known[] = {"knn", "linear", "segmap"};
+    static const char *const known[] = {"knn", "linear", "probe", "segmap"};
     for (const char *s = list; *s;) {
         size_t n = strcspn(s, ",");
         bool ok = false;
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             ok |= n == strlen(known[k]) && strncmp(s, known[k], n) == 0;
         if (!ok)
-            die("run: --evals %s: unknown task '%.*s' (knn, linear, segmap or none)",
+            die("run: --evals %s: unknown task '%.*s' (knn, linear, probe, segmap or none)",
                 list, (int)n, s);
         s += n + (s[n] == ',');
     }

@@ -27,6 +27,7 @@ static const struct {
     {"probe_acc_val", "probe acc (val)"},
     {"knn_top1", "kNN top-1"},
     {"linear_top1", "linear probe top-1"},
+    {"linear_adamw_top1", "AdamW probe top-1"},
     {"fewshot_linear_top1_5", "  5-shot linear top-1"},
     {"fewshot_knn_top1_5", "  5-shot kNN top-1"},
     {"segmap_iou", "segmap IoU"},

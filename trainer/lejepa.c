@@ -456,7 +456,24 @@ int lejepa_check_finite(const struct lejepa *m, const struct lejepa_losses *l,
     return 0;
 }
 
+int lejepa_features_dim(const struct lejepa *m, enum lejepa_features f,
+                        char *err)
+{
+    if (f == LEJEPA_FEATURES_EMBED)
+        return m->emb_dim;
+    if (m->c.backbone != LEJEPA_BACKBONE_VIT)
+        return errf(err, "the CLS of the last two blocks needs a ViT backbone "
+                    "(this checkpoint is a ResNet)");
+    return 2 * m->c.vit.dim;
+}
+
 void lejepa_eval_init(struct lejepa_eval *e, struct lejepa *m, int batch)
+{
+    lejepa_eval_init_features(e, m, batch, LEJEPA_FEATURES_EMBED);
+}
+
+void lejepa_eval_init_features(struct lejepa_eval *e, struct lejepa *m,
+                               int batch, enum lejepa_features f)
 {
     memset(e, 0, sizeof *e);
     const struct lejepa_config *c = &m->c;
@@ -465,6 +482,16 @@ void lejepa_eval_init(struct lejepa_eval *e, struct lejepa *m, int batch)
                         c->global_size);
     struct vit_out vo = {0};
     e->emb = build_backbone(c, &e->g, e->in, &e->feat, &vo);
+    e->prev_norm = -1;
+    if (f == LEJEPA_FEATURES_CLS_LAST2) {
+        CHECK(c->backbone == LEJEPA_BACKBONE_VIT);
+        /* the final norm's weights ("backbone.norm", looked up, not
+         * added) on the tokens the last block reads */
+        e->prev_norm = graph_layernorm(&e->g, vo.prev, "backbone.norm",
+                                       NN_LN_EPS_VIT, PARAMS_GROUP_ENCODER);
+        e->dim = c->vit.dim;
+        e->last2 = xmalloc((size_t)batch * 2 * (size_t)e->dim * sizeof(float));
+    }
     graph_alloc(&e->g, false);
     const struct graph_tensor *ft = &e->g.t[e->feat];
     if (c->backbone == LEJEPA_BACKBONE_RESNET) {
@@ -482,6 +509,7 @@ void lejepa_eval_init(struct lejepa_eval *e, struct lejepa *m, int batch)
 
 void lejepa_eval_free(struct lejepa_eval *e)
 {
+    free(e->last2);
     graph_free(&e->g);
     memset(e, 0, sizeof *e);
 }
@@ -494,7 +522,20 @@ float *lejepa_eval_input(struct lejepa_eval *e)
 const float *lejepa_eval_forward(struct lejepa_eval *e)
 {
     graph_forward(&e->g, false);
-    return graph_act(&e->g, e->emb);
+    if (e->prev_norm < 0)
+        return graph_act(&e->g, e->emb);
+    /* token 0 of each image's (T, D) block: the block before's, then the
+     * last's (the final normed tokens) */
+    const size_t D = (size_t)e->dim, T = (size_t)e->g.t[e->feat].C;
+    const float *prev = graph_act(&e->g, e->prev_norm);
+    const float *last = graph_act(&e->g, e->feat);
+    for (int b = 0; b < e->g.B; b++) {
+        memcpy(e->last2 + (size_t)b * 2 * D, prev + (size_t)b * T * D,
+               D * sizeof(float));
+        memcpy(e->last2 + (size_t)b * 2 * D + D, last + (size_t)b * T * D,
+               D * sizeof(float));
+    }
+    return e->last2;
 }
 
 void lejepa_eval_featmap(const struct lejepa_eval *e, int i, float *feat,

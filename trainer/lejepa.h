@@ -154,19 +154,37 @@ int lejepa_check_finite(const struct lejepa *m, const struct lejepa_losses *l,
  * The feature map per image is (feat_c, feat_h, feat_w): the ResNet's last
  * feature map, or the ViT's final normed patch tokens as channels-first
  * (D, GH, GW). A ViT also gives its last block's CLS attention: heads > 0. */
+/* What lejepa_eval_forward returns per image: the embedding (what the
+ * projector reads), or for a ViT the features of the official linear-probe
+ * protocol (I-JEPA, DINO, LeJEPA): the CLS token of the last two blocks,
+ * each through the final LayerNorm, concatenated (2 D floats). */
+enum lejepa_features { LEJEPA_FEATURES_EMBED, LEJEPA_FEATURES_CLS_LAST2 };
+
 struct lejepa_eval {
     struct graph g;
     int in, emb, feat;               /* feat: tensor of the features */
     int feat_c, feat_h, feat_w;
     int heads;                       /* 0 for ResNet */
     int attn_op;                     /* ViT: the last ATTENTION op */
+    int prev_norm, dim;              /* CLS_LAST2: the block before's
+                                      * normed tokens, and D */
+    float *last2;                    /* CLS_LAST2: (batch, 2 D) */
 };
 void lejepa_eval_init(struct lejepa_eval *e, struct lejepa *m, int batch);
+/* The same with the features f (CLS_LAST2 needs a ViT: checked by
+ * lejepa_features_dim). */
+void lejepa_eval_init_features(struct lejepa_eval *e, struct lejepa *m,
+                               int batch, enum lejepa_features f);
+/* Floats per image of features f for model m; -1 with err when m cannot
+ * give them. */
+int lejepa_features_dim(const struct lejepa *m, enum lejepa_features f,
+                        char *err);
 void lejepa_eval_free(struct lejepa_eval *e);
 /* Input (batch, C, size, size) to fill before lejepa_eval_forward. */
 float *lejepa_eval_input(struct lejepa_eval *e);
-/* Runs the backbone; returns the embeddings (batch, emb_dim), valid until
- * the next call. */
+/* Runs the backbone; returns the embeddings (batch, emb_dim), or the
+ * features it was made for (batch, lejepa_features_dim), valid until the
+ * next call. */
 const float *lejepa_eval_forward(struct lejepa_eval *e);
 /* After lejepa_eval_forward, for image i of the batch: its feature map
  * (feat_c, feat_h, feat_w) into feat and, when attn is not NULL and the

@@ -65,7 +65,8 @@ static void usage(FILE *out)
         "ckpt-<step>.safetensors (the newest run.keep_ckpts), latest,\n"
         "backbone.safetensors (torchvision/timm names, at the end).\n"
         "SIGINT/SIGTERM: finish the step, checkpoint, exit 0.\n"
-        "Several ranks: mpirun -n R lejepa-train ... (a build with MPI): rank 0\n"
+        "Several ranks: mpirun -n R lejepa-train ... (a build with MPI): rank "
+        "0\n"
         "binds run.endpoint and writes the run, rank r serves loaders at port\n"
         "+ 2r (its --bind address, else rank 0's host); clients connect to\n"
         "rank 0 (README: The trainer on several machines).\n",

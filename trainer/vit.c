@@ -101,6 +101,7 @@ void vit_build(struct graph *g, int in, const struct vit_config *c,
         float drop = c->depth > 1
             ? (float)(c->drop_path * i / (c->depth - 1))
             : (float)c->drop_path;
+        out->prev = x;
         x = block(g, x, c, n, drop, &out->attn_op);
     }
     join(n, prefix, "norm");

@@ -39,6 +39,8 @@ struct vit_config {
 struct vit_out {
     int emb, tokens, attn_op;
     int GH, GW;
+    int prev; /* the tokens the last block reads (the block before's
+               * output; the patch embedding's with one block) */
 };
 
 /* 0, or -1 with the reason naming the model keys (patch, dim, depth,
