@@ -7,8 +7,7 @@
  * features (one number per embedding whatever the seed), this is the
  * protocol papers report, so figures can be compared with theirs; every
  * figure says which (README). Deterministic for a seed (the mini-batch
- * order and the Linear's init) and thread count. The kernels are the
- * trainer's (nn_layernorm, nn_linear, nn_crossentropy, adamw).
+ * order and the Linear's init) and thread count.
  */
 #ifndef LEJEPA_PROBE_ADAMW_H
 #define LEJEPA_PROBE_ADAMW_H
