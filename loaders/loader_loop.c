@@ -37,9 +37,9 @@
  * before WELCOME, when there may be no trainer to take them at all. */
 #define LOADER_EXIT_LINGER_MS 2000
 #define LOADER_HELLO_LINGER_MS 200
-/* HELLO backoff after which a rank endpoint that does not answer is
+/* Seconds after which a rank endpoint that has not answered HELLO is
  * given up for rank 0 (which assigns a rank again). */
-#define LOADER_RANK_GIVE_UP_S 2.0
+#define LOADER_RANK_GIVE_UP_S 10.0
 /* Progress line interval. */
 #define LOADER_STATS_S 10.0
 /* Messages read per loop turn, so workers and heartbeats are not starved. */
@@ -60,6 +60,7 @@ struct loop {
     /* where the next connection goes: o->endpoint, or the rank endpoint a
      * data-parallel trainer's rank 0 named in WELCOME.serve */
     char target[MSG_NAME_MAX + 1];
+    double target_since;            /* when the target became a rank's */
     enum loop_state state;
     double retry_at;                /* DISCONNECTED: when to connect */
     double hello_deadline;          /* HELLO: when to give up this attempt */
@@ -120,7 +121,8 @@ static int loop_welcome(struct loop *L, const struct msg_welcome *w)
         fprintf(stderr, "lejepa-loader: the trainer's config is unusable: %s\n", err);
         return -1;
     }
-    if (w->serve && strcmp(L->target, L->o->endpoint) == 0) {
+    if (w->serve && strcmp(L->target, L->o->endpoint) == 0 &&
+        strcmp(w->serve, L->o->endpoint) != 0) {
         /* rank 0 of a data-parallel trainer: serve the rank it names (only
          * rank 0 redirects, so there are no chains) */
         if (client_endpoint_check(w->serve, err) < 0) {
@@ -131,6 +133,8 @@ static int loop_welcome(struct loop *L, const struct msg_welcome *w)
         loader_log("the trainer is data parallel: serving the rank at %s", w->serve);
         loop_disconnect(L, 0, "leaving rank 0 for that rank");
         snprintf(L->target, sizeof L->target, "%s", w->serve);
+        L->backoff_s = LOADER_BACKOFF_MIN_MS / 1000.0;
+        L->target_since = now_s();
         return 0;
     }
     L->cfg = c;
@@ -156,6 +160,13 @@ static int loop_handle(struct loop *L, const struct msg *m)
 {
     switch (m->kind) {
     case MSG_KIND_REFUSE:
+        if (strcmp(L->target, L->o->endpoint) != 0) {
+            /* one rank of a data-parallel trainer: rank 0 decides again */
+            loader_log("refused by the rank at %s (%s): back to %s", L->target,
+                       m->refuse.reason, L->o->endpoint);
+            loop_disconnect(L, L->backoff_s, "leaving that rank");
+            return -1;
+        }
         fprintf(stderr, "lejepa-loader: refused by the trainer: %s\n", m->refuse.reason);
         loader_log("refused by the trainer: %s", m->refuse.reason);
         return 1;
@@ -316,7 +327,7 @@ static void loop_timers(struct loop *L)
             L->backoff_s = LOADER_BACKOFF_MAX_MS / 1000.0;
         conn_close(&L->conn, 0);
         /* a rank that does not answer for seconds: back to rank 0 */
-        if (L->backoff_s >= LOADER_RANK_GIVE_UP_S &&
+        if (now - L->target_since >= LOADER_RANK_GIVE_UP_S &&
             strcmp(L->target, L->o->endpoint) != 0) {
             loader_log("the rank at %s does not answer: back to %s", L->target,
                        L->o->endpoint);
@@ -381,9 +392,13 @@ static int loop_turn(struct loop *L, int stop_fd)
         return status;
     char text[ERR_LEN];
     if (conn_auth_failed(&L->conn, L->target, text)) {
-        /* like a REFUSE: retrying with the same keys cannot succeed */
+        /* like a REFUSE: retrying with the same keys cannot succeed (at
+         * a rank of a data-parallel trainer: back to rank 0) */
         loader_log("%s", text);
-        return 1;
+        if (strcmp(L->target, L->o->endpoint) == 0)
+            return 1;
+        loop_disconnect(L, L->backoff_s, "leaving that rank");
+        return -1;
     }
     if (sock_item >= 0 && (items[sock_item].revents & ZMQ_POLLIN) &&
         (status = loop_receive(L)) >= 0)

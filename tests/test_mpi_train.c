@@ -181,6 +181,43 @@ static void test_rank_dies(void)
     pipe_case_end();
 }
 
+/* Rank 1's only loader dies mid-run; rank 0 still counts it there, so a
+ * new loader would stay on rank 0 (the tie) and rank 1 would wait
+ * forever; once the exchange has waited a few seconds rank 0 sends the
+ * new loader to rank 1, and the run ends. */
+static void test_loader_replaced(void)
+{
+    struct env *e = pipe_case_begin();
+    char *data = pipe_make_dataset(e, "data", 16, 4, 13);
+    use_ranks(e, 2);
+    static const char *const args[] = {"--steps", "60", "--set", "eval.every=-1", NULL};
+    pid_t tr = start_trainer(e, "rl", args);
+    pipe_track(tr);
+    CU_ASSERT_FATAL(wait_text(e, "rl/log", "work endpoint", 20));
+    pid_t ld[3];
+    for (int i = 0; i < 2; i++) {
+        char lname[32];
+        snprintf(lname, sizeof lname, "rl-loader%d", i);
+        ld[i] = pipe_start_loader(e, lname, data, NULL, NULL);
+    }
+    CU_ASSERT_FATAL(wait_lines(e, "rl", 5, 40));
+    /* the loader rank 0 sent to rank 1 */
+    int away = pipe_count_text(e, "rl.out", "loader rl-loader1 (pid") > 0 ? 1 : 0;
+    CU_ASSERT_FATAL(pipe_count_text(e, "rl.out", "goes to the rank at") == 1);
+    CU_ASSERT_EQUAL(kill(-ld[away], SIGKILL), 0);
+    ld[2] = pipe_start_loader(e, "rl-loader2", data, NULL, NULL);
+    int code = testing_wait_exit(tr, RUN_TIMEOUT_S);
+    CU_ASSERT_EQUAL(code, 0);
+    if (code != 0)
+        show(e, "rl.out");
+    CU_ASSERT(pipe_count_text(e, "rl.out", "a rank may have no loaders") >= 1);
+    CU_ASSERT_EQUAL(pipe_count_text(e, "rl.out", "done at step 60 of 60"), 2);
+    pipe_stop_loader(ld[1 - away]);
+    pipe_stop_loader(ld[2]);
+    free(data);
+    pipe_case_end();
+}
+
 /* N of the "..., N samples excluded)" a run's trainer ends with; -1. */
 static int excluded_at_end(const struct env *e, const char *out)
 {
@@ -235,6 +272,7 @@ int main(int argc, char **argv)
         {"resume_other_ranks", test_resume_other_ranks},
         {"rank_dies", test_rank_dies},
         {"exclusions_shared", test_exclusions_shared},
+        {"loader_replaced", test_loader_replaced},
         {NULL, NULL},
     };
     return pipe_main("mpi_train", cases, argc, argv);

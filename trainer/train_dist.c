@@ -7,6 +7,7 @@
 #include "train_dist.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,10 @@ void train_dist_sync_config(struct train *t, const char *bind_addr)
             die("%s", err);
     }
     free(text);
+    if (t->cfg.optim.batch < td->d.world)
+        die("optim.batch = %" PRId64 " is smaller than the %d ranks: every "
+            "rank needs at least one sample of each step",
+            t->cfg.optim.batch, td->d.world);
     rank_endpoint(td, t->cfg.run.endpoint, bind_addr);
     if (strlen(td->bind) >= sizeof t->cfg.run.endpoint)
         die("rank %d's work endpoint %s is longer than run.endpoint may be "
@@ -119,8 +124,7 @@ void train_dist_sync_config(struct train *t, const char *bind_addr)
             td->d.rank, td->bind, sizeof t->cfg.run.endpoint - 1);
     if (!train_dist_root(td)) {
         /* rank 0 alone snapshots, checkpoints and writes the run */
-        snprintf(t->cfg.run.endpoint, sizeof t->cfg.run.endpoint, "%.150s",
-                 td->bind);
+        memcpy(t->cfg.run.endpoint, td->bind, strlen(td->bind) + 1);
         t->cfg.eval.every = -1;
         t->cfg.eval.wait_evaluators = 0;
         t->cfg.run.ckpt_every = 0;
@@ -284,18 +288,73 @@ void train_dist_apply(struct train *t)
     }
 }
 
-const char *train_dist_assign(struct train *t)
+/* Seconds the compute thread has been in an exchange, 0 when not in one. */
+static double exchange_wait(const struct train_dist *td)
+{
+    double since = atomic_load(&td->x.waiting_since);
+    return since > 0 ? util_time_mono() - since : 0;
+}
+
+int train_dist_assign(struct train *t)
 {
     struct train_dist *td = &t->dist;
     if (!td->on || !td->endpoints)
-        return NULL;
+        return 0;
     td->loaders[0] = train_net_count(&t->net, MSG_ROLE_LOADER);
+    if (exchange_wait(td) > TRAIN_DIST_STARVED_S && td->loaders[0] > 0) {
+        /* the other ranks' counts are as old as the last exchange, and
+         * some rank keeps the next one waiting: most likely one without
+         * loaders (its loader restarted, or went to rank 0), which rank 0
+         * cannot tell apart from here; the ranks > 0 get new loaders in
+         * turn until the exchange goes through */
+        td->starved_turn = td->starved_turn % (td->d.world - 1) + 1;
+        if (train_log_thin(++td->starved_sent))
+            train_log("the ranks' exchange has waited %.0f s: a rank may have "
+                      "no loaders (start at least %d); this loader goes to "
+                      "rank %d",
+                      exchange_wait(td), td->d.world, td->starved_turn);
+        return td->starved_turn;
+    }
     int best = 0;
     for (int r = 1; r < td->d.world; r++)
         if (td->loaders[r] < td->loaders[best])
             best = r;
-    if (best == 0)
-        return NULL;
-    td->loaders[best]++;
-    return td->endpoints + (size_t)best * TRAIN_DIST_ENDPOINT_LEN;
+    return best;
+}
+
+void train_dist_rebalance(struct train *t)
+{
+    struct train_dist *td = &t->dist;
+    const double now = util_time_mono();
+    if (!td->on || !train_dist_root(td) ||
+        exchange_wait(td) <= TRAIN_DIST_STARVED_S ||
+        now - td->moved_at < TRAIN_DIST_STARVED_S ||
+        train_net_count(&t->net, MSG_ROLE_LOADER) < 2)
+        return;
+    struct train_client *pick = NULL;
+    for (int i = 0; i < t->net.n_clients; i++) {
+        struct train_client *c = t->net.clients[i];
+        if (c->role == MSG_ROLE_LOADER && !c->drop[0] &&
+            (!pick || c->joined_at > pick->joined_at))
+            pick = c;
+    }
+    if (!pick)
+        return;
+    td->moved_at = now;
+    train_log("the ranks' exchange has waited %.0f s (a rank without "
+              "loaders?): %s leaves rank 0, to be sent to another rank",
+              exchange_wait(td), pick->name);
+    train_net_send_text(&t->net, pick->id, pick->id_len, MSG_KIND_BYE,
+                        "rank 0 moves this loader to another rank");
+    train_hub_remove(t, pick, "moved to another rank");
+}
+
+const char *train_dist_endpoint(const struct train_dist *td, int rank)
+{
+    return td->endpoints + (size_t)rank * TRAIN_DIST_ENDPOINT_LEN;
+}
+
+void train_dist_assigned(struct train_dist *td, int rank)
+{
+    td->loaders[rank]++;
 }

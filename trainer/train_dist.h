@@ -16,11 +16,15 @@
 #define LEJEPA_TRAIN_DIST_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "dist.h"
 #include "train_xchg.h"
 
 #define TRAIN_DIST_ENDPOINT_LEN 256
+/* An exchange waiting this long on rank 0 makes it suspect a rank without
+ * loaders (train_dist_assign). */
+#define TRAIN_DIST_STARVED_S 5.0
 
 struct train;
 
@@ -33,9 +37,13 @@ struct train_dist {
     int *loaders;    /* rank 0: (world) per rank, from the last exchange
                        * plus the loaders sent there since */
     struct train_xchg x;
-    bool end_out; /* the ending exchange is out */
-    int end_code; /* ... and the exit status it ends with */
-    bool over;    /* an exchange said the run ends */
+    int starved_turn; /* the rank the last suspicious wait sent one to */
+    uint64_t starved_sent;
+    uint64_t partial_warned;
+    double moved_at; /* the last loader train_dist_rebalance moved */
+    bool end_out;    /* the ending exchange is out */
+    int end_code;    /* ... and the exit status it ends with */
+    bool over;       /* an exchange said the run ends */
 };
 
 /* MPI when mpirun started more than one rank (exits with a message when
@@ -73,8 +81,17 @@ void train_dist_claims(struct train *t, bool end, double lr_factor,
  * ranks' exclusions, loader counts, rank 0's step count, the end. */
 void train_dist_apply(struct train *t);
 
-/* Rank 0: the rank a new loader is to serve; NULL for rank 0 itself,
- * else its endpoint (counted as sent). */
-const char *train_dist_assign(struct train *t);
+/* Rank 0: the rank a new loader is to serve (0: rank 0 keeps it), the
+ * one with the fewest loaders; while the exchange has waited over
+ * TRAIN_DIST_STARVED_S, the ranks > 0 in turn. */
+int train_dist_assign(struct train *t);
+const char *train_dist_endpoint(const struct train_dist *td, int rank);
+/* Rank 0, every turn: while the exchange has waited over
+ * TRAIN_DIST_STARVED_S and rank 0 has two loaders or more, one of them
+ * (the newest, at most one per TRAIN_DIST_STARVED_S) gets BYE and comes
+ * back to be sent to another rank (train_dist_assign). */
+void train_dist_rebalance(struct train *t);
+/* Rank 0: a loader was sent to rank (its WELCOME went out). */
+void train_dist_assigned(struct train_dist *td, int rank);
 
 #endif

@@ -223,16 +223,24 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
         .client_id = n->next_client_id + 1,
     };
     /* data parallel: rank 0 sends a loader to the rank with the fewest */
-    const char *serve = h->role == MSG_ROLE_LOADER && t->engine_ready
+    int rank = h->role == MSG_ROLE_LOADER && t->engine_ready
         ? train_dist_assign(t)
-        : NULL;
-    if (serve) {
-        m.welcome.serve = serve;
-        if (train_net_welcome(n, id, id_len, &m))
+        : 0;
+    if (rank > 0) {
+        m.welcome.serve = train_dist_endpoint(&t->dist, rank);
+        if (train_net_welcome(n, id, id_len, &m)) {
+            train_dist_assigned(&t->dist, rank);
             train_log("loader %s (pid %" PRIu64 ") goes to the rank at %s",
-                      h->name, h->pid, serve);
+                      h->name, h->pid, m.welcome.serve);
+        }
         return;
     }
+    if (h->role == MSG_ROLE_LOADER && h->dataset.held && t->dist.on &&
+        train_log_thin(++t->dist.partial_warned))
+        train_log("loader %s is a partial copy: with several ranks every "
+                  "rank's loaders together must hold every sample (each "
+                  "rank's share spans the dataset)",
+                  h->name);
     if (!train_net_welcome(n, id, id_len, &m)) {
         /* gone, or its queue is full: it does not read what it asked for */
         n->clients_dropped++;

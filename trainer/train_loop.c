@@ -480,6 +480,8 @@ static int loop(struct train *t, volatile sig_atomic_t *signals)
         if (*signals >= 2) {
             train_log("second signal: exiting without a checkpoint");
             ctl->interrupted = true;
+            if (t->dist.on) /* the others may wait in an exchange */
+                dist_abort(&t->dist.d, 130);
             return 130;
         }
         if (*signals && !ctl->stopping) {
@@ -526,8 +528,12 @@ static int loop(struct train *t, volatile sig_atomic_t *signals)
             if (!train_engine_idle(&t->engine))
                 continue;
             train_dist_apply(t);
+            /* another rank's error, learnt in this last exchange */
+            if (td->end_code == 0 && t->ctl.fatal[0])
+                td->end_code = t->ctl.fatal_code;
             return td->end_code;
         }
+        train_dist_rebalance(t);
         int code = turn(t);
         if (code >= 0 && td->on && !td->over) {
             /* the other ranks wait for this one in their next exchange:

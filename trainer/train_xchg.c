@@ -78,7 +78,9 @@ void train_xchg_run(struct dist *d, struct train_xchg *x)
     }
     v[XV_RANKS + r] = x->loaders;
     v[XV_RANKS + R + r] = (double)x->mine.n;
+    atomic_store(&x->waiting_since, util_time_mono());
     dist_allreduce_double(d, v, nv);
+    atomic_store(&x->waiting_since, 0.0);
     x->any_end = v[XV_END] > 0;
     x->any_fatal = v[XV_FATAL] > 0;
     x->n_global = (int)v[XV_N];

@@ -10,6 +10,7 @@
 #ifndef LEJEPA_TRAIN_XCHG_H
 #define LEJEPA_TRAIN_XCHG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +44,9 @@ struct train_xchg {
     struct xchg_list all;               /* every rank's exclusions */
     double *v, *buf;                    /* scratch */
     size_t buf_cap;
+    /* monotonic time the compute thread entered the exchange, 0 outside
+     * it (the main thread reads it: train_dist_assign) */
+    _Atomic double waiting_since;
 };
 
 void train_xchg_init(struct train_xchg *x, const struct dist *d);
