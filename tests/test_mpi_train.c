@@ -127,6 +127,27 @@ static void test_resume_other_ranks(void)
     pipe_case_end();
 }
 
+/* The trainer of run `name` (tracked), then once bound two loaders
+ * NAME-loader0/1 (ld[0], ld[1]); returns once the run logged `lines`
+ * steps. */
+static pid_t start_with_loaders(const struct env *e, const char *name,
+                                const char *const *args, const char *data, pid_t *ld,
+                                int lines)
+{
+    pid_t tr = start_trainer(e, name, args);
+    pipe_track(tr);
+    char rel[64];
+    snprintf(rel, sizeof rel, "%s/log", name);
+    CU_ASSERT_FATAL(wait_text(e, rel, "work endpoint", 20));
+    for (int i = 0; i < 2; i++) {
+        char lname[64];
+        snprintf(lname, sizeof lname, "%s-loader%d", name, i);
+        ld[i] = pipe_start_loader(e, lname, data, NULL, NULL);
+    }
+    CU_ASSERT_FATAL(wait_lines(e, name, lines, 40));
+    return tr;
+}
+
 /* The pid rank 1 logged ("rank 1 of 2 (pid N)") in the run's output. */
 static pid_t rank1_pid(const struct env *e, const char *out)
 {
@@ -145,16 +166,8 @@ static void test_rank_dies(void)
     static const char *const args[] = {
         "--steps", "400", "--set", "eval.every=-1", "--set", "run.ckpt_every=3",
         "--set", "optim.warmup_epochs=0", NULL};
-    pid_t tr = start_trainer(e, "dies", args);
-    pipe_track(tr);
-    CU_ASSERT_FATAL(wait_text(e, "dies/log", "work endpoint", 20));
     pid_t ld[2];
-    for (int i = 0; i < 2; i++) {
-        char lname[32];
-        snprintf(lname, sizeof lname, "dies-loader%d", i);
-        ld[i] = pipe_start_loader(e, lname, data, NULL, NULL);
-    }
-    CU_ASSERT_FATAL(wait_lines(e, "dies", 8, 40));
+    pid_t tr = start_with_loaders(e, "dies", args, data, ld, 8);
     pid_t victim = rank1_pid(e, "dies.out");
     CU_ASSERT_FATAL(victim > 0);
     CU_ASSERT_EQUAL(kill(victim, SIGKILL), 0);
@@ -191,16 +204,8 @@ static void test_loader_replaced(void)
     char *data = pipe_make_dataset(e, "data", 16, 4, 13);
     use_ranks(e, 2);
     static const char *const args[] = {"--steps", "60", "--set", "eval.every=-1", NULL};
-    pid_t tr = start_trainer(e, "rl", args);
-    pipe_track(tr);
-    CU_ASSERT_FATAL(wait_text(e, "rl/log", "work endpoint", 20));
     pid_t ld[3];
-    for (int i = 0; i < 2; i++) {
-        char lname[32];
-        snprintf(lname, sizeof lname, "rl-loader%d", i);
-        ld[i] = pipe_start_loader(e, lname, data, NULL, NULL);
-    }
-    CU_ASSERT_FATAL(wait_lines(e, "rl", 5, 40));
+    pid_t tr = start_with_loaders(e, "rl", args, data, ld, 5);
     /* the loader rank 0 sent to rank 1 */
     int away = pipe_count_text(e, "rl.out", "loader rl-loader1 (pid") > 0 ? 1 : 0;
     CU_ASSERT_FATAL(pipe_count_text(e, "rl.out", "goes to the rank at") == 1);

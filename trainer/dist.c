@@ -39,14 +39,17 @@ int dist_init_mpi(struct dist *d, int *argc, char ***argv, char *err)
     MPI_Initialized(&up);
     /* SERIALIZED: the trainer calls MPI from its compute thread as well as
      * from main, never from both at once (train_engine.h) */
-    if (!up && MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED,
-                               &provided) != MPI_SUCCESS)
+    if (!up &&
+        MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) !=
+            MPI_SUCCESS)
         return errf(err, "MPI_Init failed (run under mpirun?)");
     if (up)
         MPI_Query_thread(&provided);
     if (provided < MPI_THREAD_SERIALIZED)
-        return errf(err, "this MPI library offers thread level %d, the "
-                    "trainer needs MPI_THREAD_SERIALIZED", provided);
+        return errf(err,
+                    "this MPI library offers thread level %d, the "
+                    "trainer needs MPI_THREAD_SERIALIZED",
+                    provided);
     /* Errors abort the job (MPI's default): a rank cannot leave a
      * collective alone without hanging the others. */
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
@@ -56,7 +59,8 @@ int dist_init_mpi(struct dist *d, int *argc, char ***argv, char *err)
 #else
     (void)argc;
     (void)argv;
-    return errf(err, "this build has no MPI (install libopenmpi-dev and "
+    return errf(err,
+                "this build has no MPI (install libopenmpi-dev and "
                 "reconfigure: meson finds it by itself)");
 #endif
 }
@@ -133,19 +137,7 @@ void dist_allreduce_float_buckets(struct dist *d, float *x, size_t n)
 
 void dist_broadcast_float(struct dist *d, float *x, size_t n)
 {
-    if (d->world == 1 || n == 0)
-        return;
-#ifdef LEJEPA_HAVE_MPI
-    while (n > 0) {
-        size_t k = n < DIST_MAX_COUNT ? n : DIST_MAX_COUNT;
-        CHECK(MPI_Bcast(x, (int)k, MPI_FLOAT, 0, MPI_COMM_WORLD) ==
-              MPI_SUCCESS);
-        x += k;
-        n -= k;
-    }
-#else
-    (void)x;
-#endif
+    dist_broadcast_bytes(d, x, n * sizeof *x);
 }
 
 void dist_broadcast_bytes(struct dist *d, void *x, size_t n)
@@ -156,8 +148,7 @@ void dist_broadcast_bytes(struct dist *d, void *x, size_t n)
     char *p = x;
     while (n > 0) {
         size_t k = n < DIST_MAX_COUNT ? n : DIST_MAX_COUNT;
-        CHECK(MPI_Bcast(p, (int)k, MPI_BYTE, 0, MPI_COMM_WORLD) ==
-              MPI_SUCCESS);
+        CHECK(MPI_Bcast(p, (int)k, MPI_BYTE, 0, MPI_COMM_WORLD) == MPI_SUCCESS);
         p += k;
         n -= k;
     }
@@ -179,8 +170,7 @@ void *dist_broadcast_blob(struct dist *d, const void *x, size_t *n)
     return out;
 }
 
-void dist_allgather_bytes(struct dist *d, const void *mine, void *all,
-                         size_t n)
+void dist_allgather_bytes(struct dist *d, const void *mine, void *all, size_t n)
 {
     if (d->world == 1) {
         memcpy(all, mine, n);
