@@ -68,6 +68,7 @@ int dist_init_mpi(struct dist *d, int *argc, char ***argv, char *err)
 void dist_finalize(struct dist *d)
 {
     free(d->buf);
+    free(d->reqs);
 #ifdef LEJEPA_HAVE_MPI
     if (d->mpi)
         MPI_Finalize();
@@ -122,6 +123,47 @@ void dist_allreduce_double(struct dist *d, double *x, size_t n)
 #else
     (void)x;
 #endif
+}
+
+void dist_iallreduce_float(struct dist *d, float *x, size_t n)
+{
+    if (d->world == 1 || n == 0)
+        return;
+#ifdef LEJEPA_HAVE_MPI
+    CHECK(n < DIST_MAX_COUNT);
+    if (d->n_reqs == d->cap_reqs) {
+        d->cap_reqs = d->cap_reqs ? 2 * d->cap_reqs : 64;
+        d->reqs = xrealloc(d->reqs, (size_t)d->cap_reqs * sizeof(MPI_Request));
+    }
+    MPI_Request *r = (MPI_Request *)d->reqs + d->n_reqs++;
+    d->bytes_reduced += (double)n * sizeof *x;
+    CHECK(MPI_Iallreduce(MPI_IN_PLACE, x, (int)n, MPI_FLOAT, MPI_SUM,
+                         MPI_COMM_WORLD, r) == MPI_SUCCESS);
+#else
+    (void)x;
+#endif
+}
+
+void dist_progress(struct dist *d)
+{
+#ifdef LEJEPA_HAVE_MPI
+    int done = 0;
+    if (d->n_reqs > 0)
+        CHECK(MPI_Testall(d->n_reqs, d->reqs, &done, MPI_STATUSES_IGNORE) ==
+              MPI_SUCCESS);
+#else
+    (void)d;
+#endif
+}
+
+void dist_wait(struct dist *d)
+{
+#ifdef LEJEPA_HAVE_MPI
+    if (d->n_reqs > 0)
+        CHECK(MPI_Waitall(d->n_reqs, d->reqs, MPI_STATUSES_IGNORE) ==
+              MPI_SUCCESS);
+#endif
+    d->n_reqs = 0;
 }
 
 void dist_allreduce_float_buckets(struct dist *d, float *x, size_t n)

@@ -28,6 +28,8 @@ struct dist {
     double *buf;             /* scratch for callers' packed sums */
     size_t buf_cap;          /* doubles in buf */
     double bytes_reduced;    /* bytes all-reduced since the last reset */
+    void *reqs;              /* (cap_reqs) MPI_Request: non-blocking ones out */
+    int n_reqs, cap_reqs;
 };
 
 /* The single process: rank 0 of 1. Never fails. */
@@ -57,6 +59,13 @@ void dist_allreduce_double(struct dist *d, double *x, size_t n);
  * gradient arena: bounded MPI buffers, and the first buckets travel while
  * the last are packed by the library). */
 void dist_allreduce_float_buckets(struct dist *d, float *x, size_t n);
+
+/* Starts the in-place sum of x (n floats, n < 2^30) across ranks without
+ * waiting (x may not be touched until dist_wait); dist_progress lets the
+ * library move the sums out; dist_wait waits for every one. */
+void dist_iallreduce_float(struct dist *d, float *x, size_t n);
+void dist_progress(struct dist *d);
+void dist_wait(struct dist *d);
 
 /* x (n) on every rank becomes rank 0's. */
 void dist_broadcast_float(struct dist *d, float *x, size_t n);

@@ -552,6 +552,8 @@ void graph_backward(struct graph *g, bool training)
         }
         if (g->profile)
             g->seconds[1][op->kind] += util_time_mono() - t0;
+        if (g->after_backward)
+            g->after_backward(g->after_ctx, i);
     }
 }
 

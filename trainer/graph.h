@@ -94,6 +94,9 @@ struct graph {
     /* The stream of this pass's drop_path masks (the run seed and the
      * step, set by the model before a training forward). */
     uint64_t drop_seed, drop_step;
+    /* Called (when set) after each op's backward, with its index. */
+    void (*after_backward)(void *ctx, int op);
+    void *after_ctx;
     /* When profile is set, seconds spent per op kind, forward and backward. */
     bool profile;
     double seconds[2][GRAPH_N_KINDS];

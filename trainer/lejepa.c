@@ -156,6 +156,7 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
 
 void lejepa_free(struct lejepa *m)
 {
+    dist_overlap_free(&m->ov);
     for (int g = 0; g < m->n_groups; g++)
         graph_free(&m->grp[g].g);
     params_free(&m->p);
@@ -193,6 +194,18 @@ void lejepa_set_dist(struct lejepa *m, struct dist *d)
     }
     if (d)
         dist_reserve(d, need);
+    dist_overlap_free(&m->ov);
+    struct graph *last = &m->grp[m->n_groups - 1].g;
+    last->after_backward = NULL;
+    if (d && d->world > 1) {
+        /* the encoder's gradients come first in the arena, the probe's
+         * after (lejepa_init) */
+        size_t end = lejepa_has_probe(m) ? m->p.learn.e[m->probe_ln_w].offset
+                                         : m->p.learn.total;
+        dist_overlap_init(&m->ov, d, last, m->p.grad, end);
+        last->after_backward = dist_overlap_after_op;
+        last->after_ctx = &m->ov;
+    }
 }
 
 void lejepa_broadcast_weights(struct lejepa *m)
@@ -401,8 +414,12 @@ void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
     double inv_total = invariance(m, 1.0f - lambda);
     out->sigreg = sigreg_views(m, step, lambda / (float)V);
 
+    if (par)
+        dist_overlap_begin(&m->ov);
     for (int g = 0; g < m->n_groups; g++)
         graph_backward(&m->grp[g].g, true);
+    if (par)
+        dist_overlap_flush(&m->ov);
     if (lejepa_has_probe(m)) {
         probe_step(m, labels, out);
     } else {
@@ -419,7 +436,11 @@ void lejepa_forward_backward(struct lejepa *m, const int32_t *labels,
         out->probe_loss = tot[3] > 0 ? tot[1] / tot[3] : NAN;
         out->probe_correct = (int)tot[2];
         out->probe_total = (int)tot[3];
-        dist_allreduce_float_buckets(m->dist, m->p.grad, m->p.learn.total);
+        /* the encoder's buckets went out during backward; the probe's
+         * gradients now, then all of them are waited for */
+        dist_allreduce_float_buckets(m->dist, m->p.grad + m->ov.end,
+                                     m->p.learn.total - m->ov.end);
+        dist_wait(m->dist);
     }
     out->inv = inv_total / ((double)V * ((size_t)m->n_global * K));
     out->loss = (1.0 - c->lambda) * out->inv + c->lambda * out->sigreg;

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "dist.h"
+#include "dist_overlap.h"
 #include "graph.h"
 #include "resnet.h"
 #include "sigreg.h"
@@ -89,6 +90,7 @@ struct lejepa {
           *probe_dlogits, *probe_dln;
     int32_t *probe_labels;
     struct lejepa_sigreg sr;
+    struct dist_overlap ov; /* data parallel: the all-reduce in backward */
 };
 
 /* Builds the model, allocates every arena and initialises the weights from
