@@ -33,10 +33,10 @@ for arg in "$@"; do
   esac
 done
 
-# What building and running need. Open MPI is not among them: lejepa-train
-# runs as one process and nothing it does today calls MPI (only the
-# data-parallel tests and tools/bench_dist do), so the default build leaves
-# the optional mpi feature off by not finding it.
+# What building and running need. Open MPI is not among them: it is only
+# for training on several ranks (mpirun -n R lejepa-train); without it
+# meson leaves the optional mpi feature off and lejepa-train runs as one
+# process. --test installs it (the data-parallel tests).
 packages=(
   build-essential pkg-config meson ninja-build   # compiler and build
   libzmq3-dev                                     # ZeroMQ: the sockets between processes
@@ -51,7 +51,7 @@ packages=(
 # What the tests add (tools/test.sh, meson test).
 test_packages=(
   libcunit1-dev                                   # unit tests
-  libopenmpi-dev openmpi-bin                      # MPI: the data-parallel tests (mpirun)
+  libopenmpi-dev openmpi-bin                      # MPI: mpirun -n R lejepa-train and its tests
   clang libclang-rt-14-dev                        # libFuzzer + sanitizers (tools/fuzz.sh)
   clang-format                                    # tools/check_format.sh
   iproute2                                        # network namespaces (tests/test_netns.c)
