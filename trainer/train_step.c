@@ -92,6 +92,9 @@ void train_step_set_dist(struct train_step *st, struct dist *d)
 
 /* Data parallel: the other ranks' positions of a new slot are settled, and
  * tickets with none of this rank's are done. */
+static bool pending(const struct train_step *st, const struct train_slot *s,
+                    int k);
+
 static void settle_others(struct train_step *st, struct train_slot *s)
 {
     if (!st->dist)
@@ -100,14 +103,11 @@ static void settle_others(struct train_step *st, struct train_slot *s)
     for (int i = 0; i < sm->batch; i++)
         if (i < st->share_start || i >= st->share_start + st->share_n)
             s->ok[i] = 2;
-    for (int k = 0; k < sm->tickets_per_step; k++) {
-        int first = k * sm->ticket_size, end = first + sm->ticket_size;
-        end = end < sm->batch ? end : sm->batch;
-        if (end <= st->share_start || first >= st->share_start + st->share_n) {
+    for (int k = 0; k < sm->tickets_per_step; k++)
+        if (!pending(st, s, k)) {
             s->tstate[k] = TICKET_DONE;
             s->tickets_done++;
         }
-    }
 }
 
 struct train_slot *train_step_slot(struct train_step *st, uint64_t step)
