@@ -69,6 +69,11 @@ static void rank_endpoint(struct train_dist *td, const char *ep0,
                           const char *bind_addr)
 {
     int r = td->d.rank;
+    if (r == 0) { /* rank 0 binds run.endpoint itself */
+        snprintf(td->bind, sizeof td->bind, "%s", ep0);
+        snprintf(td->advertise, sizeof td->advertise, "%s", ep0);
+        return;
+    }
     if (strncmp(ep0, "ipc://", 6) == 0) {
         snprintf(td->bind, sizeof td->bind, "%s.rank%d", ep0, r);
         snprintf(td->advertise, sizeof td->advertise, "%s", td->bind);
