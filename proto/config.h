@@ -87,6 +87,7 @@ enum config_preset {
 };
 enum config_stem { CONFIG_STEM_AUTO, CONFIG_STEM_SMALL, CONFIG_STEM_IMAGENET };
 enum config_embed { CONFIG_EMBED_CLS, CONFIG_EMBED_CLS_MEAN };
+enum config_bn_running { CONFIG_BN_RUNNING_ALL, CONFIG_BN_RUNNING_GLOBAL };
 
 struct config_model {
     int backbone;                       /* enum config_backbone */
@@ -102,6 +103,7 @@ struct config_model {
     int embed;                          /* enum config_embed */
     struct config_int_list projector;   /* projector widths, last = K */
     bool sync_bn;                       /* BatchNorm statistics over all ranks */
+    int bn_running;                     /* enum config_bn_running */
     double drop_path;                   /* ViT stochastic depth, last block */
 };
 
@@ -119,6 +121,10 @@ enum config_probe_schedule {
     CONFIG_PROBE_SCHEDULE_CONSTANT,     /* the probe's lr at every step */
     CONFIG_PROBE_SCHEDULE_COSINE,       /* the encoder's warm-up and cosine */
 };
+enum config_probe_views {
+    CONFIG_PROBE_VIEWS_GLOBAL,          /* the global views only */
+    CONFIG_PROBE_VIEWS_ALL,             /* every view, local crops too */
+};
 struct config_optim {
     int64_t batch;                      /* samples per step */
     int64_t steps;                      /* total steps (the cap with minutes) */
@@ -127,6 +133,7 @@ struct config_optim {
     double lr, weight_decay;
     double probe_lr, probe_weight_decay;
     int probe_schedule;                 /* enum config_probe_schedule */
+    int probe_views;                    /* enum config_probe_views */
     double beta1, beta2, eps;
     double warmup_epochs, warmup_fraction;  /* warm-up = min of the two */
     double final_lr_ratio;              /* cosine ends at lr * this */

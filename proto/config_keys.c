@@ -53,7 +53,9 @@ static const char *const preset_names[] = {
 };
 static const char *const stem_names[] = {"auto", "small", "imagenet", NULL};
 static const char *const embed_names[] = {"cls", "cls_mean", NULL};
+static const char *const bn_running_names[] = {"all", "global", NULL};
 static const char *const probe_schedule_names[] = {"constant", "cosine", NULL};
+static const char *const probe_views_names[] = {"global", "all", NULL};
 
 #define PATH_LEN (CONFIG_STR_LEN - 1)
 #define STEPS_MAX INT64_C(1000000000)
@@ -193,6 +195,12 @@ static const struct config_key key_table[] = {
              "batch statistics of every rank's samples (synchronised "
              "BatchNorm; a step then equals one process on the whole "
              "batch); false: each rank's own, as PyTorch DDP"),
+    KEY_ENUM(model, bn_running, bn_running_names, "global",
+             "which views update the BatchNorm running statistics (what "
+             "eval mode, the embeddings and the exported model use): all "
+             "(every resolution group, as PyTorch's multi-crop) or global "
+             "(the global views only: the statistics of the size the "
+             "val split is embedded at); training steps do not depend on it"),
 
     /* [loss] */
     KEY_FLOAT(loss, lambda, 0.0, 1.0, "0.05",
@@ -228,6 +236,10 @@ static const struct config_key key_table[] = {
              "the online probe's lr schedule: constant (probe_lr at every "
              "step) or cosine (the encoder's warm-up and cosine decay to "
              "final_lr_ratio); the encoder's gradients do not depend on it"),
+    KEY_ENUM(optim, probe_views, probe_views_names, "global",
+             "the views the online probe learns from: global (the global "
+             "crops, at the size the val split is embedded at) or all (local "
+             "crops too); the encoder's gradients do not depend on it"),
     KEY_FLOAT(optim, beta1, 0.0, 0.999999, "0.9", "AdamW beta1"),
     KEY_FLOAT(optim, beta2, 0.0, 0.999999999, "0.999", "AdamW beta2"),
     KEY_FLOAT(optim, eps, 1e-12, 1.0, "1e-8", "AdamW epsilon"),

@@ -2,7 +2,10 @@
  * test_lejepa.c: engine behaviour beyond the PyTorch match: a step on fewer
  * samples than the configured batch equals a step of a model built for that
  * batch (ResNet and ViT), uint8 pixels are normalised per channel as
- * configured, and sigreg_debias reaches the step's SIGReg and loss.
+ * configured, sigreg_debias reaches the step's SIGReg and loss, and a
+ * probe on the global views only learns from those rows while the
+ * encoder's step is unchanged, and with bn_running_global the running
+ * statistics are the global views' alone.
  */
 #include <math.h>
 #include <string.h>
@@ -147,6 +150,88 @@ static void test_debias_reaches_step(void)
     lejepa_free(&b);
 }
 
+/* probe_global_only: the same weights and views as a probe on every view;
+ * the loss and every encoder gradient are bit-identical (the probe reads
+ * detached embeddings), the probe's rows are the global views' and its
+ * loss is the mean cross-entropy of the global rows of the every-view
+ * probe's logits. */
+static void test_probe_global_only(void)
+{
+    struct lejepa_config c = lejepa_cases[0].c, cg = c;
+    CU_ASSERT_FATAL(c.local_views > 0 && c.n_classes > 0 && c.batch <= 6);
+    cg.probe_global_only = true;
+    char err[ERR_LEN];
+    struct lejepa a, b;
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&a, &c, err), 0);
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&b, &cg, err), 0);
+    fill_views(&a, c.batch);
+    fill_views(&b, c.batch);
+    int32_t labels[6] = {1, 2, 3, 1, 0, 5};
+    struct lejepa_losses la, lb;
+    lejepa_forward_backward(&a, labels, 3, &la);
+    lejepa_forward_backward(&b, labels, 3, &lb);
+    const int N = c.batch, K = c.n_classes, rows = c.global_views * N;
+    CU_ASSERT_EQUAL(la.probe_total, a.views * N);
+    CU_ASSERT_EQUAL(lb.probe_total, rows);
+    CU_ASSERT_EQUAL(la.loss, lb.loss);
+    size_t probe_start = a.p.learn.e[a.probe_ln_w].offset;
+    int same = 1;
+    for (size_t i = 0; i < a.p.learn.n; i++) {
+        if (a.p.learn.e[i].offset >= probe_start)
+            continue;
+        same &= memcmp(params_grad(&a.p, (int)i), params_grad(&b.p, (int)i),
+                       a.p.learn.e[i].numel * sizeof(float)) == 0;
+    }
+    CU_ASSERT(same);
+    double ce = 0;
+    for (int r = 0; r < rows; r++) {
+        const float *z = a.probe_logits + (size_t)r * K;
+        double mx = z[0], s = 0;
+        for (int k = 1; k < K; k++)
+            mx = fmax(mx, z[k]);
+        for (int k = 0; k < K; k++)
+            s += exp(z[k] - mx);
+        ce += mx + log(s) - z[labels[r % N]];
+    }
+    ce /= rows;
+    CU_ASSERT_DOUBLE_EQUAL(lb.probe_loss, ce, 1e-5 * ce);
+    CU_ASSERT(fabs(la.probe_loss - lb.probe_loss) > 1e-4 * ce);
+    lejepa_free(&a);
+    lejepa_free(&b);
+}
+
+/* bn_running_global: after a step the running statistics equal those of
+ * a model without local views (the same global views), while the loss is
+ * the every-group model's; with every group updating them they differ. */
+static void test_bn_running_global(void)
+{
+    struct lejepa_config c = lejepa_cases[0].c, cg = c, c0 = c;
+    CU_ASSERT_FATAL(c.local_views > 0 && c.batch <= 6);
+    cg.bn_running_global = true;
+    c0.local_views = 0;
+    char err[ERR_LEN];
+    struct lejepa a, b, z;
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&a, &c, err), 0);
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&b, &cg, err), 0);
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(&z, &c0, err), 0);
+    CU_ASSERT_FATAL(a.p.state.total > 0 && a.p.state.total == z.p.state.total);
+    fill_views(&a, c.batch);
+    fill_views(&b, c.batch);
+    fill_views(&z, c.batch);
+    int32_t labels[6] = {1, 2, 3, 1, 0, 5};
+    struct lejepa_losses la, lb, lz;
+    lejepa_forward_backward(&a, labels, 3, &la);
+    lejepa_forward_backward(&b, labels, 3, &lb);
+    lejepa_forward_backward(&z, labels, 3, &lz);
+    CU_ASSERT_EQUAL(la.loss, lb.loss);
+    const size_t bytes = a.p.state.total * sizeof(float);
+    CU_ASSERT(memcmp(b.p.state_data, z.p.state_data, bytes) == 0);
+    CU_ASSERT(memcmp(a.p.state_data, z.p.state_data, bytes) != 0);
+    lejepa_free(&a);
+    lejepa_free(&b);
+    lejepa_free(&z);
+}
+
 int main(void)
 {
     static const struct testing_case cases[] = {
@@ -154,6 +239,8 @@ int main(void)
         {"the same with a ViT", test_smaller_step_vit},
         {"pixels normalised per channel", test_load_pixels_normalises},
         {"sigreg_debias reaches the step", test_debias_reaches_step},
+        {"a probe on the global views only", test_probe_global_only},
+        {"running statistics of the global views only", test_bn_running_global},
         {NULL, NULL},
     };
     return testing_run("lejepa", cases);

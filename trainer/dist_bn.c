@@ -78,8 +78,9 @@ void dist_bn_forward(struct dist *d, float *out, float *mean, float *rstd,
     for (int c = 0; c < C; c++) {
         mean[c] = (float)(s[c] / count);
         /* PyTorch: momentum 0.1 on the mean and the unbiased variance. */
-        running_mean[c] = (float)((1.0 - NN_BN_MOMENTUM) * running_mean[c] +
-                                  NN_BN_MOMENTUM * (s[c] / count));
+        if (running_mean)
+            running_mean[c] = (float)((1.0 - NN_BN_MOMENTUM) * running_mean[c] +
+                                      NN_BN_MOMENTUM * (s[c] / count));
     }
     /* The centred sums around the rounded global mean, as nn_norm.c does. */
     channel_sums(s, inp, mean, B, C, HW);
@@ -87,8 +88,9 @@ void dist_bn_forward(struct dist *d, float *out, float *mean, float *rstd,
     for (int c = 0; c < C; c++) {
         double var = s[c] / count;
         rstd[c] = (float)(1.0 / sqrt(var + NN_BN_EPS));
-        running_var[c] = (float)((1.0 - NN_BN_MOMENTUM) * running_var[c] +
-                                 NN_BN_MOMENTUM * var * count / (count - 1));
+        if (running_var)
+            running_var[c] = (float)((1.0 - NN_BN_MOMENTUM) * running_var[c] +
+                                     NN_BN_MOMENTUM * var * count / (count - 1));
     }
     const size_t rows = (size_t)B * C;
 #pragma omp parallel for schedule(static)

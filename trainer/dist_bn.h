@@ -21,7 +21,8 @@ static inline size_t dist_bn_scratch(int C)
 
 /* out (B,C,HW) = BatchNorm(inp) with the global batch's mean and biased
  * variance, a ReLU after it when relu is set; mean, rstd (C) saved for the
- * backward; running statistics updated with the global ones. */
+ * backward; running statistics (when not NULL) updated with the global
+ * ones. */
 void dist_bn_forward(struct dist *d, float *out, float *mean, float *rstd,
                      float *running_mean, float *running_var,
                      const float *inp, const float *weight, const float *bias,

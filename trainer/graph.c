@@ -367,28 +367,27 @@ void graph_forward(struct graph *g, bool training)
                               g->scratch, B, x.C, x.H, x.W, y.C, op->K,
                               op->stride, op->pad);
             break;
-        case GRAPH_BN:
+        case GRAPH_BN: {
+            float *rm = params_state(p, op->run_mean);
+            float *rv = params_state(p, op->run_var);
+            if (training && g->keep_running)
+                rm = rv = NULL;
             if (training && g->bn_dist)
-                dist_bn_forward(g->bn_dist, out, save, save + x.C,
-                                params_state(p, op->run_mean),
-                                params_state(p, op->run_var), in,
+                dist_bn_forward(g->bn_dist, out, save, save + x.C, rm, rv, in,
                                 params_data(p, op->weight),
                                 params_data(p, op->bias), B, x.C, x.H * x.W,
                                 relu);
             else if (x.H * x.W == 1)
-                nn_batchnorm1d_forward(out, save, save + x.C,
-                                       params_state(p, op->run_mean),
-                                       params_state(p, op->run_var), in,
+                nn_batchnorm1d_forward(out, save, save + x.C, rm, rv, in,
                                        params_data(p, op->weight),
                                        params_data(p, op->bias), B, x.C,
                                        training);
             else
                 (relu ? nn_batchnorm2d_relu_forward : nn_batchnorm2d_forward)(
-                    out, save, save + x.C, params_state(p, op->run_mean),
-                    params_state(p, op->run_var), in,
-                    params_data(p, op->weight), params_data(p, op->bias), B,
-                    x.C, x.H * x.W, training);
+                    out, save, save + x.C, rm, rv, in, params_data(p, op->weight),
+                    params_data(p, op->bias), B, x.C, x.H * x.W, training);
             break;
+        }
         case GRAPH_RELU:
             nn_relu_forward(out, in, n);
             break;

@@ -91,6 +91,9 @@ struct graph {
     /* Synchronised BatchNorm: when not NULL, training-mode BN ops use the
      * batch statistics of every rank (dist_bn.h); NULL: this process's. */
     struct dist *bn_dist;
+    /* Training-mode BN ops leave the running statistics as they are (the
+     * local views' group when only the global views' statistics count). */
+    bool keep_running;
     /* The stream of this pass's drop_path masks (the run seed and the
      * step, set by the model before a training forward). */
     uint64_t drop_seed, drop_step;

@@ -110,8 +110,10 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
     m->views = c->global_views + c->local_views;
     m->n = c->batch;
     build_group(m, 0, c->global_views, c->global_size);
-    if (m->n_groups == 2)
+    if (m->n_groups == 2) {
         build_group(m, 1, c->local_views, c->local_size);
+        m->grp[1].g.keep_running = c->bn_running_global;
+    }
     m->emb_dim = m->grp[0].g.t[m->grp[0].emb].C;
     m->proj_dim = c->proj[c->n_proj - 1];
 
@@ -296,12 +298,20 @@ static double invariance(struct lejepa *m, float scale)
     return total;
 }
 
+/* The views the probe learns from: the global ones first, then the local
+ * ones unless probe_global_only. */
+static int probe_views(const struct lejepa *m)
+{
+    return m->c.probe_global_only ? m->c.global_views : m->views;
+}
+
 static void probe_step(struct lejepa *m, const int32_t *labels,
                        struct lejepa_losses *out)
 {
     const int N = m->n, D = m->emb_dim, K = m->c.n_classes;
-    const int rows = m->views * N;
-    for (int v = 0; v < m->views; v++) {
+    const int pv = probe_views(m);
+    const int rows = pv * N;
+    for (int v = 0; v < pv; v++) {
         int gi = v < m->c.global_views ? 0 : 1;
         int local = gi == 0 ? v : v - m->c.global_views;
         const struct lejepa_group *gr = &m->grp[gi];
@@ -324,7 +334,7 @@ static void probe_step(struct lejepa *m, const int32_t *labels,
     out->probe_total = rows;
     if (parallel(m)) {
         /* the mean over every rank's rows: this rank's share of it */
-        const long rows_global = (long)m->views * m->n_global;
+        const long rows_global = (long)pv * m->n_global;
         const float share = (float)rows / (float)rows_global;
         const size_t nl = (size_t)rows * K;
         for (size_t i = 0; i < nl; i++)

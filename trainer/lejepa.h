@@ -4,7 +4,8 @@
  * (global views, then local views; BatchNorm statistics per group), the
  * invariance term towards the mean of the global views' projections, SIGReg
  * on every view with directions shared by the step, and the online probe
- * (LayerNorm + Linear on the detached embeddings of every view).
+ * (LayerNorm + Linear on the detached embeddings of every view, or of the
+ * global views only with probe_global_only).
  * The optimizer, schedule and checkpoints live elsewhere; everything here is
  * allocated once by lejepa_init.
  *
@@ -38,6 +39,7 @@ struct lejepa_config {
     int n_proj;                      /* projector layers, last one linear */
     int proj[LEJEPA_MAX_PROJ];       /* widths, e.g. 2048, 2048, 128 */
     int n_classes;                   /* online probe classes; 0: no probe */
+    bool probe_global_only;          /* the probe skips the local views */
     int batch;                       /* N samples per step (per rank) */
     int global_views, global_size;
     int local_views, local_size;     /* local_views may be 0 */
@@ -46,6 +48,7 @@ struct lejepa_config {
     double t_max;
     bool sigreg_debias;              /* unbiased SIGReg (sigreg.h) */
     bool sync_bn;                    /* BatchNorm over all ranks' samples */
+    bool bn_running_global;          /* local views keep the running stats */
     uint64_t seed;
 };
 

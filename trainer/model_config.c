@@ -102,6 +102,7 @@ int model_config_resolve(struct lejepa_config *out, const struct config *c,
     for (int i = 0; i < m->projector.n; i++)
         out->proj[i] = (int)m->projector.v[i];
     out->n_classes = n_classes;
+    out->probe_global_only = c->optim.probe_views == CONFIG_PROBE_VIEWS_GLOBAL;
     out->batch = (int)c->optim.batch;
     out->global_views = (int)c->views.global_count;
     out->global_size = (int)c->views.global_size;
@@ -113,6 +114,7 @@ int model_config_resolve(struct lejepa_config *out, const struct config *c,
     out->t_max = c->loss.t_max;
     out->sigreg_debias = c->loss.sigreg_debias;
     out->sync_bn = c->model.sync_bn;
+    out->bn_running_global = c->model.bn_running == CONFIG_BN_RUNNING_GLOBAL;
     out->seed = c->run.seed;
     return 0;
 }
