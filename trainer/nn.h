@@ -323,4 +323,7 @@ float nn_crossentropy_forward_ref(float *dlogits, int *n_correct,
                                   const float *logits, const int32_t *labels,
                                   int B, int K);
 
+/* Calls from outside the kernels go through the run-time table. */
+#include "nn_isa.h"
+
 #endif

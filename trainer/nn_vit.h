@@ -130,4 +130,7 @@ void nn_gelu_forward_ref(float *out, const float *inp, size_t n);
 void nn_gelu_backward_ref(float *dinp, const float *dout, const float *inp,
                           size_t n);
 
+/* Calls from outside the kernels go through the run-time table. */
+#include "nn_isa.h"
+
 #endif

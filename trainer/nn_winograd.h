@@ -49,4 +49,7 @@ void nn_winograd_backward(float *dinp,         // (B,C,H,W) or NULL
                           float *scratch,      // nn_winograd_scratch_floats
                           int B, int C, int H, int W, int OC, int m);
 
+/* Calls from outside the kernels go through the run-time table. */
+#include "nn_isa.h"
+
 #endif

@@ -161,4 +161,7 @@ void sigreg_backward_ref(double *dz, double dloss, const double *z,
                          const double *a, const struct sigreg_grid *g, int n,
                          int k_dim, int slices);
 
+/* Calls from outside the kernels go through the run-time table. */
+#include "nn_isa.h"
+
 #endif

@@ -17,6 +17,7 @@
 
 #include "dataset.h"
 #include "export.h"
+#include "nn_isa.h"
 #include "train.h"
 #include "compute.h"
 #include "util.h"
@@ -211,6 +212,7 @@ static void parse_args(struct train *t, int argc, char **argv)
             break;
         case 'V':
             compute_print_build_info(stdout, "lejepa-train");
+            nn_isa_print(stdout);
             exit(0);
         case 'h':
             usage(stdout);
