@@ -7,7 +7,8 @@
  * the shapes nn_conv2d_* send to Winograd (nn_winograd.c, tested in depth
  * by test_nn_winograd.c), to the dense path for planes of at most 2x2, and
  * to im2col; two cases computed by hand; and exact zero weight gradients
- * for kernel taps that meet no non-zero pixel on a 2x2 plane.
+ * for kernel taps that meet no non-zero pixel on a 2x2 plane; and the
+ * executed-flop count of each path, by hand.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -263,6 +264,30 @@ static void test_conv_exact_zero_taps(void)
         }
 }
 
+/* nn_conv2d_executed_flops: 2 C OC per product, a*a products per
+ * Winograd tile, HW x HW per image on the dense path, the direct count
+ * otherwise. */
+static void test_executed_flops(void)
+{
+    const double cc = 2.0 * 16 * 32;
+    /* 28x28: F(4x4), 7x7 tiles of 6x6 per image */
+    CU_ASSERT_DOUBLE_EQUAL(nn_conv2d_executed_flops(2, 16, 28, 28, 32, 3, 1, 1),
+                           cc * 36 * 2 * 49, 0.5);
+    /* 7x7: F(4x4), 2x2 tiles */
+    CU_ASSERT_DOUBLE_EQUAL(nn_conv2d_executed_flops(3, 16, 7, 7, 32, 3, 1, 1),
+                           cc * 36 * 3 * 4, 0.5);
+    /* 2x2: the dense GEMM, 4 x 4 taps per image */
+    CU_ASSERT_DOUBLE_EQUAL(nn_conv2d_executed_flops(5, 16, 2, 2, 32, 3, 1, 1),
+                           cc * 5 * 16, 0.5);
+    /* stride 2 and C < 8 take im2col: the direct count */
+    CU_ASSERT_DOUBLE_EQUAL(nn_conv2d_executed_flops(2, 16, 28, 28, 32, 3, 2, 1),
+                           cc * 2 * 14 * 14 * 9, 0.5);
+    CU_ASSERT_DOUBLE_EQUAL(nn_conv2d_executed_flops(2, 1, 28, 28, 32, 3, 1, 1),
+                           2.0 * 32 * 2 * 28 * 28 * 9, 0.5);
+    CU_ASSERT_DOUBLE_EQUAL(nn_conv2d_executed_flops(4, 16, 7, 7, 32, 1, 1, 0),
+                           cc * 4 * 49, 0.5);
+}
+
 int main(void)
 {
     static const struct testing_case cases[] = {
@@ -270,6 +295,7 @@ int main(void)
         {"optimised matches _ref", test_conv_matches_ref},
         {"hand-computed cases", test_conv_by_hand},
         {"exact zero gradients on 2x2 planes", test_conv_exact_zero_taps},
+        {"executed flops of each path", test_executed_flops},
         {NULL, NULL},
     };
     return testing_run("nn_conv", cases);

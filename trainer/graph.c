@@ -556,6 +556,26 @@ void graph_backward(struct graph *g, bool training)
     }
 }
 
+double graph_step_executed_flops(const struct graph *g)
+{
+    double f = 0;
+    for (int i = 0; i < g->n_ops; i++) {
+        const struct graph_op *op = &g->ops[i];
+        const struct graph_tensor x = g->t[op->in], y = g->t[op->out];
+        double fwd;
+        if (op->kind == GRAPH_CONV)
+            fwd = nn_conv2d_executed_flops(g->B, x.C, x.H, x.W, y.C, op->K,
+                                           op->stride, op->pad);
+        else if (op->kind == GRAPH_LINEAR)
+            fwd = 2.0 * g->B * y.C * x.C;
+        else
+            fwd = graph_vit_op_flops(g, op);
+        /* backward: the input gradient (none for tensor 0) and the rest */
+        f += fwd * (op->in == 0 ? 2.0 : 3.0);
+    }
+    return f;
+}
+
 double graph_forward_flops(const struct graph *g)
 {
     double f = 0;

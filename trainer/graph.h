@@ -205,7 +205,13 @@ void graph_zero_out_grads(struct graph *g);
  * activation gradient is zeroed just before its first writer. */
 void graph_backward(struct graph *g, bool training);
 
-/* Multiply-adds of one forward pass (for GFLOP/s reports). */
+/* Multiply-adds of one forward pass (for GFLOP/s reports), convolutions
+ * counted as direct ones. */
 double graph_forward_flops(const struct graph *g);
+/* Floating-point operations a training step's forward and backward GEMMs
+ * execute on the paths taken (nn_conv2d_executed_flops: Winograd does
+ * fewer than the direct count); backward twice the forward, once for the
+ * op on the input, whose gradient nobody needs. */
+double graph_step_executed_flops(const struct graph *g);
 
 #endif

@@ -594,6 +594,15 @@ void lejepa_eval_featmap(const struct lejepa_eval *e, int i, float *feat,
                (size_t)grid * sizeof(float));
 }
 
+double lejepa_step_executed_flops(const struct lejepa *m)
+{
+    /* SIGReg: each view's projections onto the directions, and back */
+    double f = 2.0 * 2.0 * m->views * m->n * m->proj_dim * m->c.slices;
+    for (int g = 0; g < m->n_groups; g++)
+        f += graph_step_executed_flops(&m->grp[g].g);
+    return f;
+}
+
 double lejepa_forward_flops(const struct lejepa *m)
 {
     double f = 0;

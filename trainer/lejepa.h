@@ -200,7 +200,11 @@ const float *lejepa_eval_forward(struct lejepa_eval *e);
 void lejepa_eval_featmap(const struct lejepa_eval *e, int i, float *feat,
                          float *attn);
 
-/* Multiply-adds of one forward pass of every group (for GFLOP/s). */
+/* Floating-point operations of one forward pass of every group (for
+ * GFLOP/s), convolutions counted as direct ones. */
 double lejepa_forward_flops(const struct lejepa *m);
+/* What one training step's GEMMs execute (graph_step_executed_flops of
+ * every group, and SIGReg's projections forward and back). */
+double lejepa_step_executed_flops(const struct lejepa *m);
 
 #endif

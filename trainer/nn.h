@@ -39,6 +39,14 @@
 /* floor((in + 2*pad - k) / stride) + 1; also used by max pooling. */
 int nn_conv2d_out_dim(int in, int k, int stride, int pad);
 
+/* The floating-point operations nn_conv2d_forward's GEMMs execute (2 per
+ * multiply-add) on the path it takes: F(4x4) or F(2x2) Winograd (a*a
+ * products of C x OC per tile), the dense 2x2 GEMM, or im2col (the direct
+ * count). Transforms and copies are not counted. Its backward executes
+ * twice this (input and weight gradients), once without dinp. */
+double nn_conv2d_executed_flops(int B, int C, int H, int W, int OC, int K,
+                                int stride, int pad);
+
 /* Floats of scratch that nn_conv2d_forward/backward need for these sizes
  * (0 for 1x1 stride-1 convs on planes of 1024 pixels or more, which skip
  * im2col). One buffer of the maximum over all layers

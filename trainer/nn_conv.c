@@ -131,6 +131,21 @@ static size_t conv_dense_scratch_floats(int C, int H, int W, int OC)
     return (size_t)OC * C * (H * W) * (H * W);
 }
 
+double nn_conv2d_executed_flops(int B, int C, int H, int W, int OC, int K,
+                                int stride, int pad)
+{
+    const double cc = 2.0 * C * OC;
+    if (conv_use_winograd(C, H, W, K, stride, pad)) {
+        const int m = nn_winograd_tile(H, W);
+        const double tiles = (double)B * ((H + m - 1) / m) * ((W + m - 1) / m);
+        return cc * (m + 2) * (m + 2) * tiles;
+    }
+    if (conv_is_dense(H, W, K, stride, pad))
+        return cc * B * (H * W) * (H * W);
+    return cc * B * nn_conv2d_out_dim(H, K, stride, pad) *
+           nn_conv2d_out_dim(W, K, stride, pad) * K * K;
+}
+
 size_t nn_conv2d_scratch_floats(int B, int C, int H, int W, int OC, int K,
                                 int stride, int pad)
 {
