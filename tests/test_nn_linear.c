@@ -2,8 +2,8 @@
  * test_nn_linear.c: the fully connected layer. Finite-difference gradients
  * of input, weight and bias (with and without bias) for the optimised and
  * _ref kernels, optimised vs _ref with accumulation and a NULL dinp (also
- * over several of the optimised kernel's row blocks), and a case computed
- * by hand.
+ * over several of the optimised kernel's row blocks), a case computed
+ * by hand, and the sgemm time a profile counts (nn_gemm_profile).
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -135,12 +135,35 @@ static void test_linear_by_hand(void)
     }
 }
 
+/* With nn_gemm_profile set the kernel's sgemm time is counted, without
+ * it nothing is. */
+static void test_gemm_profile_counts(void)
+{
+    const int B = 256, IN = 256, OUT = 256;
+    float *x = calloc((size_t)B * IN, sizeof(float));
+    float *w = calloc((size_t)OUT * IN, sizeof(float));
+    float *y = calloc((size_t)B * OUT, sizeof(float));
+    CU_ASSERT_FATAL(x && w && y);
+    const double before = nn_gemm_thread_seconds;
+    nn_linear_forward(y, x, w, NULL, B, IN, OUT);
+    CU_ASSERT_EQUAL(nn_gemm_thread_seconds, before);
+    nn_gemm_profile = true;
+    for (int r = 0; r < 4; r++)
+        nn_linear_forward(y, x, w, NULL, B, IN, OUT);
+    nn_gemm_profile = false;
+    CU_ASSERT(nn_gemm_thread_seconds > before);
+    free(x);
+    free(w);
+    free(y);
+}
+
 int main(void)
 {
     static const struct testing_case cases[] = {
         {"finite differences", test_linear_gradcheck},
         {"optimised matches _ref", test_linear_matches_ref},
         {"hand-computed case", test_linear_by_hand},
+        {"sgemm time counted only when profiling", test_gemm_profile_counts},
         {NULL, NULL},
     };
     return testing_run("nn_linear", cases);

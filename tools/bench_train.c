@@ -40,7 +40,8 @@ static void usage(FILE *out)
 "  --threads N     threads for both sides (default: run.threads, 0 = all)\n"
 "  --classes N     online probe classes (default 10)\n"
 "  --no-torch      skip the PyTorch side\n"
-"  --profile       print where the C step's time goes, per layer kind\n"
+"  --profile       print where the C step's time goes, per layer kind, and\n"
+"                  how much of it is sgemm (the rest: memory passes)\n"
 "  --json          print one JSON object instead of text\n"
 "  --help-config   list every config key\n"
 "  --version       print version, BLAS and threads\n");
@@ -144,19 +145,29 @@ static int run_torch(const char *model_json, int steps, int warmup, int threads,
 static void print_profile(const struct lejepa *m, double loss_s, double opt_s,
                           int steps)
 {
-    double graph_total = 0;
-    fprintf(stderr, "profile (seconds per step):\n");
+    double graph_total = 0, gemm_total = 0;
+    fprintf(stderr, "profile (seconds per step; in brackets the part in "
+                    "sgemm, the rest is memory passes: transforms, im2col, "
+                    "copies, elementwise):\n");
     for (int k = 0; k < GRAPH_N_KINDS; k++) {
-        double f = 0, b = 0;
+        double f = 0, b = 0, gf = 0, gb = 0;
         for (int g = 0; g < m->n_groups; g++) {
             f += m->grp[g].g.seconds[0][k];
             b += m->grp[g].g.seconds[1][k];
+            gf += m->grp[g].g.gemm_seconds[0][k];
+            gb += m->grp[g].g.gemm_seconds[1][k];
         }
         graph_total += f + b;
+        gemm_total += gf + gb;
         if (f + b > 0)
-            fprintf(stderr, "  %-8s forward %.3f  backward %.3f\n",
-                    graph_kind_name(k), f / steps, b / steps);
+            fprintf(stderr,
+                    "  %-8s forward %.3f [%.3f]  backward %.3f [%.3f]\n",
+                    graph_kind_name(k), f / steps, gf / steps, b / steps,
+                    gb / steps);
     }
+    fprintf(stderr, "  all ops  %.3f, of which sgemm %.3f (%.0f%%)\n",
+            graph_total / steps, gemm_total / steps,
+            100 * gemm_total / graph_total);
     fprintf(stderr, "  loss, SIGReg, probe, zeroing %.3f\n",
             (loss_s - graph_total) / steps);
     fprintf(stderr, "  adamw    %.3f\n", opt_s / steps);
@@ -246,6 +257,7 @@ int main(int argc, char **argv)
     for (int s = 0; s < warmup + steps; s++) {
         for (int g = 0; g < m.n_groups; g++)
             m.grp[g].g.profile = profile && s >= warmup;
+        nn_gemm_profile = profile && s >= warmup;
         double t0 = util_time_mono();
         struct lejepa_losses L;
         lejepa_forward_backward(&m, labels, (uint64_t)s, &L);

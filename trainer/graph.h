@@ -100,9 +100,11 @@ struct graph {
     /* Called (when set) after each op's backward, with its index. */
     void (*after_backward)(void *ctx, int op);
     void *after_ctx;
-    /* When profile is set, seconds spent per op kind, forward and backward. */
+    /* When profile is set, seconds spent per op kind, forward and backward,
+     * and the part of them in sgemm (with nn_gemm_profile set). */
     bool profile;
     double seconds[2][GRAPH_N_KINDS];
+    double gemm_seconds[2][GRAPH_N_KINDS];
 };
 
 /* A graph for batches of up to B images. */

@@ -36,6 +36,14 @@
  * on both axes, weight (OC, C, K, K) as in PyTorch, optional bias (OC).
  * OH = nn_conv2d_out_dim(H, K, stride, pad), OW likewise. */
 
+/* Profiling (bench-train --profile): while nn_gemm_profile is set, every
+ * sgemm call of the kernels adds its time to nn_gemm_thread_seconds, in
+ * thread-seconds (nn_gemm.h), so a profile can split an op's time into
+ * GEMM and the memory passes around it. One copy for both kernel builds
+ * (nn_isa.c). */
+extern bool nn_gemm_profile;
+extern double nn_gemm_thread_seconds;
+
 /* floor((in + 2*pad - k) / stride) + 1; also used by max pooling. */
 int nn_conv2d_out_dim(int in, int k, int stride, int pad);
 

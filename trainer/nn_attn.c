@@ -20,6 +20,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include "nn_gemm.h"
 #include "nn_fastexp.h"
 
 static int attn_threads(void)
@@ -103,13 +104,13 @@ void nn_attention_forward(float *out, float *att, const float *qkv,
         const int b = bh / NH, h = bh % NH;
         const float *q0 = qkv + (size_t)b * T * ld + (size_t)h * HD;
         float *p = att + (size_t)bh * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale,
-                    q0, ld, q0 + D, ld, 0.0f, p, T);
+        nn_sgemm(CblasNoTrans, CblasTrans, T, T, HD, scale,
+                 q0, ld, q0 + D, ld, 0.0f, p, T);
         for (int i = 0; i < T; i++)
             attn_softmax_row_fast(p + (size_t)i * T, T);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f,
-                    p, T, q0 + 2 * D, ld, 0.0f,
-                    out + (size_t)b * T * D + (size_t)h * HD, D);
+        nn_sgemm(CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f,
+                 p, T, q0 + 2 * D, ld, 0.0f,
+                 out + (size_t)b * T * D + (size_t)h * HD, D);
     }
 }
 
@@ -131,10 +132,10 @@ void nn_attention_backward(float *dqkv, const float *dout, const float *qkv,
             const float *g0 = dout + (size_t)b * T * D + (size_t)h * HD;
             const float *p = att + (size_t)bh * T * T;
             /* forward: out = p v  =>  dv += p^T g, dp = g v^T */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T,
-                        1.0f, p, T, g0, D, 1.0f, dv0, ld);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD,
-                        1.0f, g0, D, v0, ld, 0.0f, dp, T);
+            nn_sgemm(CblasTrans, CblasNoTrans, T, HD, T,
+                     1.0f, p, T, g0, D, 1.0f, dv0, ld);
+            nn_sgemm(CblasNoTrans, CblasTrans, T, T, HD,
+                     1.0f, g0, D, v0, ld, 0.0f, dp, T);
             /* forward: p = softmax(s) row by row, s = scale q k^T
              *   =>  ds = scale * p (dp - <p, dp>) (written over dp) */
             for (int i = 0; i < T; i++)
@@ -142,10 +143,10 @@ void nn_attention_backward(float *dqkv, const float *dout, const float *qkv,
                                           p + (size_t)i * T, T, scale);
             /* forward: s = q k^T (scale folded in above)
              *   =>  dq += ds k, dk += ds^T q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T,
-                        1.0f, dp, T, k0, ld, 1.0f, dq0, ld);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T,
-                        1.0f, dp, T, q0, ld, 1.0f, dk0, ld);
+            nn_sgemm(CblasNoTrans, CblasNoTrans, T, HD, T,
+                     1.0f, dp, T, k0, ld, 1.0f, dq0, ld);
+            nn_sgemm(CblasTrans, CblasNoTrans, T, HD, T,
+                     1.0f, dp, T, q0, ld, 1.0f, dk0, ld);
         }
     }
 }

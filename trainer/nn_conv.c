@@ -21,6 +21,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "nn_gemm.h"
 #include "nn_slice.h"
 #include "nn_winograd.h"
 #include "util.h"
@@ -409,13 +410,13 @@ static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
                 s[j] = g[j];
         }
     conv_im2col(col, inp + b0 * chw, n, C, H, W, K, stride, pad, OH, OW);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)ncols,
-                1.0f, stage, (int)ncols, col, (int)ncols, 1.0f, dw, CKK);
+    nn_sgemm(CblasNoTrans, CblasTrans, OC, CKK, (int)ncols,
+             1.0f, stage, (int)ncols, col, (int)ncols, 1.0f, dw, CKK);
     if (!dinp)
         return;
     /* dcol = W^T dout overwrites col, then scatters into dinp. */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)ncols, OC,
-                1.0f, weight, CKK, stage, (int)ncols, 0.0f, col, (int)ncols);
+    nn_sgemm(CblasTrans, CblasNoTrans, CKK, (int)ncols, OC,
+             1.0f, weight, CKK, stage, (int)ncols, 0.0f, col, (int)ncols);
     conv_col2im(dinp + b0 * chw, col, n, C, H, W, K, stride, pad, OH, OW);
 }
 
@@ -435,17 +436,17 @@ void nn_conv2d_forward(float *out, const float *inp, const float *weight,
         CHECK(scratch != NULL);
         const int ni = C * H * W, no = OC * H * W;
         conv_dense_weight(scratch, weight, OC, C, H, W);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, no, ni, 1.0f,
-                    inp, ni, scratch, ni, 0.0f, out, no);
+        nn_sgemm(CblasNoTrans, CblasTrans, B, no, ni, 1.0f,
+                 inp, ni, scratch, ni, 0.0f, out, no);
         if (bias)
             conv_add_bias(out, bias, B, OC, ohw);
         return;
     }
     if (conv_is_pointwise(K, stride, pad, ohw)) {
         for (int b = 0; b < B; b++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC,
-                        (int)ohw, C, 1.0f, weight, C, inp + b * chw,
-                        (int)ohw, 0.0f, out + (size_t)b * OC * ohw, (int)ohw);
+            nn_sgemm(CblasNoTrans, CblasNoTrans, OC,
+                     (int)ohw, C, 1.0f, weight, C, inp + b * chw,
+                     (int)ohw, 0.0f, out + (size_t)b * OC * ohw, (int)ohw);
         if (bias)
             conv_add_bias(out, bias, B, OC, ohw);
         return;
@@ -463,9 +464,9 @@ void nn_conv2d_forward(float *out, const float *inp, const float *weight,
             const size_t ncols = (size_t)n * ohw;
             conv_im2col(col, inp + b0 * chw, n, C, H, W, K, stride, pad, OH,
                         OW);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC,
-                        (int)ncols, p.CKK, 1.0f, weight, p.CKK, col,
-                        (int)ncols, 0.0f, stage, (int)ncols);
+            nn_sgemm(CblasNoTrans, CblasNoTrans, OC,
+                     (int)ncols, p.CKK, 1.0f, weight, p.CKK, col,
+                     (int)ncols, 0.0f, stage, (int)ncols);
             /* (OC, n, OH*OW) -> (n, OC, OH*OW), adding the bias. */
             for (int i = 0; i < n; i++)
                 for (int oc = 0; oc < OC; oc++) {
@@ -500,25 +501,25 @@ void nn_conv2d_backward(float *dinp, float *dweight, float *dbias,
         const int ni = C * H * W, no = OC * H * W;
         if (dinp) {
             conv_dense_weight(scratch, weight, OC, C, H, W);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, ni, no,
-                        1.0f, dout, no, scratch, ni, 1.0f, dinp, ni);
+            nn_sgemm(CblasNoTrans, CblasNoTrans, B, ni, no,
+                     1.0f, dout, no, scratch, ni, 1.0f, dinp, ni);
         }
         /* dWd = dout^T inp, then each tap sums its (o, i) pairs. */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, no, ni, B, 1.0f,
-                    dout, no, inp, ni, 0.0f, scratch, ni);
+        nn_sgemm(CblasTrans, CblasNoTrans, no, ni, B, 1.0f,
+                 dout, no, inp, ni, 0.0f, scratch, ni);
         conv_dense_weight_backward(dweight, scratch, OC, C, H, W);
         return;
     }
     if (conv_is_pointwise(K, stride, pad, ohw)) {
         for (int b = 0; b < B; b++) {
             const float *g = dout + (size_t)b * OC * ohw;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, C,
-                        (int)ohw, 1.0f, g, (int)ohw, inp + b * chw, (int)ohw,
-                        1.0f, dweight, C);
+            nn_sgemm(CblasNoTrans, CblasTrans, OC, C,
+                     (int)ohw, 1.0f, g, (int)ohw, inp + b * chw, (int)ohw,
+                     1.0f, dweight, C);
             if (dinp)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C,
-                            (int)ohw, OC, 1.0f, weight, C, g, (int)ohw, 1.0f,
-                            dinp + b * chw, (int)ohw);
+                nn_sgemm(CblasTrans, CblasNoTrans, C,
+                         (int)ohw, OC, 1.0f, weight, C, g, (int)ohw, 1.0f,
+                         dinp + b * chw, (int)ohw);
         }
         return;
     }

@@ -30,6 +30,10 @@ static const struct nn_isa_table table_avx512 = {
 
 static enum nn_isa current = NN_ISA_AVX2;
 
+/* Shared by both kernel builds (not renamed): see nn.h. */
+bool nn_gemm_profile;
+double nn_gemm_thread_seconds;
+
 const char *nn_isa_name(enum nn_isa isa)
 {
     return isa == NN_ISA_AVX512 ? "avx512" : "avx2";

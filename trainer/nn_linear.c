@@ -8,6 +8,8 @@
 
 #include <cblas.h>
 
+#include "nn_gemm.h"
+
 /* Rows per sgemm call for the products whose rows are the batch (the
  * output and the input gradient): OpenBLAS ran the ViT token linears'
  * tall products (12,800 rows, inner dimension 192 or 768, 2 threads)
@@ -23,8 +25,8 @@ void nn_linear_forward(float *out, const float *inp, const float *weight,
         const int nb = B - b0 < NN_LINEAR_ROW_BLOCK ? B - b0
                                                     : NN_LINEAR_ROW_BLOCK;
         float *ob = out + (size_t)b0 * OUT;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, OUT, IN, 1.0f,
-                    inp + (size_t)b0 * IN, IN, weight, IN, 0.0f, ob, OUT);
+        nn_sgemm(CblasNoTrans, CblasTrans, nb, OUT, IN, 1.0f,
+                 inp + (size_t)b0 * IN, IN, weight, IN, 0.0f, ob, OUT);
         if (!bias)
             continue;
 #pragma omp parallel for schedule(static)
@@ -44,13 +46,13 @@ void nn_linear_backward(float *dinp, float *dweight, float *dbias,
     for (int b0 = 0; dinp && b0 < B; b0 += NN_LINEAR_ROW_BLOCK) {
         const int nb = B - b0 < NN_LINEAR_ROW_BLOCK ? B - b0
                                                     : NN_LINEAR_ROW_BLOCK;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, IN, OUT,
-                    1.0f, dout + (size_t)b0 * OUT, OUT, weight, IN, 1.0f,
-                    dinp + (size_t)b0 * IN, IN);
+        nn_sgemm(CblasNoTrans, CblasNoTrans, nb, IN, OUT,
+                 1.0f, dout + (size_t)b0 * OUT, OUT, weight, IN, 1.0f,
+                 dinp + (size_t)b0 * IN, IN);
     }
     /* (OUT,B) x (B,IN) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, B, 1.0f,
-                dout, OUT, inp, IN, 1.0f, dweight, IN);
+    nn_sgemm(CblasTrans, CblasNoTrans, OUT, IN, B, 1.0f,
+             dout, OUT, inp, IN, 1.0f, dweight, IN);
     if (!dbias)
         return;
     const int block = 64;

@@ -13,6 +13,7 @@
 
 #include <cblas.h>
 
+#include "nn_gemm.h"
 #include "util.h"
 
 #define BICUBIC_A (-0.75f)
@@ -162,8 +163,8 @@ void nn_patch_embed_forward(float *out, float *patches, const float *inp,
                      inp + (size_t)b * C * H * W, C, H, W, P, GH, GW);
     }
     /* (B*T,K) x (K,D); the CLS rows come out zero */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B * T, D, K, 1.0f,
-                patches, K, weight, K, 0.0f, out, D);
+    nn_sgemm(CblasNoTrans, CblasTrans, B * T, D, K, 1.0f,
+             patches, K, weight, K, 0.0f, out, D);
 #pragma omp parallel for schedule(static)
     for (long bt = 0; bt < (long)B * T; bt++) {
         const int t = (int)(bt % T);
@@ -212,13 +213,13 @@ void nn_patch_embed_backward(float *dinp, float *dweight, float *dbias,
             dbias[d] += gsum[(size_t)t * D + d];
     nn_bicubic_backward(dpos + D, gsum, G0, G0, GH, GW, D);
     /* (D,B*T) x (B*T,K); the zero CLS rows add nothing */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, K, B * T, 1.0f,
-                dout, D, patches, K, 1.0f, dweight, K);
+    nn_sgemm(CblasTrans, CblasNoTrans, D, K, B * T, 1.0f,
+             dout, D, patches, K, 1.0f, dweight, K);
     for (int b = 0; b < B && dinp; b++) {
         const float *g = dout + ((size_t)b * T + 1) * D;
         /* (TP,D) x (D,K) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, TP, K, D, 1.0f,
-                    g, D, weight, K, 0.0f, drows, K);
+        nn_sgemm(CblasNoTrans, CblasNoTrans, TP, K, D, 1.0f,
+                 g, D, weight, K, 0.0f, drows, K);
         patch_col2im(dinp + (size_t)b * C * H * W, drows, C, H, W, P, GH, GW);
     }
 }

@@ -21,6 +21,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "nn_gemm.h"
 #include "nn_slice.h"
 #include "util.h"
 
@@ -618,9 +619,9 @@ void nn_winograd_forward(float *out, const float *inp, const float *weight,
             wino_chunk_input(m, V, vs, inp + (size_t)b0 * C * hw, n, C, H, W,
                              P);
             for (int xi = 0; xi < nxi; xi++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC,
-                            (int)P, C, 1.0f, p.U + xi * us, C, V + xi * vs,
-                            (int)P, 0.0f, M + xi * ms, (int)P);
+                nn_sgemm(CblasNoTrans, CblasNoTrans, OC,
+                         (int)P, C, 1.0f, p.U + xi * us, C, V + xi * vs,
+                         (int)P, 0.0f, M + xi * ms, (int)P);
             float *o = out + (size_t)b0 * OC * hw;
             for (int oc = 0; oc < OC; oc++) {
                 const float bv = bias ? bias[oc] : 0.0f;
@@ -660,13 +661,13 @@ static void wino_backward_chunk(const struct wino_plan *p, float *dU,
     }
     /* dV_xi overwrites V_xi once the dU_xi GEMM has read it. */
     for (int xi = 0; xi < nxi; xi++) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, C, (int)P,
-                    1.0f, Dh + xi * ds, (int)P, V + xi * vs, (int)P,
-                    accumulate ? 1.0f : 0.0f, dU + xi * us, C);
+        nn_sgemm(CblasNoTrans, CblasTrans, OC, C, (int)P,
+                 1.0f, Dh + xi * ds, (int)P, V + xi * vs, (int)P,
+                 accumulate ? 1.0f : 0.0f, dU + xi * us, C);
         if (dinp)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, (int)P,
-                        OC, 1.0f, p->U + xi * us, C, Dh + xi * ds, (int)P,
-                        0.0f, V + xi * vs, (int)P);
+            nn_sgemm(CblasTrans, CblasNoTrans, C, (int)P,
+                     OC, 1.0f, p->U + xi * us, C, Dh + xi * ds, (int)P,
+                     0.0f, V + xi * vs, (int)P);
     }
     if (!dinp)
         return;
