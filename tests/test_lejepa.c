@@ -36,6 +36,20 @@ static void fill_views(struct lejepa *m, int n)
     }
 }
 
+/* Labels of the models stepped by init_and_step (batch <= 6). */
+static const int32_t step_labels[6] = {1, 2, 3, 1, 0, 5};
+
+/* A model of config c on fill_views' inputs after one step (step 3). */
+static void init_and_step(struct lejepa *m, const struct lejepa_config *c,
+                          struct lejepa_losses *out)
+{
+    char err[ERR_LEN];
+    CU_ASSERT_FATAL(c->batch <= 6);
+    CU_ASSERT_EQUAL_FATAL(lejepa_init(m, c, err), 0);
+    fill_views(m, c->batch);
+    lejepa_forward_backward(m, step_labels, 3, out);
+}
+
 static void check_smaller_step(const struct lejepa_config big)
 {
     struct lejepa_config small = big;
@@ -123,18 +137,12 @@ static void test_debias_reaches_step(void)
 {
     struct lejepa_config c = lejepa_cases[0].c, cd = c;
     cd.sigreg_debias = true;
-    char err[ERR_LEN];
     struct lejepa a, b;
-    CU_ASSERT_EQUAL_FATAL(lejepa_init(&a, &c, err), 0);
-    CU_ASSERT_EQUAL_FATAL(lejepa_init(&b, &cd, err), 0);
+    struct lejepa_losses la, lb;
+    init_and_step(&a, &c, &la);
+    init_and_step(&b, &cd, &lb);
     CU_ASSERT_FALSE(a.sr.grid.debias);
     CU_ASSERT_TRUE(b.sr.grid.debias);
-    fill_views(&a, c.batch);
-    fill_views(&b, c.batch);
-    int32_t labels[6] = {1, 2, 3, 1, 0, 5};
-    struct lejepa_losses la, lb;
-    lejepa_forward_backward(&a, labels, 3, &la);
-    lejepa_forward_backward(&b, labels, 3, &lb);
     struct sigreg_grid gd = a.sr.grid;
     gd.debias = true;
     double want = 0;
@@ -158,18 +166,12 @@ static void test_debias_reaches_step(void)
 static void test_probe_global_only(void)
 {
     struct lejepa_config c = lejepa_cases[0].c, cg = c;
-    CU_ASSERT_FATAL(c.local_views > 0 && c.n_classes > 0 && c.batch <= 6);
+    CU_ASSERT_FATAL(c.local_views > 0 && c.n_classes > 0);
     cg.probe_global_only = true;
-    char err[ERR_LEN];
     struct lejepa a, b;
-    CU_ASSERT_EQUAL_FATAL(lejepa_init(&a, &c, err), 0);
-    CU_ASSERT_EQUAL_FATAL(lejepa_init(&b, &cg, err), 0);
-    fill_views(&a, c.batch);
-    fill_views(&b, c.batch);
-    int32_t labels[6] = {1, 2, 3, 1, 0, 5};
     struct lejepa_losses la, lb;
-    lejepa_forward_backward(&a, labels, 3, &la);
-    lejepa_forward_backward(&b, labels, 3, &lb);
+    init_and_step(&a, &c, &la);
+    init_and_step(&b, &cg, &lb);
     const int N = c.batch, K = c.n_classes, rows = c.global_views * N;
     CU_ASSERT_EQUAL(la.probe_total, a.views * N);
     CU_ASSERT_EQUAL(lb.probe_total, rows);
@@ -191,7 +193,7 @@ static void test_probe_global_only(void)
             mx = fmax(mx, z[k]);
         for (int k = 0; k < K; k++)
             s += exp(z[k] - mx);
-        ce += mx + log(s) - z[labels[r % N]];
+        ce += mx + log(s) - z[step_labels[r % N]];
     }
     ce /= rows;
     CU_ASSERT_DOUBLE_EQUAL(lb.probe_loss, ce, 1e-5 * ce);
@@ -206,23 +208,15 @@ static void test_probe_global_only(void)
 static void test_bn_running_global(void)
 {
     struct lejepa_config c = lejepa_cases[0].c, cg = c, c0 = c;
-    CU_ASSERT_FATAL(c.local_views > 0 && c.batch <= 6);
+    CU_ASSERT_FATAL(c.local_views > 0);
     cg.bn_running_global = true;
     c0.local_views = 0;
-    char err[ERR_LEN];
     struct lejepa a, b, z;
-    CU_ASSERT_EQUAL_FATAL(lejepa_init(&a, &c, err), 0);
-    CU_ASSERT_EQUAL_FATAL(lejepa_init(&b, &cg, err), 0);
-    CU_ASSERT_EQUAL_FATAL(lejepa_init(&z, &c0, err), 0);
-    CU_ASSERT_FATAL(a.p.state.total > 0 && a.p.state.total == z.p.state.total);
-    fill_views(&a, c.batch);
-    fill_views(&b, c.batch);
-    fill_views(&z, c.batch);
-    int32_t labels[6] = {1, 2, 3, 1, 0, 5};
     struct lejepa_losses la, lb, lz;
-    lejepa_forward_backward(&a, labels, 3, &la);
-    lejepa_forward_backward(&b, labels, 3, &lb);
-    lejepa_forward_backward(&z, labels, 3, &lz);
+    init_and_step(&a, &c, &la);
+    init_and_step(&b, &cg, &lb);
+    init_and_step(&z, &c0, &lz);
+    CU_ASSERT_FATAL(a.p.state.total > 0 && a.p.state.total == z.p.state.total);
     CU_ASSERT_EQUAL(la.loss, lb.loss);
     const size_t bytes = a.p.state.total * sizeof(float);
     CU_ASSERT(memcmp(b.p.state_data, z.p.state_data, bytes) == 0);
