@@ -13,8 +13,10 @@
 #include <sys/resource.h>
 
 #include <cblas.h>
-#include <immintrin.h>
 #include <omp.h>
+#ifdef __FMA__
+#include <immintrin.h>
+#endif
 
 #include "adamw.h"
 #include "companion.h"

@@ -368,7 +368,7 @@ void graph_forward(struct graph *g, bool training)
         const struct graph_tensor x = g->t[op->in];
         const struct graph_tensor y = g->t[op->out];
         double t0 = g->profile ? util_time_mono() : 0;
-        const double gemm0 = nn_gemm_thread_seconds;
+        const double gemm0 = g->profile ? nn_gemm_thread_seconds : 0;
         const float *in = graph_act(g, op->in);
         float *out = graph_act(g, op->out);
         float *save = g->act + op->save;
@@ -476,7 +476,7 @@ void graph_backward(struct graph *g, bool training)
         const struct graph_tensor x = g->t[op->in];
         const struct graph_tensor y = g->t[op->out];
         double t0 = g->profile ? util_time_mono() : 0;
-        const double gemm0 = nn_gemm_thread_seconds;
+        const double gemm0 = g->profile ? nn_gemm_thread_seconds : 0;
         if (!relu)
             zero_first_writes(g, i);
         /* Tensor 0 is the graph's input: it needs no gradient. */
@@ -569,38 +569,35 @@ void graph_backward(struct graph *g, bool training)
     }
 }
 
+/* One op's forward flops; a convolution's as the direct count or (executed)
+ * as the GEMMs of the path nn_conv2d_forward takes. */
+static double op_forward_flops(const struct graph *g, const struct graph_op *op,
+                               bool executed)
+{
+    const struct graph_tensor x = g->t[op->in], y = g->t[op->out];
+    if (op->kind == GRAPH_CONV)
+        return executed ? nn_conv2d_executed_flops(g->B, x.C, x.H, x.W, y.C,
+                                                   op->K, op->stride, op->pad)
+                        : 2.0 * g->B * y.C * y.H * y.W * x.C * op->K * op->K;
+    if (op->kind == GRAPH_LINEAR)
+        return 2.0 * g->B * y.C * x.C;
+    return graph_vit_op_flops(g, op);
+}
+
 double graph_step_executed_flops(const struct graph *g)
 {
     double f = 0;
-    for (int i = 0; i < g->n_ops; i++) {
-        const struct graph_op *op = &g->ops[i];
-        const struct graph_tensor x = g->t[op->in], y = g->t[op->out];
-        double fwd;
-        if (op->kind == GRAPH_CONV)
-            fwd = nn_conv2d_executed_flops(g->B, x.C, x.H, x.W, y.C, op->K,
-                                           op->stride, op->pad);
-        else if (op->kind == GRAPH_LINEAR)
-            fwd = 2.0 * g->B * y.C * x.C;
-        else
-            fwd = graph_vit_op_flops(g, op);
-        /* backward: the input gradient (none for tensor 0) and the rest */
-        f += fwd * (op->in == 0 ? 2.0 : 3.0);
-    }
+    /* backward: the input gradient (none for tensor 0) and the rest */
+    for (int i = 0; i < g->n_ops; i++)
+        f += op_forward_flops(g, &g->ops[i], true) *
+             (g->ops[i].in == 0 ? 2.0 : 3.0);
     return f;
 }
 
 double graph_forward_flops(const struct graph *g)
 {
     double f = 0;
-    for (int i = 0; i < g->n_ops; i++) {
-        const struct graph_op *op = &g->ops[i];
-        const struct graph_tensor x = g->t[op->in], y = g->t[op->out];
-        if (op->kind == GRAPH_CONV)
-            f += 2.0 * g->B * y.C * y.H * y.W * x.C * op->K * op->K;
-        else if (op->kind == GRAPH_LINEAR)
-            f += 2.0 * g->B * y.C * x.C;
-        else
-            f += graph_vit_op_flops(g, op);
-    }
+    for (int i = 0; i < g->n_ops; i++)
+        f += op_forward_flops(g, &g->ops[i], false);
     return f;
 }

@@ -97,6 +97,13 @@ static void add_probe(struct lejepa *m, int D, int K)
                             PARAMS_GROUP_PROBE, PARAMS_INIT_UNIFORM_FAN_IN, D);
 }
 
+/* The views the probe learns from: the global ones first, then the local
+ * ones unless probe_global_only. */
+static int probe_views(const struct lejepa *m)
+{
+    return m->c.probe_global_only ? m->c.global_views : m->views;
+}
+
 int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
 {
     memset(m, 0, sizeof *m);
@@ -127,7 +134,7 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
     for (int g = 0; g < m->n_groups; g++)
         graph_alloc(&m->grp[g].g, true);
 
-    size_t rows = (size_t)m->views * c->batch;
+    size_t rows = (size_t)probe_views(m) * c->batch;
     if (K > 0) {
         m->probe_in = xmalloc_aligned(rows * D * sizeof(float));
         m->probe_ln = xmalloc_aligned(rows * D * sizeof(float));
@@ -296,13 +303,6 @@ static double invariance(struct lejepa *m, float scale)
         }
     }
     return total;
-}
-
-/* The views the probe learns from: the global ones first, then the local
- * ones unless probe_global_only. */
-static int probe_views(const struct lejepa *m)
-{
-    return m->c.probe_global_only ? m->c.global_views : m->views;
 }
 
 static void probe_step(struct lejepa *m, const int32_t *labels,
