@@ -79,6 +79,7 @@ int conn_send_hello(struct loader_conn *c, const struct loader_opts *o,
         .software = "lejepa-loader " LEJEPA_VERSION,
         .pid = (uint64_t)getpid(),
         .credit = o->credit,
+        .eval_view = true,     /* TICKET.eval_view answered */
         .has_dataset = true,
         .dataset = {
             .fingerprint = d->fingerprint,

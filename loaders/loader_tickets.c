@@ -123,6 +123,7 @@ int tickets_next_job(struct ticket_set *s, const struct dataset *d,
                 continue;
             }
             job->work = (int32_t)h->t.work;
+            job->eval_view = h->t.eval_view;
             job->seed = h->t.seed;
             job->epoch = h->t.epoch;
             job->index = hs->index;
@@ -256,6 +257,12 @@ void tickets_pack_batch(struct msg *m, struct batch_buf *b, const struct held_ti
             pack_group(b->pixels[1], h, lv, lplane, gplane * gv, n_ok);
             n_groups = 2;
         }
+        if (h->t.eval_view) {   /* the last group (PROTOCOL.md, TICKET) */
+            b->groups[n_groups] = (struct msg_group){.views = 1, .c = c, .h = gs, .w = gs};
+            b->pixels[n_groups] = xmalloc(gplane * n_ok + 1);
+            pack_group(b->pixels[n_groups], h, 1, gplane, gplane * gv + lplane * lv, n_ok);
+            n_groups++;
+        }
     }
     for (uint32_t g = 0; g < n_groups; g++)
         b->groups[g].pixels = b->pixels[g];
@@ -282,7 +289,7 @@ void tickets_batch_free(struct batch_buf *b)
     free(b->indices);
     free(b->labels);
     free(b->failures);
-    free(b->pixels[0]);
-    free(b->pixels[1]);
+    for (size_t g = 0; g < sizeof b->pixels / sizeof b->pixels[0]; g++)
+        free(b->pixels[g]);
     memset(b, 0, sizeof *b);
 }

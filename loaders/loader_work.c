@@ -95,13 +95,15 @@ int work_views_check(const struct config_views *v, char *err)
     return 0;
 }
 
-size_t work_sample_bytes(const struct config_views *v, int work)
+size_t work_sample_bytes(const struct work_job *j)
 {
+    const struct config_views *v = &j->views;
     size_t g = (size_t)(v->channels * v->global_size * v->global_size);
-    if (work == MSG_WORK_EVAL)
+    if (j->work == MSG_WORK_EVAL)
         return g;
     size_t l = (size_t)(v->channels * v->local_size * v->local_size);
-    return (size_t)v->global_count * g + (size_t)v->local_count * l;
+    return (size_t)(v->global_count + (j->eval_view != 0)) * g +
+           (size_t)v->local_count * l;
 }
 
 static void worker_spawn(struct worker *w, long memory_mb)
@@ -225,7 +227,7 @@ int work_pool_submit(struct work_pool *p, const struct work_job *job, uint64_t t
         w->state = WORKER_BUSY;
         w->tag = tag;
         w->index = job->index;
-        w->expect = work_sample_bytes(&job->views, job->work);
+        w->expect = work_sample_bytes(job);
         snprintf(w->path, sizeof w->path, "%s", job->path);
         w->start = util_time_mono();
         return 0;

@@ -27,6 +27,7 @@
  * so a worker needs no state of its own (the view spec travels with it). */
 struct work_job {
     int32_t work;                   /* enum msg_work */
+    int32_t eval_view;              /* work = train: the eval view too */
     uint64_t seed, epoch, index;
     struct config_views views;
     int64_t member;                 /* -1: path is the image; else path is a
@@ -62,8 +63,9 @@ int work_write_full(int fd, const void *buf, size_t len);
 int work_views_check(const struct config_views *v, char *err);
 
 /* Bytes of one sample's views: global views then local views, each (C, S, S)
- * uint8 for work = train; one (C, G, G) view for work = eval. */
-size_t work_sample_bytes(const struct config_views *v, int work);
+ * uint8 for work = train, then with eval_view the (C, G, G) eval view; that
+ * view alone for work = eval. */
+size_t work_sample_bytes(const struct work_job *j);
 
 struct work_pool;
 

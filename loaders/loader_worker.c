@@ -122,6 +122,10 @@ static int child_run_job(const struct work_job *j, uint8_t *out,
         for (int64_t i = 0; i < v->local_count; i++)
             local[i] = out + (size_t)v->global_count * gb + (size_t)i * lb;
         augment_views(global, local, &im, v, j->seed, j->epoch, j->index);
+        if (j->eval_view)   /* after the training views (work_sample_bytes) */
+            augment_eval_view(out + (size_t)v->global_count * gb +
+                                  (size_t)v->local_count * lb,
+                              &im, v);
     }
     image_free(&im);
     return 0;
@@ -148,7 +152,7 @@ void work_child_main(int fd)
     size_t cap = 0;
     while (work_read_full(fd, &job, sizeof job) == 0) {
         job.path[WORK_PATH_MAX - 1] = '\0';
-        size_t need = work_sample_bytes(&job.views, job.work);
+        size_t need = work_sample_bytes(&job);
         if (need > cap) {
             free(out);
             out = xmalloc(need);

@@ -99,6 +99,7 @@ struct msg_hello {
     const char *software;           /* version string */
     uint64_t pid;
     uint32_t credit;                /* tickets the loader may hold; 0 otherwise */
+    bool eval_view;                 /* loaders: answers TICKET.eval_view */
     bool has_dataset;               /* loaders: true; others: false (nil) */
     struct msg_dataset dataset;
 };
@@ -135,6 +136,8 @@ struct msg_ticket {
     enum msg_split split;
     enum msg_work work;
     uint64_t seed;                  /* run seed */
+    bool eval_view;                 /* work = train: also each sample's eval
+                                     * view, as the BATCH's last group */
     uint32_t n;                     /* 1..max_samples */
     const uint64_t *indices;        /* (n) sample indices */
 };

@@ -154,6 +154,19 @@ static int get_bool(const struct dec *d, const msgpack_object *map, const char *
     return 0;
 }
 
+/* An optional bool: *out false when the key is absent or nil. */
+static int get_opt_bool(const struct dec *d, const msgpack_object *map, const char *key,
+                        bool *out)
+{
+    *out = false;
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *o = &map->via.map.ptr[i].val;
+        if (key_is(&map->via.map.ptr[i].key, key) && o->type != MSGPACK_OBJECT_NIL)
+            return get_bool(d, map, key, out);
+    }
+    return 0;
+}
+
 /* Copies a str object into the arena, NUL-terminated; rejects NUL bytes. */
 static int str_copy(const struct dec *d, const msgpack_object *o, const char *key,
                     size_t max, const char **out)
@@ -334,7 +347,8 @@ static int decode_hello(struct dec *d, const msgpack_object *r, struct msg_hello
     if (get_enum(d, r, "role", role_of, &role) || get_str(d, r, "name", MSG_NAME_MAX, &h->name) ||
         get_str(d, r, "software", MSG_NAME_MAX, &h->software) ||
         get_uint(d, r, "pid", UINT64_MAX, &pid) ||
-        get_u32(d, r, "credit", d->lim->max_array, &h->credit))
+        get_u32(d, r, "credit", d->lim->max_array, &h->credit) ||
+        get_opt_bool(d, r, "eval_view", &h->eval_view))
         return -1;
     h->role = (enum msg_role)role;
     h->pid = pid;
@@ -565,7 +579,12 @@ static int decode_body(struct dec *d, const msgpack_object *r, struct msg *m)
         struct msg_ticket *t = &m->ticket;
         return get_work(d, r, &t->ticket, &t->step, &t->epoch, &t->split, &t->work) ||
                get_uint(d, r, "seed", UINT64_MAX, &t->seed) ||
-               get_u64_array(d, r, "indices", 1, l->max_samples, &t->n, &t->indices) ? -1 : 0;
+               get_opt_bool(d, r, "eval_view", &t->eval_view) ||
+               get_u64_array(d, r, "indices", 1, l->max_samples, &t->n, &t->indices)
+            ? -1
+            : t->eval_view && t->work != MSG_WORK_TRAIN
+            ? errf(d->err, "TICKET.eval_view needs work = train")
+            : 0;
     }
     case MSG_KIND_BATCH: return decode_batch(d, r, &m->batch);
     case MSG_KIND_RETURN:

@@ -125,6 +125,8 @@ static int encode_check(const struct msg *m, char *err)
     case MSG_KIND_TICKET:
         if (!msg_split_name(m->ticket.split) || !msg_work_name(m->ticket.work))
             return errf(err, "encode: TICKET split/kind out of range");
+        if (m->ticket.eval_view && m->ticket.work != MSG_WORK_TRAIN)
+            return errf(err, "encode: TICKET.eval_view needs work = train");
         return m->ticket.n && !m->ticket.indices ? errf(err, "encode: TICKET.indices is NULL") : 0;
     case MSG_KIND_BATCH: {
         const struct msg_batch *b = &m->batch;
@@ -260,10 +262,11 @@ static int pack_metric(msgpack_packer *pk, const struct msg *m)
 static int pack_hello(msgpack_packer *pk, const struct msg *m)
 {
     const struct msg_hello *h = &m->hello;
-    if (pack_header(pk, m, 6) || put_str(pk, "role", msg_role_name(h->role)) ||
-        put_str(pk, "name", h->name) || put_str(pk, "software", h->software) ||
-        put_u64(pk, "pid", h->pid) || put_u64(pk, "credit", h->credit) ||
-        pack_cstr(pk, "dataset"))
+    if (pack_header(pk, m, h->eval_view ? 7 : 6) ||
+        put_str(pk, "role", msg_role_name(h->role)) || put_str(pk, "name", h->name) ||
+        put_str(pk, "software", h->software) || put_u64(pk, "pid", h->pid) ||
+        put_u64(pk, "credit", h->credit) ||
+        (h->eval_view && put_bool(pk, "eval_view", true)) || pack_cstr(pk, "dataset"))
         return -1;
     if (!h->has_dataset)
         return msgpack_pack_nil(pk);
@@ -298,9 +301,11 @@ static int pack_message(msgpack_packer *pk, const struct msg *m)
     }
     case MSG_KIND_TICKET: {
         const struct msg_ticket *t = &m->ticket;
-        return pack_header(pk, m, 7) ||
+        return pack_header(pk, m, t->eval_view ? 8 : 7) ||
                pack_work(pk, t->ticket, t->step, t->epoch, t->split, t->work) ||
-               put_u64(pk, "seed", t->seed) || put_u64_array(pk, "indices", t->indices, t->n);
+               put_u64(pk, "seed", t->seed) ||
+               (t->eval_view && put_bool(pk, "eval_view", true)) ||
+               put_u64_array(pk, "indices", t->indices, t->n);
     }
     case MSG_KIND_BATCH: return pack_batch(pk, m);
     case MSG_KIND_RETURN:

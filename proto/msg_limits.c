@@ -70,8 +70,9 @@ void msg_limits_compute(struct msg_limits *out, const struct msg_limit_params *p
     size_t lpix = sat_mul(c, sat_mul(p->local_size, p->local_size));
     size_t grid = sat_mul(p->grid_h, p->grid_w);
 
-    /* Eval tickets carry one view at the global size, within these bounds. */
-    size_t batch = sat_mul(p->samples, sat_add(sat_add(sat_mul(p->global_views, gpix),
+    /* A train ticket may ask for the eval view too (TICKET.eval_view): one
+     * more view at the global size; an eval ticket carries that view only. */
+    size_t batch = sat_mul(p->samples, sat_add(sat_add(sat_mul(p->global_views + 1, gpix),
                                                        sat_mul(p->local_views, lpix)),
                                                LIMITS_SAMPLE_OVERHEAD));
     size_t embed = sat_mul(p->embed_chunk, sat_add(4, sat_mul(4, p->emb_dim)));

@@ -43,6 +43,7 @@ struct held {
     uint32_t epoch, n;
     enum msg_split split;
     enum msg_work work;
+    bool eval_view;
     uint64_t indices[1024];
 };
 
@@ -124,13 +125,15 @@ static void answer(struct fake *f, const struct held *h, void *sock,
     /* --omit-last: an answer that leaves a sample out, with no failure */
     if (f->omit_last && h->work == MSG_WORK_TRAIN && n > 1 && nf == 0)
         n--;
-    struct msg_group groups[2];
-    uint8_t *pix[2] = {NULL, NULL};
+    struct msg_group groups[3];
+    uint8_t *pix[3] = {NULL, NULL, NULL};
     bool eval = h->work == MSG_WORK_EVAL;
-    int ng = !eval && v->local_count > 0 ? 2 : 1;
+    int train = !eval && v->local_count > 0 ? 2 : 1;
+    int ng = train + h->eval_view;  /* the eval view last, as an eval ticket's */
     for (int g = 0; g < ng; g++) {
-        uint32_t views = eval ? 1 : (uint32_t)(g == 0 ? v->global_count : v->local_count);
-        uint32_t size = (uint32_t)(g == 0 ? v->global_size : v->local_size);
+        bool ev = eval || g == train;
+        uint32_t views = ev ? 1 : (uint32_t)(g == 0 ? v->global_count : v->local_count);
+        uint32_t size = (uint32_t)(g == 1 && !ev ? v->local_size : v->global_size);
         if (mode == ANSWER_WRONG_SHAPE && g == 0 && size > 1)
             size /= 2;
         size_t plane = (size_t)v->channels * size * size;
@@ -138,9 +141,9 @@ static void answer(struct fake *f, const struct held *h, void *sock,
         for (uint32_t w = 0; w < views; w++)
             for (uint32_t i = 0; i < n; i++)
                 fill_view(pix[g] + ((size_t)w * n + i) * plane, plane, h->seed,
-                          eval ? 0 : h->epoch, ok[i],
-                          eval ? FAKE_EVAL_VIEW + h->split
-                               : (uint64_t)(g == 0 ? 0 : v->global_count) + w);
+                          ev ? 0 : h->epoch, ok[i],
+                          ev ? FAKE_EVAL_VIEW + h->split
+                             : (uint64_t)(g == 0 ? 0 : v->global_count) + w);
         if (mode == ANSWER_FORGED)
             for (size_t k = 0; k < views * (size_t)n * plane; k++)
                 pix[g][k] ^= 0xff;
@@ -154,8 +157,8 @@ static void answer(struct fake *f, const struct held *h, void *sock,
         .n_failures = nf, .failures = fails, .decode_ms = 1.0,
     };
     send_on(sock, &m);
-    free(pix[0]);
-    free(pix[1]);
+    for (int g = 0; g < 3; g++)
+        free(pix[g]);
 }
 
 /* Answers a held ticket; --forge-batch attacks its first training tickets
@@ -182,7 +185,7 @@ static void hello(struct fake *f, void *sock, const char *name, uint32_t credit)
     struct msg m = {.kind = MSG_KIND_HELLO};
     m.hello = (struct msg_hello){
         .role = MSG_ROLE_LOADER, .name = name, .software = "fake_loader",
-        .pid = (uint64_t)getpid(), .credit = credit, .has_dataset = true,
+        .pid = (uint64_t)getpid(), .credit = credit, .eval_view = true, .has_dataset = true,
         .dataset = {f->fingerprint, f->n_train, f->n_val, f->classes, classes},
     };
     send_on(sock, &m);
@@ -210,6 +213,7 @@ static void handle_ghost(struct fake *f, const struct msg *m)
         .sock = f->ghost, .ticket = m->ticket.ticket, .step = m->ticket.step,
         .seed = m->ticket.seed, .epoch = m->ticket.epoch, .n = m->ticket.n,
         .split = m->ticket.split, .work = m->ticket.work,
+        .eval_view = m->ticket.eval_view,
     };
     memcpy(h->indices, m->ticket.indices, m->ticket.n * sizeof *h->indices);
 }
@@ -248,6 +252,7 @@ static int handle(struct fake *f, const struct msg *m, int *code)
         h->epoch = m->ticket.epoch;
         h->split = m->ticket.split;
         h->work = m->ticket.work;
+        h->eval_view = m->ticket.eval_view;
         h->n = m->ticket.n;
         memcpy(h->indices, m->ticket.indices, m->ticket.n * sizeof *h->indices);
         return 0;

@@ -72,7 +72,7 @@ int attack_hello(void *s, enum msg_role role, const char *name, uint32_t credit)
     m.hello = (struct msg_hello){
         .role = role, .name = name, .software = "test_attack", .pid = 1,
         .credit = role == MSG_ROLE_LOADER ? credit : 0,
-        .has_dataset = role == MSG_ROLE_LOADER,
+        .eval_view = role == MSG_ROLE_LOADER, .has_dataset = role == MSG_ROLE_LOADER,
         .dataset = {0x1234, 40, 8, 10, (const char **)classes},
     };
     return attack_send(s, &m, 0);

@@ -292,14 +292,26 @@ static void trainer_welcome(struct trainer *t, struct peer *p, uint32_t credit)
     trainer_send(t, p->id, p->id_len, &w);
 }
 
+static struct msg_ticket make_ticket(uint64_t id, enum msg_split split, enum msg_work work,
+                                     const uint64_t *idx, uint32_t n)
+{
+    return (struct msg_ticket){.ticket = id, .step = id * 10, .epoch = 3, .split = split,
+                               .work = work, .seed = 7, .n = n, .indices = idx};
+}
+
+static void send_ticket_msg(struct trainer *t, const struct peer *p,
+                            const struct msg_ticket *tk)
+{
+    struct msg m = {.kind = MSG_KIND_TICKET, .ticket = *tk};
+    trainer_send(t, p->id, p->id_len, &m);
+}
+
 static void send_ticket(struct trainer *t, const struct peer *p, uint64_t id,
                         enum msg_split split, enum msg_work work, const uint64_t *idx,
                         uint32_t n)
 {
-    struct msg m = {.kind = MSG_KIND_TICKET};
-    m.ticket = (struct msg_ticket){.ticket = id, .step = id * 10, .epoch = 3, .split = split,
-                                   .work = work, .seed = 7, .n = n, .indices = idx};
-    trainer_send(t, p->id, p->id_len, &m);
+    struct msg_ticket tk = make_ticket(id, split, work, idx, n);
+    send_ticket_msg(t, p, &tk);
 }
 
 /* ---- loader processes -------------------------------------------------- */
@@ -359,9 +371,10 @@ static int loader_alive(pid_t pid)
 
 /* ---- checks ------------------------------------------------------------ */
 
-/* Views of one sample computed here, as the loader must compute them. */
+/* Views of one sample computed here, as the loader must compute them (with
+ * eval_view, then the eval view of the image decoded for them). */
 static void expected_views(uint8_t *out, int split, uint64_t index, enum msg_work work,
-                           uint64_t seed, uint64_t epoch)
+                           bool eval_view, uint64_t seed, uint64_t epoch)
 {
     char path[4096], err[ERR_LEN];
     CU_ASSERT_EQUAL_FATAL(dataset_sample_path(&ds, split, index, path, sizeof path), 0);
@@ -381,6 +394,10 @@ static void expected_views(uint8_t *out, int split, uint64_t index, enum msg_wor
         for (int i = 0; i < v->local_count; i++)
             l[i] = out + (size_t)v->global_count * gb + (size_t)i * lb;
         augment_views(g, l, &im, v, seed, epoch, index);
+        if (eval_view)
+            augment_eval_view(out + (size_t)v->global_count * gb +
+                                  (size_t)v->local_count * lb,
+                              &im, v);
     }
     image_free(&im);
 }
@@ -397,7 +414,8 @@ static int check_batch(const struct msg_batch *b, const struct msg_ticket *t)
     const struct config_views *v = &cfg.views;
     int split = t->split == MSG_SPLIT_VAL ? DATASET_VAL : DATASET_TRAIN;
     int eval = t->work == MSG_WORK_EVAL;
-    CU_ASSERT_EQUAL_FATAL(b->n_groups, eval || v->local_count == 0 ? 1u : 2u);
+    uint32_t train_groups = eval || v->local_count == 0 ? 1u : 2u;
+    CU_ASSERT_EQUAL_FATAL(b->n_groups, train_groups + t->eval_view);
     uint32_t c = (uint32_t)v->channels, gs = (uint32_t)v->global_size;
     uint32_t ls = (uint32_t)v->local_size;
     CU_ASSERT(b->groups[0].views == (eval ? 1u : (uint32_t)v->global_count) &&
@@ -410,7 +428,7 @@ static int check_batch(const struct msg_batch *b, const struct msg_ticket *t)
     int mismatches = 0;
     for (uint32_t i = 0; i < b->n; i++) {
         CU_ASSERT_EQUAL(b->labels[i], ds.split[split].labels[b->indices[i]]);
-        expected_views(want, split, b->indices[i], t->work, t->seed, t->epoch);
+        expected_views(want, split, b->indices[i], t->work, t->eval_view, t->seed, t->epoch);
         uint32_t gv = b->groups[0].views;
         for (uint32_t vi = 0; vi < gv; vi++)
             mismatches += memcmp(b->groups[0].pixels + ((size_t)vi * b->n + i) * gplane,
@@ -418,6 +436,13 @@ static int check_batch(const struct msg_batch *b, const struct msg_ticket *t)
         for (uint32_t vi = 0; !eval && vi < b->groups[1].views; vi++)
             mismatches += memcmp(b->groups[1].pixels + ((size_t)vi * b->n + i) * lplane,
                                  want + gv * gplane + vi * lplane, lplane) != 0;
+        if (t->eval_view) {
+            const struct msg_group *ev = &b->groups[train_groups];
+            CU_ASSERT(ev->views == 1 && ev->c == c && ev->h == gs && ev->w == gs);
+            mismatches += memcmp(ev->pixels + (size_t)i * gplane,
+                                 want + gv * gplane + (size_t)v->local_count * lplane,
+                                 gplane) != 0;
+        }
     }
     free(want);
     CU_ASSERT_EQUAL(mismatches, 0);
@@ -466,13 +491,6 @@ static void blob_take(struct blob *x, const struct msg_batch *b)
 
 /* ---- tests ------------------------------------------------------------- */
 
-static struct msg_ticket make_ticket(uint64_t id, enum msg_split split, enum msg_work work,
-                                     const uint64_t *idx, uint32_t n)
-{
-    return (struct msg_ticket){.ticket = id, .step = id * 10, .epoch = 3, .split = split,
-                               .work = work, .seed = 7, .n = n, .indices = idx};
-}
-
 /* Tickets to two loaders: views match augment here and each other; bad
  * files and out-of-range indices are failures with paths; a crashing
  * worker fails one sample; malformed messages are survived. */
@@ -516,9 +534,10 @@ static void test_serve(void)
         make_ticket(103, MSG_SPLIT_TRAIN, MSG_WORK_TRAIN, bad, 7),
         make_ticket(104, MSG_SPLIT_VAL, MSG_WORK_TRAIN, val, 4),
     };
+    tk[3].eval_view = true;     /* the eval view after the training views */
     for (int i = 0; i < 4; i++)
-        send_ticket(&t, &pa, tk[i].ticket, tk[i].split, tk[i].work, tk[i].indices, tk[i].n);
-    send_ticket(&t, &pb, tk[0].ticket, tk[0].split, tk[0].work, tk[0].indices, tk[0].n);
+        send_ticket_msg(&t, &pa, &tk[i]);
+    send_ticket_msg(&t, &pb, &tk[0]);
 
     int got[4] = {0}, got_b = 0;
     struct blob from_a = {0}, from_b = {0};

@@ -194,6 +194,21 @@ static void edit_drop_seed(msgpack_object *r, msgpack_zone *z)
     (void)z;
     obj_remove(r, "seed");
 }
+static void edit_drop_eval_view(msgpack_object *r, msgpack_zone *z)
+{
+    (void)z;
+    obj_remove(r, "eval_view");
+}
+static void edit_eval_view_uint(msgpack_object *r, msgpack_zone *z)
+{
+    (void)z;
+    *obj_field(r, "eval_view") = obj_uint(1);
+}
+static void edit_eval_view_on_eval(msgpack_object *r, msgpack_zone *z)
+{
+    (void)z;
+    *obj_field(r, "work") = obj_str("eval");
+}
 static void edit_drop_version(msgpack_object *r, msgpack_zone *z)
 {
     (void)z;
@@ -345,6 +360,31 @@ static void edit_drop_class(msgpack_object *r, msgpack_zone *z)
 {
     (void)z;
     obj_remove(second_failure(r), "class");
+}
+
+/* TICKET.eval_view: optional, a ticket without it (an older trainer) asks
+ * for no eval view, and it is refused where it means nothing. */
+static void test_ticket_eval_view(void)
+{
+    struct msg out;
+    decode_edited(MSG_KIND_TICKET, 0, NULL, &out);
+    CU_ASSERT(out.ticket.eval_view);
+    decode_edited(MSG_KIND_TICKET, 0, edit_drop_eval_view, &out);
+    CU_ASSERT(!out.ticket.eval_view);
+    CU_ASSERT_EQUAL(out.ticket.n, 4);
+    expect_reject(MSG_KIND_TICKET, 0, edit_eval_view_uint,
+                  "TICKET.eval_view must be bool, got uint");
+    expect_reject(MSG_KIND_TICKET, 0, edit_eval_view_on_eval,
+                  "TICKET.eval_view needs work = train");
+    struct msg m;
+    msgpack_sbuffer sb;
+    char err[ERR_LEN] = "";
+    msgpack_sbuffer_init(&sb);
+    msg_sample(&m, MSG_KIND_TICKET, 1);
+    m.ticket.eval_view = true;
+    CU_ASSERT_EQUAL(msg_encode(&m, &sb, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "eval_view needs work = train"));
+    msgpack_sbuffer_destroy(&sb);
 }
 
 /* BATCH.failures[].class: travels both ways, is validated, and a loader
@@ -560,14 +600,15 @@ static void test_limits(void)
     struct msg_limits d, c;
     msg_limits_default(&d);
     CU_ASSERT(d.max_depth <= MSG_DEPTH_CAP && d.max_msg_bytes >= 65536);
-    /* ImageNet-like: 32 samples x (2 x 3x224x224 + 6 x 3x96x96). */
+    /* ImageNet-like: 32 samples x (2 x 3x224x224 + 6 x 3x96x96), plus the
+     * eval view (3x224x224) a train ticket may ask for. */
     struct msg_limit_params p = {.samples = 32, .global_views = 2, .global_size = 224,
                                  .local_views = 6, .local_size = 96, .channels = 3,
                                  .emb_dim = 768, .embed_chunk = 256, .featmap_images = 16,
                                  .feat_dim = 384, .grid_h = 14, .grid_w = 14, .heads = 6,
                                  .margin = 1.25};
     msg_limits_compute(&c, &p);
-    size_t batch = 32 * (2 * 3 * 224 * 224 + 6 * 3 * 96 * 96);
+    size_t batch = 32 * (3 * 3 * 224 * 224 + 6 * 3 * 96 * 96);
     CU_ASSERT(c.max_msg_bytes >= batch * 5 / 4 && c.max_msg_bytes < batch * 2);
     CU_ASSERT(c.max_pixels >= 3 * 224 * 224);
     CU_ASSERT(c.max_samples >= 32 && c.max_views >= 6 && c.max_emb_dim >= 768);
@@ -595,7 +636,7 @@ static void test_limits_from_config(void)
     struct msg_limits lim;
     msg_limits_compute(&lim, &p);
     size_t batch = (size_t)cfg.run.ticket_size * 3 *
-                   (2 * 384 * 384 + 6 * 96 * 96);
+                   (3 * 384 * 384 + 6 * 96 * 96);
     CU_ASSERT(lim.max_msg_bytes >= batch && lim.max_msg_bytes < 2 * batch);
     /* The margin admits 384 px crops, not 448 px ones. */
     CU_ASSERT(lim.max_pixels >= 3 * 384 * 384 && lim.max_pixels < 3 * 448 * 448);
@@ -696,6 +737,7 @@ int main(void)
         {"blobs_point_into_the_buffer", test_blobs_point_into_the_buffer},
         {"rejects_with_reason", test_rejects_with_reason},
         {"failure class", test_failure_class},
+        {"ticket eval_view", test_ticket_eval_view},
         {"rejects_raw_bytes", test_rejects_raw_bytes},
         {"rejects_oversized_message", test_rejects_oversized_message},
         {"unknown_fields_are_ignored", test_unknown_fields_are_ignored},

@@ -75,7 +75,8 @@ void msg_sample(struct msg *m, enum msg_kind k, int variant)
         m->hello = (struct msg_hello){
             .role = variant ? MSG_ROLE_MONITOR : MSG_ROLE_LOADER,
             .name = variant ? "mon@host" : "loader-1", .software = "lejepa 0.1.0",
-            .pid = 4242, .credit = variant ? 0 : 4, .has_dataset = !variant,
+            .pid = 4242, .credit = variant ? 0 : 4, .eval_view = !variant,
+            .has_dataset = !variant,
             .dataset = variant ? (struct msg_dataset){0}
                                : (struct msg_dataset){0xfeedfacecafebeefULL, 6000, 1000,
                                                       3, classes, held}};
@@ -97,7 +98,7 @@ void msg_sample(struct msg *m, enum msg_kind k, int variant)
             .ticket = 77, .step = 1000, .epoch = 3,
             .split = variant ? MSG_SPLIT_VAL : MSG_SPLIT_TRAIN,
             .work = variant ? MSG_WORK_EVAL : MSG_WORK_TRAIN, .seed = 0x1234567890ULL,
-            .n = variant ? 1 : 4, .indices = ticket_idx};
+            .eval_view = !variant, .n = variant ? 1 : 4, .indices = ticket_idx};
         break;
     case MSG_KIND_BATCH:
         groups[0] = (struct msg_group){2, 3, 8, 8, px_global};
@@ -207,7 +208,8 @@ bool msg_sample_equal(const struct msg *a, const struct msg *b, char *why)
         const struct msg_hello *x = &a->hello, *y = &b->hello;
         DIFF(x->role != y->role || !str_eq(x->name, y->name) ||
              !str_eq(x->software, y->software) || x->pid != y->pid ||
-             x->credit != y->credit || x->has_dataset != y->has_dataset, "hello");
+             x->credit != y->credit || x->eval_view != y->eval_view ||
+             x->has_dataset != y->has_dataset, "hello");
         if (x->has_dataset) {
             DIFF(x->dataset.fingerprint != y->dataset.fingerprint ||
                  x->dataset.n_train != y->dataset.n_train ||
@@ -245,7 +247,7 @@ bool msg_sample_equal(const struct msg *a, const struct msg *b, char *why)
         const struct msg_ticket *x = &a->ticket, *y = &b->ticket;
         DIFF(x->ticket != y->ticket || x->step != y->step || x->epoch != y->epoch ||
              x->split != y->split || x->work != y->work || x->seed != y->seed ||
-             x->n != y->n, "ticket");
+             x->eval_view != y->eval_view || x->n != y->n, "ticket");
         for (uint32_t i = 0; i < x->n; i++)
             DIFF(x->indices[i] != y->indices[i], "ticket indices");
         return true;
