@@ -124,6 +124,7 @@ enum config_probe_schedule {
 enum config_probe_views {
     CONFIG_PROBE_VIEWS_GLOBAL,          /* the global views only */
     CONFIG_PROBE_VIEWS_ALL,             /* every view, local crops too */
+    CONFIG_PROBE_VIEWS_EVAL,            /* the eval view (TICKET.eval_view) */
 };
 struct config_optim {
     int64_t batch;                      /* samples per step */

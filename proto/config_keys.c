@@ -55,7 +55,7 @@ static const char *const stem_names[] = {"auto", "small", "imagenet", NULL};
 static const char *const embed_names[] = {"cls", "cls_mean", NULL};
 static const char *const bn_running_names[] = {"all", "global", NULL};
 static const char *const probe_schedule_names[] = {"constant", "cosine", NULL};
-static const char *const probe_views_names[] = {"global", "all", NULL};
+static const char *const probe_views_names[] = {"global", "all", "eval", NULL};
 
 #define PATH_LEN (CONFIG_STR_LEN - 1)
 #define STEPS_MAX INT64_C(1000000000)
@@ -237,9 +237,13 @@ static const struct config_key key_table[] = {
              "step) or cosine (the encoder's warm-up and cosine decay to "
              "final_lr_ratio); the encoder's gradients do not depend on it"),
     KEY_ENUM(optim, probe_views, probe_views_names, "global",
-             "the views the online probe learns from: global (the global "
-             "crops, at the size the val split is embedded at) or all (local "
-             "crops too); the encoder's gradients do not depend on it"),
+             "what the online probe learns from: global (the global "
+             "crops), all (local crops too) or eval (each sample's eval "
+             "view: resized and centre-cropped as the val split is scored, "
+             "without augmentation, sent by the loaders with the training "
+             "views and run through the backbone in eval mode after "
+             "backward: one more forward of one view per step, +15% on the "
+             "default recipe); the encoder's gradients do not depend on it"),
     KEY_FLOAT(optim, beta1, 0.0, 0.999999, "0.9", "AdamW beta1"),
     KEY_FLOAT(optim, beta2, 0.0, 0.999999999, "0.999", "AdamW beta2"),
     KEY_FLOAT(optim, eps, 1e-12, 1.0, "1e-8", "AdamW epsilon"),

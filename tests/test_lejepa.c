@@ -4,8 +4,9 @@
  * batch (ResNet and ViT), uint8 pixels are normalised per channel as
  * configured, sigreg_debias reaches the step's SIGReg and loss, and a
  * probe on the global views only learns from those rows while the
- * encoder's step is unchanged, and with bn_running_global the running
- * statistics are the global views' alone.
+ * encoder's step is unchanged, a probe on the eval view learns from the
+ * eval-mode backbone's embeddings of it, and with bn_running_global the
+ * running statistics are the global views' alone.
  */
 #include <math.h>
 #include <string.h>
@@ -34,6 +35,30 @@ static void fill_views(struct lejepa *m, int n)
                     dst[k] = (float)rng_normal(&r);
             }
     }
+    float *x = lejepa_probe_input(m);   /* the eval views, when asked for */
+    size_t img = (size_t)lejepa_in_channels(&m->c) * m->c.global_size *
+                 m->c.global_size;
+    for (int i = 0; x && i < n; i++) {
+        struct rng r;
+        rng_init(&r, 5, 2, 0, (uint64_t)i);
+        for (size_t k = 0; k < img; k++)
+            x[(size_t)i * img + k] = (float)rng_normal(&r);
+    }
+}
+
+/* Whether two models' encoder gradients (everything before the probe's in
+ * the arena) are bit-identical. */
+static bool encoder_grads_equal(const struct lejepa *a, const struct lejepa *b)
+{
+    size_t probe_start = a->p.learn.e[a->probe.ln_w].offset;
+    int same = 1;
+    for (size_t i = 0; i < a->p.learn.n; i++) {
+        if (a->p.learn.e[i].offset >= probe_start)
+            continue;
+        same &= memcmp(params_grad(&a->p, (int)i), params_grad(&b->p, (int)i),
+                       a->p.learn.e[i].numel * sizeof(float)) == 0;
+    }
+    return same;
 }
 
 /* Labels of the models stepped by init_and_step (batch <= 6). */
@@ -167,7 +192,7 @@ static void test_probe_global_only(void)
 {
     struct lejepa_config c = lejepa_cases[0].c, cg = c;
     CU_ASSERT_FATAL(c.local_views > 0 && c.n_classes > 0);
-    cg.probe_global_only = true;
+    cg.probe_views = LEJEPA_PROBE_GLOBAL;
     struct lejepa a, b;
     struct lejepa_losses la, lb;
     init_and_step(&a, &c, &la);
@@ -176,18 +201,10 @@ static void test_probe_global_only(void)
     CU_ASSERT_EQUAL(la.probe_total, a.views * N);
     CU_ASSERT_EQUAL(lb.probe_total, rows);
     CU_ASSERT_EQUAL(la.loss, lb.loss);
-    size_t probe_start = a.p.learn.e[a.probe_ln_w].offset;
-    int same = 1;
-    for (size_t i = 0; i < a.p.learn.n; i++) {
-        if (a.p.learn.e[i].offset >= probe_start)
-            continue;
-        same &= memcmp(params_grad(&a.p, (int)i), params_grad(&b.p, (int)i),
-                       a.p.learn.e[i].numel * sizeof(float)) == 0;
-    }
-    CU_ASSERT(same);
+    CU_ASSERT(encoder_grads_equal(&a, &b));
     double ce = 0;
     for (int r = 0; r < rows; r++) {
-        const float *z = a.probe_logits + (size_t)r * K;
+        const float *z = a.probe.logits + (size_t)r * K;
         double mx = z[0], s = 0;
         for (int k = 1; k < K; k++)
             mx = fmax(mx, z[k]);
@@ -198,6 +215,79 @@ static void test_probe_global_only(void)
     ce /= rows;
     CU_ASSERT_DOUBLE_EQUAL(lb.probe_loss, ce, 1e-5 * ce);
     CU_ASSERT(fabs(la.probe_loss - lb.probe_loss) > 1e-4 * ce);
+    lejepa_free(&a);
+    lejepa_free(&b);
+}
+
+/* The probe's mean cross-entropy on rows of embeddings emb (rows, D), by
+ * hand in double: LayerNorm with its weights, then Linear. */
+static double probe_ce(const struct lejepa *m, const float *emb, int rows,
+                       const int32_t *labels)
+{
+    const int D = m->emb_dim, K = m->c.n_classes;
+    const float *lw = params_data(&m->p, m->probe.ln_w);
+    const float *lb = params_data(&m->p, m->probe.ln_b);
+    const float *w = params_data(&m->p, m->probe.w);
+    const float *b = params_data(&m->p, m->probe.b);
+    double *ln = xmalloc((size_t)D * sizeof *ln), ce = 0;
+    for (int r = 0; r < rows; r++) {
+        const float *x = emb + (size_t)r * D;
+        double mu = 0, var = 0;
+        for (int d = 0; d < D; d++)
+            mu += x[d];
+        mu /= D;
+        for (int d = 0; d < D; d++)
+            var += (x[d] - mu) * (x[d] - mu);
+        var /= D;
+        for (int d = 0; d < D; d++)
+            ln[d] = (x[d] - mu) / sqrt(var + NN_LN_EPS) * lw[d] + lb[d];
+        double z[64], mx = -INFINITY, s = 0;
+        CU_ASSERT_FATAL(K <= 64);
+        for (int k = 0; k < K; k++) {
+            z[k] = b[k];
+            for (int d = 0; d < D; d++)
+                z[k] += (double)w[(size_t)k * D + d] * ln[d];
+            mx = fmax(mx, z[k]);
+        }
+        for (int k = 0; k < K; k++)
+            s += exp(z[k] - mx);
+        ce += mx + log(s) - z[labels[r]];
+    }
+    free(ln);
+    return ce / rows;
+}
+
+/* probe_views = eval: the probe's rows are the eval views, its loss that of
+ * the probe on the embeddings of a separate eval-mode backbone (BatchNorm on
+ * the running statistics) with the stepped model's weights; the loss and
+ * every encoder gradient are a probe on every view's, bit for bit. */
+static void test_probe_eval_view(void)
+{
+    struct lejepa_config c = lejepa_cases[0].c, ce = c;
+    CU_ASSERT_FATAL(c.n_classes > 0 && c.resnet.depths[0] > 0);
+    ce.probe_views = LEJEPA_PROBE_EVAL;
+    struct lejepa a, b;
+    struct lejepa_losses la, lb;
+    init_and_step(&a, &c, &la);
+    init_and_step(&b, &ce, &lb);
+    CU_ASSERT_PTR_NULL(lejepa_probe_input(&a));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(lejepa_probe_input(&b));
+    const int N = c.batch;
+    CU_ASSERT_EQUAL(lb.probe_total, N);
+    CU_ASSERT_EQUAL(lejepa_probe_rows(&b), N);
+    CU_ASSERT_EQUAL(la.loss, lb.loss);
+    CU_ASSERT(encoder_grads_equal(&a, &b));
+    struct lejepa_eval e;
+    lejepa_eval_init(&e, &b, N);
+    size_t img = (size_t)lejepa_in_channels(&c) * c.global_size * c.global_size;
+    memcpy(lejepa_eval_input(&e), lejepa_probe_input(&b), N * img * sizeof(float));
+    double want = probe_ce(&b, lejepa_eval_forward(&e), N, step_labels);
+    CU_ASSERT_DOUBLE_EQUAL(lb.probe_loss, want, 1e-5 * want);
+    /* in training mode (batch statistics) the same pixels read otherwise */
+    graph_forward(&e.g, true);
+    double train_mode = probe_ce(&b, graph_act(&e.g, e.emb), N, step_labels);
+    CU_ASSERT(fabs(train_mode - want) > 1e-3 * want);
+    lejepa_eval_free(&e);
     lejepa_free(&a);
     lejepa_free(&b);
 }
@@ -234,6 +324,7 @@ int main(void)
         {"pixels normalised per channel", test_load_pixels_normalises},
         {"sigreg_debias reaches the step", test_debias_reaches_step},
         {"a probe on the global views only", test_probe_global_only},
+        {"a probe on the eval view", test_probe_eval_view},
         {"running statistics of the global views only", test_bn_running_global},
         {NULL, NULL},
     };

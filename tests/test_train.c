@@ -67,8 +67,10 @@ static void test_one_vs_three(void)
     struct line *a = xcalloc(MAX_LINES, sizeof *a), *b = xcalloc(MAX_LINES, sizeof *b);
     /* slow enough that all three loaders join before the run ends */
     const char *const slow[] = {"--credit", "2", "--delay-ms", "10", NULL};
-    int na = plain_run(&e, "one", 1, "12", NULL, NULL, a);
-    int nb = plain_run(&e, "three", 3, "12", slow, NULL, b);
+    /* the probe on eval views: one more group per answer, in the hash */
+    const char *const eval[] = {"--set", "optim.probe_views=eval", NULL};
+    int na = plain_run(&e, "one", 1, "12", NULL, eval, a);
+    int nb = plain_run(&e, "three", 3, "12", slow, eval, b);
     CU_ASSERT_EQUAL(na, 12);
     CU_ASSERT_EQUAL(nb, 12);
     check_same(a, na, b, nb, 0);
@@ -386,15 +388,16 @@ static void *raw_dealer(void *ctx, const char *endpoint, const char *id)
     return s;
 }
 
-/* HELLO as a loader with fake_loader's dataset. */
-static void raw_hello(void *s, const char *name)
+/* HELLO as a loader with fake_loader's dataset; eval_view: whether it says
+ * it answers TICKET.eval_view (a loader before it did not). */
+static void raw_hello(void *s, const char *name, bool eval_view)
 {
     const char *classes[10] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7",
                                "c8", "c9"};
     struct msg m = {.kind = MSG_KIND_HELLO};
     m.hello = (struct msg_hello){
         .role = MSG_ROLE_LOADER, .name = name, .software = "test", .pid = 1,
-        .credit = 2, .has_dataset = true,
+        .credit = 2, .eval_view = eval_view, .has_dataset = true,
         .dataset = {0x1234, 40, 8, 10, classes},
     };
     char err[ERR_LEN];
@@ -418,8 +421,8 @@ static void test_ghost_hello(void)
     void *live = raw_dealer(ctx, e.work, "live"), *ghost = raw_dealer(ctx, e.work, "ghost");
     usleep(300000);     /* both connected, handshakes done */
     CU_ASSERT_FATAL(kill(tr, SIGSTOP) == 0);
-    raw_hello(ghost, "ghost-loader");
-    raw_hello(live, "live-loader");
+    raw_hello(ghost, "ghost-loader", true);
+    raw_hello(live, "live-loader", true);
     usleep(300000);     /* in the kernel's socket buffers */
     zmq_close(ghost);
     usleep(200000);
@@ -449,6 +452,49 @@ static void test_ghost_hello(void)
     zmq_close(live);
     zmq_ctx_term(ctx);
     env_free(&e);
+}
+
+/* A loader that predates TICKET.eval_view (no HELLO.eval_view) is refused
+ * by a run whose probe learns from eval views, the reason naming the
+ * setting, and welcomed by a run whose probe learns from the global views. */
+static void test_old_loader(void)
+{
+    const char *const probe[2] = {"optim.probe_views=eval", "optim.probe_views=global"};
+    for (int k = 0; k < 2; k++) {
+        struct env e;
+        env_init(&e);
+        const char *const args[] = {"--steps", "1000", "--set", probe[k], NULL};
+        pid_t tr = start_trainer(&e, "old", args);
+        CU_ASSERT_FATAL(wait_text(&e, "old/log", "work endpoint", 20));
+        void *ctx = zmq_ctx_new();
+        void *s = raw_dealer(ctx, e.work, "old");
+        int timeout = 10000;
+        CU_ASSERT(zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout) == 0);
+        raw_hello(s, "old-loader", false);
+        struct msg_limits lim;
+        msg_limits_default(&lim);
+        struct msg_arena arena;
+        msg_arena_init(&arena);
+        zmq_msg_t frame;
+        struct msg r;
+        char err[ERR_LEN];
+        CU_ASSERT_FATAL(msg_recv(s, 0, &frame, &r, &lim, &arena, err) == 0);
+        if (k == 0) {
+            CU_ASSERT_EQUAL(r.kind, MSG_KIND_REFUSE);
+            CU_ASSERT(r.kind == MSG_KIND_REFUSE &&
+                      strstr(r.refuse.reason, "optim.probe_views = eval") &&
+                      strstr(r.refuse.reason, "old-loader"));
+        } else {
+            CU_ASSERT_EQUAL(r.kind, MSG_KIND_WELCOME);
+        }
+        zmq_msg_close(&frame);
+        msg_arena_free(&arena);
+        zmq_close(s);
+        zmq_ctx_term(ctx);
+        kill(tr, SIGTERM);
+        CU_ASSERT_EQUAL(testing_wait_exit(tr, 20), 0);
+        env_free(&e);
+    }
 }
 
 /* A DEALER of the test's own: garbage, an unexpected kind, then HELLO as a
@@ -786,6 +832,7 @@ int main(int argc, char **argv)
         {"resume", test_resume},
         {"keep_ckpts", test_keep_ckpts},
         {"ghost_hello", test_ghost_hello},
+        {"old_loader", test_old_loader},
         {"garbage_history", test_garbage_history},
         {"time_budget", test_time_budget},
         {"stalled_loader", test_stalled_loader},

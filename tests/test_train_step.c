@@ -29,6 +29,7 @@
 static int sent_n;                 /* TICKETs sent */
 static uint32_t sent_size[64];     /* their index counts */
 static const char *sent_to[64];
+static bool sent_eval_view[64];    /* their eval_view */
 static int bad_n;                  /* bad messages */
 
 int train_net_send_client(struct train_net *n, struct train_client *c,
@@ -38,6 +39,7 @@ int train_net_send_client(struct train_net *n, struct train_client *c,
     if (sent_n < 64) {
         sent_size[sent_n] = m->ticket.n;
         sent_to[sent_n] = c->name;
+        sent_eval_view[sent_n] = m->ticket.eval_view;
     }
     sent_n++;
     return 0;
@@ -85,7 +87,10 @@ void train_net_free_client(struct train_client *c)
 #define N_TRAIN 64
 
 static struct config cfg;
-static uint8_t pixels[1 << 16];
+static uint8_t pixels[1 << 16], eval_pixels[1 << 16];
+/* Whether answer() sends the eval view after the global views (the run's
+ * tickets ask for it: optim.probe_views = eval and a probe). */
+static bool with_eval_view;
 
 struct bench {
     struct train_step st;
@@ -116,22 +121,30 @@ static struct train_client *loader(struct bench *b, const char *name, uint32_t c
     return c;
 }
 
-static void bench_init(struct bench *b)
+static void bench_init_probe(struct bench *b, enum config_probe_views probe,
+                             uint32_t classes)
 {
     memset(b, 0, sizeof *b);
     config_defaults(&cfg);
+    cfg.optim.probe_views = (int)probe;
     cfg.optim.batch = 4;
     cfg.run.ticket_size = 4;
     cfg.views.global_size = 4;
     cfg.views.global_count = 1;
     cfg.views.local_count = 0;
     cfg.views.channels = 1;
-    train_step_init(&b->st, &cfg, N_TRAIN, 2);
+    with_eval_view = cfg.optim.probe_views == CONFIG_PROBE_VIEWS_EVAL && classes >= 2;
+    train_step_init(&b->st, &cfg, N_TRAIN, classes);
     train_step_open(&b->st, 1);
     b->s = train_step_slot(&b->st, 0);
     b->ix = b->s->indices;
     b->tk.timeout_s = 60;
     sent_n = bad_n = 0;
+}
+
+static void bench_init(struct bench *b)
+{
+    bench_init_probe(b, CONFIG_PROBE_VIEWS_EVAL, 2);
 }
 
 static void bench_free(struct bench *b)
@@ -153,11 +166,12 @@ static enum train_answer answer(struct bench *b, struct train_client *c, const i
         idx[i] = b->ix[ok[i]];
     for (int i = 0; i < nf; i++)
         f[i] = (struct msg_failure){b->ix[fail[i]], "train/x.png", "test", cls};
-    struct msg_group g = {.views = 1, .c = 1, .h = 4, .w = 4, .pixels = pixels};
+    struct msg_group g[2] = {{.views = 1, .c = 1, .h = 4, .w = 4, .pixels = pixels},
+                             {.views = 1, .c = 1, .h = 4, .w = 4, .pixels = eval_pixels}};
     struct msg_batch m = {.ticket = 1, .step = 0, .epoch = b->s->epoch,
                           .split = MSG_SPLIT_TRAIN, .work = MSG_WORK_TRAIN,
                           .n = (uint32_t)nok, .indices = idx, .labels = labels,
-                          .n_groups = 1, .groups = &g,
+                          .n_groups = with_eval_view ? 2 : 1, .groups = g,
                           .n_failures = (uint32_t)nf, .failures = f};
     double sent;
     bool held = train_tickets_drop(&b->tk, c, 1, &sent);
@@ -264,6 +278,58 @@ static void test_omitted(void)
     bench_free(&b);
 }
 
+/* The eval-view probe asks for each sample's eval view: the tickets say so,
+ * its pixels land in the slot's group 2 at the samples' places, and an
+ * answer without it is refused; a probe on the global views, or a dataset
+ * of one class (no probe), asks for none. */
+static void test_eval_view(void)
+{
+    struct bench b;
+    bench_init(&b);
+    CU_ASSERT_FATAL(with_eval_view);
+    struct train_client *A = loader(&b, "A", 4, NULL, 0);
+    train_step_issue(&b.st, &b.tk, &b.n);
+    CU_ASSERT_EQUAL_FATAL(sent_n, 1);
+    CU_ASSERT(sent_eval_view[0]);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b.s->pixels[2]);
+    const int p0123[] = {0, 1, 2, 3};
+    with_eval_view = false;
+    CU_ASSERT_EQUAL(answer(&b, A, p0123, 4, NULL, 0, MSG_FAIL_DECODE), TRAIN_ANSWER_BAD);
+    CU_ASSERT_EQUAL(bad_n, 1);
+    CU_ASSERT_FALSE(done(&b));
+    with_eval_view = true;
+    for (int i = 0; i < 4 * 16; i++) {
+        pixels[i] = (uint8_t)i;
+        eval_pixels[i] = (uint8_t)(200 - i);
+    }
+    train_step_issue(&b.st, &b.tk, &b.n);
+    CU_ASSERT_EQUAL(answer(&b, A, p0123, 4, NULL, 0, MSG_FAIL_DECODE), TRAIN_ANSWER_TAKEN);
+    CU_ASSERT(done(&b));
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT(memcmp(b.s->pixels[0] + i * 16, pixels + i * 16, 16) == 0);
+        CU_ASSERT(memcmp(b.s->pixels[2] + i * 16, eval_pixels + i * 16, 16) == 0);
+    }
+    bench_free(&b);
+
+    bench_init_probe(&b, CONFIG_PROBE_VIEWS_GLOBAL, 2);
+    CU_ASSERT_FALSE(with_eval_view);
+    A = loader(&b, "A", 4, NULL, 0);
+    train_step_issue(&b.st, &b.tk, &b.n);
+    CU_ASSERT_EQUAL_FATAL(sent_n, 1);
+    CU_ASSERT_FALSE(sent_eval_view[0]);
+    CU_ASSERT_PTR_NULL(b.s->pixels[2]);
+    CU_ASSERT_EQUAL(answer(&b, A, p0123, 4, NULL, 0, MSG_FAIL_DECODE), TRAIN_ANSWER_TAKEN);
+    CU_ASSERT(done(&b));
+    bench_free(&b);
+    /* one class: the model has no probe (train_probe_classes), so no eval
+     * view is asked for either */
+    bench_init_probe(&b, CONFIG_PROBE_VIEWS_EVAL, 1);
+    CU_ASSERT_EQUAL(train_probe_classes(1), 0);
+    CU_ASSERT_EQUAL(b.st.job.views[2], 0);
+    CU_ASSERT_PTR_NULL(b.s->pixels[2]);
+    bench_free(&b);
+}
+
 int main(int argc, char **argv)
 {
     static const struct testing_case all[] = {
@@ -271,6 +337,7 @@ int main(int argc, char **argv)
         {"hedged copies fill a ticket between them", test_hedged_copies},
         {"a partial copy cannot exclude what it was not sent", test_partial_liar},
         {"an answer that leaves a sample out is refused", test_omitted},
+        {"the eval view: asked for, placed, required", test_eval_view},
         {NULL, NULL},
     };
     return testing_run_named("train_step", all, argc, argv);

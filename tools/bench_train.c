@@ -124,18 +124,28 @@ static double fma_peak(void)
 #endif
 }
 
-/* Runs the PyTorch companion; fills its median step time and peak RSS. */
+/* What the PyTorch companion measured: its fastest formulation's. */
+struct torch_side {
+    double step_s, rss_mb;
+    char version[64];
+    char formulation[64];       /* tools/bench_train.py FORMULATIONS */
+};
+
+/* Runs the PyTorch companion, which times each formulation of the step in
+ * its own process and answers with the fastest. */
 static int run_torch(const char *model_json, int steps, int warmup, int threads,
-                     double *step_s, double *rss_mb, char *version, size_t vlen)
+                     struct torch_side *ts)
 {
     char args[4096], err[ERR_LEN];
     snprintf(args, sizeof args, "--model '%s' --steps %d --warmup %d --threads %d",
              model_json, steps, warmup, threads);
     const struct companion_field f[] = {
-        {"step_s_median", step_s, NULL, 0}, {"peak_rss_mb", rss_mb, NULL, 0},
-        {"torch", NULL, version, vlen},
+        {"step_s_median", &ts->step_s, NULL, 0},
+        {"peak_rss_mb", &ts->rss_mb, NULL, 0},
+        {"torch", NULL, ts->version, sizeof ts->version},
+        {"formulation", NULL, ts->formulation, sizeof ts->formulation},
     };
-    if (companion_run(LEJEPA_BENCH_TRAIN_SCRIPT, args, f, 3, err) != 0) {
+    if (companion_run(LEJEPA_BENCH_TRAIN_SCRIPT, args, f, 4, err) != 0) {
         fprintf(stderr, "bench-train: %s\n", err);
         return -1;
     }
@@ -166,6 +176,18 @@ static void print_profile(const struct lejepa *m, double loss_s, double opt_s,
                     "  %-8s forward %.3f [%.3f]  backward %.3f [%.3f]\n",
                     graph_kind_name(k), f / steps, gf / steps, b / steps,
                     gb / steps);
+    }
+    if (m->probe.eval) {    /* optim.probe_views = eval: a forward of its own */
+        const struct graph *pg = &m->probe.eval->g;
+        double f = 0, gf = 0;
+        for (int k = 0; k < GRAPH_N_KINDS; k++) {
+            f += pg->seconds[0][k];
+            gf += pg->gemm_seconds[0][k];
+        }
+        graph_total += f;
+        gemm_total += gf;
+        fprintf(stderr, "  the probe's eval-view forward %.3f [%.3f]\n",
+                f / steps, gf / steps);
     }
     fprintf(stderr, "  all ops  %.3f, of which sgemm %.3f (%.0f%%)\n",
             graph_total / steps, gemm_total / steps,
@@ -225,13 +247,11 @@ int main(int argc, char **argv)
         die("%s", err);
     /* PyTorch first: once our OpenMP threads exist, a spinning one would
      * steal a core from it (with OMP_WAIT_POLICY=active). */
-    double torch_s = 0, torch_rss = 0;
-    char torch_version[64] = "";
+    struct torch_side ts = {0};
     char model_json[2048];
     lejepa_config_json(model_json, sizeof model_json, &lc, NULL);
-    int have_torch = torch && run_torch(model_json, steps, warmup, threads,
-                                        &torch_s, &torch_rss, torch_version,
-                                        sizeof torch_version) == 0;
+    int have_torch = torch && run_torch(model_json, steps, warmup, threads, &ts) == 0;
+    const double torch_s = ts.step_s;
     if (torch && !have_torch)
         fprintf(stderr, "bench-train: the PyTorch side failed (is python3-torch "
                         "installed? apt-get install python3-torch)\n");
@@ -243,6 +263,12 @@ int main(int argc, char **argv)
     for (int g = 0; g < m.n_groups; g++) {
         float *x = lejepa_input(&m, g);
         size_t n = graph_numel(&m.grp[g].g, m.grp[g].in);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)rng_normal(&r);
+    }
+    if (lejepa_probe_input(&m)) {   /* optim.probe_views = eval */
+        float *x = lejepa_probe_input(&m);
+        size_t n = graph_numel(&m.probe.eval->g, m.probe.eval->in);
         for (size_t i = 0; i < n; i++)
             x[i] = (float)rng_normal(&r);
     }
@@ -259,6 +285,8 @@ int main(int argc, char **argv)
     for (int s = 0; s < warmup + steps; s++) {
         for (int g = 0; g < m.n_groups; g++)
             m.grp[g].g.profile = profile && s >= warmup;
+        if (m.probe.eval)
+            m.probe.eval->g.profile = profile && s >= warmup;
         nn_gemm_profile = profile && s >= warmup;
         double t0 = util_time_mono();
         struct lejepa_losses L;
@@ -282,8 +310,7 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss_mb = ru.ru_maxrss / 1024.0;
-    /* Backward costs about twice the forward's multiply-adds. */
-    double gflops = 3.0 * lejepa_forward_flops(&m) / med / 1e9;
+    double gflops = lejepa_step_direct_flops(&m) / med / 1e9;
     double peak = sgemm_peak();
     double exec_gflop = lejepa_step_executed_flops(&m) / 1e9;
     double fma = fma_peak();
@@ -303,9 +330,10 @@ int main(int argc, char **argv)
                fma, exec_gflop / med / fma);
         if (have_torch)
             printf(",\"torch_step_s_median\":%.5f,\"torch_images_per_s\":%.3f,"
-                   "\"torch_peak_rss_mb\":%.1f,\"speedup\":%.3f,\"torch\":\"%s\"",
-                   torch_s, lc.batch / torch_s, torch_rss, torch_s / med,
-                   torch_version);
+                   "\"torch_peak_rss_mb\":%.1f,\"speedup\":%.3f,\"torch\":\"%s\","
+                   "\"torch_formulation\":\"%s\"",
+                   torch_s, lc.batch / torch_s, ts.rss_mb, torch_s / med,
+                   ts.version, ts.formulation);
         printf("}\n");
     } else {
         printf("model: %s\n", model_json);
@@ -326,8 +354,10 @@ int main(int argc, char **argv)
                    : "");
         if (have_torch)
             printf("PyTorch: %.3f s/step  %.1f images/s  peak RSS %.0f MB "
-                   "(torch %s)\nspeedup: %.2fx\n", torch_s, lc.batch / torch_s,
-                   torch_rss, torch_version, torch_s / med);
+                   "(torch %s, %s: the fastest formulation of the step "
+                   "tools/bench_train.py found)\nspeedup: %.2fx\n", torch_s,
+                   lc.batch / torch_s, ts.rss_mb, ts.version, ts.formulation,
+                   torch_s / med);
     }
     free(t);
     free(labels);

@@ -584,13 +584,13 @@ static double op_forward_flops(const struct graph *g, const struct graph_op *op,
     return graph_vit_op_flops(g, op);
 }
 
-double graph_step_executed_flops(const struct graph *g)
+double graph_executed_flops(const struct graph *g, bool backward)
 {
     double f = 0;
     /* backward: the input gradient (none for tensor 0) and the rest */
     for (int i = 0; i < g->n_ops; i++)
         f += op_forward_flops(g, &g->ops[i], true) *
-             (g->ops[i].in == 0 ? 2.0 : 3.0);
+             (!backward ? 1.0 : g->ops[i].in == 0 ? 2.0 : 3.0);
     return f;
 }
 

@@ -210,10 +210,10 @@ void graph_backward(struct graph *g, bool training);
 /* Multiply-adds of one forward pass (for GFLOP/s reports), convolutions
  * counted as direct ones. */
 double graph_forward_flops(const struct graph *g);
-/* Floating-point operations a training step's forward and backward GEMMs
- * execute on the paths taken (nn_conv2d_executed_flops: Winograd does
- * fewer than the direct count); backward twice the forward, once for the
- * op on the input, whose gradient nobody needs. */
-double graph_step_executed_flops(const struct graph *g);
+/* Floating-point operations the GEMMs execute on the paths taken
+ * (nn_conv2d_executed_flops: Winograd does fewer than the direct count):
+ * a forward pass, or with backward a training step: backward twice the
+ * forward, once for the op on the input, whose gradient nobody needs. */
+double graph_executed_flops(const struct graph *g, bool backward);
 
 #endif

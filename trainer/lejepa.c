@@ -42,6 +42,9 @@ static int check_config(const struct lejepa_config *c, char *err)
                     "got %d", c->n_classes);
     if (c->lambda < 0 || c->lambda > 1)
         return errf(err, "lambda must be in [0, 1], got %g", c->lambda);
+    if (c->probe_views < LEJEPA_PROBE_ALL || c->probe_views > LEJEPA_PROBE_EVAL)
+        return errf(err, "probe_views %d is none of all, global, eval",
+                    (int)c->probe_views);
     return 0;
 }
 
@@ -86,22 +89,32 @@ static void build_group(struct lejepa *m, int gi, int views, int size)
 /* The online probe's parameters: LayerNorm(D) then Linear(D, K). */
 static void add_probe(struct lejepa *m, int D, int K)
 {
-    m->probe_ln_w = params_add(&m->p.learn, "probe.0.weight", 1, &D,
+    m->probe.ln_w = params_add(&m->p.learn, "probe.0.weight", 1, &D,
                                PARAMS_GROUP_PROBE, PARAMS_INIT_ONES, 0);
-    m->probe_ln_b = params_add(&m->p.learn, "probe.0.bias", 1, &D,
+    m->probe.ln_b = params_add(&m->p.learn, "probe.0.bias", 1, &D,
                                PARAMS_GROUP_PROBE, PARAMS_INIT_ZEROS, 0);
     int wshape[2] = {K, D};
-    m->probe_w = params_add(&m->p.learn, "probe.1.weight", 2, wshape,
+    m->probe.w = params_add(&m->p.learn, "probe.1.weight", 2, wshape,
                             PARAMS_GROUP_PROBE, PARAMS_INIT_UNIFORM_FAN_IN, D);
-    m->probe_b = params_add(&m->p.learn, "probe.1.bias", 1, &K,
+    m->probe.b = params_add(&m->p.learn, "probe.1.bias", 1, &K,
                             PARAMS_GROUP_PROBE, PARAMS_INIT_UNIFORM_FAN_IN, D);
 }
 
-/* The views the probe learns from: the global ones first, then the local
- * ones unless probe_global_only. */
+/* Embeddings per sample the probe learns from: every view (the global
+ * ones first), the global views, or the eval view. */
 static int probe_views(const struct lejepa *m)
 {
-    return m->c.probe_global_only ? m->c.global_views : m->views;
+    switch (m->c.probe_views) {
+    case LEJEPA_PROBE_GLOBAL: return m->c.global_views;
+    case LEJEPA_PROBE_EVAL: return 1;
+    case LEJEPA_PROBE_ALL: break;
+    }
+    return m->views;
+}
+
+int lejepa_probe_rows(const struct lejepa *m)
+{
+    return lejepa_has_probe(m) ? probe_views(m) * m->c.batch : 0;
 }
 
 int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
@@ -134,16 +147,20 @@ int lejepa_init(struct lejepa *m, const struct lejepa_config *c, char *err)
     for (int g = 0; g < m->n_groups; g++)
         graph_alloc(&m->grp[g].g, true);
 
-    size_t rows = (size_t)probe_views(m) * c->batch;
+    size_t rows = (size_t)lejepa_probe_rows(m);
+    if (K > 0 && c->probe_views == LEJEPA_PROBE_EVAL) {
+        m->probe.eval = xmalloc(sizeof *m->probe.eval);
+        lejepa_eval_init(m->probe.eval, m, c->batch);
+    }
     if (K > 0) {
-        m->probe_in = xmalloc_aligned(rows * D * sizeof(float));
-        m->probe_ln = xmalloc_aligned(rows * D * sizeof(float));
-        m->probe_dln = xmalloc_aligned(rows * D * sizeof(float));
-        m->probe_mean = xmalloc_aligned(rows * sizeof(float));
-        m->probe_rstd = xmalloc_aligned(rows * sizeof(float));
-        m->probe_logits = xmalloc_aligned(rows * K * sizeof(float));
-        m->probe_dlogits = xmalloc_aligned(rows * K * sizeof(float));
-        m->probe_labels = xmalloc_aligned(rows * sizeof(int32_t));
+        m->probe.in = xmalloc_aligned(rows * D * sizeof(float));
+        m->probe.ln = xmalloc_aligned(rows * D * sizeof(float));
+        m->probe.dln = xmalloc_aligned(rows * D * sizeof(float));
+        m->probe.mean = xmalloc_aligned(rows * sizeof(float));
+        m->probe.rstd = xmalloc_aligned(rows * sizeof(float));
+        m->probe.logits = xmalloc_aligned(rows * K * sizeof(float));
+        m->probe.dlogits = xmalloc_aligned(rows * K * sizeof(float));
+        m->probe.labels = xmalloc_aligned(rows * sizeof(int32_t));
     }
 
     m->sr.dirs = xmalloc_aligned((size_t)m->proj_dim * c->slices * sizeof(float));
@@ -168,13 +185,17 @@ void lejepa_free(struct lejepa *m)
     dist_overlap_free(&m->ov);
     for (int g = 0; g < m->n_groups; g++)
         graph_free(&m->grp[g].g);
+    if (m->probe.eval) {
+        lejepa_eval_free(m->probe.eval);
+        free(m->probe.eval);
+    }
     params_free(&m->p);
-    float *bufs[] = {m->probe_in, m->probe_ln, m->probe_dln, m->probe_mean,
-                     m->probe_rstd, m->probe_logits, m->probe_dlogits,
+    float *bufs[] = {m->probe.in, m->probe.ln, m->probe.dln, m->probe.mean,
+                     m->probe.rstd, m->probe.logits, m->probe.dlogits,
                      m->sr.dirs};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         util_free_aligned(bufs[i]);
-    util_free_aligned(m->probe_labels);
+    util_free_aligned(m->probe.labels);
     util_free_aligned(m->sr.ss_mem);
     util_free_aligned(m->sr.sig_sums);
     free(m->sr.ss);
@@ -209,7 +230,7 @@ void lejepa_set_dist(struct lejepa *m, struct dist *d)
     if (d && d->world > 1) {
         /* the encoder's gradients come first in the arena, the probe's
          * after (lejepa_init) */
-        size_t end = lejepa_has_probe(m) ? m->p.learn.e[m->probe_ln_w].offset
+        size_t end = lejepa_has_probe(m) ? m->p.learn.e[m->probe.ln_w].offset
                                          : m->p.learn.total;
         dist_overlap_init(&m->ov, d, last, m->p.grad, end);
         last->after_backward = dist_overlap_after_op;
@@ -234,6 +255,8 @@ void lejepa_set_batch(struct lejepa *m, int n)
     m->n = n;
     for (int g = 0; g < m->n_groups; g++)
         graph_set_batch(&m->grp[g].g, m->grp[g].views * n);
+    if (m->probe.eval)
+        graph_set_batch(&m->probe.eval->g, n);
 }
 
 void lejepa_load_pixels(struct lejepa *m, int group, const uint8_t *pixels,
@@ -245,6 +268,20 @@ void lejepa_load_pixels(struct lejepa *m, int group, const uint8_t *pixels,
     const size_t images = (size_t)gr->views * m->n;
     nn_pixels_normalize(lejepa_input(m, group), pixels, mean, std, images, C,
                         plane);
+}
+
+float *lejepa_probe_input(struct lejepa *m)
+{
+    return m->probe.eval ? lejepa_eval_input(m->probe.eval) : NULL;
+}
+
+void lejepa_load_probe_pixels(struct lejepa *m, const uint8_t *pixels,
+                              const float *mean, const float *std)
+{
+    CHECK(m->probe.eval);
+    const size_t plane = (size_t)m->c.global_size * m->c.global_size;
+    nn_pixels_normalize(lejepa_probe_input(m), pixels, mean, std, (size_t)m->n,
+                        lejepa_in_channels(&m->c), plane);
 }
 
 float *lejepa_input(struct lejepa *m, int group)
@@ -312,25 +349,31 @@ static void probe_step(struct lejepa *m, const int32_t *labels,
     const int pv = probe_views(m);
     const int rows = pv * N;
     for (int v = 0; v < pv; v++) {
-        int gi = v < m->c.global_views ? 0 : 1;
-        int local = gi == 0 ? v : v - m->c.global_views;
-        const struct lejepa_group *gr = &m->grp[gi];
-        memcpy(m->probe_in + (size_t)v * N * D,
-               graph_act(&gr->g, gr->emb) + (size_t)local * N * D,
+        const float *emb;
+        if (m->probe.eval) {
+            /* the weights of this step's forward, BatchNorm in eval mode */
+            emb = lejepa_eval_forward(m->probe.eval);
+        } else {
+            int gi = v < m->c.global_views ? 0 : 1;
+            int local = gi == 0 ? v : v - m->c.global_views;
+            const struct lejepa_group *gr = &m->grp[gi];
+            emb = graph_act(&gr->g, gr->emb) + (size_t)local * N * D;
+        }
+        memcpy(m->probe.in + (size_t)v * N * D, emb,
                (size_t)N * D * sizeof(float));
         for (int n = 0; n < N; n++)
-            m->probe_labels[v * N + n] = labels[n];
+            m->probe.labels[v * N + n] = labels[n];
     }
     struct params *p = &m->p;
-    nn_layernorm_forward(m->probe_ln, m->probe_mean, m->probe_rstd,
-                         m->probe_in, params_data(p, m->probe_ln_w),
-                         params_data(p, m->probe_ln_b), rows, D, NN_LN_EPS);
-    nn_linear_forward(m->probe_logits, m->probe_ln, params_data(p, m->probe_w),
-                      params_data(p, m->probe_b), rows, D, K);
-    out->probe_loss = nn_crossentropy_forward(m->probe_dlogits,
+    nn_layernorm_forward(m->probe.ln, m->probe.mean, m->probe.rstd,
+                         m->probe.in, params_data(p, m->probe.ln_w),
+                         params_data(p, m->probe.ln_b), rows, D, NN_LN_EPS);
+    nn_linear_forward(m->probe.logits, m->probe.ln, params_data(p, m->probe.w),
+                      params_data(p, m->probe.b), rows, D, K);
+    out->probe_loss = nn_crossentropy_forward(m->probe.dlogits,
                                               &out->probe_correct,
-                                              m->probe_logits,
-                                              m->probe_labels, rows, K);
+                                              m->probe.logits,
+                                              m->probe.labels, rows, K);
     out->probe_total = rows;
     if (parallel(m)) {
         /* the mean over every rank's rows: this rank's share of it */
@@ -338,17 +381,17 @@ static void probe_step(struct lejepa *m, const int32_t *labels,
         const float share = (float)rows / (float)rows_global;
         const size_t nl = (size_t)rows * K;
         for (size_t i = 0; i < nl; i++)
-            m->probe_dlogits[i] *= share;
+            m->probe.dlogits[i] *= share;
     }
-    memset(m->probe_dln, 0, (size_t)rows * D * sizeof(float));
-    nn_linear_backward(m->probe_dln, params_grad(p, m->probe_w),
-                       params_grad(p, m->probe_b), m->probe_dlogits,
-                       m->probe_ln, params_data(p, m->probe_w), rows, D, K);
+    memset(m->probe.dln, 0, (size_t)rows * D * sizeof(float));
+    nn_linear_backward(m->probe.dln, params_grad(p, m->probe.w),
+                       params_grad(p, m->probe.b), m->probe.dlogits,
+                       m->probe.ln, params_data(p, m->probe.w), rows, D, K);
     /* The probe sees detached embeddings: no input gradient. */
-    nn_layernorm_backward(NULL, params_grad(p, m->probe_ln_w),
-                          params_grad(p, m->probe_ln_b), m->probe_dln,
-                          m->probe_in, m->probe_mean, m->probe_rstd,
-                          params_data(p, m->probe_ln_w), rows, D);
+    nn_layernorm_backward(NULL, params_grad(p, m->probe.ln_w),
+                          params_grad(p, m->probe.ln_b), m->probe.dln,
+                          m->probe.in, m->probe.mean, m->probe.rstd,
+                          params_data(p, m->probe.ln_w), rows, D);
 }
 
 /* SIGReg of every view on the global batch: this rank's cos/sin sums,
@@ -599,14 +642,19 @@ double lejepa_step_executed_flops(const struct lejepa *m)
     /* SIGReg: each view's projections onto the directions, and back */
     double f = 2.0 * 2.0 * m->views * m->n * m->proj_dim * m->c.slices;
     for (int g = 0; g < m->n_groups; g++)
-        f += graph_step_executed_flops(&m->grp[g].g);
+        f += graph_executed_flops(&m->grp[g].g, true);
+    if (m->probe.eval)
+        f += graph_executed_flops(&m->probe.eval->g, false);
     return f;
 }
 
-double lejepa_forward_flops(const struct lejepa *m)
+double lejepa_step_direct_flops(const struct lejepa *m)
 {
+    /* backward costs about twice the forward's multiply-adds */
     double f = 0;
     for (int g = 0; g < m->n_groups; g++)
-        f += graph_forward_flops(&m->grp[g].g);
+        f += 3.0 * graph_forward_flops(&m->grp[g].g);
+    if (m->probe.eval)
+        f += graph_forward_flops(&m->probe.eval->g);
     return f;
 }

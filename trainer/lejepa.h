@@ -4,8 +4,9 @@
  * (global views, then local views; BatchNorm statistics per group), the
  * invariance term towards the mean of the global views' projections, SIGReg
  * on every view with directions shared by the step, and the online probe
- * (LayerNorm + Linear on the detached embeddings of every view, or of the
- * global views only with probe_global_only).
+ * (LayerNorm + Linear on detached embeddings: of every view, of the global
+ * views only, or of each sample's clean eval view through the eval-mode
+ * backbone; probe_views).
  * The optimizer, schedule and checkpoints live elsewhere; everything here is
  * allocated once by lejepa_init.
  *
@@ -32,6 +33,17 @@
 
 enum lejepa_backbone { LEJEPA_BACKBONE_RESNET, LEJEPA_BACKBONE_VIT };
 
+/* What the online probe learns from; none changes the encoder's gradients.
+ * EVAL: one more input per sample (lejepa_probe_input), the eval view the
+ * val split is scored on, run through the backbone in eval mode (BatchNorm
+ * on the running statistics) after backward, so the probe learns on the
+ * features it is judged on. */
+enum lejepa_probe_views {
+    LEJEPA_PROBE_ALL,                /* every view (zeroed config) */
+    LEJEPA_PROBE_GLOBAL,             /* the global views */
+    LEJEPA_PROBE_EVAL,               /* the eval view */
+};
+
 struct lejepa_config {
     enum lejepa_backbone backbone;   /* which of the two below is used */
     struct resnet_config resnet;
@@ -39,7 +51,7 @@ struct lejepa_config {
     int n_proj;                      /* projector layers, last one linear */
     int proj[LEJEPA_MAX_PROJ];       /* widths, e.g. 2048, 2048, 128 */
     int n_classes;                   /* online probe classes; 0: no probe */
-    bool probe_global_only;          /* the probe skips the local views */
+    enum lejepa_probe_views probe_views;
     int batch;                       /* N samples per step (per rank) */
     int global_views, global_size;
     int local_views, local_size;     /* local_views may be 0 */
@@ -79,6 +91,18 @@ struct lejepa_sigreg {
                                         for one all-reduce */
 };
 
+struct lejepa_eval;
+
+/* The online probe: LayerNorm(emb_dim) then Linear(emb_dim, n_classes),
+ * its parameter ids and its buffers (rows: lejepa_probe_rows). */
+struct lejepa_probe {
+    int ln_w, ln_b, w, b;
+    float *in, *ln, *mean, *rstd, *logits, *dlogits, *dln;
+    int32_t *labels;
+    struct lejepa_eval *eval;        /* LEJEPA_PROBE_EVAL: the eval view's
+                                      * backbone; NULL otherwise */
+};
+
 struct lejepa {
     struct lejepa_config c;
     struct params p;
@@ -87,11 +111,7 @@ struct lejepa {
     int n;                           /* samples of the current step <= batch */
     struct dist *dist;               /* NULL: the single process */
     long n_global;                   /* samples of the last step, all ranks */
-    /* online probe: LayerNorm(emb_dim) then Linear(emb_dim, n_classes) */
-    int probe_ln_w, probe_ln_b, probe_w, probe_b;
-    float *probe_in, *probe_ln, *probe_mean, *probe_rstd, *probe_logits,
-          *probe_dlogits, *probe_dln;
-    int32_t *probe_labels;
+    struct lejepa_probe probe;
     struct lejepa_sigreg sr;
     struct dist_overlap ov; /* data parallel: the all-reduce in backward */
 };
@@ -130,6 +150,16 @@ float *lejepa_input(struct lejepa *m, int group);
  * (views, n, C, size, size), as (x / 255 - mean[c]) / std[c]. */
 void lejepa_load_pixels(struct lejepa *m, int group, const uint8_t *pixels,
                         const float *mean, const float *std);
+
+/* LEJEPA_PROBE_EVAL: the eval views' input, (n, C, global_size,
+ * global_size), to fill before each step; NULL for the other probes. */
+float *lejepa_probe_input(struct lejepa *m);
+/* The same from uint8 pixels (n, C, global_size, global_size). */
+void lejepa_load_probe_pixels(struct lejepa *m, const uint8_t *pixels,
+                              const float *mean, const float *std);
+
+/* Rows the probe learns from per step at the configured batch. */
+int lejepa_probe_rows(const struct lejepa *m);
 
 /* One training step's forward and backward on the current n samples:
  * zeroes all gradients, then fills them for the encoder (loss) and the
@@ -200,11 +230,13 @@ const float *lejepa_eval_forward(struct lejepa_eval *e);
 void lejepa_eval_featmap(const struct lejepa_eval *e, int i, float *feat,
                          float *attn);
 
-/* Floating-point operations of one forward pass of every group (for
- * GFLOP/s), convolutions counted as direct ones. */
-double lejepa_forward_flops(const struct lejepa *m);
-/* What one training step's GEMMs execute (graph_step_executed_flops of
- * every group, and SIGReg's projections forward and back). */
+/* Floating-point operations of one training step (for GFLOP/s): every
+ * group's forward and backward (3x the forward's multiply-adds) and the
+ * probe's eval-view forward, convolutions counted as direct ones. */
+double lejepa_step_direct_flops(const struct lejepa *m);
+/* What one training step's GEMMs execute (graph_executed_flops of every
+ * group, forward and backward, and of the probe's eval-view forward; and
+ * SIGReg's projections forward and back). */
 double lejepa_step_executed_flops(const struct lejepa *m);
 
 #endif

@@ -102,7 +102,11 @@ int model_config_resolve(struct lejepa_config *out, const struct config *c,
     for (int i = 0; i < m->projector.n; i++)
         out->proj[i] = (int)m->projector.v[i];
     out->n_classes = n_classes;
-    out->probe_global_only = c->optim.probe_views == CONFIG_PROBE_VIEWS_GLOBAL;
+    out->probe_views = c->optim.probe_views == CONFIG_PROBE_VIEWS_GLOBAL
+                           ? LEJEPA_PROBE_GLOBAL
+                       : c->optim.probe_views == CONFIG_PROBE_VIEWS_EVAL
+                           ? LEJEPA_PROBE_EVAL
+                           : LEJEPA_PROBE_ALL;
     out->batch = (int)c->optim.batch;
     out->global_views = (int)c->views.global_count;
     out->global_size = (int)c->views.global_size;
@@ -156,12 +160,16 @@ void lejepa_config_json(char *out, size_t cap, const struct lejepa_config *c,
         "\"proj\":[%s],\"n_classes\":%d,\"batch\":%d,\"global_views\":%d,"
         "\"global_size\":%d,\"local_views\":%d,\"local_size\":%d,"
         "\"lambda\":%.17g,\"slices\":%d,\"knots\":%d,\"t_max\":%.17g,"
-        "\"sigreg_debias\":%s%s%s}",
+        "\"sigreg_debias\":%s,\"probe_views\":\"%s\"%s%s}",
         c->backbone == LEJEPA_BACKBONE_VIT ? "vit" : "resnet",
         lejepa_in_channels(c), shape, proj, c->n_classes, c->batch,
         c->global_views, c->global_size, c->local_views, c->local_size,
         c->lambda, c->slices, c->knots, c->t_max,
-        c->sigreg_debias ? "true" : "false", extra ? "," : "",
+        c->sigreg_debias ? "true" : "false",
+        c->probe_views == LEJEPA_PROBE_EVAL     ? "eval"
+        : c->probe_views == LEJEPA_PROBE_GLOBAL ? "global"
+                                                : "all",
+        extra ? "," : "",
         extra ? extra : "");
     CHECK(n > 0 && (size_t)n < cap);
 }

@@ -20,9 +20,7 @@ void train_engine_build(struct train_engine *e, const struct config *c,
 {
     char err[ERR_LEN];
     struct lejepa_config lc;
-    /* one class has nothing for a probe to tell apart: no probe */
-    int probe_classes = n_classes >= 2 ? (int)n_classes : 0;
-    if (model_config_resolve(&lc, c, probe_classes, err) != 0)
+    if (model_config_resolve(&lc, c, train_probe_classes(n_classes), err) != 0)
         die("%s", err);
     if (lejepa_init(&e->model, &lc, err) != 0)
         die("%s", err);

@@ -37,6 +37,14 @@ struct train_engine {
     void *job;
 };
 
+/* The online probe's classes for a dataset of n_classes: none below 2 (one
+ * class has nothing to tell apart). The model (train_engine_build) and the
+ * tickets' eval view (train_step.c) follow this one rule. */
+static inline int train_probe_classes(uint32_t n_classes)
+{
+    return n_classes >= 2 ? (int)n_classes : 0;
+}
+
 /* Builds the model and the optimizer for the config and the class count;
  * exits with a message when the config cannot be built. */
 void train_engine_build(struct train_engine *e, const struct config *c,

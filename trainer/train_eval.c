@@ -555,10 +555,10 @@ static void forward_job(struct train_engine *eng, void *arg)
         const struct lejepa *m = &eng->model;
         const struct params *p = &m->p;
         nn_layernorm_forward(
-            e->ln, e->ln_mean, e->ln_rstd, emb, params_data(p, m->probe_ln_w),
-            params_data(p, m->probe_ln_b), n, (int)D, NN_LN_EPS);
-        nn_linear_forward(e->logits, e->ln, params_data(p, m->probe_w),
-                          params_data(p, m->probe_b), n, (int)D, e->classes);
+            e->ln, e->ln_mean, e->ln_rstd, emb, params_data(p, m->probe.ln_w),
+            params_data(p, m->probe.ln_b), n, (int)D, NN_LN_EPS);
+        nn_linear_forward(e->logits, e->ln, params_data(p, m->probe.w),
+                          params_data(p, m->probe.b), n, (int)D, e->classes);
         int correct = 0;
         nn_crossentropy_forward(NULL, &correct, e->logits, eb->labels, n,
                                 e->classes);

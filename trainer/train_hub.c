@@ -126,6 +126,22 @@ static int check_claims(const struct config *c, const struct msg_hello *h,
 
 /* 0 when the loader's dataset is the run's (adopting it when the run has
  * none yet); -1 with a reason naming both otherwise. */
+/* A loader that cannot send the eval view cannot serve a run whose probe
+ * learns from it (a loader that predates TICKET.eval_view). */
+static int check_eval_view(const struct config *c, const struct msg_hello *h,
+                           char *err)
+{
+    if (h->eval_view || c->optim.probe_views != CONFIG_PROBE_VIEWS_EVAL ||
+        train_probe_classes(h->dataset.n_classes) == 0)
+        return 0;
+    return errf(err,
+                "this run's online probe learns from each sample's eval view "
+                "(optim.probe_views = eval), which loader %.100s (%.100s) "
+                "cannot send: run a lejepa-loader as new as the trainer, or "
+                "start the trainer with --set optim.probe_views=global",
+                h->name, h->software);
+}
+
 static int check_dataset(struct train_dataset *d, const struct config *c,
                          const struct msg_hello *h, char *err)
 {
@@ -202,7 +218,8 @@ static void handle_hello(struct train *t, const uint8_t *id, size_t id_len,
         return;
     }
     if (h->role == MSG_ROLE_LOADER &&
-        check_dataset(&t->data, &t->cfg, h, err) != 0) {
+        (check_eval_view(&t->cfg, h, err) != 0 ||
+         check_dataset(&t->data, &t->cfg, h, err) != 0)) {
         n->refusals++;
         train_net_send_text(n, id, id_len, MSG_KIND_REFUSE, err);
         if (train_log_thin(n->refusals))

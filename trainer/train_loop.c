@@ -136,7 +136,7 @@ static void fix_total(struct train *t)
         total = (uint64_t)t->cfg.optim.steps;
     double snap = per_step > 0
         ? train_eval_estimate_seconds(
-              t->eval, 3.0 * lejepa_forward_flops(&t->engine.model) / per_step)
+              t->eval, lejepa_step_direct_flops(&t->engine.model) / per_step)
         : 0;
     while (total > p->step &&
            (double)(total - p->step) * per_step +

@@ -15,14 +15,30 @@
 #include "train_log.h"
 #include "util.h"
 
-static int group_views(const struct config *c, int g)
+/* Whether the tickets ask for the eval view (TRAIN_GROUPS): when the model
+ * has a probe that learns from it. */
+static bool eval_view(const struct train_step *st)
 {
+    return st->cfg->optim.probe_views == CONFIG_PROBE_VIEWS_EVAL &&
+           train_probe_classes(st->n_classes) > 0;
+}
+
+static int group_views(const struct train_step *st, int g)
+{
+    const struct config *c = st->cfg;
+    if (g == 2)
+        return eval_view(st) ? 1 : 0;
     return (int)(g == 0 ? c->views.global_count : c->views.local_count);
+}
+
+static int group_size(const struct config *c, int g)
+{
+    return (int)(g == 1 ? c->views.local_size : c->views.global_size);
 }
 
 static size_t group_plane(const struct config *c, int g)
 {
-    size_t size = (size_t)(g == 0 ? c->views.global_size : c->views.local_size);
+    size_t size = (size_t)group_size(c, g);
     return (size_t)c->views.channels * size * size;
 }
 
@@ -40,9 +56,9 @@ void train_step_init(struct train_step *st, const struct config *c,
         s->indices = xmalloc(B * sizeof *s->indices);
         s->ok = xmalloc(B);
         s->labels = xmalloc(B * sizeof *s->labels);
-        for (int g = 0; g < 2; g++)
-            if (group_views(c, g) > 0)
-                s->pixels[g] = xmalloc_aligned((size_t)group_views(c, g) * B *
+        for (int g = 0; g < TRAIN_GROUPS; g++)
+            if (group_views(st, g) > 0)
+                s->pixels[g] = xmalloc_aligned((size_t)group_views(st, g) * B *
                                                group_plane(c, g));
         s->tstate = xmalloc((size_t)st->sampler.tickets_per_step);
         s->tries = xmalloc((size_t)st->sampler.tickets_per_step);
@@ -54,9 +70,9 @@ void train_step_init(struct train_step *st, const struct config *c,
     struct train_step_job *j = &st->job;
     j->batch = (int)B;
     j->channels = (int)c->views.channels;
-    for (int g = 0; g < 2; g++) {
-        j->views[g] = group_views(c, g);
-        j->size[g] = (int)(g == 0 ? c->views.global_size : c->views.local_size);
+    for (int g = 0; g < TRAIN_GROUPS; g++) {
+        j->views[g] = group_views(st, g);
+        j->size[g] = group_size(c, g);
     }
     j->keep = xmalloc(B * sizeof *j->keep);
 }
@@ -68,7 +84,7 @@ void train_step_free(struct train_step *st)
         free(s->indices);
         free(s->ok);
         free(s->labels);
-        for (int g = 0; g < 2; g++)
+        for (int g = 0; g < TRAIN_GROUPS; g++)
             util_free_aligned(s->pixels[g]);
         free(s->tstate);
         free(s->tries);
@@ -198,6 +214,7 @@ static void ticket_of(const struct train_step *st, const struct train_slot *s,
         .split = MSG_SPLIT_TRAIN,
         .work = MSG_WORK_TRAIN,
         .seed = st->cfg->run.seed,
+        .eval_view = eval_view(st),
         .n = (uint32_t)n,
         .indices = s->indices + first,
     };
@@ -442,12 +459,17 @@ static void copy_samples(const struct train_step *st, struct train_slot *s,
             j++;
             continue;
         }
-        for (uint32_t g = 0; g < b->n_groups; g++) {
-            size_t plane = group_plane(st->cfg, (int)g);
-            for (uint32_t v = 0; v < b->groups[g].views; v++)
+        /* the BATCH's groups are the step's that have views, in order
+         * (train_tickets_check_answer) */
+        uint32_t bg = 0;
+        for (int g = 0; g < TRAIN_GROUPS; g++) {
+            if (group_views(st, g) == 0)
+                continue;
+            const struct msg_group *gr = &b->groups[bg++];
+            size_t plane = group_plane(st->cfg, g);
+            for (uint32_t v = 0; v < gr->views; v++)
                 memcpy(s->pixels[g] + ((size_t)v * B + pos) * plane,
-                       b->groups[g].pixels + ((size_t)v * b->n + j) * plane,
-                       plane);
+                       gr->pixels + ((size_t)v * b->n + j) * plane, plane);
         }
         s->labels[pos] = b->labels[j];
         s->ok[pos] = 1;
@@ -646,7 +668,7 @@ static int assemble(struct train_step_job *j, uint64_t *hash)
         if (s->ok[b] == 1)
             j->keep[n++] = (int)b;
     uint64_t h = HASH_FNV_OFFSET;
-    for (int g = 0; g < 2; g++) {
+    for (int g = 0; g < TRAIN_GROUPS; g++) {
         size_t plane =
             (size_t)j->channels * (size_t)j->size[g] * (size_t)j->size[g];
         for (int v = 0; v < j->views[g]; v++)
@@ -703,6 +725,10 @@ static void step_job(struct train_engine *e, void *arg)
     lejepa_set_batch(m, r->n_local);
     for (int g = 0; g < m->n_groups; g++)
         lejepa_load_pixels(m, g, s->pixels[g], e->mean, e->std);
+    /* the model and the tickets read the same config (probe_views) */
+    CHECK((j->views[2] > 0) == (lejepa_probe_input(m) != NULL));
+    if (j->views[2] > 0)
+        lejepa_load_probe_pixels(m, s->pixels[2], e->mean, e->std);
     lejepa_forward_backward(m, s->labels, s->step, &r->losses);
     if (lejepa_check_finite(m, &r->losses, s->step, r->err) != 0) {
         r->finite = false;

@@ -45,6 +45,12 @@ struct config;
 
 enum train_ticket_state { TICKET_UNISSUED, TICKET_OUT, TICKET_DONE };
 
+/* A step's pixel groups: 0 the global views, 1 the local views, 2 each
+ * sample's eval view for the online probe (optim.probe_views = eval with
+ * a probe, train_probe_classes: TICKET.eval_view); a group without views
+ * is absent from the BATCHes. */
+#define TRAIN_GROUPS 3
+
 struct train_slot {
     bool used, computing;
     uint64_t step;
@@ -54,12 +60,13 @@ struct train_slot {
     uint8_t *ok;          /* (batch) 1: pixels arrived; 2: no pixels will
                            * (excluded, or failed every try): settled */
     int32_t *labels;      /* (batch) */
-    uint8_t *pixels[2];   /* group g: (views, batch, C, size, size) */
-    uint8_t *tstate;      /* (tickets_per_step) enum train_ticket_state */
-    uint8_t *tries;       /* (tickets_per_step) answers with env failures */
-    uint64_t *avoid;      /* (tickets_per_step) client_id that last failed
+    uint8_t *pixels[TRAIN_GROUPS]; /* group g: (views, batch, C, size,
+                                    * size); see TRAIN_GROUPS */
+    uint8_t *tstate; /* (tickets_per_step) enum train_ticket_state */
+    uint8_t *tries;  /* (tickets_per_step) answers with env failures */
+    uint64_t *avoid; /* (tickets_per_step) client_id that last failed
                            * it for environmental reasons, or 0 */
-    uint64_t *doubt;      /* (batch) client_id that first said the sample
+    uint64_t *doubt; /* (batch) client_id that first said the sample
                            * cannot be decoded, or 0 */
     int tickets_done;
 };
@@ -81,12 +88,13 @@ struct train_step_result {
 struct train_step_job {
     struct train_slot *slot;
     int batch, channels;
-    int views[2], size[2]; /* per group: view count, crop size */
-    double lr_factor;      /* the encoder's schedule at this step */
-    double probe_factor;   /* the online probe's (optim.probe_schedule) */
-    int *keep;             /* (batch) scratch */
-    struct dist *dist;     /* data parallel: the ranks; NULL: one process */
-    struct train_xchg *x;  /* with dist: the exchange before the step */
+    int views[TRAIN_GROUPS], size[TRAIN_GROUPS]; /* per group: view
+                                                 * count, crop size */
+    double lr_factor;     /* the encoder's schedule at this step */
+    double probe_factor;  /* the online probe's (optim.probe_schedule) */
+    int *keep;            /* (batch) scratch */
+    struct dist *dist;    /* data parallel: the ranks; NULL: one process */
+    struct train_xchg *x; /* with dist: the exchange before the step */
     struct train_step_result result;
 };
 

@@ -177,16 +177,20 @@ int train_tickets_check_answer(const struct config *c, uint32_t n_classes,
     if ((eval ? msg_batch_check_ticket(b, tk, err)
               : msg_batch_check_part(b, tk, err)) != 0)
         return -1;
-    int want = !eval && c->views.local_count > 0 ? 2 : 1;
+    /* the training groups (global, local), or an eval ticket's eval view;
+     * then the eval view a train ticket asked for */
+    int train = !eval && c->views.local_count > 0 ? 2 : 1;
+    int want = train + (tk->eval_view ? 1 : 0);
     if ((int)b->n_groups != want)
-        return errf(err,
-                    "BATCH has %" PRIu32 " groups, the run's views need %d",
-                    b->n_groups, want);
+        return errf(err, "BATCH has %" PRIu32 " groups, the ticket%s needs %d",
+                    b->n_groups, tk->eval_view ? " with its eval view" : "",
+                    want);
     for (int g = 0; g < want; g++) {
         const struct msg_group *gr = &b->groups[g];
-        uint32_t size =
-            (uint32_t)(g == 0 ? c->views.global_size : c->views.local_size);
-        int views = eval
+        bool eval_view = eval || g == train;
+        uint32_t size = (uint32_t)(g == 1 && !eval_view ? c->views.local_size
+                                                        : c->views.global_size);
+        int views = eval_view
             ? 1
             : (int)(g == 0 ? c->views.global_count : c->views.local_count);
         if (gr->views != (uint32_t)views ||
