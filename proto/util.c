@@ -7,9 +7,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,13 +100,39 @@ char *xstrdup(const char *s)
     return d;
 }
 
+/* Whether big buffers ask for transparent huge pages: yes unless
+ * LEJEPA_HUGEPAGES=0 (read once; threads racing to read it agree). */
+static bool huge_pages_wanted(void)
+{
+    static _Atomic int wanted = -1;
+    int w = atomic_load_explicit(&wanted, memory_order_relaxed);
+    if (w < 0) {
+        const char *s = getenv("LEJEPA_HUGEPAGES");
+        w = !(s && strcmp(s, "0") == 0);
+        atomic_store_explicit(&wanted, w, memory_order_relaxed);
+    }
+    return w;
+}
+
 void *xmalloc_aligned(size_t n)
 {
-    size_t rounded = (n + 63) / 64 * 64;
-    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    size_t align = 64, rounded = (n + 63) / 64 * 64;
+    if (rounded == 0)
+        rounded = 64;
+    /* The engine's arenas are hundreds of MB swept by every pass: on 4 KiB
+     * pages each sweep walks the page tables (Debian's THP default is
+     * madvise, so huge pages come only when asked for) */
+    bool huge = rounded >= UTIL_HUGE_PAGE && huge_pages_wanted();
+    if (huge) {
+        align = UTIL_HUGE_PAGE;
+        rounded = (rounded + UTIL_HUGE_PAGE - 1) / UTIL_HUGE_PAGE * UTIL_HUGE_PAGE;
+    }
+    void *p = aligned_alloc(align, rounded);
     if (!p)
         die("out of memory allocating %zu aligned bytes", n);
-    memset(p, 0, rounded ? rounded : 64);
+    if (huge)
+        (void)madvise(p, rounded, MADV_HUGEPAGE); /* advice: may be refused */
+    memset(p, 0, rounded);
     return p;
 }
 

@@ -48,7 +48,10 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
-/* 64-byte aligned, zeroed; free with util_free_aligned(). */
+/* 64-byte aligned, zeroed; free with util_free_aligned(). From
+ * UTIL_HUGE_PAGE bytes up, aligned to it and backed by transparent huge
+ * pages where the kernel grants them (LEJEPA_HUGEPAGES=0: never asked). */
+#define UTIL_HUGE_PAGE ((size_t)2 << 20)
 void *xmalloc_aligned(size_t n);
 void util_free_aligned(void *p);
 

@@ -55,8 +55,20 @@ static void test_errors_name_the_path(void)
     free(dir);
 }
 
+/* Small buffers 64-byte aligned, big ones (the arenas) on huge-page
+ * boundaries, every byte zeroed. */
 static void test_aligned_alloc_is_aligned_and_zeroed(void)
 {
+    const size_t big = UTIL_HUGE_PAGE + 12345;
+    unsigned char *h = xmalloc_aligned(big);
+    const char *hp = getenv("LEJEPA_HUGEPAGES");
+    CU_ASSERT_EQUAL((uintptr_t)h % (hp && strcmp(hp, "0") == 0 ? 64 : UTIL_HUGE_PAGE), 0);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < big; i++)
+        nonzero += h[i] != 0;
+    CU_ASSERT_EQUAL(nonzero, 0);
+    h[big - 1] = 1;     /* all of it is ours */
+    util_free_aligned(h);
     for (size_t n = 1; n < 300; n += 37) {
         unsigned char *p = xmalloc_aligned(n);
         CU_ASSERT_EQUAL((uintptr_t)p % 64, 0);
