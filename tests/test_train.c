@@ -404,6 +404,19 @@ static void raw_hello(void *s, const char *name, bool eval_view)
     CU_ASSERT(msg_send(s, &m, err) == 0);
 }
 
+/* The trainer's next message on s, within 10 s, into r (its blobs in frame
+ * and arena, which the caller closes and frees): 0, or -1. */
+static int raw_reply(void *s, zmq_msg_t *frame, struct msg_arena *arena, struct msg *r)
+{
+    int timeout = 10000;
+    struct msg_limits lim;
+    char err[ERR_LEN];
+    msg_limits_default(&lim);
+    if (zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout) != 0)
+        return -1;
+    return msg_recv(s, 0, frame, r, &lim, arena, err);
+}
+
 /* A HELLO whose sender closed its socket before the trainer read it (a
  * client that gave up waiting for WELCOME and said HELLO again on a new
  * socket) registers no client: the WELCOME cannot be routed. Both HELLOs
@@ -427,17 +440,11 @@ static void test_ghost_hello(void)
     zmq_close(ghost);
     usleep(200000);
     CU_ASSERT(kill(tr, SIGCONT) == 0);
-    int timeout = 10000;
-    CU_ASSERT(zmq_setsockopt(live, ZMQ_RCVTIMEO, &timeout, sizeof timeout) == 0);
-    struct msg_limits lim;
-    msg_limits_default(&lim);
     struct msg_arena arena;
     msg_arena_init(&arena);
     zmq_msg_t frame;
     struct msg r;
-    char err[ERR_LEN];
-    CU_ASSERT(msg_recv(live, 0, &frame, &r, &lim, &arena, err) == 0 &&
-              r.kind == MSG_KIND_WELCOME);
+    CU_ASSERT(raw_reply(live, &frame, &arena, &r) == 0 && r.kind == MSG_KIND_WELCOME);
     zmq_msg_close(&frame);
     CU_ASSERT(wait_text(&e, "ghost/log", "ghost-loader (pid 1) left before its WELCOME",
                         10));
@@ -468,17 +475,12 @@ static void test_old_loader(void)
         CU_ASSERT_FATAL(wait_text(&e, "old/log", "work endpoint", 20));
         void *ctx = zmq_ctx_new();
         void *s = raw_dealer(ctx, e.work, "old");
-        int timeout = 10000;
-        CU_ASSERT(zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout) == 0);
         raw_hello(s, "old-loader", false);
-        struct msg_limits lim;
-        msg_limits_default(&lim);
         struct msg_arena arena;
         msg_arena_init(&arena);
         zmq_msg_t frame;
         struct msg r;
-        char err[ERR_LEN];
-        CU_ASSERT_FATAL(msg_recv(s, 0, &frame, &r, &lim, &arena, err) == 0);
+        CU_ASSERT_FATAL(raw_reply(s, &frame, &arena, &r) == 0);
         if (k == 0) {
             CU_ASSERT_EQUAL(r.kind, MSG_KIND_REFUSE);
             CU_ASSERT(r.kind == MSG_KIND_REFUSE &&
