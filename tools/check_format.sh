@@ -12,7 +12,7 @@ files=(
   eval/compute/compute.c eval/compute/compute.h
   tools/lejepa_runnet.c tools/lejepa_runnet.h tests/test_cli.c
   tools/lejepa_quiet.c tools/lejepa_quiet.h tests/test_quiet.c
-  tests/test_faults_clients.c
+  tests/test_faults_clients.c tests/test_train_hello.c
   tests/fuzz/fuzz_hub*.c tests/fuzz/fuzz_hub.h
 )
 if ! command -v clang-format >/dev/null; then

@@ -88,7 +88,8 @@ static void hello(struct fuzz_hub *h, struct script *s, int who,
         .software = "lejepa 0.1.0",
         .pid = 4242 + (uint64_t)who,
         .credit = credit,
-        .eval_view = role == MSG_ROLE_LOADER, .has_dataset = role == MSG_ROLE_LOADER,
+        .eval_view = role == MSG_ROLE_LOADER,
+        .has_dataset = role == MSG_ROLE_LOADER,
     };
     if (role == MSG_ROLE_LOADER) {
         m.hello.dataset = dataset;
