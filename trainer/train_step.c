@@ -20,7 +20,7 @@
 static bool eval_view(const struct train_step *st)
 {
     return st->cfg->optim.probe_views == CONFIG_PROBE_VIEWS_EVAL &&
-           train_probe_classes(st->n_classes) > 0;
+        train_probe_classes(st->n_classes) > 0;
 }
 
 static int group_views(const struct train_step *st, int g)
