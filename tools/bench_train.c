@@ -124,6 +124,15 @@ static double fma_peak(void)
 #endif
 }
 
+/* Tensor t of g (an input) filled with N(0, 1) draws from r. */
+static void fill_normal(struct graph *g, int t, struct rng *r)
+{
+    float *x = graph_act(g, t);
+    size_t n = graph_numel(g, t);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)rng_normal(r);
+}
+
 /* What the PyTorch companion measured: its fastest formulation's. */
 struct torch_side {
     double step_s, rss_mb;
@@ -251,7 +260,7 @@ int main(int argc, char **argv)
     char model_json[2048];
     lejepa_config_json(model_json, sizeof model_json, &lc, NULL);
     int have_torch = torch && run_torch(model_json, steps, warmup, threads, &ts) == 0;
-    const double torch_s = ts.step_s;
+    const double torch_s = ts.step_s; /* the ratio's numerator, below */
     if (torch && !have_torch)
         fprintf(stderr, "bench-train: the PyTorch side failed (is python3-torch "
                         "installed? apt-get install python3-torch)\n");
@@ -260,18 +269,10 @@ int main(int argc, char **argv)
         die("%s", err);
     struct rng r;
     rng_init(&r, 1, 2, 3, 4);
-    for (int g = 0; g < m.n_groups; g++) {
-        float *x = lejepa_input(&m, g);
-        size_t n = graph_numel(&m.grp[g].g, m.grp[g].in);
-        for (size_t i = 0; i < n; i++)
-            x[i] = (float)rng_normal(&r);
-    }
-    if (lejepa_probe_input(&m)) {   /* optim.probe_views = eval */
-        float *x = lejepa_probe_input(&m);
-        size_t n = graph_numel(&m.probe.eval->g, m.probe.eval->in);
-        for (size_t i = 0; i < n; i++)
-            x[i] = (float)rng_normal(&r);
-    }
+    for (int g = 0; g < m.n_groups; g++)
+        fill_normal(&m.grp[g].g, m.grp[g].in, &r);
+    if (m.probe.eval)   /* optim.probe_views = eval */
+        fill_normal(&m.probe.eval->g, m.probe.eval->in, &r);
     int32_t *labels = xmalloc((size_t)lc.batch * sizeof *labels);
     for (int i = 0; i < lc.batch; i++)
         labels[i] = (int32_t)rng_below(&r, (uint64_t)classes);
