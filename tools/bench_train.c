@@ -43,7 +43,7 @@ static void usage(FILE *out)
 "  --classes N     online probe classes (default 10)\n"
 "  --no-torch      skip the PyTorch side\n"
 "  --profile       print where the C step's time goes, per layer kind, and\n"
-"                  how much of it is sgemm (the rest: memory passes)\n"
+"                  how much of it is GEMM (the rest: memory passes)\n"
 "  --json          print one JSON object instead of text\n"
 "  --help-config   list every config key\n"
 "  --version       print version, BLAS and threads\n");
@@ -168,8 +168,9 @@ static void print_profile(const struct lejepa *m, double loss_s, double opt_s,
 {
     double graph_total = 0, gemm_total = 0;
     fprintf(stderr, "profile (seconds per step; in brackets the part in "
-                    "sgemm, the rest is memory passes: transforms, im2col, "
-                    "copies, elementwise):\n");
+                    "GEMMs: BLAS sgemm and the Winograd tile products; the "
+                    "rest is memory passes: transforms, im2col, copies, "
+                    "elementwise):\n");
     for (int k = 0; k < GRAPH_N_KINDS; k++) {
         double f = 0, b = 0, gf = 0, gb = 0;
         for (int g = 0; g < m->n_groups; g++) {
@@ -198,7 +199,7 @@ static void print_profile(const struct lejepa *m, double loss_s, double opt_s,
         fprintf(stderr, "  the probe's eval-view forward %.3f [%.3f]\n",
                 f / steps, gf / steps);
     }
-    fprintf(stderr, "  all ops  %.3f, of which sgemm %.3f (%.0f%%)\n",
+    fprintf(stderr, "  all ops  %.3f, of which GEMMs %.3f (%.0f%%)\n",
             graph_total / steps, gemm_total / steps,
             100 * gemm_total / graph_total);
     fprintf(stderr, "  loss, SIGReg, probe, zeroing %.3f\n",

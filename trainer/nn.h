@@ -37,7 +37,8 @@
  * OH = nn_conv2d_out_dim(H, K, stride, pad), OW likewise. */
 
 /* Profiling (bench-train --profile): while nn_gemm_profile is set, every
- * sgemm call of the kernels adds its time to nn_gemm_thread_seconds, in
+ * sgemm call of the kernels and every block of the Winograd tile products
+ * (nn_tilegemm.h) adds its time to nn_gemm_thread_seconds, in
  * thread-seconds (nn_gemm.h), so a profile can split an op's time into
  * GEMM and the memory passes around it. One copy for both kernel builds
  * (nn_isa.c). */

@@ -34,4 +34,20 @@ static inline void nn_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M,
     nn_gemm_thread_seconds += dt;
 }
 
+/* Adds the seconds since t0 of the calling thread's own GEMM-like work
+ * (inside a parallel region) to the profile; t0 from nn_gemm_clock(). */
+static inline double nn_gemm_clock(void)
+{
+    return nn_gemm_profile ? util_time_mono() : 0.0;
+}
+
+static inline void nn_gemm_account(double t0)
+{
+    if (!nn_gemm_profile)
+        return;
+    double dt = util_time_mono() - t0;
+#pragma omp atomic
+    nn_gemm_thread_seconds += dt;
+}
+
 #endif

@@ -14,6 +14,16 @@
  * Matrices are Lavin & Gray's (points 0, -1, 1 for m = 2; 0, +-1, +-2 for
  * m = 4). Each thread runs a slice of the batch start to end, GEMMs
  * included (see NN_MAX_SLICES).
+ *
+ * The products U V (forward) and U^T dYh (input gradient) are fused with
+ * the transforms around them: nn_tilegemm.h's register-blocked kernel
+ * writes a block of TG_ROWS channels x TG_COLS columns for all a*a
+ * matrices into a buffer that stays in the cache, and the output (or
+ * input-gradient) transform reads it from there, so M and dV never go to
+ * memory and nothing is packed per call; the forward pass also cuts the
+ * plane into bands of tile rows so that V stays in L2. The weight
+ * gradient dU = dYh V^T, whose sum runs over all the columns, stays one
+ * BLAS sgemm per matrix and chunk.
  */
 #include "nn_winograd.h"
 
@@ -23,12 +33,20 @@
 
 #include "nn_gemm.h"
 #include "nn_slice.h"
+#include "nn_tilegemm.h"
+#include "nn_wino_tile.h"
 #include "util.h"
 
-#define WINO_MAX_A 6 /* largest patch side a = m + 2 */
-/* Lanes the tile arithmetic works on at once: images of a block, or
- * (oc, c) weight pairs. */
-#define WINO_VL 16
+/* Room the scratch keeps, whatever the build, for the forward pass's
+ * packed weight panels (output channels rounded up to a block of
+ * TG_ROWS) and its column padding (each channel's row of a transformed
+ * chunk rounded up to a block of TG_COLS): the scratch is sized by the
+ * baseline build and used by either. */
+#define WINO_ROW_PAD 16
+#define WINO_COL_PAD 32
+_Static_assert(TG_ROWS <= WINO_ROW_PAD && TG_COLS <= WINO_COL_PAD &&
+                   WINO_COL_PAD % TG_COLS == 0 && TG_COLS % WINO_VL == 0,
+               "nn_tilegemm.h's blocks must fit the scratch's padding");
 
 bool nn_winograd_supports(int H, int W, int K, int stride, int pad)
 {
@@ -91,199 +109,15 @@ size_t nn_winograd_scratch_floats(int B, int C, int H, int W, int OC, int m)
     const size_t nt = wino_work(m, H, W) / nxi;
     const size_t n = (size_t)nn_slice_data_images(
         B, wino_chunk_images(B, C, OC, m, H, W));
-    /* U and dU, then V and M (or Dh) for one chunk split into up to
-     * NN_MAX_SLICES slices, then the other slices' dU copies. */
+    /* U and dU, then V (its rows padded) and M (or Dh) for one chunk
+     * split into up to NN_MAX_SLICES slices, then the other slices' dU
+     * copies, then the packed panels. */
     return nxi * ((1 + NN_MAX_SLICES) * wino_xstride(OC, C) +
-                  (C + OC) * n * nt + 2 * NN_MAX_SLICES * WINO_SKEW);
+                  (C + OC) * n * nt +
+                  NN_MAX_SLICES *
+                      (2 * WINO_SKEW + (size_t)(C + OC) * WINO_COL_PAD) +
+                  (size_t)(OC + WINO_ROW_PAD) * (C + WINO_ROW_PAD));
 }
-
-/* ---- Tile arithmetic on WINO_VL lanes at once, written as fixed-length
- * loops over the lane l so that it compiles to plain vector code (an omp
- * simd loop over images with local tile arrays did not vectorise). A tile
- * of lanes is float[6][6][WINO_VL]; m is a constant wherever these are
- * inlined (always_inline, called with m = 2 or 4 literally). */
-#define WINO_TILE (WINO_MAX_A * WINO_MAX_A * WINO_VL)
-#define WINO_INLINE static inline __attribute__((always_inline))
-#define X(k) x[(k) * xs + l]
-#define Y(k) y[(k) * ys + l]
-
-/* y = B^T x (a -> a). */
-WINO_INLINE void wino_bt(int m, const float *restrict x, size_t xs,
-                         float *restrict y, size_t ys)
-{
-    for (int l = 0; l < WINO_VL; l++) {
-        if (m == 2) {
-            Y(0) = X(0) - X(2);
-            Y(1) = X(1) + X(2);
-            Y(2) = X(2) - X(1);
-            Y(3) = X(1) - X(3);
-            continue;
-        }
-        Y(0) = 4.0f * X(0) - 5.0f * X(2) + X(4);
-        Y(1) = X(3) + X(4) - 4.0f * (X(1) + X(2));
-        Y(2) = X(4) - X(3) + 4.0f * (X(1) - X(2));
-        Y(3) = X(4) - X(2) + 2.0f * (X(3) - X(1));
-        Y(4) = X(4) - X(2) + 2.0f * (X(1) - X(3));
-        Y(5) = 4.0f * X(1) - 5.0f * X(3) + X(5);
-    }
-}
-
-/* y = B x (a -> a), the adjoint of wino_bt. */
-WINO_INLINE void wino_b(int m, const float *restrict x, size_t xs,
-                        float *restrict y, size_t ys)
-{
-    for (int l = 0; l < WINO_VL; l++) {
-        if (m == 2) {
-            Y(0) = X(0);
-            Y(1) = X(1) - X(2) + X(3);
-            Y(2) = X(1) + X(2) - X(0);
-            Y(3) = -X(3);
-            continue;
-        }
-        Y(0) = 4.0f * X(0);
-        Y(1) = 4.0f * (X(2) - X(1) + X(5)) + 2.0f * (X(4) - X(3));
-        Y(2) = -5.0f * X(0) - 4.0f * (X(1) + X(2)) - (X(3) + X(4));
-        Y(3) = X(1) - X(2) + 2.0f * (X(3) - X(4)) - 5.0f * X(5);
-        Y(4) = X(0) + X(1) + X(2) + X(3) + X(4);
-        Y(5) = X(5);
-    }
-}
-
-/* y = A^T x (a -> m). */
-WINO_INLINE void wino_at(int m, const float *restrict x, size_t xs,
-                         float *restrict y, size_t ys)
-{
-    for (int l = 0; l < WINO_VL; l++) {
-        if (m == 2) {
-            Y(0) = X(0) + X(1) + X(2);
-            Y(1) = X(1) - X(2) - X(3);
-            continue;
-        }
-        Y(0) = X(0) + X(1) + X(2) + X(3) + X(4);
-        Y(1) = X(1) - X(2) + 2.0f * (X(3) - X(4));
-        Y(2) = X(1) + X(2) + 4.0f * (X(3) + X(4));
-        Y(3) = X(1) - X(2) + 8.0f * (X(3) - X(4)) + X(5);
-    }
-}
-
-/* y = A x (m -> a), the adjoint of wino_at. */
-WINO_INLINE void wino_a(int m, const float *restrict x, size_t xs,
-                        float *restrict y, size_t ys)
-{
-    for (int l = 0; l < WINO_VL; l++) {
-        if (m == 2) {
-            Y(0) = X(0);
-            Y(1) = X(0) + X(1);
-            Y(2) = X(0) - X(1);
-            Y(3) = -X(1);
-            continue;
-        }
-        Y(0) = X(0);
-        Y(1) = X(0) + X(1) + X(2) + X(3);
-        Y(2) = X(0) - X(1) + X(2) - X(3);
-        Y(3) = X(0) + 2.0f * X(1) + 4.0f * X(2) + 8.0f * X(3);
-        Y(4) = X(0) - 2.0f * X(1) + 4.0f * X(2) - 8.0f * X(3);
-        Y(5) = X(3);
-    }
-}
-
-/* y = G x (3 -> a). */
-WINO_INLINE void wino_g(int m, const float *restrict x, size_t xs,
-                        float *restrict y, size_t ys)
-{
-    for (int l = 0; l < WINO_VL; l++) {
-        if (m == 2) {
-            Y(0) = X(0);
-            Y(1) = 0.5f * (X(0) + X(1) + X(2));
-            Y(2) = 0.5f * (X(0) - X(1) + X(2));
-            Y(3) = X(2);
-            continue;
-        }
-        Y(0) = X(0) / 4.0f;
-        Y(1) = -(X(0) + X(1) + X(2)) / 6.0f;
-        Y(2) = -(X(0) - X(1) + X(2)) / 6.0f;
-        Y(3) = X(0) / 24.0f + X(1) / 12.0f + X(2) / 6.0f;
-        Y(4) = X(0) / 24.0f - X(1) / 12.0f + X(2) / 6.0f;
-        Y(5) = X(2);
-    }
-}
-
-/* y = G^T x (a -> 3), the adjoint of wino_g. */
-WINO_INLINE void wino_gt(int m, const float *restrict x, size_t xs,
-                         float *restrict y, size_t ys)
-{
-    for (int l = 0; l < WINO_VL; l++) {
-        if (m == 2) {
-            Y(0) = X(0) + 0.5f * (X(1) + X(2));
-            Y(1) = 0.5f * (X(1) - X(2));
-            Y(2) = 0.5f * (X(1) + X(2)) + X(3);
-            continue;
-        }
-        Y(0) = X(0) / 4.0f - (X(1) + X(2)) / 6.0f + (X(3) + X(4)) / 24.0f;
-        Y(1) = (X(2) - X(1)) / 6.0f + (X(3) - X(4)) / 12.0f;
-        Y(2) = (X(3) + X(4) - X(1) - X(2)) / 6.0f + X(5);
-    }
-}
-#undef X
-#undef Y
-
-enum wino_op { WINO_BT, WINO_B, WINO_AT, WINO_A, WINO_G, WINO_GT };
-
-WINO_INLINE void wino_1d(enum wino_op op, int m, const float *x, size_t xs,
-                         float *y, size_t ys)
-{
-    switch (op) {
-    case WINO_BT: wino_bt(m, x, xs, y, ys); break;
-    case WINO_B: wino_b(m, x, xs, y, ys); break;
-    case WINO_AT: wino_at(m, x, xs, y, ys); break;
-    case WINO_A: wino_a(m, x, xs, y, ys); break;
-    case WINO_G: wino_g(m, x, xs, y, ys); break;
-    case WINO_GT: wino_gt(m, x, xs, y, ys); break;
-    }
-}
-
-/* y = L x L^T for an nin x nin tile of lanes x to an nout x nout tile y
- * (both float[6][6][WINO_VL]): columns first, then rows. */
-WINO_INLINE void wino_2d(enum wino_op op, int m, int nin, int nout,
-                         const float *x, float *y)
-{
-    const size_t rsz = WINO_MAX_A * WINO_VL;
-    float t[WINO_TILE];
-    for (int c = 0; c < nin; c++)
-        wino_1d(op, m, x + c * WINO_VL, rsz, t + c * WINO_VL, rsz);
-    for (int r = 0; r < nout; r++)
-        wino_1d(op, m, t + r * rsz, WINO_VL, y + r * rsz, WINO_VL);
-}
-
-/* dst[l] = src[l] for the first cnt lanes, 0 for the rest. */
-WINO_INLINE void wino_lanes_load(float *restrict dst, const float *restrict src,
-                                 int cnt)
-{
-    if (cnt == WINO_VL) {
-        for (int l = 0; l < WINO_VL; l++)
-            dst[l] = src[l];
-        return;
-    }
-    for (int l = 0; l < WINO_VL; l++)
-        dst[l] = l < cnt ? src[l] : 0.0f;
-}
-
-/* dst[l] = src[l] (add: +=) for the first cnt lanes. */
-WINO_INLINE void wino_lanes_store(float *restrict dst,
-                                  const float *restrict src, int cnt,
-                                  bool add)
-{
-    if (cnt == WINO_VL) {
-        for (int l = 0; l < WINO_VL; l++)
-            dst[l] = add ? dst[l] + src[l] : src[l];
-        return;
-    }
-    for (int l = 0; l < WINO_VL; l++)
-        if (l < cnt)
-            dst[l] = add ? dst[l] + src[l] : src[l];
-}
-
-#define WINO_AT_RC(t, r, c) ((t) + ((r) * WINO_MAX_A + (c)) * WINO_VL)
 
 /* U_xi[oc][c] = (G g G^T)[k][l], xi = k*a + l, WINO_VL (oc,c) pairs at a
  * time. */
@@ -383,27 +217,30 @@ static int wino_block_images(int n, int npos)
     return nb < n ? nb : n;
 }
 
-/* V = B^T d B per tile into V[xi * vs + t * n + i]. */
+/* V = B^T d B per tile of the tile rows [ty0, ty1) (a band of the plane)
+ * into V[xi * vs + t * n + i], t counted from the band's first tile. */
 WINO_INLINE void wino_input_channel(int m, float *restrict V, size_t vs,
                                     const float *restrict x, // (n,[C],H,W)
-                                    size_t xstride, int n, int H, int W)
+                                    size_t xstride, int n, int H, int W,
+                                    int ty0, int ty1)
 {
-    const int a = m + 2, th = (H + m - 1) / m, tw = (W + m - 1) / m;
-    const int pw = m * tw + 2, npos = (m * th + 2) * pw;
+    const int a = m + 2, tw = (W + m - 1) / m, top = m * ty0 - 1;
+    const int pw = m * tw + 2, npos = (m * (ty1 - ty0) + 2) * pw;
     const int nbm = wino_block_images(n, npos);
+    /* The band's patches read input rows [r0, r1); buf row k holds input
+     * row top + k, and what lies outside the plane stays zero. */
+    const int r0 = top > 0 ? top : 0;
+    const int r1 = m * ty1 + 1 < H ? m * ty1 + 1 : H;
     const size_t cs = nbm, rs = pw * cs;
     float buf[WINO_BUF_FLOATS], p[WINO_TILE], y[WINO_TILE];
     memset(buf, 0, sizeof(float) * npos * nbm);
     for (int i0 = 0; i0 < n; i0 += nbm) {
         const int nb = n - i0 < nbm ? n - i0 : nbm;
         const float *restrict xp = x + i0 * xstride;
-        for (int r = 0; r < H; r++)
-            for (int q = 0; q < W; q++) {
-                float *restrict b = buf + ((r + 1) * pw + q + 1) * cs;
-                for (int j = 0; j < nb; j++)
-                    b[j] = xp[j * xstride + r * W + q];
-            }
-        for (int ty = 0; ty < th; ty++)
+        for (int r = r0; r < r1; r++)
+            wino_rows_to_lanes(buf + ((r - top) * pw + 1) * cs, cs,
+                               xp + r * W, xstride, nb, W);
+        for (int ty = 0; ty < ty1 - ty0; ty++)
             for (int tx = 0; tx < tw; tx++)
                 for (int j0 = 0; j0 < nb; j0 += WINO_VL) {
                     const int cnt = nb - j0 < WINO_VL ? nb - j0 : WINO_VL;
@@ -422,94 +259,8 @@ WINO_INLINE void wino_input_channel(int m, float *restrict V, size_t vs,
     }
 }
 
-/* The adjoint of wino_input_channel: dx += B dV B^T of every tile, the
- * overlapping patches summed in buf, the padding dropped. */
-WINO_INLINE void wino_grad_input_channel(int m,
-                                         float *restrict dx, // (n,[C],H,W)
-                                         size_t xstride,
-                                         const float *restrict dV, size_t vs,
-                                         int n, int H, int W)
-{
-    const int a = m + 2, th = (H + m - 1) / m, tw = (W + m - 1) / m;
-    const int pw = m * tw + 2, npos = (m * th + 2) * pw;
-    const int nbm = wino_block_images(n, npos);
-    const size_t cs = nbm, rs = pw * cs;
-    float buf[WINO_BUF_FLOATS], p[WINO_TILE], y[WINO_TILE];
-    for (int i0 = 0; i0 < n; i0 += nbm) {
-        const int nb = n - i0 < nbm ? n - i0 : nbm;
-        memset(buf, 0, sizeof(float) * npos * nbm);
-        for (int ty = 0; ty < th; ty++)
-            for (int tx = 0; tx < tw; tx++)
-                for (int j0 = 0; j0 < nb; j0 += WINO_VL) {
-                    const int cnt = nb - j0 < WINO_VL ? nb - j0 : WINO_VL;
-                    float *d = buf + (m * ty * pw + m * tx) * cs + j0;
-                    const float *v = dV + (size_t)(ty * tw + tx) * n + i0 + j0;
-                    for (int r = 0; r < a; r++)
-                        for (int c = 0; c < a; c++)
-                            wino_lanes_load(WINO_AT_RC(p, r, c),
-                                            v + (r * a + c) * vs, cnt);
-                    wino_2d(WINO_B, m, a, a, p, y);
-                    for (int r = 0; r < a; r++)
-                        for (int c = 0; c < a; c++)
-                            wino_lanes_store(d + r * rs + c * cs,
-                                             WINO_AT_RC(y, r, c), cnt, true);
-                }
-        /* Image by image: contiguous writes, strided reads from buf. */
-        for (int j = 0; j < nb; j++) {
-            float *restrict dp = dx + (i0 + j) * xstride;
-            for (int r = 0; r < H; r++)
-                for (int q = 0; q < W; q++)
-                    dp[r * W + q] += buf[((r + 1) * pw + q + 1) * cs + j];
-        }
-    }
-}
-
-/* Y = A^T M A per tile, written (=) with the bias added; the part of a
- * partial tile outside the plane is dropped. buf holds the (m th, m tw)
- * output planes of a block. */
-WINO_INLINE void wino_output_channel(int m, float *restrict y, // (n,[OC],H,W)
-                                     size_t ystride, const float *restrict M,
-                                     size_t ms, float bias, int n, int H,
-                                     int W)
-{
-    const int a = m + 2, th = (H + m - 1) / m, tw = (W + m - 1) / m;
-    const int ow = m * tw, nbm = wino_block_images(n, m * th * ow);
-    const size_t cs = nbm, rs = ow * cs;
-    float buf[WINO_BUF_FLOATS], p[WINO_TILE], q[WINO_TILE];
-    for (int i0 = 0; i0 < n; i0 += nbm) {
-        const int nb = n - i0 < nbm ? n - i0 : nbm;
-        for (int ty = 0; ty < th; ty++)
-            for (int tx = 0; tx < tw; tx++)
-                for (int j0 = 0; j0 < nb; j0 += WINO_VL) {
-                    const int cnt = nb - j0 < WINO_VL ? nb - j0 : WINO_VL;
-                    const float *v = M + (size_t)(ty * tw + tx) * n + i0 + j0;
-                    float *o = buf + (m * ty * ow + m * tx) * cs + j0;
-                    for (int r = 0; r < a; r++)
-                        for (int c = 0; c < a; c++)
-                            wino_lanes_load(WINO_AT_RC(p, r, c),
-                                            v + (r * a + c) * ms, cnt);
-                    wino_2d(WINO_AT, m, a, m, p, q);
-                    for (int r = 0; r < m; r++)
-                        for (int c = 0; c < m; c++) {
-                            float *qq = WINO_AT_RC(q, r, c);
-                            for (int l = 0; l < WINO_VL; l++)
-                                qq[l] += bias;
-                            wino_lanes_store(o + r * rs + c * cs, qq, cnt,
-                                             false);
-                        }
-                }
-        /* Image by image: contiguous writes, strided reads from buf. */
-        for (int j = 0; j < nb; j++) {
-            float *restrict yp = y + (i0 + j) * ystride;
-            for (int r = 0; r < H; r++)
-                for (int c = 0; c < W; c++)
-                    yp[r * W + c] = buf[(r * ow + c) * cs + j];
-        }
-    }
-}
-
-/* dYh = A dY A^T per tile (the adjoint of wino_output_channel), dY zero
- * beyond the plane's edge. */
+/* dYh = A dY A^T per tile (the adjoint of the forward pass's output
+ * transform), dY zero beyond the plane's edge. */
 WINO_INLINE void wino_grad_output_channel(int m, float *restrict Dh,
                                           size_t ds,
                                           const float *restrict dy, // (n,[OC],...)
@@ -524,11 +275,8 @@ WINO_INLINE void wino_grad_output_channel(int m, float *restrict Dh,
         const int nb = n - i0 < nbm ? n - i0 : nbm;
         const float *restrict g = dy + i0 * ystride;
         for (int r = 0; r < H; r++)
-            for (int c = 0; c < W; c++) {
-                float *restrict b = buf + (r * ow + c) * cs;
-                for (int j = 0; j < nb; j++)
-                    b[j] = g[j * ystride + r * W + c];
-            }
+            wino_rows_to_lanes(buf + r * ow * cs, cs, g + r * W, ystride, nb,
+                               W);
         for (int ty = 0; ty < th; ty++)
             for (int tx = 0; tx < tw; tx++)
                 for (int j0 = 0; j0 < nb; j0 += WINO_VL) {
@@ -548,17 +296,21 @@ WINO_INLINE void wino_grad_output_channel(int m, float *restrict Dh,
     }
 }
 
-/* V (a*a, C, n*T) of a chunk of n images, by the calling thread. */
+/* V (a*a, C, n*T) of a chunk of n images, tile rows [ty0, ty1) (T tiles
+ * per image in that band), by the calling thread. */
 static void wino_chunk_input(int m, float *restrict V, size_t vs,
                              const float *restrict inp, // (n,C,H,W)
-                             int n, int C, int H, int W, size_t P)
+                             int n, int C, int H, int W, size_t ld, int ty0,
+                             int ty1)
 {
     const size_t chw = (size_t)C * H * W, hw = (size_t)H * W;
     for (int c = 0; c < C; c++) {
         if (m == 2)
-            wino_input_channel(2, V + c * P, vs, inp + c * hw, chw, n, H, W);
+            wino_input_channel(2, V + c * ld, vs, inp + c * hw, chw, n, H, W,
+                               ty0, ty1);
         else
-            wino_input_channel(4, V + c * P, vs, inp + c * hw, chw, n, H, W);
+            wino_input_channel(4, V + c * ld, vs, inp + c * hw, chw, n, H, W,
+                               ty0, ty1);
     }
 }
 
@@ -569,7 +321,15 @@ struct wino_plan {
     int m, nxi, ns, ct;
     size_t T, hw, us, slice_floats;
     float *U, *dU, *data, *dUk; /* dUk: the dU copies of threads 1.. */
+    float *Up; /* U's packed panels (forward) or U^T's (backward) */
 };
+
+/* A chunk's row length (floats between channels of one a*a matrix):
+ * its P columns rounded up to whole tile-product blocks. */
+static size_t wino_row_floats(size_t P)
+{
+    return (P + TG_COLS - 1) / TG_COLS * TG_COLS;
+}
 
 static struct wino_plan wino_plan_make(float *scratch, int B, int C, int H,
                                        int W, int OC, int m)
@@ -587,15 +347,183 @@ static struct wino_plan wino_plan_make(float *scratch, int B, int C, int H,
         p.ct -= p.ct % WINO_VL;
     if (p.ct < 1)
         p.ct = 1;
-    p.slice_floats = p.nxi * (wino_xstride(C, p.ct * p.T) +
-                              wino_xstride(OC, p.ct * p.T));
+    p.slice_floats =
+        p.nxi * (wino_xstride(C, p.ct * p.T + WINO_COL_PAD) +
+                 wino_xstride(OC, p.ct * p.T + WINO_COL_PAD));
     p.U = scratch;
     p.dU = p.U + p.nxi * p.us;
     p.data = p.dU + p.nxi * p.us;
     const size_t images = (size_t)nn_slice_data_images(B, chunk);
     p.dUk = p.data + p.nxi * ((C + OC) * images * p.T +
-                              2 * NN_MAX_SLICES * WINO_SKEW);
+                              NN_MAX_SLICES * (2 * WINO_SKEW +
+                                               (size_t)(C + OC) *
+                                                   WINO_COL_PAD));
+    p.Up = p.dUk + (size_t)(NN_MAX_SLICES - 1) * p.nxi * p.us;
     return p;
+}
+
+/* The panels nn_tilegemm.h broadcasts, of U (OC,C) per matrix xi for the
+ * forward pass (out = OC, sum over C) or of U^T for the input gradient
+ * (transpose; out = C, sum over OC): per block of TG_ROWS outputs, the
+ * rows of the sum, TG_ROWS values each (zero past the last output),
+ *   Up[((xi * nob + ob) * nsum + k) * TG_ROWS + r] = U_xi[o][k] or [k][o],
+ * o = ob * TG_ROWS + r. */
+static void wino_pack_panels(float *restrict Up, const float *restrict U,
+                             size_t us, int nxi, int OC, int C,
+                             bool transpose)
+{
+    const int nout = transpose ? C : OC, nsum = transpose ? OC : C;
+    const size_t so = transpose ? 1 : (size_t)C, sk = transpose ? C : 1;
+    const int nob = tg_row_blocks(nout);
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < nxi * nob; j++) {
+        const int xi = j / nob, ob = j % nob;
+        float *restrict dst = Up + (size_t)j * nsum * TG_ROWS;
+        for (int r = 0; r < TG_ROWS; r++) {
+            const int o = ob * TG_ROWS + r;
+            const float *src = U + xi * us + o * so;
+            for (int k = 0; k < nsum; k++)
+                dst[k * TG_ROWS + r] = o < nout ? src[k * sk] : 0.0f;
+        }
+    }
+}
+
+/* The a*a tile products of one block of TG_ROWS outputs (panel block ob of
+ * nob, sums over nsum rows) and the TG_COLS columns at X + p0 (rows ld
+ * apart, matrices xs apart) into mb[xi][r][j]. */
+WINO_INLINE void wino_block_products(int nxi, float *restrict mb,
+                                     const float *restrict Up, int nob,
+                                     int ob, int nsum, const float *X,
+                                     size_t xs, size_t ld, size_t p0)
+{
+    const double t0 = nn_gemm_clock();
+    for (int xi = 0; xi < nxi; xi++)
+        tg_product(mb + xi * TG_ROWS * TG_COLS,
+                   Up + ((size_t)xi * nob + ob) * nsum * TG_ROWS,
+                   X + xi * xs + p0, ld, nsum);
+    nn_gemm_account(t0);
+}
+
+/* Tile of lanes pt (float[6][6][WINO_VL]) from row r, lanes g.. of the
+ * block products mb. */
+WINO_INLINE void wino_block_tile(int a, float *restrict pt,
+                                 const float *restrict mb, int r, int g)
+{
+    for (int xi = 0; xi < a * a; xi++)
+        wino_lanes_load(WINO_AT_RC(pt, xi / a, xi % a),
+                        mb + xi * TG_ROWS * TG_COLS + r * TG_COLS + g,
+                        WINO_VL);
+}
+
+/* The lanes of columns p0 + g.. that exist among P. */
+static inline int wino_block_lanes(size_t P, size_t p0, int g)
+{
+    return P - p0 - g < WINO_VL ? (int)(P - p0 - g) : WINO_VL;
+}
+
+/* Y = A^T (U V) A for a chunk's P columns (rows ld apart in V), a block
+ * of TG_COLS columns and TG_ROWS output channels at a time: the a*a
+ * products of a block stay in mb, in the cache, where the output
+ * transform reads them, so M never goes to memory. */
+WINO_INLINE void wino_chunk_output(int m, float *restrict y, // (n,OC,H,W)
+                                   const float *restrict V, size_t vs,
+                                   size_t ld, const float *restrict Up,
+                                   const float *bias, int n, int C, int OC,
+                                   int H, int W, size_t P, size_t pbase)
+{
+    const int a = m + 2, nob = tg_row_blocks(OC);
+    const size_t hw = (size_t)H * W;
+    float mb[WINO_MAX_A * WINO_MAX_A * TG_ROWS * TG_COLS]
+        __attribute__((aligned(64)));
+    float pt[WINO_TILE], q[WINO_TILE];
+    for (size_t p0 = 0; p0 < P; p0 += TG_COLS)
+        for (int ob = 0; ob < nob; ob++) {
+            wino_block_products(a * a, mb, Up, nob, ob, C, V, vs, ld, p0);
+            for (int r = 0; r < TG_ROWS && ob * TG_ROWS + r < OC; r++) {
+                const int oc = ob * TG_ROWS + r;
+                for (int g = 0; g < TG_COLS && p0 + g < P; g += WINO_VL) {
+                    wino_block_tile(a, pt, mb, r, g);
+                    wino_2d(WINO_AT, m, a, m, pt, q);
+                    wino_store_tiles(m, y + oc * hw, OC * hw, q,
+                                     bias ? bias[oc] : 0.0f, pbase + p0 + g,
+                                     wino_block_lanes(P, p0, g), n, H, W);
+                }
+            }
+        }
+}
+
+/* dx += B (U^T Dh) B^T over the chunk's patches, the adjoint of
+ * wino_chunk_input with the product fused in like wino_chunk_output:
+ * Upt holds U^T's panels, Dh the transformed output gradient (rows ld
+ * apart). */
+WINO_INLINE void wino_chunk_grad_input(int m, float *restrict dx, // (n,C,H,W)
+                                       const float *restrict Dh, size_t ds,
+                                       size_t ld, const float *restrict Upt,
+                                       int n, int C, int OC, int H, int W,
+                                       size_t P)
+{
+    const int a = m + 2, nob = tg_row_blocks(C);
+    const size_t hw = (size_t)H * W;
+    float mb[WINO_MAX_A * WINO_MAX_A * TG_ROWS * TG_COLS]
+        __attribute__((aligned(64)));
+    float pt[WINO_TILE], q[WINO_TILE];
+    for (size_t p0 = 0; p0 < P; p0 += TG_COLS)
+        for (int ob = 0; ob < nob; ob++) {
+            wino_block_products(a * a, mb, Upt, nob, ob, OC, Dh, ds, ld, p0);
+            for (int r = 0; r < TG_ROWS && ob * TG_ROWS + r < C; r++) {
+                const int c = ob * TG_ROWS + r;
+                for (int g = 0; g < TG_COLS && p0 + g < P; g += WINO_VL) {
+                    wino_block_tile(a, pt, mb, r, g);
+                    wino_2d(WINO_B, m, a, a, pt, q);
+                    wino_add_patches(m, dx + c * hw, C * hw, q, p0 + g,
+                                     wino_block_lanes(P, p0, g), n, H, W);
+                }
+            }
+        }
+}
+
+/* Zeroes columns P..ld of every row (nxi matrices xs apart, rows ld
+ * apart): the tile products read them into lanes that are never stored,
+ * and nothing uninitialised should be read. */
+static void wino_zero_padding(float *X, size_t xs, int nxi, int rows,
+                              size_t ld, size_t P)
+{
+    if (ld > P)
+        for (int xi = 0; xi < nxi; xi++)
+            for (int r = 0; r < rows; r++)
+                memset(X + xi * xs + r * ld + P, 0, (ld - P) * sizeof(float));
+}
+
+/* The forward pass works on chunks of up to WINO_FWD_IMAGES images (two
+ * blocks of tile-product columns, so that 1-tile planes fill them) and
+ * on bands of whole tile rows whose transformed input, a*a C values per
+ * tile and image, stays under WINO_BAND_FLOATS (in L2): the band's
+ * transform, products and output transform then run in the cache. Both
+ * measured on the bench ResNet's layers (tools/bench_nn_conv): 16 images
+ * or a 2x larger or smaller band cost 6-25% more. */
+#define WINO_FWD_IMAGES 32
+#define WINO_BAND_FLOATS ((size_t)1 << 17)
+
+/* Forward of images [b0, b0 + n), tile rows [ty0, ty1), by the calling
+ * thread with its buffer V. */
+static void wino_forward_band(const struct wino_plan *p, float *V,
+                              float *out, const float *inp,
+                              const float *bias, int b0, int n, int ty0,
+                              int ty1, int C, int H, int W, int OC)
+{
+    const int m = p->m, tw = (W + m - 1) / m;
+    const size_t P = (size_t)n * tw * (ty1 - ty0), ld = wino_row_floats(P);
+    const size_t vs = wino_xstride(C, ld), pbase = (size_t)ty0 * tw * n;
+    wino_chunk_input(m, V, vs, inp + (size_t)b0 * C * p->hw, n, C, H, W, ld,
+                     ty0, ty1);
+    wino_zero_padding(V, vs, p->nxi, C, ld, P);
+    float *o = out + (size_t)b0 * OC * p->hw;
+    if (m == 2)
+        wino_chunk_output(2, o, V, vs, ld, p->Up, bias, n, C, OC, H, W, P,
+                          pbase);
+    else
+        wino_chunk_output(4, o, V, vs, ld, p->Up, bias, n, C, OC, H, W, P,
+                          pbase);
 }
 
 void nn_winograd_forward(float *out, const float *inp, const float *weight,
@@ -603,42 +531,30 @@ void nn_winograd_forward(float *out, const float *inp, const float *weight,
                          int H, int W, int OC, int m)
 {
     const struct wino_plan p = wino_plan_make(scratch, B, C, H, W, OC, m);
-    const int nxi = p.nxi;
-    const size_t hw = p.hw, us = p.us;
     wino_weight_transform(m, p.U, weight, OC, C);
+    wino_pack_panels(p.Up, p.U, p.us, p.nxi, OC, C, false);
+    const int th = (H + m - 1) / m, tw = (W + m - 1) / m;
+    const int nf = p.ct < WINO_FWD_IMAGES ? p.ct : WINO_FWD_IMAGES;
 #pragma omp parallel num_threads(p.ns)
     {
         float *V = p.data + omp_get_thread_num() * p.slice_floats;
-        float *M = V + nxi * wino_xstride(C, p.ct * p.T); // (a*a,OC,n*T)
         int lo, hi;
         nn_my_slice(B, &lo, &hi);
-        for (int b0 = lo; b0 < hi; b0 += p.ct) {
-            const int n = hi - b0 < p.ct ? hi - b0 : p.ct;
-            const size_t P = (size_t)n * p.T;
-            const size_t vs = wino_xstride(C, P), ms = wino_xstride(OC, P);
-            wino_chunk_input(m, V, vs, inp + (size_t)b0 * C * hw, n, C, H, W,
-                             P);
-            for (int xi = 0; xi < nxi; xi++)
-                nn_sgemm(CblasNoTrans, CblasNoTrans, OC,
-                         (int)P, C, 1.0f, p.U + xi * us, C, V + xi * vs,
-                         (int)P, 0.0f, M + xi * ms, (int)P);
-            float *o = out + (size_t)b0 * OC * hw;
-            for (int oc = 0; oc < OC; oc++) {
-                const float bv = bias ? bias[oc] : 0.0f;
-                if (m == 2)
-                    wino_output_channel(2, o + oc * hw, OC * hw, M + oc * P,
-                                        ms, bv, n, H, W);
-                else
-                    wino_output_channel(4, o + oc * hw, OC * hw, M + oc * P,
-                                        ms, bv, n, H, W);
-            }
+        for (int b0 = lo; b0 < hi; b0 += nf) {
+            const int n = hi - b0 < nf ? hi - b0 : nf;
+            size_t rows = WINO_BAND_FLOATS / ((size_t)p.nxi * C * n * tw);
+            const int band = rows < 1 ? 1 : rows > (size_t)th ? th : (int)rows;
+            for (int ty0 = 0; ty0 < th; ty0 += band)
+                wino_forward_band(&p, V, out, inp, bias, b0, n, ty0,
+                                  th - ty0 < band ? th : ty0 + band, C, H, W,
+                                  OC);
         }
     }
 }
 
 /* Backward of images [b0, b0 + n) by the calling thread, with its buffers
  * V and Dh: dU = (add when accumulate) their dU, dinp += their input
- * gradient. */
+ * gradient (U^T's panels in p->Up). */
 static void wino_backward_chunk(const struct wino_plan *p, float *dU,
                                 float *V, float *Dh, bool accumulate,
                                 float *dinp, const float *dout,
@@ -647,39 +563,31 @@ static void wino_backward_chunk(const struct wino_plan *p, float *dU,
 {
     const int m = p->m, nxi = p->nxi;
     const size_t hw = p->hw, us = p->us;
-    const size_t P = (size_t)n * p->T;
-    const size_t vs = wino_xstride(C, P), ds = wino_xstride(OC, P);
-    wino_chunk_input(m, V, vs, inp + (size_t)b0 * C * hw, n, C, H, W, P);
+    const size_t P = (size_t)n * p->T, ld = wino_row_floats(P);
+    const size_t vs = wino_xstride(C, ld), ds = wino_xstride(OC, ld);
+    wino_chunk_input(m, V, vs, inp + (size_t)b0 * C * hw, n, C, H, W, ld, 0,
+                     (H + m - 1) / m);
     const float *g = dout + (size_t)b0 * OC * hw;
     for (int oc = 0; oc < OC; oc++) {
         if (m == 2)
-            wino_grad_output_channel(2, Dh + oc * P, ds, g + oc * hw, OC * hw,
-                                     n, H, W);
+            wino_grad_output_channel(2, Dh + oc * ld, ds, g + oc * hw,
+                                     OC * hw, n, H, W);
         else
-            wino_grad_output_channel(4, Dh + oc * P, ds, g + oc * hw, OC * hw,
-                                     n, H, W);
+            wino_grad_output_channel(4, Dh + oc * ld, ds, g + oc * hw,
+                                     OC * hw, n, H, W);
     }
-    /* dV_xi overwrites V_xi once the dU_xi GEMM has read it. */
-    for (int xi = 0; xi < nxi; xi++) {
-        nn_sgemm(CblasNoTrans, CblasTrans, OC, C, (int)P,
-                 1.0f, Dh + xi * ds, (int)P, V + xi * vs, (int)P,
+    for (int xi = 0; xi < nxi; xi++)
+        nn_sgemm(CblasNoTrans, CblasTrans, OC, C, (int)P, 1.0f,
+                 Dh + xi * ds, (int)ld, V + xi * vs, (int)ld,
                  accumulate ? 1.0f : 0.0f, dU + xi * us, C);
-        if (dinp)
-            nn_sgemm(CblasTrans, CblasNoTrans, C, (int)P,
-                     OC, 1.0f, p->U + xi * us, C, Dh + xi * ds, (int)P,
-                     0.0f, V + xi * vs, (int)P);
-    }
     if (!dinp)
         return;
+    wino_zero_padding(Dh, ds, nxi, OC, ld, P);
     float *dx = dinp + (size_t)b0 * C * hw;
-    for (int c = 0; c < C; c++) {
-        if (m == 2)
-            wino_grad_input_channel(2, dx + c * hw, C * hw, V + c * P, vs, n,
-                                    H, W);
-        else
-            wino_grad_input_channel(4, dx + c * hw, C * hw, V + c * P, vs, n,
-                                    H, W);
-    }
+    if (m == 2)
+        wino_chunk_grad_input(2, dx, Dh, ds, ld, p->Up, n, C, OC, H, W, P);
+    else
+        wino_chunk_grad_input(4, dx, Dh, ds, ld, p->Up, n, C, OC, H, W, P);
 }
 
 void nn_winograd_backward(float *dinp, float *dweight, const float *dout,
@@ -689,14 +597,16 @@ void nn_winograd_backward(float *dinp, float *dweight, const float *dout,
 {
     const struct wino_plan p = wino_plan_make(scratch, B, C, H, W, OC, m);
     const size_t dus = (size_t)p.nxi * p.us;
-    if (dinp)
+    if (dinp) {
         wino_weight_transform(m, p.U, weight, OC, C);
+        wino_pack_panels(p.Up, p.U, p.us, p.nxi, OC, C, true);
+    }
 #pragma omp parallel num_threads(p.ns)
     {
         const int k = omp_get_thread_num();
         float *dU = k ? p.dUk + (k - 1) * dus : p.dU;        // (a*a,OC,C)
         float *V = p.data + k * p.slice_floats;              // (a*a,C,n*T)
-        float *Dh = V + p.nxi * wino_xstride(C, p.ct * p.T); // (a*a,OC,n*T)
+        float *Dh = V + p.nxi * wino_xstride(C, p.ct * p.T + WINO_COL_PAD);
         int lo, hi;
         nn_my_slice(B, &lo, &hi);
         for (int b0 = lo; b0 < hi; b0 += p.ct) {
