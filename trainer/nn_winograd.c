@@ -109,48 +109,81 @@ size_t nn_winograd_scratch_floats(int B, int C, int H, int W, int OC, int m)
     const size_t nt = wino_work(m, H, W) / nxi;
     const size_t n = (size_t)nn_slice_data_images(
         B, wino_chunk_images(B, C, OC, m, H, W));
-    /* U and dU, then V (its rows padded) and M (or Dh) for one chunk
-     * split into up to NN_MAX_SLICES slices, then the other slices' dU
-     * copies, then the packed panels. */
-    return nxi * ((1 + NN_MAX_SLICES) * wino_xstride(OC, C) +
+    /* dU, then V (its rows padded) and Dh for one chunk split into up
+     * to NN_MAX_SLICES slices, then the other slices' dU copies, then
+     * the packed panels. */
+    return nxi * (NN_MAX_SLICES * wino_xstride(OC, C) +
                   (C + OC) * n * nt +
                   NN_MAX_SLICES *
                       (2 * WINO_SKEW + (size_t)(C + OC) * WINO_COL_PAD) +
                   (size_t)(OC + WINO_ROW_PAD) * (C + WINO_ROW_PAD));
 }
 
-/* U_xi[oc][c] = (G g G^T)[k][l], xi = k*a + l, WINO_VL (oc,c) pairs at a
- * time. */
-WINO_INLINE void wino_weight_block(int m, float *restrict U, size_t us,
-                                   const float *restrict weight, // (OC*C,9)
-                                   size_t j0, int cnt)
+/* The panels nn_tilegemm.h broadcasts, of U_xi = (G g G^T)[k][l] (xi =
+ * k*a + l) for the forward pass (outputs o = oc, sums over s = c) or of
+ * U^T for the input gradient (transpose: o = c, s = oc): per matrix and
+ * block of TG_ROWS outputs, the rows of the sum, TG_ROWS values each,
+ *   Up[((xi * nob + o / TG_ROWS) * nsum + s) * TG_ROWS + o % TG_ROWS],
+ * zero past the last output. Written straight from the weights, WINO_VL
+ * consecutive input channels c (contiguous weights) at a time. */
+struct wino_panels {
+    float *Up;
+    int nob, nsum, C;
+    bool transpose;
+};
+
+static inline size_t wino_panel_at(const struct wino_panels *pp, int xi,
+                                   int oc, int c)
 {
-    const int a = m + 2;
+    const int o = pp->transpose ? c : oc, s = pp->transpose ? oc : c;
+    return (((size_t)xi * pp->nob + o / TG_ROWS) * pp->nsum + s) * TG_ROWS +
+           o % TG_ROWS;
+}
+
+WINO_INLINE void wino_panel_block(int m, const struct wino_panels *pp,
+                                  const float *restrict weight, int oc,
+                                  int c0)
+{
+    const int a = m + 2, C = pp->C;
+    const int cnt = C - c0 < WINO_VL ? C - c0 : WINO_VL;
+    const float *w = weight + ((size_t)oc * C + c0) * 9;
     float x[WINO_TILE], y[WINO_TILE];
     for (int r = 0; r < 3; r++)
         for (int c = 0; c < 3; c++)
             for (int l = 0; l < WINO_VL; l++)
-                WINO_AT_RC(x, r, c)[l] =
-                    l < cnt ? weight[(j0 + l) * 9 + 3 * r + c] : 0.0f;
+                WINO_AT_RC(x, r, c)[l] = l < cnt ? w[l * 9 + 3 * r + c] : 0.0f;
     wino_2d(WINO_G, m, 3, a, x, y);
-    for (int r = 0; r < a; r++)
-        for (int c = 0; c < a; c++)
-            wino_lanes_store(U + (r * a + c) * us + j0, WINO_AT_RC(y, r, c),
-                             cnt, false);
+    for (int xi = 0; xi < a * a; xi++)
+        for (int l = 0; l < cnt; l++)
+            pp->Up[wino_panel_at(pp, xi, oc, c0 + l)] =
+                WINO_AT_RC(y, xi / a, xi % a)[l];
 }
 
-static void wino_weight_transform(int m, float *restrict U, // (a*a,OC,C)
-                                  const float *restrict weight, // (OC,C,3,3)
-                                  int OC, int C)
+static void wino_weight_panels(int m, float *restrict Up,
+                               const float *restrict weight, // (OC,C,3,3)
+                               int OC, int C, bool transpose)
 {
-    const size_t plane = (size_t)OC * C, us = wino_xstride(OC, C);
-#pragma omp parallel for schedule(static)
-    for (size_t j0 = 0; j0 < plane; j0 += WINO_VL) {
-        const int cnt = plane - j0 < WINO_VL ? (int)(plane - j0) : WINO_VL;
-        if (m == 2)
-            wino_weight_block(2, U, us, weight, j0, cnt);
-        else
-            wino_weight_block(4, U, us, weight, j0, cnt);
+    const int nout = transpose ? C : OC, nsum = transpose ? OC : C;
+    const struct wino_panels pp = {.Up = Up, .nob = tg_row_blocks(nout),
+                                   .nsum = nsum, .C = C,
+                                   .transpose = transpose};
+    const int nxi = (m + 2) * (m + 2), ng = (C + WINO_VL - 1) / WINO_VL;
+#pragma omp parallel
+    {
+#pragma omp for schedule(static) nowait
+        for (int j = 0; j < OC * ng; j++) {
+            if (m == 2)
+                wino_panel_block(2, &pp, weight, j / ng, j % ng * WINO_VL);
+            else
+                wino_panel_block(4, &pp, weight, j / ng, j % ng * WINO_VL);
+        }
+        /* The last block's outputs past nout weigh zero. */
+#pragma omp for schedule(static)
+        for (int xi = 0; xi < nxi; xi++)
+            for (int s = 0; s < nsum; s++)
+                for (int o = nout; o < pp.nob * TG_ROWS; o++)
+                    Up[wino_panel_at(&pp, xi, transpose ? s : o,
+                                     transpose ? o : s)] = 0.0f;
     }
 }
 
@@ -320,7 +353,7 @@ static void wino_chunk_input(int m, float *restrict V, size_t vs,
 struct wino_plan {
     int m, nxi, ns, ct;
     size_t T, hw, us, slice_floats;
-    float *U, *dU, *data, *dUk; /* dUk: the dU copies of threads 1.. */
+    float *dU, *data, *dUk; /* dUk: the dU copies of threads 1.. */
     float *Up; /* U's packed panels (forward) or U^T's (backward) */
 };
 
@@ -350,8 +383,7 @@ static struct wino_plan wino_plan_make(float *scratch, int B, int C, int H,
     p.slice_floats =
         p.nxi * (wino_xstride(C, p.ct * p.T + WINO_COL_PAD) +
                  wino_xstride(OC, p.ct * p.T + WINO_COL_PAD));
-    p.U = scratch;
-    p.dU = p.U + p.nxi * p.us;
+    p.dU = scratch;
     p.data = p.dU + p.nxi * p.us;
     const size_t images = (size_t)nn_slice_data_images(B, chunk);
     p.dUk = p.data + p.nxi * ((C + OC) * images * p.T +
@@ -360,32 +392,6 @@ static struct wino_plan wino_plan_make(float *scratch, int B, int C, int H,
                                                    WINO_COL_PAD));
     p.Up = p.dUk + (size_t)(NN_MAX_SLICES - 1) * p.nxi * p.us;
     return p;
-}
-
-/* The panels nn_tilegemm.h broadcasts, of U (OC,C) per matrix xi for the
- * forward pass (out = OC, sum over C) or of U^T for the input gradient
- * (transpose; out = C, sum over OC): per block of TG_ROWS outputs, the
- * rows of the sum, TG_ROWS values each (zero past the last output),
- *   Up[((xi * nob + ob) * nsum + k) * TG_ROWS + r] = U_xi[o][k] or [k][o],
- * o = ob * TG_ROWS + r. */
-static void wino_pack_panels(float *restrict Up, const float *restrict U,
-                             size_t us, int nxi, int OC, int C,
-                             bool transpose)
-{
-    const int nout = transpose ? C : OC, nsum = transpose ? OC : C;
-    const size_t so = transpose ? 1 : (size_t)C, sk = transpose ? C : 1;
-    const int nob = tg_row_blocks(nout);
-#pragma omp parallel for schedule(static)
-    for (int j = 0; j < nxi * nob; j++) {
-        const int xi = j / nob, ob = j % nob;
-        float *restrict dst = Up + (size_t)j * nsum * TG_ROWS;
-        for (int r = 0; r < TG_ROWS; r++) {
-            const int o = ob * TG_ROWS + r;
-            const float *src = U + xi * us + o * so;
-            for (int k = 0; k < nsum; k++)
-                dst[k * TG_ROWS + r] = o < nout ? src[k * sk] : 0.0f;
-        }
-    }
 }
 
 /* The a*a tile products of one block of TG_ROWS outputs (panel block ob of
@@ -531,8 +537,7 @@ void nn_winograd_forward(float *out, const float *inp, const float *weight,
                          int H, int W, int OC, int m)
 {
     const struct wino_plan p = wino_plan_make(scratch, B, C, H, W, OC, m);
-    wino_weight_transform(m, p.U, weight, OC, C);
-    wino_pack_panels(p.Up, p.U, p.us, p.nxi, OC, C, false);
+    wino_weight_panels(m, p.Up, weight, OC, C, false);
     const int th = (H + m - 1) / m, tw = (W + m - 1) / m;
     const int nf = p.ct < WINO_FWD_IMAGES ? p.ct : WINO_FWD_IMAGES;
 #pragma omp parallel num_threads(p.ns)
@@ -597,10 +602,8 @@ void nn_winograd_backward(float *dinp, float *dweight, const float *dout,
 {
     const struct wino_plan p = wino_plan_make(scratch, B, C, H, W, OC, m);
     const size_t dus = (size_t)p.nxi * p.us;
-    if (dinp) {
-        wino_weight_transform(m, p.U, weight, OC, C);
-        wino_pack_panels(p.Up, p.U, p.us, p.nxi, OC, C, true);
-    }
+    if (dinp)
+        wino_weight_panels(m, p.Up, weight, OC, C, true);
 #pragma omp parallel num_threads(p.ns)
     {
         const int k = omp_get_thread_num();
