@@ -12,21 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench_random.h"
 #include "nn.h"
 #include "nn_isa.h"
 #include "util.h"
-
-/* n floats uniform in [-1, 1); the caller frees with util_free_aligned. */
-static float *bench_random(size_t n, uint32_t seed)
-{
-    float *x = xmalloc_aligned(sizeof(float) * (n ? n : 1));
-    uint32_t s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        x[i] = (float)(s >> 8) / (float)(1u << 23) - 1.0f;
-    }
-    return x;
-}
 
 /* One layer: returns forward + backward seconds (best of 5 each). */
 static double bench_layer(int B, int C, int H, int OC, int K, int stride)
@@ -34,10 +23,10 @@ static double bench_layer(int B, int C, int H, int OC, int K, int stride)
     const int pad = K / 2, OH = (H + 2 * pad - K) / stride + 1;
     const size_t nx = (size_t)B * C * H * H, ny = (size_t)B * OC * OH * OH;
     const size_t nw = (size_t)OC * C * K * K;
-    float *x = bench_random(nx, 1), *dx = bench_random(nx, 2);
-    float *w = bench_random(nw, 3), *dw = bench_random(nw, 4);
-    float *g = bench_random(ny, 5), *y = bench_random(ny, 6);
-    float *scratch = bench_random(
+    float *x = bench_alloc_random(nx, 1), *dx = bench_alloc_random(nx, 2);
+    float *w = bench_alloc_random(nw, 3), *dw = bench_alloc_random(nw, 4);
+    float *g = bench_alloc_random(ny, 5), *y = bench_alloc_random(ny, 6);
+    float *scratch = bench_alloc_random(
         nn_conv2d_scratch_floats(B, C, H, H, OC, K, stride, pad), 7);
     double tf = 1e9, tb = 1e9;
     for (int rep = 0; rep < 5; rep++) {

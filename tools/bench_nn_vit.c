@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_random.h"
 #include "nn_vit.h"
 #include "util.h"
 
@@ -21,27 +22,17 @@ static double bench_now(void)
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-/* n floats uniform in [-1, 1); the caller frees with free(). */
-static float *bench_alloc_random(size_t n, uint32_t seed)
-{
-    float *x = xmalloc(sizeof(float) * (n ? n : 1));
-    uint32_t s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        x[i] = (float)(s >> 8) / (float)(1u << 23) - 1.0f;
-    }
-    return x;
-}
-
 static void bench_attention(int B, int T)
 {
     const int NH = 3, HD = 64, D = NH * HD;
     const size_t nq = (size_t)B * T * 3 * D, no = (size_t)B * T * D;
     const size_t na = (size_t)B * NH * T * T;
     float *qkv = bench_alloc_random(nq, 1), *g = bench_alloc_random(no, 2);
-    float *dq = bench_alloc_random(nq, 3), *o = xmalloc(sizeof(float) * no);
-    float *a = xmalloc(sizeof(float) * na);
-    float *scratch = xmalloc(sizeof(float) * nn_attention_scratch_floats(T, HD));
+    float *dq = bench_alloc_random(nq, 3);
+    float *o = xmalloc_aligned(sizeof(float) * no);
+    float *a = xmalloc_aligned(sizeof(float) * na);
+    float *scratch =
+        xmalloc_aligned(sizeof(float) * nn_attention_scratch_floats(T, HD));
     double tf = 1e9, tb = 1e9;
     for (int rep = 0; rep < 3; rep++) {
         double t0 = bench_now();
@@ -57,7 +48,9 @@ static void bench_attention(int B, int T)
            "backward %.1f ms (%.0f GFLOP/s), att %.1f MB\n", B, T, NH, HD,
            tf * 1e3, flops / tf / 1e9, tb * 1e3, 2 * flops / tb / 1e9,
            na * 4.0 / 1e6);
-    free(qkv), free(g), free(dq), free(o), free(a), free(scratch);
+    float *bufs[] = {qkv, g, dq, o, a, scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        util_free_aligned(bufs[i]);
 }
 
 static void bench_patch(int B, int HW)
@@ -72,10 +65,10 @@ static void bench_patch(int B, int HW)
     float *cls = bench_alloc_random(D, 10), *dc = bench_alloc_random(D, 11);
     float *pos = bench_alloc_random(npos, 12);
     float *dpos = bench_alloc_random(npos, 13);
-    float *out = xmalloc(sizeof(float) * B * T * D);
+    float *out = xmalloc_aligned(sizeof(float) * B * T * D);
     float *g = bench_alloc_random((size_t)B * T * D, 14);
-    float *patches = xmalloc(sizeof(float) * B * T * K);
-    float *scratch = xmalloc(
+    float *patches = xmalloc_aligned(sizeof(float) * B * T * K);
+    float *scratch = xmalloc_aligned(
         sizeof(float) * nn_patch_embed_scratch_floats(B, C, HW, HW, P, D));
     double tf = 1e9, tb = 1e9;
     for (int rep = 0; rep < 3; rep++) {
@@ -92,9 +85,10 @@ static void bench_patch(int B, int HW)
     printf("patch embed B=%d %dx%d px -> %dx%d tokens + CLS, D=%d: forward "
            "%.1f ms, backward (with dinp) %.1f ms\n", B, HW, HW, G, G, D,
            tf * 1e3, tb * 1e3);
-    free(x), free(dx), free(w), free(dw), free(bias), free(db), free(cls);
-    free(dc), free(pos), free(dpos), free(out), free(g), free(patches);
-    free(scratch);
+    float *bufs[] = {x,   dx,   w,   dw, bias,    db,     cls,
+                     dc,  pos,  dpos, out, g, patches, scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        util_free_aligned(bufs[i]);
 }
 
 int main(int argc, char **argv)

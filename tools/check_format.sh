@@ -14,7 +14,7 @@ files=(
   tools/lejepa_quiet.c tools/lejepa_quiet.h tests/test_quiet.c
   tests/test_faults_clients.c tests/test_train_hello.c
   tests/fuzz/fuzz_hub*.c tests/fuzz/fuzz_hub.h
-  trainer/nn_tilegemm.h tools/bench_nn_conv.c
+  trainer/nn_tilegemm.h tools/bench_nn_conv.c tools/bench_random.h
 )
 if ! command -v clang-format >/dev/null; then
   echo "check_format: clang-format is not installed (tools/setup.sh installs it)" >&2

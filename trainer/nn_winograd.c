@@ -427,62 +427,45 @@ static inline int wino_block_lanes(size_t P, size_t p0, int g)
     return P - p0 - g < WINO_VL ? (int)(P - p0 - g) : WINO_VL;
 }
 
-/* Y = A^T (U V) A for a chunk's P columns (rows ld apart in V), a block
- * of TG_COLS columns and TG_ROWS output channels at a time: the a*a
- * products of a block stay in mb, in the cache, where the output
- * transform reads them, so M never goes to memory. */
-WINO_INLINE void wino_chunk_output(int m, float *restrict y, // (n,OC,H,W)
-                                   const float *restrict V, size_t vs,
-                                   size_t ld, const float *restrict Up,
-                                   const float *bias, int n, int C, int OC,
-                                   int H, int W, size_t P, size_t pbase)
+/* The fused products and the transform after them over a chunk's P
+ * columns, a block of TG_COLS columns and TG_ROWS output channels at a
+ * time: the a*a products of a block stay in mb, in the cache, where the
+ * transform reads them, so they never go to memory. Forward (grad
+ * false): y (n,nout,H,W) = A^T (U V) A + bias, X = V; input gradient
+ * (grad true): y (n,nout,H,W) += B (U^T Dh) B^T over the patches, X = Dh.
+ * X's rows are ld apart and its matrices xs; Up holds the matching
+ * panels (sums over nsum channels); pbase is the first column's index in
+ * the chunk. */
+WINO_INLINE void wino_chunk_fused(int m, bool grad, float *restrict y,
+                                  const float *restrict X, size_t xs,
+                                  size_t ld, const float *restrict Up,
+                                  const float *bias, int n, int nsum,
+                                  int nout, int H, int W, size_t P,
+                                  size_t pbase)
 {
-    const int a = m + 2, nob = tg_row_blocks(OC);
+    const int a = m + 2, nob = tg_row_blocks(nout);
     const size_t hw = (size_t)H * W;
     float mb[WINO_MAX_A * WINO_MAX_A * TG_ROWS * TG_COLS]
         __attribute__((aligned(64)));
     float pt[WINO_TILE], q[WINO_TILE];
     for (size_t p0 = 0; p0 < P; p0 += TG_COLS)
         for (int ob = 0; ob < nob; ob++) {
-            wino_block_products(a * a, mb, Up, nob, ob, C, V, vs, ld, p0);
-            for (int r = 0; r < TG_ROWS && ob * TG_ROWS + r < OC; r++) {
-                const int oc = ob * TG_ROWS + r;
+            wino_block_products(a * a, mb, Up, nob, ob, nsum, X, xs, ld, p0);
+            for (int r = 0; r < TG_ROWS && ob * TG_ROWS + r < nout; r++) {
+                const int o = ob * TG_ROWS + r;
                 for (int g = 0; g < TG_COLS && p0 + g < P; g += WINO_VL) {
+                    const int cnt = wino_block_lanes(P, p0, g);
                     wino_block_tile(a, pt, mb, r, g);
-                    wino_2d(WINO_AT, m, a, m, pt, q);
-                    wino_store_tiles(m, y + oc * hw, OC * hw, q,
-                                     bias ? bias[oc] : 0.0f, pbase + p0 + g,
-                                     wino_block_lanes(P, p0, g), n, H, W);
-                }
-            }
-        }
-}
-
-/* dx += B (U^T Dh) B^T over the chunk's patches, the adjoint of
- * wino_chunk_input with the product fused in like wino_chunk_output:
- * Upt holds U^T's panels, Dh the transformed output gradient (rows ld
- * apart). */
-WINO_INLINE void wino_chunk_grad_input(int m, float *restrict dx, // (n,C,H,W)
-                                       const float *restrict Dh, size_t ds,
-                                       size_t ld, const float *restrict Upt,
-                                       int n, int C, int OC, int H, int W,
-                                       size_t P)
-{
-    const int a = m + 2, nob = tg_row_blocks(C);
-    const size_t hw = (size_t)H * W;
-    float mb[WINO_MAX_A * WINO_MAX_A * TG_ROWS * TG_COLS]
-        __attribute__((aligned(64)));
-    float pt[WINO_TILE], q[WINO_TILE];
-    for (size_t p0 = 0; p0 < P; p0 += TG_COLS)
-        for (int ob = 0; ob < nob; ob++) {
-            wino_block_products(a * a, mb, Upt, nob, ob, OC, Dh, ds, ld, p0);
-            for (int r = 0; r < TG_ROWS && ob * TG_ROWS + r < C; r++) {
-                const int c = ob * TG_ROWS + r;
-                for (int g = 0; g < TG_COLS && p0 + g < P; g += WINO_VL) {
-                    wino_block_tile(a, pt, mb, r, g);
-                    wino_2d(WINO_B, m, a, a, pt, q);
-                    wino_add_patches(m, dx + c * hw, C * hw, q, p0 + g,
-                                     wino_block_lanes(P, p0, g), n, H, W);
+                    if (grad) {
+                        wino_2d(WINO_B, m, a, a, pt, q);
+                        wino_add_patches(m, y + o * hw, nout * hw, q,
+                                         pbase + p0 + g, cnt, n, H, W);
+                    } else {
+                        wino_2d(WINO_AT, m, a, m, pt, q);
+                        wino_store_tiles(m, y + o * hw, nout * hw, q,
+                                         bias ? bias[o] : 0.0f,
+                                         pbase + p0 + g, cnt, n, H, W);
+                    }
                 }
             }
         }
@@ -525,11 +508,11 @@ static void wino_forward_band(const struct wino_plan *p, float *V,
     wino_zero_padding(V, vs, p->nxi, C, ld, P);
     float *o = out + (size_t)b0 * OC * p->hw;
     if (m == 2)
-        wino_chunk_output(2, o, V, vs, ld, p->Up, bias, n, C, OC, H, W, P,
-                          pbase);
+        wino_chunk_fused(2, false, o, V, vs, ld, p->Up, bias, n, C, OC, H, W,
+                         P, pbase);
     else
-        wino_chunk_output(4, o, V, vs, ld, p->Up, bias, n, C, OC, H, W, P,
-                          pbase);
+        wino_chunk_fused(4, false, o, V, vs, ld, p->Up, bias, n, C, OC, H, W,
+                         P, pbase);
 }
 
 void nn_winograd_forward(float *out, const float *inp, const float *weight,
@@ -590,9 +573,11 @@ static void wino_backward_chunk(const struct wino_plan *p, float *dU,
     wino_zero_padding(Dh, ds, nxi, OC, ld, P);
     float *dx = dinp + (size_t)b0 * C * hw;
     if (m == 2)
-        wino_chunk_grad_input(2, dx, Dh, ds, ld, p->Up, n, C, OC, H, W, P);
+        wino_chunk_fused(2, true, dx, Dh, ds, ld, p->Up, NULL, n, OC, C, H,
+                         W, P, 0);
     else
-        wino_chunk_grad_input(4, dx, Dh, ds, ld, p->Up, n, C, OC, H, W, P);
+        wino_chunk_fused(4, true, dx, Dh, ds, ld, p->Up, NULL, n, OC, C, H,
+                         W, P, 0);
 }
 
 void nn_winograd_backward(float *dinp, float *dweight, const float *dout,
