@@ -9,6 +9,7 @@
  * of the float _ref loops against a double-accumulated direct convolution
  * at C = 256.
  */
+#include <omp.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,22 @@ static double rel_err_double(const float *a, const double *b, size_t n)
 struct wino_bufs {
     float *x, *w, *bias, *dout, *o1, *o2, *dx1, *dx2, *dw1, *dw2, *dw3;
     float *scratch;
+    size_t scratch_floats;
 };
+
+/* Floats past the scratch's size, filled with WINO_CANARY_VALUE and
+ * checked after every call: a kernel that wrote past its scratch would
+ * otherwise go unnoticed in a malloc of the exact size. */
+#define WINO_CANARY 64
+#define WINO_CANARY_VALUE 1234.5f
+
+static bool wino_canary_intact(const struct wino_bufs *t)
+{
+    for (int i = 0; i < WINO_CANARY; i++)
+        if (t->scratch[t->scratch_floats + i] != WINO_CANARY_VALUE)
+            return false;
+    return true;
+}
 
 static void wino_bufs_init(struct wino_bufs *t, int B, int C, int H, int W,
                            int OC, int m, uint64_t seed, float wscale)
@@ -79,7 +95,10 @@ static void wino_bufs_init(struct wino_bufs *t, int B, int C, int H, int W,
     t->dx1 = malloc(sizeof(float) * nx), t->dx2 = malloc(sizeof(float) * nx);
     t->dw1 = malloc(sizeof(float) * nw), t->dw2 = malloc(sizeof(float) * nw);
     t->dw3 = malloc(sizeof(float) * nw);
-    t->scratch = malloc(sizeof(float) * ns);
+    t->scratch = malloc(sizeof(float) * (ns + WINO_CANARY));
+    t->scratch_floats = ns;
+    for (int i = 0; i < WINO_CANARY; i++)
+        t->scratch[ns + i] = WINO_CANARY_VALUE;
     nn_fill_normal(t->x, nx, &seed, 1.0f);
     nn_fill_normal(t->w, nw, &seed, wscale);
     nn_fill_normal(t->bias, OC, &seed, 1.0f);
@@ -133,15 +152,18 @@ static void wino_compare(int B, int C, int H, int W, int OC, int m,
     CU_ASSERT(e_dx < tol);
     CU_ASSERT(e_dw < tol);
     CU_ASSERT(e_dw3 < 1e-6);
+    CU_ASSERT(wino_canary_intact(&t));
     wino_bufs_free(&t);
 }
 
 static void test_wino_matches_ref(void)
 {
     /* B, C, H, W, OC: partial tiles on both axes, single-pixel planes, one
-     * tile per image, channel counts from 1 up; B >= 16 fills whole groups
-     * of the 16 images the transforms vectorise over (a partial group takes
-     * the masked copies). */
+     * tile per image, channel counts from 1 up (not multiples of the tile
+     * products' 12 or 6 channels); with two threads B = 33 gives slices of
+     * 16 and 17 images, whole groups of the 16 the transforms vectorise
+     * over (a partial group takes the masked copies).
+     * test_wino_image_groups has more. */
     static const int shapes[][5] = {
         {2, 3, 5, 7, 4},  {3, 8, 7, 7, 16}, {2, 5, 2, 2, 6}, {4, 6, 1, 1, 3},
         {2, 4, 1, 5, 3},  {2, 4, 6, 1, 3},  {1, 1, 4, 4, 1}, {3, 16, 14, 14, 8},
@@ -154,10 +176,34 @@ static void test_wino_matches_ref(void)
         }
 }
 
+/* Two threads, each with a slice of B / 2 images: slices of 20 (a group
+ * of 16 images on one tile, then groups that straddle tiles, stored one
+ * lane at a time), of 35 and 50 (a chunk of 32 images, then the rest),
+ * 1x1 planes (every column of a tile outside the plane but one), and 16
+ * images of 14x14 with 32 channels, whose forward pass runs in bands of
+ * one or two tile rows. Partial tiles on 5x7 clip the rows and columns of
+ * the 16-image stores and patch additions. */
+static void test_wino_image_groups(void)
+{
+    static const int shapes[][5] = {
+        {40, 3, 5, 7, 13}, {70, 2, 1, 1, 3}, {100, 3, 5, 7, 13},
+        {32, 32, 14, 14, 13},
+    };
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(2);
+    for (int m = 2; m <= 4; m += 2)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            const int *s = shapes[i];
+            wino_compare(s[0], s[1], s[2], s[3], s[4], m, 1e-5, 40 + i);
+        }
+    omp_set_num_threads(threads);
+}
+
 /* On the largest supported plane, 16 (C+OC) floats per 2x2 tile and 32x32
  * tiles make 8 images per chunk (36 per 4x4 tile, 16x16 tiles: 14), so
  * B = 9 and B = 15 take a full and a one-image chunk (the dU GEMMs
- * accumulate across chunks) and several image blocks per transform. */
+ * accumulate across chunks), several image blocks per transform in the
+ * backward pass and bands of a few tile rows in the forward pass. */
 static void test_wino_chunks(void)
 {
     CU_ASSERT(NN_WINOGRAD_CHUNK_FLOATS / (16 * (16 + 16) * 32 * 32) == 8);
@@ -297,6 +343,7 @@ int main(void)
     static const struct testing_case cases[] = {
         {"matches _ref on odd and tiny planes", test_wino_matches_ref},
         {"several image chunks", test_wino_chunks},
+        {"groups of 16 images, bands", test_wino_image_groups},
         {"tile size choice", test_wino_tile_choice},
         {"finite differences", test_wino_gradcheck},
         {"rounding vs double at C=256", test_wino_accuracy},

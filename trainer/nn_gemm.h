@@ -34,8 +34,9 @@ static inline void nn_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M,
     nn_gemm_thread_seconds += dt;
 }
 
-/* Adds the seconds since t0 of the calling thread's own GEMM-like work
- * (inside a parallel region) to the profile; t0 from nn_gemm_clock(). */
+/* For GEMM-like work of the calling thread's own inside a parallel region:
+ * t0 = nn_gemm_clock() before it, nn_gemm_account(t0) after it adds its
+ * seconds to the profile. */
 static inline double nn_gemm_clock(void)
 {
     return nn_gemm_profile ? util_time_mono() : 0.0;

@@ -1,8 +1,8 @@
 /*
- * nn_tilegemm.h: the register-blocked product behind the Winograd forward
- * pass (nn_winograd.c, its only user): a block of TG_ROWS output channels
- * times TG_COLS columns of a transformed input, summed over the C input
- * channels in registers,
+ * nn_tilegemm.h: the register-blocked product behind the Winograd kernels
+ * (nn_winograd.c, its only user; the forward pass's U V and the input
+ * gradient's U^T dYh): a block of TG_ROWS outputs times TG_COLS columns,
+ * summed over C rows in registers,
  *   mb[r][j] = sum_c up[c][r] * v[c][j],
  * with up a packed weight panel (C rows of TG_ROWS values, so that every
  * row is one run of broadcasts) and v TG_COLS consecutive columns of C

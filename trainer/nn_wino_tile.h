@@ -309,6 +309,15 @@ WINO_INLINE void wino_tile_to_images(int L, float *restrict base,
     for (int c = 0; c < L; c++)
         if (x0 + c >= 0 && x0 + c < W)
             cols |= 1u << c;
+    if (!cols)
+        return;
+    /* Element rr * L + c of a lane's vector lands on column x0 + c of row
+     * y: stored from column x0 - rr * L under the mask of the columns
+     * inside the plane, or, where that address would lie before the
+     * image (its first rows), with those columns (c0.., nc of them)
+     * compressed to the low elements and stored from column x0 + c0. */
+    const int c0 = __builtin_ctz(cols), nc = __builtin_popcount(cols);
+    const __mmask16 run = (__mmask16)((1u << nc) - 1);
     const int R = 16 / L;
     const __m512 b = _mm512_set1_ps(bias);
     for (int r0 = 0; r0 < L; r0 += R) {
@@ -324,14 +333,25 @@ WINO_INLINE void wino_tile_to_images(int L, float *restrict base,
             if (y < 0 || y >= H)
                 continue;
             const __mmask16 mk = (__mmask16)(cols << (rr * L));
-            /* Element rr * L + c lands on column x0 + c of row y. */
-            const ptrdiff_t off = (ptrdiff_t)y * W + x0 - rr * L;
+            const ptrdiff_t at = (ptrdiff_t)y * W + x0 - rr * L;
+            if (at >= 0) {
+                for (int l = 0; l < 16; l++) {
+                    float *o = base + l * stride + at;
+                    __m512 x = _mm512_add_ps(v[l], b);
+                    if (add)
+                        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk, o));
+                    _mm512_mask_storeu_ps(o, mk, x);
+                }
+                continue;
+            }
+            const size_t off = (size_t)y * W + x0 + c0;
             for (int l = 0; l < 16; l++) {
                 float *o = base + l * stride + off;
-                __m512 x = _mm512_add_ps(v[l], b);
+                __m512 x =
+                    _mm512_maskz_compress_ps(mk, _mm512_add_ps(v[l], b));
                 if (add)
-                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk, o));
-                _mm512_mask_storeu_ps(o, mk, x);
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(run, o));
+                _mm512_mask_storeu_ps(o, run, x);
             }
         }
     }

@@ -37,11 +37,12 @@
 #include "nn_wino_tile.h"
 #include "util.h"
 
-/* Room the scratch keeps, whatever the build, for the forward pass's
- * packed weight panels (output channels rounded up to a block of
- * TG_ROWS) and its column padding (each channel's row of a transformed
- * chunk rounded up to a block of TG_COLS): the scratch is sized by the
- * baseline build and used by either. */
+/* Room the scratch keeps, whatever the build, for the packed weight
+ * panels (the forward pass's output channels, or the input gradient's
+ * input channels, rounded up to a block of TG_ROWS) and the column
+ * padding (each channel's row of a transformed chunk rounded up to a
+ * block of TG_COLS): the scratch is sized by the baseline build and used
+ * by either. */
 #define WINO_ROW_PAD 16
 #define WINO_COL_PAD 32
 _Static_assert(TG_ROWS <= WINO_ROW_PAD && TG_COLS <= WINO_COL_PAD &&
@@ -75,9 +76,9 @@ int nn_winograd_tile(int H, int W)
 #define WINO_SKEW 16
 
 /* Threads run a layer's chunks independently (nn_slice.h): each takes a
- * contiguous slice of the batch, in chunks with its own V and M (or Dh)
- * and, in backward, its own dU, summed once at the end. So the GEMMs are
- * single-threaded (OpenBLAS runs one thread inside a parallel region) and
+ * contiguous slice of the batch, in chunks with its own V and, in
+ * backward, its own Dh and dU (the dU copies summed once at the end). So
+ * the GEMMs are single-threaded (OpenBLAS runs one thread inside a parallel region) and
  * a layer is one parallel region instead of ~3 per chunk plus a*a GEMM
  * regions. Each extra slice costs a dU copy: 9.4 MB for 256 x 256
  * channels. */
@@ -87,7 +88,7 @@ static size_t wino_xstride(size_t rows, size_t cols)
     return rows * cols + WINO_SKEW;
 }
 
-/* Images per chunk: V (a*a C) and M (a*a OC) values per tile under
+/* Images per chunk: V (a*a C) and Dh (a*a OC) values per tile under
  * NN_WINOGRAD_CHUNK_FLOATS, at least one image, a multiple of WINO_VL
  * where possible. */
 static int wino_chunk_images(int B, int C, int OC, int m, int H, int W)
@@ -234,10 +235,11 @@ static void wino_weight_backward(int m, float *restrict dweight, // (OC,C,3,3)
 /* The transforms below work on one channel of the n images of a chunk and
  * vectorise across images: column p of a transformed matrix is tile t of
  * image i at p = t*n + i, so each tile's a*a values for a block of images
- * are a*a contiguous runs. A block of nb planes is first copied into
- * buf[pos][j] (pos a position of the zero-bordered (m th + 2, m tw + 2)
- * plane, j the image in the block, row stride nbm), after which every tile
- * is vector arithmetic over WINO_VL images at a time. */
+ * are a*a contiguous runs. A block of nb planes (or, in the forward
+ * pass, of a band of their tile rows) is first copied into buf[pos][j]
+ * (pos a position of the zero-bordered plane or band, m * rows + 2 by
+ * m tw + 2, j the image in the block, row stride nbm), after which every
+ * tile is vector arithmetic over WINO_VL images at a time. */
 #define WINO_BUF_FLOATS 16384
 
 /* Images per block whose buffer of npos positions fits WINO_BUF_FLOATS,
@@ -348,8 +350,8 @@ static void wino_chunk_input(int m, float *restrict V, size_t vs,
 }
 
 /* How a layer's batch is cut: one slice per thread (up to ns threads),
- * run in chunks of up to ct images, each thread with buffers of
- * nxi * (vs + ms) floats from the data area of the scratch. */
+ * run in chunks of up to ct images, each thread with slice_floats floats
+ * (its V and Dh) from the data area of the scratch. */
 struct wino_plan {
     int m, nxi, ns, ct;
     size_t T, hw, us, slice_floats;
@@ -483,7 +485,7 @@ static void wino_zero_padding(float *X, size_t xs, int nxi, int rows,
                 memset(X + xi * xs + r * ld + P, 0, (ld - P) * sizeof(float));
 }
 
-/* The forward pass works on chunks of up to WINO_FWD_IMAGES images (two
+/* The forward pass works on chunks of up to WINO_FWD_IMAGES images (whole
  * blocks of tile-product columns, so that 1-tile planes fill them) and
  * on bands of whole tile rows whose transformed input, a*a C values per
  * tile and image, stays under WINO_BAND_FLOATS (in L2): the band's
