@@ -265,7 +265,14 @@ static void test_trainer_restart(void)
     tr = start_trainer(e, "again", resume);
     pipe_track(tr);
     CU_ASSERT_EQUAL(testing_wait_exit(tr, RUN_TIMEOUT_S), 0);
-    CU_ASSERT(pipe_count_text(e, "again/log", "again-a joined") >= 2);
+    /* Each loader joined the first trainer; at least one rejoined the
+     * second without being restarted, and neither exited. (Requiring
+     * both was a race under load: one loader can serve the 16 resumed
+     * steps before the other's reconnect comes round.) */
+    CU_ASSERT(pipe_count_text(e, "again/log", "again-a joined") +
+                  pipe_count_text(e, "again/log", "again-b joined") >=
+              3);
+    CU_ASSERT(kill(a, 0) == 0 && kill(b, 0) == 0);
     pipe_stop_loader(a);
     pipe_stop_loader(b);
     int n = read_lines(e, "again", l);
