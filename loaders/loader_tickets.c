@@ -238,34 +238,18 @@ void tickets_pack_batch(struct msg *m, struct batch_buf *b, const struct held_ti
     }
     CHECK(k == n_ok && f == h->failed);
 
-    uint32_t c = (uint32_t)v->channels;
-    uint32_t gs = (uint32_t)v->global_size, ls = (uint32_t)v->local_size;
-    size_t gplane = (size_t)c * gs * gs, lplane = (size_t)c * ls * ls;
-    uint32_t n_groups = 1;
-    if (h->t.work == MSG_WORK_EVAL) {
-        b->groups[0] = (struct msg_group){.views = 1, .c = c, .h = gs, .w = gs};
-        b->pixels[0] = xmalloc(gplane * n_ok + 1);
-        pack_group(b->pixels[0], h, 1, gplane, 0, n_ok);
-    } else {
-        uint32_t gv = (uint32_t)v->global_count, lv = (uint32_t)v->local_count;
-        b->groups[0] = (struct msg_group){.views = gv, .c = c, .h = gs, .w = gs};
-        b->pixels[0] = xmalloc(gplane * gv * n_ok + 1);
-        pack_group(b->pixels[0], h, gv, gplane, 0, n_ok);
-        if (lv > 0) {
-            b->groups[1] = (struct msg_group){.views = lv, .c = c, .h = ls, .w = ls};
-            b->pixels[1] = xmalloc(lplane * lv * n_ok + 1);
-            pack_group(b->pixels[1], h, lv, lplane, gplane * gv, n_ok);
-            n_groups = 2;
-        }
-        if (h->t.eval_view) {   /* the last group (PROTOCOL.md, TICKET) */
-            b->groups[n_groups] = (struct msg_group){.views = 1, .c = c, .h = gs, .w = gs};
-            b->pixels[n_groups] = xmalloc(gplane * n_ok + 1);
-            pack_group(b->pixels[n_groups], h, 1, gplane, gplane * gv + lplane * lv, n_ok);
-            n_groups++;
-        }
+    /* A sample's views lie in the worker's output in the groups' order
+     * (work_sample_bytes), so each group starts where the last ended. */
+    uint32_t n_groups = msg_batch_layout(v, h->t.work, h->t.eval_view, b->groups);
+    size_t offset = 0;
+    for (uint32_t g = 0; g < n_groups; g++) {
+        struct msg_group *gr = &b->groups[g];
+        size_t plane = (size_t)gr->c * gr->h * gr->w;
+        b->pixels[g] = xmalloc(plane * gr->views * n_ok + 1);
+        pack_group(b->pixels[g], h, gr->views, plane, offset, n_ok);
+        gr->pixels = b->pixels[g];
+        offset += plane * gr->views;
     }
-    for (uint32_t g = 0; g < n_groups; g++)
-        b->groups[g].pixels = b->pixels[g];
 
     m->kind = MSG_KIND_BATCH;
     struct msg_batch *bt = &m->batch;

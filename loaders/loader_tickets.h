@@ -48,8 +48,8 @@ struct batch_buf {
     uint64_t *indices;
     int32_t *labels;
     struct msg_failure *failures;
-    struct msg_group groups[3];
-    uint8_t *pixels[3];             /* global, local, eval view */
+    struct msg_group groups[MSG_BATCH_GROUPS];
+    uint8_t *pixels[MSG_BATCH_GROUPS];  /* msg_batch_layout's groups */
 };
 
 void tickets_init(struct ticket_set *s);

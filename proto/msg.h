@@ -274,6 +274,18 @@ struct config;
 void msg_limit_params_from_config(struct msg_limit_params *p,
                                   const struct config *c);
 
+/* The groups of the BATCH that answers a ticket with the run's views
+ * (PROTOCOL.md, BATCH and TICKET.eval_view): for work = train the global
+ * views, then the local ones if there are any; for work = eval one view at
+ * the global size; then, with eval_view, that one view last. Fills views,
+ * c, h and w of out (pixels NULL) and returns the number of groups. The
+ * loader packs, and the trainer checks, by this one rule. */
+#define MSG_BATCH_GROUPS 3
+struct config_views;
+uint32_t msg_batch_layout(const struct config_views *v, enum msg_work work,
+                          bool eval_view,
+                          struct msg_group out[MSG_BATCH_GROUPS]);
+
 /* Handshake-safe defaults: enough for HELLO/WELCOME/HISTORY/METRIC and small
  * batches (1 MiB messages). */
 void msg_limits_default(struct msg_limits *l);

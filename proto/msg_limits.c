@@ -62,6 +62,27 @@ static size_t sat_add(size_t a, size_t b)
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
+uint32_t msg_batch_layout(const struct config_views *v, enum msg_work work,
+                          bool eval_view, struct msg_group out[MSG_BATCH_GROUPS])
+{
+    const uint32_t c = (uint32_t)v->channels, gs = (uint32_t)v->global_size;
+    const uint32_t ls = (uint32_t)v->local_size;
+    const struct msg_group one = {.views = 1, .c = c, .h = gs, .w = gs};
+    uint32_t n = 0;
+    if (work == MSG_WORK_EVAL) {
+        out[n++] = one;
+    } else {
+        out[n++] = (struct msg_group){.views = (uint32_t)v->global_count,
+                                      .c = c, .h = gs, .w = gs};
+        if (v->local_count > 0)
+            out[n++] = (struct msg_group){.views = (uint32_t)v->local_count,
+                                          .c = c, .h = ls, .w = ls};
+    }
+    if (eval_view)
+        out[n++] = one;
+    return n;
+}
+
 void msg_limits_compute(struct msg_limits *out, const struct msg_limit_params *p)
 {
     msg_limits_default(out);

@@ -125,15 +125,14 @@ static void answer(struct fake *f, const struct held *h, void *sock,
     /* --omit-last: an answer that leaves a sample out, with no failure */
     if (f->omit_last && h->work == MSG_WORK_TRAIN && n > 1 && nf == 0)
         n--;
-    struct msg_group groups[3];
-    uint8_t *pix[3] = {NULL, NULL, NULL};
+    struct msg_group groups[MSG_BATCH_GROUPS];
+    uint8_t *pix[MSG_BATCH_GROUPS] = {NULL, NULL, NULL};
     bool eval = h->work == MSG_WORK_EVAL;
-    int train = !eval && v->local_count > 0 ? 2 : 1;
-    int ng = train + h->eval_view;  /* the eval view last, as an eval ticket's */
-    for (int g = 0; g < ng; g++) {
-        bool ev = eval || g == train;
-        uint32_t views = ev ? 1 : (uint32_t)(g == 0 ? v->global_count : v->local_count);
-        uint32_t size = (uint32_t)(g == 1 && !ev ? v->local_size : v->global_size);
+    uint32_t ng = msg_batch_layout(v, h->work, h->eval_view, groups);
+    for (uint32_t g = 0; g < ng; g++) {
+        /* an eval view: an eval ticket's one group, or the last one */
+        bool ev = eval || (h->eval_view && g == ng - 1);
+        uint32_t views = groups[g].views, size = groups[g].h;
         if (mode == ANSWER_WRONG_SHAPE && g == 0 && size > 1)
             size /= 2;
         size_t plane = (size_t)v->channels * size * size;
@@ -157,7 +156,7 @@ static void answer(struct fake *f, const struct held *h, void *sock,
         .n_failures = nf, .failures = fails, .decode_ms = 1.0,
     };
     send_on(sock, &m);
-    for (int g = 0; g < 3; g++)
+    for (int g = 0; g < MSG_BATCH_GROUPS; g++)
         free(pix[g]);
 }
 

@@ -177,32 +177,23 @@ int train_tickets_check_answer(const struct config *c, uint32_t n_classes,
     if ((eval ? msg_batch_check_ticket(b, tk, err)
               : msg_batch_check_part(b, tk, err)) != 0)
         return -1;
-    /* the training groups (global, local), or an eval ticket's eval view;
-     * then the eval view a train ticket asked for */
-    int train = !eval && c->views.local_count > 0 ? 2 : 1;
-    int want = train + (tk->eval_view ? 1 : 0);
-    if ((int)b->n_groups != want)
-        return errf(err, "BATCH has %" PRIu32 " groups, the ticket%s needs %d",
-                    b->n_groups, tk->eval_view ? " with its eval view" : "",
-                    want);
-    for (int g = 0; g < want; g++) {
-        const struct msg_group *gr = &b->groups[g];
-        bool eval_view = eval || g == train;
-        uint32_t size = (uint32_t)(g == 1 && !eval_view ? c->views.local_size
-                                                        : c->views.global_size);
-        int views = eval_view
-            ? 1
-            : (int)(g == 0 ? c->views.global_count : c->views.local_count);
-        if (gr->views != (uint32_t)views ||
-            gr->c != (uint32_t)c->views.channels || gr->h != size ||
-            gr->w != size)
-            return errf(err,
-                        "BATCH group %d is %" PRIu32 " views of %" PRIu32
-                        "x%" PRIu32 "x%" PRIu32
-                        ", the run's config wants %d of %dx%" PRIu32
-                        "x%" PRIu32,
-                        g, gr->views, gr->c, gr->h, gr->w, views,
-                        (int)c->views.channels, size, size);
+    struct msg_group want[MSG_BATCH_GROUPS];
+    const uint32_t n_want =
+        msg_batch_layout(&c->views, b->work, tk->eval_view, want);
+    if (b->n_groups != n_want)
+        return errf(
+            err, "BATCH has %" PRIu32 " groups, the ticket%s needs %" PRIu32,
+            b->n_groups, tk->eval_view ? " with its eval view" : "", n_want);
+    for (uint32_t g = 0; g < n_want; g++) {
+        const struct msg_group *gr = &b->groups[g], *w = &want[g];
+        if (gr->views != w->views || gr->c != w->c || gr->h != w->h ||
+            gr->w != w->w)
+            return errf(
+                err,
+                "BATCH group %" PRIu32 " is %" PRIu32 " views of %" PRIu32
+                "x%" PRIu32 "x%" PRIu32 ", the run's config wants %" PRIu32
+                " of %" PRIu32 "x%" PRIu32 "x%" PRIu32,
+                g, gr->views, gr->c, gr->h, gr->w, w->views, w->c, w->h, w->w);
     }
     /* an unlabelled dataset (0 classes) labels every sample -1 */
     for (uint32_t i = 0; i < b->n; i++)
