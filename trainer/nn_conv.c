@@ -1,14 +1,19 @@
 /*
  * nn_conv.c: 2-D convolution forward/backward (see nn.h for the contract).
- * The optimised path turns a chunk of images into one im2col matrix
- * (C*K*K, n*OH*OW) so each chunk is a single large sgemm; 1x1 stride-1
- * convolutions on large planes skip im2col and multiply the input planes
- * directly; same-size stride-1 convolutions build col by flat shifted
- * copies. On the im2col path each thread takes a contiguous slice of the
- * batch (fixed by the thread count: reproducible) and runs it in chunks (im2col, a single-threaded
- * GEMM, the copy out; in backward into its own dweight copy, summed at the
- * end), so a layer is one parallel region; the other paths run cblas
- * outside parallel regions. No allocation: scratch
+ * The general path turns a chunk of images into one im2col matrix
+ * (C*K*K, n*OH*OW), sized to stay in the cache; same-size stride-1
+ * convolutions build it by flat shifted copies. Its products W col
+ * (forward) and W^T dout (input gradient) run in nn_tilegemm.h's
+ * register-blocked kernel, a block of output rows times columns at a time,
+ * the forward one written straight into out and the other into col ahead
+ * of col2im: nothing is packed per call. The weight gradient
+ * dout col^T, a sum over every column, is one sgemm per chunk. 1x1
+ * stride-1 convolutions on large planes skip im2col and multiply the input
+ * planes directly. On the im2col path each thread takes a contiguous slice
+ * of the batch (fixed by the thread count: reproducible) and runs it in
+ * chunks (in backward into its own dweight copy, summed at the end), so a
+ * layer is one parallel region; the other paths run cblas outside
+ * parallel regions. No allocation: scratch
  * comes from the caller, sized by nn_conv2d_scratch_floats. 3x3 stride-1
  * pad-1 layers take one of two faster paths: Winograd F(4x4,3x3) or
  * F(2x2,3x3) (nn_winograd.c, 4x or 2.25x fewer multiplies) on planes of
@@ -23,6 +28,7 @@
 
 #include "nn_gemm.h"
 #include "nn_slice.h"
+#include "nn_tilegemm.h"
 #include "nn_winograd.h"
 #include "util.h"
 
@@ -31,6 +37,14 @@ int nn_conv2d_out_dim(int in, int k, int stride, int pad)
     CHECK(stride > 0 && k > 0 && pad >= 0 && in + 2 * pad >= k);
     return (in + 2 * pad - k) / stride + 1;
 }
+
+/* Room the scratch keeps, whatever the build, for the rounding of panels
+ * to blocks of TG_ROWS and of columns to blocks of TG_COLS: the scratch
+ * is sized by the baseline build and used by either. */
+#define CONV_ROW_PAD 16
+#define CONV_COL_PAD 32
+_Static_assert(TG_ROWS <= CONV_ROW_PAD && TG_COLS <= CONV_COL_PAD,
+               "nn_tilegemm.h's blocks must fit the scratch's padding");
 
 /* 1x1 stride-1 convolutions multiply each image's (C, H*W) plane directly,
  * without im2col, when the plane is large enough for a GEMM of its own; on
@@ -161,8 +175,9 @@ size_t nn_conv2d_scratch_floats(int B, int C, int H, int W, int OC, int K,
         return 0;
     int CKK = C * K * K;
     int n = nn_slice_data_images(B, conv_chunk_images(B, CKK, OC, ohw));
-    return (size_t)(CKK + OC) * n * ohw +
-           (size_t)(NN_MAX_SLICES - 1) * OC * CKK;
+    return (size_t)(CKK + OC) * (n * ohw + NN_MAX_SLICES * CONV_COL_PAD) +
+           (size_t)(NN_MAX_SLICES - 1) * OC * CKK +
+           (size_t)(OC + CONV_ROW_PAD) * (CKK + CONV_ROW_PAD);
 }
 
 /* Output columns ow in [*lo, *hi) read input column ow*stride - pad + kj
@@ -234,18 +249,20 @@ static void conv_zero_wrapped_cols(float *restrict d, int OH, int OW, int lo,
 
 /* col (C*K*K, n*OH*OW): row r = (c, ki, kj), column (i, oh, ow). Serial:
  * each thread builds its own slice's col. */
-static void conv_im2col(float *restrict col,       // (C*K*K, n*OH*OW)
+static void conv_im2col(float *restrict col,       // (C*K*K, ld)
                         const float *restrict inp, // (n,C,H,W)
-                        int n, int C, int H, int W, int K, int stride,
-                        int pad, int OH, int OW)
+                        size_t ld, int n, int C, int H, int W, int K,
+                        int stride, int pad, int OH, int OW)
 {
     const int KK = K * K;
-    const size_t ohw = (size_t)OH * OW, ncols = (size_t)n * ohw;
+    const size_t ohw = (size_t)OH * OW;
     for (int r = 0; r < C * KK; r++) {
+        for (size_t j = (size_t)n * ohw; j < ld; j++)
+            col[r * ld + j] = 0.0f;
         for (int i = 0; i < n; i++) {
             const int c = r / KK, ki = (r / K) % K, kj = r % K;
             const float *restrict x = inp + ((size_t)i * C + c) * H * W;
-            float *restrict dst = col + r * ncols + i * ohw;
+            float *restrict dst = col + r * ld + i * ohw;
             int lo, hi;
             conv_valid_cols(&lo, &hi, W, OW, kj, stride, pad);
             if (conv_is_same_size(H, W, OH, OW, stride)) {
@@ -286,19 +303,19 @@ static void conv_im2col(float *restrict col,       // (C*K*K, n*OH*OW)
 /* dinp += col2im(col): the adjoint of conv_im2col, serial like it. Clobbers
  * col (the same-size path clears wrapped columns before one flat add). */
 static void conv_col2im(float *restrict dinp, // (n,C,H,W)
-                        float *restrict col,  // (C*K*K, n*OH*OW)
-                        int n, int C, int H, int W, int K, int stride,
-                        int pad, int OH, int OW)
+                        float *restrict col,  // (C*K*K, ld)
+                        size_t ld, int n, int C, int H, int W, int K,
+                        int stride, int pad, int OH, int OW)
 {
     const int KK = K * K;
-    const size_t ohw = (size_t)OH * OW, ncols = (size_t)n * ohw;
+    const size_t ohw = (size_t)OH * OW;
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < C; c++) {
             float *restrict dx = dinp + ((size_t)i * C + c) * H * W;
             for (int ki = 0; ki < K; ki++) {
                 for (int kj = 0; kj < K; kj++) {
                     const size_t r = (size_t)c * KK + ki * K + kj;
-                    float *restrict src = col + r * ncols + i * ohw;
+                    float *restrict src = col + r * ld + i * ohw;
                     int lo, hi;
                     conv_valid_cols(&lo, &hi, W, OW, kj, stride, pad);
                     if (conv_is_same_size(H, W, OH, OW, stride)) {
@@ -366,12 +383,13 @@ static void conv_bias_backward(float *restrict dbias,      // (OC)
 
 /* The im2col path's cut of the batch: one slice per thread (up to ns
  * threads) in chunks of up to ct images, each thread with col and stage of
- * slice_floats from the data area; then the dweight copies of threads 1..
- * (dwk). */
+ * slice_floats from the data area, their rows ld floats apart (the chunk's
+ * columns rounded up to a block of TG_COLS); then the dweight copies of
+ * threads 1.. (dwk) and the packed weight panels (panels). */
 struct conv_plan {
     int CKK, ns, ct;
-    size_t slice_floats;
-    float *data, *dwk;
+    size_t ld, slice_floats;
+    float *data, *dwk, *panels;
 };
 
 static struct conv_plan conv_plan_make(float *scratch, int B, int C, int OC,
@@ -383,41 +401,118 @@ static struct conv_plan conv_plan_make(float *scratch, int B, int C, int OC,
     p.ct = chunk / p.ns;
     if (p.ct < 1)
         p.ct = 1;
-    p.slice_floats = (size_t)(p.CKK + OC) * p.ct * ohw;
+    p.ld = (p.ct * ohw + TG_COLS - 1) / TG_COLS * TG_COLS;
+    p.slice_floats = (size_t)(p.CKK + OC) * p.ld;
     p.data = scratch;
-    p.dwk = scratch +
-            (size_t)(p.CKK + OC) * nn_slice_data_images(B, chunk) * ohw;
+    p.dwk = scratch + (size_t)(p.CKK + OC) *
+                          (nn_slice_data_images(B, chunk) * ohw +
+                           NN_MAX_SLICES * CONV_COL_PAD);
+    p.panels = p.dwk + (size_t)(NN_MAX_SLICES - 1) * OC * p.CKK;
     return p;
+}
+
+/* Block rb of the panels of a (rows, sum) matrix a (row stride lr,
+ * column stride lc) in nn_tilegemm.h's layout: sum runs of TG_ROWS
+ * values, rows past the last zero. The forward pass packs W (OC, CKK),
+ * the input gradient W^T (CKK, OC), each thread a share of the blocks. */
+static void conv_panel_block(float *restrict panels, const float *restrict a,
+                             int rb, int rows, int sum, size_t lr, size_t lc)
+{
+    float *restrict d = panels + (size_t)rb * sum * TG_ROWS;
+    for (int s = 0; s < sum; s++)
+        for (int r = 0; r < TG_ROWS; r++) {
+            const int row = rb * TG_ROWS + r;
+            d[s * TG_ROWS + r] = row < rows ? a[row * lr + s * lc] : 0.0f;
+        }
+}
+
+/* out (.., OC, ohw) of the chunk's columns [q, q + n) (column q is image
+ * b0 + q / ohw, pixel q % ohw), channel o: m + bias. */
+static void conv_put_row(float *restrict out, const float *restrict m,
+                         size_t q, int n, int b0, int OC, int o, size_t ohw,
+                         float bias)
+{
+    while (n > 0) {
+        const size_t i = q / ohw, pix = q % ohw;
+        const int len = ohw - pix < (size_t)n ? (int)(ohw - pix) : n;
+        float *restrict d = out + ((b0 + i) * OC + o) * ohw + pix;
+        for (int j = 0; j < len; j++)
+            d[j] = m[j] + bias;
+        m += len;
+        q += len;
+        n -= len;
+    }
+}
+
+/* The forward pass of a chunk of n images from b0: im2col, then each
+ * block of TG_ROWS channels times TG_COLS columns in registers
+ * (nn_tilegemm.h), straight into out. */
+static void conv_forward_chunk(float *out, const float *inp,
+                               const float *bias, const struct conv_plan *p,
+                               float *restrict col, int b0, int n, int C,
+                               int H, int W, int OC, int K, int stride,
+                               int pad, int OH, int OW)
+{
+    const size_t ohw = (size_t)OH * OW, ncols = (size_t)n * ohw;
+    float mb[TG_ROWS * TG_COLS];
+    conv_im2col(col, inp + b0 * (size_t)C * H * W, p->ld, n, C, H, W, K,
+                stride, pad, OH, OW);
+    for (int ob = 0; ob < tg_row_blocks(OC); ob++)
+        for (size_t q = 0; q < ncols; q += TG_COLS) {
+            const double t0 = nn_gemm_clock();
+            tg_product(mb, p->panels + (size_t)ob * p->CKK * TG_ROWS,
+                       col + q, p->ld, p->CKK);
+            nn_gemm_account(t0);
+            const int nc = ncols - q < TG_COLS ? (int)(ncols - q) : TG_COLS;
+            for (int r = 0; r < TG_ROWS && ob * TG_ROWS + r < OC; r++) {
+                const int o = ob * TG_ROWS + r;
+                conv_put_row(out, mb + r * TG_COLS, q, nc, b0, OC, o, ohw,
+                             bias ? bias[o] : 0.0f);
+            }
+        }
 }
 
 /* Backward of images [b0, b0 + n) by the calling thread: dw += their
  * weight gradient, dinp += their input gradient. */
 static void conv_backward_chunk(float *dinp, float *dw, const float *dout,
-                                const float *inp, const float *weight,
+                                const float *inp, const struct conv_plan *p,
                                 float *restrict col, float *restrict stage,
                                 int b0, int n, int C, int H, int W, int OC,
                                 int K, int stride, int pad, int OH, int OW)
 {
-    const int CKK = C * K * K;
+    const int CKK = p->CKK;
     const size_t ohw = (size_t)OH * OW, chw = (size_t)C * H * W;
-    const size_t ncols = (size_t)n * ohw;
+    const size_t ncols = (size_t)n * ohw, ld = p->ld;
     /* (n, OC, OH*OW) -> (OC, n*OH*OW) so dW is one GEMM over the chunk. */
-    for (int i = 0; i < n; i++)
-        for (int oc = 0; oc < OC; oc++) {
+    for (int oc = 0; oc < OC; oc++) {
+        float *restrict s = stage + oc * ld;
+        for (int i = 0; i < n; i++) {
             const float *restrict g = dout + ((size_t)(b0 + i) * OC + oc) * ohw;
-            float *restrict s = stage + oc * ncols + i * ohw;
             for (size_t j = 0; j < ohw; j++)
-                s[j] = g[j];
+                s[i * ohw + j] = g[j];
         }
-    conv_im2col(col, inp + b0 * chw, n, C, H, W, K, stride, pad, OH, OW);
+        for (size_t j = ncols; j < ld; j++)
+            s[j] = 0.0f;
+    }
+    conv_im2col(col, inp + b0 * chw, ld, n, C, H, W, K, stride, pad, OH, OW);
     nn_sgemm(CblasNoTrans, CblasTrans, OC, CKK, (int)ncols,
-             1.0f, stage, (int)ncols, col, (int)ncols, 1.0f, dw, CKK);
+             1.0f, stage, (int)ld, col, (int)ld, 1.0f, dw, CKK);
     if (!dinp)
         return;
-    /* dcol = W^T dout overwrites col, then scatters into dinp. */
-    nn_sgemm(CblasTrans, CblasNoTrans, CKK, (int)ncols, OC,
-             1.0f, weight, CKK, stage, (int)ncols, 0.0f, col, (int)ncols);
-    conv_col2im(dinp + b0 * chw, col, n, C, H, W, K, stride, pad, OH, OW);
+    /* dcol = W^T dout, a block of TG_ROWS rows times TG_COLS columns at a
+     * time (nn_tilegemm.h), overwrites col, then scatters into dinp. */
+    float mb[TG_ROWS * TG_COLS];
+    for (int rb = 0; rb < tg_row_blocks(CKK); rb++)
+        for (size_t q = 0; q < ncols; q += TG_COLS) {
+            const double t0 = nn_gemm_clock();
+            tg_product(mb, p->panels + (size_t)rb * OC * TG_ROWS, stage + q,
+                       ld, OC);
+            nn_gemm_account(t0);
+            for (int r = 0; r < TG_ROWS && rb * TG_ROWS + r < CKK; r++)
+                memcpy(col + (rb * TG_ROWS + r) * ld + q, mb + r * TG_COLS,
+                       TG_COLS * sizeof(float));
+        }
+    conv_col2im(dinp + b0 * chw, col, ld, n, C, H, W, K, stride, pad, OH, OW);
 }
 
 void nn_conv2d_forward(float *out, const float *inp, const float *weight,
@@ -456,27 +551,15 @@ void nn_conv2d_forward(float *out, const float *inp, const float *weight,
 #pragma omp parallel num_threads(p.ns)
     {
         float *col = p.data + omp_get_thread_num() * p.slice_floats;
-        float *stage = col + (size_t)p.CKK * p.ct * ohw;   // (OC, n*ohw)
+#pragma omp for schedule(static)
+        for (int ob = 0; ob < tg_row_blocks(OC); ob++)
+            conv_panel_block(p.panels, weight, ob, OC, p.CKK, p.CKK, 1);
         int lo, hi;
         nn_my_slice(B, &lo, &hi);
         for (int b0 = lo; b0 < hi; b0 += p.ct) {
             const int n = hi - b0 < p.ct ? hi - b0 : p.ct;
-            const size_t ncols = (size_t)n * ohw;
-            conv_im2col(col, inp + b0 * chw, n, C, H, W, K, stride, pad, OH,
-                        OW);
-            nn_sgemm(CblasNoTrans, CblasNoTrans, OC,
-                     (int)ncols, p.CKK, 1.0f, weight, p.CKK, col,
-                     (int)ncols, 0.0f, stage, (int)ncols);
-            /* (OC, n, OH*OW) -> (n, OC, OH*OW), adding the bias. */
-            for (int i = 0; i < n; i++)
-                for (int oc = 0; oc < OC; oc++) {
-                    float *restrict o =
-                        out + ((size_t)(b0 + i) * OC + oc) * ohw;
-                    const float *restrict s = stage + oc * ncols + i * ohw;
-                    const float v = bias ? bias[oc] : 0.0f;
-                    for (size_t j = 0; j < ohw; j++)
-                        o[j] = s[j] + v;
-                }
+            conv_forward_chunk(out, inp, bias, &p, col, b0, n, C, H, W, OC, K,
+                               stride, pad, OH, OW);
         }
     }
 }
@@ -531,16 +614,21 @@ void nn_conv2d_backward(float *dinp, float *dweight, float *dbias,
         /* Thread 0 adds into dweight; the others into their copies. */
         const int k = omp_get_thread_num(), nk = omp_get_num_threads();
         float *dw = k ? p.dwk + (k - 1) * nw : dweight;
-        float *col = p.data + k * p.slice_floats;        // (CKK, n*ohw)
-        float *stage = col + (size_t)p.CKK * p.ct * ohw; // (OC, n*ohw)
+        float *col = p.data + k * p.slice_floats; // (CKK, ld)
+        float *stage = col + (size_t)p.CKK * p.ld;  // (OC, ld)
         if (k)
             memset(dw, 0, nw * sizeof(float));
+        if (dinp) {
+#pragma omp for schedule(static)
+            for (int rb = 0; rb < tg_row_blocks(p.CKK); rb++)
+                conv_panel_block(p.panels, weight, rb, p.CKK, OC, 1, p.CKK);
+        }
         int lo, hi;
         nn_my_slice(B, &lo, &hi);
         for (int b0 = lo; b0 < hi; b0 += p.ct) {
             const int n = hi - b0 < p.ct ? hi - b0 : p.ct;
-            conv_backward_chunk(dinp, dw, dout, inp, weight, col, stage, b0,
-                                n, C, H, W, OC, K, stride, pad, OH, OW);
+            conv_backward_chunk(dinp, dw, dout, inp, &p, col, stage, b0, n, C,
+                                H, W, OC, K, stride, pad, OH, OW);
         }
 #pragma omp barrier
 #pragma omp for schedule(static)

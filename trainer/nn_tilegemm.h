@@ -1,8 +1,8 @@
 /*
  * nn_tilegemm.h: the register-blocked product behind the Winograd kernels
- * (nn_winograd.c, its only user; the forward pass's U V and the input
- * gradient's U^T dYh): a block of TG_ROWS outputs times TG_COLS columns,
- * summed over C rows in registers,
+ * (nn_winograd.c: the forward pass's U V and the input gradient's U^T dYh)
+ * and the im2col path (nn_conv.c: W col and W^T dout): a block of TG_ROWS
+ * outputs times TG_COLS columns, summed over C rows in registers,
  *   mb[r][j] = sum_c up[c][r] * v[c][j],
  * with up a packed weight panel (C rows of TG_ROWS values, so that every
  * row is one run of broadcasts) and v TG_COLS consecutive columns of C
