@@ -6,7 +6,8 @@
  * i is a pure function of (seed, epoch, i, v), so batches do not depend on
  * which loader made them; an eval ticket gets one view at the global size,
  * a function of (seed, split, i) alone. Options make it fail some samples
- * (as decode or env failures), work slowly, claim another dataset, send
+ * (as decode or env failures), work slowly (--delay-ms, from the start or
+ * after its first --delay-after answers), claim another dataset, send
  * garbage, or misbehave as tests/test_attack.c's attackers: hold its tickets
  * without ever answering them (--never-answer), or forge batches
  * (--forge-batch N: for each of its first N training tickets, a BATCH of the
@@ -66,7 +67,7 @@ struct fake {
     bool never_answer;
     int forge_left; /* training tickets still to forge */
     int omit_last;  /* --omit-last */
-    int delay_ms;
+    int delay_ms, delay_after, answered;
     struct held *held;
     int n_held;
     double last_heard, last_beat, next_ready;
@@ -290,6 +291,7 @@ int main(int argc, char **argv)
         {"fingerprint", required_argument, NULL, 'f'},
         {"fail-mod", required_argument, NULL, 'm'},
         {"delay-ms", required_argument, NULL, 'd'},
+        {"delay-after", required_argument, NULL, 'a'},
         {"name", required_argument, NULL, 'n'},
         {"garbage", no_argument, NULL, 'g'},
         {"fail-class", required_argument, NULL, 'C'},
@@ -309,6 +311,7 @@ int main(int argc, char **argv)
         case 'f': f.fingerprint = strtoull(optarg, NULL, 16); break;
         case 'm': f.fail_mod = strtoull(optarg, NULL, 10); break;
         case 'd': f.delay_ms = atoi(optarg); break;
+        case 'a': f.delay_after = atoi(optarg); break;
         case 'n': name = optarg; break;
         case 'g': garbage = 1; break;
         case 'C':
@@ -388,7 +391,8 @@ int main(int argc, char **argv)
             answer_held(&f, &f.held[0]);
             memmove(f.held, f.held + 1, (size_t)(f.n_held - 1) * sizeof *f.held);
             f.n_held--;
-            f.next_ready = now + f.delay_ms / 1000.0;
+            if (++f.answered > f.delay_after)
+                f.next_ready = now + f.delay_ms / 1000.0;
         }
         if (!welcomed && now - start > FAKE_HELLO_TIMEOUT_S)
             die("fake_loader: no WELCOME");

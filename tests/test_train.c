@@ -485,6 +485,52 @@ static void test_time_budget(void)
     env_free(&e);
 }
 
+/* The steps_total values of a run's metrics.jsonl, in order, into v (max);
+ * returns how many there were. */
+static int steps_totals(const char *metrics, double *v, int max)
+{
+    int n = 0;
+    for (const char *p = metrics; n < max && (p = strstr(p, "\"steps_total\":"));
+         p++)
+        v[n++] = strtod(p + strlen("\"steps_total\":"), NULL);
+    return n;
+}
+
+/* A loader that answers its first tickets at once and then one every
+ * 60 ms: the first fit (over 4 steps) counts on the fast pace, which
+ * would take the run far past its 6 s; the re-fit at the end of the first
+ * window (20 steps) brings the count down to what the slow pace allows,
+ * and the run ends with it. */
+static void test_time_budget_refit(void)
+{
+    struct env e;
+    env_init(&e);
+    struct line *l = xcalloc(MAX_LINES, sizeof *l);
+    const char *const budget[] = {"--minutes", "0.1", "--set", "optim.timing_steps=4",
+                                  NULL};
+    const char *const slow_later[] = {"--delay-ms", "60", "--delay-after", "12",
+                                      "--credit", "2", NULL};
+    int n = plain_run(&e, "refit", 1, "100000", slow_later, budget, l);
+    char *m = read_text(&e, "refit/metrics.jsonl");
+    double totals[16];
+    int nt = steps_totals(m, totals, 16);
+    CU_ASSERT(nt >= 2);
+    if (nt >= 2) {
+        CU_ASSERT(totals[nt - 1] < totals[0]);
+        CU_ASSERT_EQUAL((int)totals[nt - 1], n);
+    }
+    free(m);
+    char *log = read_text(&e, "refit/log");
+    CU_ASSERT(strstr(log, "time budget re-fitted at step 24") != NULL);
+    free(log);
+    char *cfg = read_text(&e, "refit/config.ini"), want[64];
+    snprintf(want, sizeof want, "steps = %d\n", n);
+    CU_ASSERT(strstr(cfg, want) != NULL);
+    free(cfg);
+    free(l);
+    env_free(&e);
+}
+
 /* A loader stopped (SIGSTOP) past the silence limit is presumed gone; its
  * tickets go to the other; its late batches, once it runs again, are dropped. */
 static void test_stalled_loader(void)
@@ -712,6 +758,7 @@ int main(int argc, char **argv)
         {"keep_ckpts", test_keep_ckpts},
         {"garbage_history", test_garbage_history},
         {"time_budget", test_time_budget},
+        {"time_budget_refit", test_time_budget_refit},
         {"stalled_loader", test_stalled_loader},
         {"result_metric", test_result_metric},
         {"data_flag", test_data_flag},

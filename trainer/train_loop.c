@@ -122,14 +122,23 @@ static void stop_on_write_failure(struct train *t, const char *what,
  * total; their pace fixes the real one, recorded in the run's config. The
  * snapshots due before the end pause training, so their estimated time
  * (train_eval_estimate_seconds at the steps' measured rate) comes out of
- * the budget too. */
-static void fix_total(struct train *t)
+ * the budget too. The first steps can run faster than the rest (the
+ * loaders' queues start full): on 2026-12-08 the default recipe's first 20
+ * took 1.36 s each and the rest ~1.5, and 30 minutes became 34. So the
+ * count is re-fitted every TRAIN_REFIT_WINDOWS x timing_steps steps from
+ * the pace of the window just ended (windows with a snapshot's pause are
+ * not timed); the schedule follows the new count. */
+#define TRAIN_REFIT_WINDOWS 5
+
+static void fit_total(struct train *t, double per_step)
 {
     struct train_progress *p = &t->prog;
+    const uint64_t was = p->total;
+    const bool refit = p->total_fixed;
     double now = util_time_mono();
-    double per_step = p->step > 1 ? (now - p->timing_t0) / (double)(p->step - 1)
-                                  : now - p->start_time;
-    double left = t->cfg.optim.minutes * 60.0 - (now - p->start_time);
+    if (!refit)
+        p->budget_s = t->cfg.optim.minutes * 60.0;
+    double left = p->budget_s - (now - p->start_time);
     double more = per_step > 0 ? floor(left / per_step) : 0;
     uint64_t total = p->step + (uint64_t)(more > 0 ? more : 0);
     if (total > (uint64_t)t->cfg.optim.steps)
@@ -145,6 +154,10 @@ static void fix_total(struct train *t)
         total--;
     if (total < p->step)
         total = p->step;
+    p->refit_t0 = now;
+    p->refit_step = p->step;
+    if (refit && total == was)
+        return;
     char err[ERR_LEN], set[64];
     snprintf(set, sizeof set, "optim.steps=%" PRIu64, total);
     if (config_set(&t->cfg, set, err) != 0 ||
@@ -158,16 +171,47 @@ static void fix_total(struct train *t)
     char werr[ERR_LEN];
     if (train_rundir_save_config(&t->rundir, t->config_text, werr) != 0)
         stop_on_write_failure(t, "config.ini write failed", werr);
-    train_log("time budget: %.3f s per step over %" PRIu64 " steps and ~%.1f s "
-              "per snapshot (%" PRIu64 " before the end), so %" PRIu64
-              " steps in "
-              "total (warm-up %ld); recorded in config.ini",
-              per_step, p->step, snap, snapshots_between(t, p->step, total),
-              total, p->warmup);
+    if (refit)
+        train_log("time budget re-fitted at step %" PRIu64 ": %.3f s per "
+                  "step, so %" PRIu64 " steps in total, not %" PRIu64
+                  " (warm-up %ld); recorded in config.ini",
+                  p->step, per_step, total, was, p->warmup);
+    else
+        train_log("time budget: %.3f s per step over %" PRIu64
+                  " steps and ~%.1f s per snapshot (%" PRIu64
+                  " before the end), so %" PRIu64 " steps in total (warm-up "
+                  "%ld); recorded in config.ini",
+                  per_step, p->step, snap, snapshots_between(t, p->step, total),
+                  total, p->warmup);
     struct msg_value v[] = {{"steps_total", (double)total},
                             {"step_s", per_step}};
     train_metrics_write(&t->rundir, MSG_SOURCE_SYSTEM, p->step,
                         t->steps.sampler.epoch, v, 2, NULL);
+}
+
+/* After each step (rank 0): the budget's first fit once timing_steps steps
+ * are done, its re-fits at the end of each window after that. */
+static void time_budget(struct train *t)
+{
+    struct train_progress *p = &t->prog;
+    const uint64_t timing = (uint64_t)t->cfg.optim.timing_steps;
+    double now = util_time_mono();
+    if (!p->total_fixed) {
+        if (p->step >= timing)
+            fit_total(t,
+                      p->step > 1 ? (now - p->timing_t0) / (double)(p->step - 1)
+                                  : now - p->start_time);
+        return;
+    }
+    if (p->budget_s <= 0 || p->step >= p->total ||
+        p->step - p->refit_step < TRAIN_REFIT_WINDOWS * timing)
+        return;
+    if (p->pause_step >= p->refit_step) { /* a snapshot paused the window */
+        p->refit_t0 = now;
+        p->refit_step = p->step;
+        return;
+    }
+    fit_total(t, (now - p->refit_t0) / (double)(p->step - p->refit_step));
 }
 
 /* "1h02m03s" (or "4m05s", "6s") into out. */
@@ -305,9 +349,8 @@ static void step_finish(struct train *t, struct train_slot *s)
     if (p->step % (uint64_t)t->cfg.run.log_every == 0 || p->step == p->total)
         write_metrics(t, epoch, r);
     train_step_release(s);
-    if (!p->total_fixed && p->step >= (uint64_t)t->cfg.optim.timing_steps &&
-        train_dist_root(&t->dist))
-        fix_total(t);
+    if (train_dist_root(&t->dist))
+        time_budget(t);
     if (t->ctl.fatal[0])
         return;
     /* the copy is of step p->step's weights: the compute thread is idle
@@ -319,8 +362,11 @@ static void step_finish(struct train *t, struct train_slot *s)
         stop_on_write_failure(t, "checkpoint failed", err);
         return;
     }
-    if (train_eval_due(t->eval, p->step, p->total_fixed && p->step == p->total))
+    if (train_eval_due(t->eval, p->step,
+                       p->total_fixed && p->step == p->total)) {
         train_eval_begin(t->eval, p->step, epoch);
+        p->pause_step = p->step;
+    }
 }
 
 /* At the end of a run, evaluators are still scoring the final snapshot:
