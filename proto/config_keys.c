@@ -222,7 +222,8 @@ static const struct config_key key_table[] = {
             "training steps; with minutes > 0, the cap while timing"),
     KEY_FLOAT(optim, minutes, 0.0, 1e6, "0",
               "time budget in minutes; > 0: the first timing_steps steps "
-              "are timed and the total step count fixed from them"),
+              "are timed and the total step count fixed from them, then "
+              "re-fitted every 5 x timing_steps steps from their pace"),
     KEY_INT(optim, timing_steps, 1, 10000, "20",
             "steps timed to fix the step count of a time budget"),
     KEY_FLOAT(optim, lr, 0.0, 10.0, "5e-4", "AdamW learning rate (encoder)"),

@@ -7,7 +7,8 @@
  * which loader made them; an eval ticket gets one view at the global size,
  * a function of (seed, split, i) alone. Options make it fail some samples
  * (as decode or env failures), work slowly (--delay-ms, from the start or
- * after its first --delay-after answers), claim another dataset, send
+ * after its first --delay-after answers, up to its --delay-until'th),
+ * claim another dataset, send
  * garbage, or misbehave as tests/test_attack.c's attackers: hold its tickets
  * without ever answering them (--never-answer), or forge batches
  * (--forge-batch N: for each of its first N training tickets, a BATCH of the
@@ -67,7 +68,7 @@ struct fake {
     bool never_answer;
     int forge_left; /* training tickets still to forge */
     int omit_last;  /* --omit-last */
-    int delay_ms, delay_after, answered;
+    int delay_ms, delay_after, delay_until, answered;
     struct held *held;
     int n_held;
     double last_heard, last_beat, next_ready;
@@ -292,6 +293,7 @@ int main(int argc, char **argv)
         {"fail-mod", required_argument, NULL, 'm'},
         {"delay-ms", required_argument, NULL, 'd'},
         {"delay-after", required_argument, NULL, 'a'},
+        {"delay-until", required_argument, NULL, 'u'},
         {"name", required_argument, NULL, 'n'},
         {"garbage", no_argument, NULL, 'g'},
         {"fail-class", required_argument, NULL, 'C'},
@@ -312,6 +314,7 @@ int main(int argc, char **argv)
         case 'm': f.fail_mod = strtoull(optarg, NULL, 10); break;
         case 'd': f.delay_ms = atoi(optarg); break;
         case 'a': f.delay_after = atoi(optarg); break;
+        case 'u': f.delay_until = atoi(optarg); break;
         case 'n': name = optarg; break;
         case 'g': garbage = 1; break;
         case 'C':
@@ -391,7 +394,8 @@ int main(int argc, char **argv)
             answer_held(&f, &f.held[0]);
             memmove(f.held, f.held + 1, (size_t)(f.n_held - 1) * sizeof *f.held);
             f.n_held--;
-            if (++f.answered > f.delay_after)
+            if (++f.answered > f.delay_after &&
+                (f.delay_until == 0 || f.answered <= f.delay_until))
                 f.next_ready = now + f.delay_ms / 1000.0;
         }
         if (!welcomed && now - start > FAKE_HELLO_TIMEOUT_S)

@@ -531,6 +531,34 @@ static void test_time_budget_refit(void)
     env_free(&e);
 }
 
+/* The other way: a loader slow for its first answers and fast after. The
+ * first fit (over 2 slow steps) counts on the slow pace; the re-fits raise
+ * the count, up to the cap (optim.steps = 300, which the recorded counts
+ * must not replace). */
+static void test_time_budget_refit_up(void)
+{
+    struct env e;
+    env_init(&e);
+    struct line *l = xcalloc(MAX_LINES, sizeof *l);
+    const char *const budget[] = {"--minutes", "0.1", "--set", "optim.timing_steps=2",
+                                  NULL};
+    const char *const slow_first[] = {"--delay-ms", "200", "--delay-until", "8",
+                                      "--credit", "2", NULL};
+    int n = plain_run(&e, "refitup", 1, "300", slow_first, budget, l);
+    char *m = read_text(&e, "refitup/metrics.jsonl");
+    double totals[64];
+    int nt = steps_totals(m, totals, 64);
+    CU_ASSERT(nt >= 2);
+    if (nt >= 2) {
+        CU_ASSERT(totals[nt - 1] > totals[0]);
+        CU_ASSERT(totals[nt - 1] <= 300);
+        CU_ASSERT_EQUAL((int)totals[nt - 1], n);
+    }
+    free(m);
+    free(l);
+    env_free(&e);
+}
+
 /* A loader stopped (SIGSTOP) past the silence limit is presumed gone; its
  * tickets go to the other; its late batches, once it runs again, are dropped. */
 static void test_stalled_loader(void)
@@ -759,6 +787,7 @@ int main(int argc, char **argv)
         {"garbage_history", test_garbage_history},
         {"time_budget", test_time_budget},
         {"time_budget_refit", test_time_budget_refit},
+        {"time_budget_refit_up", test_time_budget_refit_up},
         {"stalled_loader", test_stalled_loader},
         {"result_metric", test_result_metric},
         {"data_flag", test_data_flag},

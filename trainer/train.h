@@ -63,10 +63,11 @@ struct train_progress {
     bool have_ckpt;
     double start_time, timing_t0;
     uint64_t first_step; /* step at which this process began (a resume) */
-    /* a time budget's seconds, and the window its re-fits time (from
-     * step refit_step at refit_t0); pause_step: the last snapshot's */
+    /* a time budget's seconds and step cap, and the window its re-fits
+     * time (from step refit_step at refit_t0); pause_step: the last
+     * snapshot's */
     double budget_s, refit_t0;
-    uint64_t refit_step, pause_step;
+    uint64_t steps_cap, refit_step, pause_step;
 };
 
 /* What the step lines and metrics average over a log interval. */

@@ -136,13 +136,15 @@ static void fit_total(struct train *t, double per_step)
     const uint64_t was = p->total;
     const bool refit = p->total_fixed;
     double now = util_time_mono();
-    if (!refit)
+    if (!refit) { /* optim.steps is the cap until it records the count */
         p->budget_s = t->cfg.optim.minutes * 60.0;
+        p->steps_cap = (uint64_t)t->cfg.optim.steps;
+    }
     double left = p->budget_s - (now - p->start_time);
     double more = per_step > 0 ? floor(left / per_step) : 0;
     uint64_t total = p->step + (uint64_t)(more > 0 ? more : 0);
-    if (total > (uint64_t)t->cfg.optim.steps)
-        total = (uint64_t)t->cfg.optim.steps;
+    if (total > p->steps_cap)
+        total = p->steps_cap;
     double snap = per_step > 0
         ? train_eval_estimate_seconds(
               t->eval, lejepa_step_direct_flops(&t->engine.model) / per_step)
