@@ -485,15 +485,36 @@ static void test_time_budget(void)
     env_free(&e);
 }
 
-/* The steps_total values of a run's metrics.jsonl, in order, into v (max);
- * returns how many there were. */
-static int steps_totals(const char *metrics, double *v, int max)
+/* A 6 s time budget timed over its first `timing` steps (capped at `cap`
+ * steps), one fake loader with loader_args: the run's steps_total values,
+ * in order, into totals (max); *n the steps it ran. Returns how many
+ * values there were, after checking that the last is the run's count, in
+ * its config.ini too. */
+static int refit_run(struct env *e, const char *name, const char *cap,
+                     const char *timing, const char *const *loader_args,
+                     double *totals, int max, int *n)
 {
-    int n = 0;
-    for (const char *p = metrics; n < max && (p = strstr(p, "\"steps_total\":"));
+    struct line *l = xcalloc(MAX_LINES, sizeof *l);
+    const char *const budget[] = {"--minutes", "0.1", "--set", timing, NULL};
+    *n = plain_run(e, name, 1, cap, loader_args, budget, l);
+    free(l);
+    char rel[300];
+    snprintf(rel, sizeof rel, "%s/metrics.jsonl", name);
+    char *m = read_text(e, rel);
+    int nt = 0;
+    for (const char *p = m; nt < max && (p = strstr(p, "\"steps_total\":"));
          p++)
-        v[n++] = strtod(p + strlen("\"steps_total\":"), NULL);
-    return n;
+        totals[nt++] = strtod(p + strlen("\"steps_total\":"), NULL);
+    free(m);
+    CU_ASSERT(nt >= 2);
+    if (nt >= 1)
+        CU_ASSERT_EQUAL((int)totals[nt - 1], *n);
+    snprintf(rel, sizeof rel, "%s/config.ini", name);
+    char *cfg = read_text(e, rel), want[64];
+    snprintf(want, sizeof want, "steps = %d\n", *n);
+    CU_ASSERT(strstr(cfg, want) != NULL);
+    free(cfg);
+    return nt;
 }
 
 /* A loader that answers its first tickets at once and then one every
@@ -505,29 +526,16 @@ static void test_time_budget_refit(void)
 {
     struct env e;
     env_init(&e);
-    struct line *l = xcalloc(MAX_LINES, sizeof *l);
-    const char *const budget[] = {"--minutes", "0.1", "--set", "optim.timing_steps=4",
-                                  NULL};
-    const char *const slow_later[] = {"--delay-ms", "60", "--delay-after", "12",
-                                      "--credit", "2", NULL};
-    int n = plain_run(&e, "refit", 1, "100000", slow_later, budget, l);
-    char *m = read_text(&e, "refit/metrics.jsonl");
+    const char *const slow_later[] = {
+        "--delay-ms", "60", "--delay-after", "12", "--credit", "2", NULL};
     double totals[16];
-    int nt = steps_totals(m, totals, 16);
-    CU_ASSERT(nt >= 2);
-    if (nt >= 2) {
-        CU_ASSERT(totals[nt - 1] < totals[0]);
-        CU_ASSERT_EQUAL((int)totals[nt - 1], n);
-    }
-    free(m);
+    int n,
+        nt = refit_run(&e, "refit", "100000", "optim.timing_steps=4",
+                       slow_later, totals, 16, &n);
+    CU_ASSERT(nt >= 2 && totals[nt - 1] < totals[0]);
     char *log = read_text(&e, "refit/log");
     CU_ASSERT(strstr(log, "time budget re-fitted at step 24") != NULL);
     free(log);
-    char *cfg = read_text(&e, "refit/config.ini"), want[64];
-    snprintf(want, sizeof want, "steps = %d\n", n);
-    CU_ASSERT(strstr(cfg, want) != NULL);
-    free(cfg);
-    free(l);
     env_free(&e);
 }
 
@@ -539,23 +547,14 @@ static void test_time_budget_refit_up(void)
 {
     struct env e;
     env_init(&e);
-    struct line *l = xcalloc(MAX_LINES, sizeof *l);
-    const char *const budget[] = {"--minutes", "0.1", "--set", "optim.timing_steps=2",
-                                  NULL};
-    const char *const slow_first[] = {"--delay-ms", "200", "--delay-until", "8",
-                                      "--credit", "2", NULL};
-    int n = plain_run(&e, "refitup", 1, "300", slow_first, budget, l);
-    char *m = read_text(&e, "refitup/metrics.jsonl");
+    const char *const slow_first[] = {
+        "--delay-ms", "200", "--delay-until", "8", "--credit", "2", NULL};
     double totals[64];
-    int nt = steps_totals(m, totals, 64);
-    CU_ASSERT(nt >= 2);
-    if (nt >= 2) {
-        CU_ASSERT(totals[nt - 1] > totals[0]);
-        CU_ASSERT(totals[nt - 1] <= 300);
-        CU_ASSERT_EQUAL((int)totals[nt - 1], n);
-    }
-    free(m);
-    free(l);
+    int n,
+        nt = refit_run(&e, "refitup", "300", "optim.timing_steps=2", slow_first,
+                       totals, 64, &n);
+    CU_ASSERT(nt >= 2 && totals[nt - 1] > totals[0]);
+    CU_ASSERT(nt >= 1 && totals[nt - 1] <= 300);
     env_free(&e);
 }
 
