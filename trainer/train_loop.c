@@ -156,8 +156,6 @@ static void fit_total(struct train *t, double per_step)
         total--;
     if (total < p->step)
         total = p->step;
-    p->refit_t0 = now;
-    p->refit_step = p->step;
     if (refit && total == was)
         return;
     char err[ERR_LEN], set[64];
@@ -199,21 +197,21 @@ static void time_budget(struct train *t)
     const uint64_t timing = (uint64_t)t->cfg.optim.timing_steps;
     double now = util_time_mono();
     if (!p->total_fixed) {
-        if (p->step >= timing)
+        if (p->step < timing)
+            return;
+        fit_total(t,
+                  p->step > 1 ? (now - p->timing_t0) / (double)(p->step - 1)
+                              : now - p->start_time);
+    } else {
+        if (p->budget_s <= 0 || p->step >= p->total ||
+            p->step - p->refit_step < TRAIN_REFIT_WINDOWS * timing)
+            return;
+        if (p->pause_step < p->refit_step) /* no snapshot paused the window */
             fit_total(t,
-                      p->step > 1 ? (now - p->timing_t0) / (double)(p->step - 1)
-                                  : now - p->start_time);
-        return;
+                      (now - p->refit_t0) / (double)(p->step - p->refit_step));
     }
-    if (p->budget_s <= 0 || p->step >= p->total ||
-        p->step - p->refit_step < TRAIN_REFIT_WINDOWS * timing)
-        return;
-    if (p->pause_step >= p->refit_step) { /* a snapshot paused the window */
-        p->refit_t0 = now;
-        p->refit_step = p->step;
-        return;
-    }
-    fit_total(t, (now - p->refit_t0) / (double)(p->step - p->refit_step));
+    p->refit_t0 = now; /* the next window */
+    p->refit_step = p->step;
 }
 
 /* "1h02m03s" (or "4m05s", "6s") into out. */
